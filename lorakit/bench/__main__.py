@@ -1,0 +1,4 @@
+import lorakit.bench as _pkg
+from lorakit._dispatch import run
+
+run(_pkg)

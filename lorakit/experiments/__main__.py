@@ -1,0 +1,4 @@
+import lorakit.experiments as _pkg
+from lorakit._dispatch import run
+
+run(_pkg)

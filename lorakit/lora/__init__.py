@@ -1,0 +1,25 @@
+"""LoRA layers and the functions that apply them to a model (paper §4)."""
+
+from .apply import (
+    ARCH_TARGETS,
+    SHORT_NAMES,
+    LoRAConfig,
+    LoRAReport,
+    apply_lora,
+    count_parameters,
+    lora_factors,
+    lora_layers,
+    lora_state_dict,
+    mark_only_lora_trainable,
+    merge_lora,
+    resolve_targets,
+    unmerge_lora,
+)
+from .layers import FusedLoRALinear, LoRAEmbedding, LoRALinear, lora_scaling
+
+__all__ = [
+    "ARCH_TARGETS", "SHORT_NAMES", "FusedLoRALinear", "LoRAConfig", "LoRAEmbedding", "LoRALinear",
+    "LoRAReport", "apply_lora", "count_parameters", "lora_factors", "lora_layers",
+    "lora_scaling", "lora_state_dict", "mark_only_lora_trainable", "merge_lora",
+    "resolve_targets", "unmerge_lora",
+]

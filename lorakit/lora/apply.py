@@ -1,0 +1,313 @@
+"""Applying LoRA to a model: config, target resolution, freezing, merge/unmerge, state dicts.
+
+Targets are short names for known architectures (GPT-2: ``q k v o mlp_in mlp_out``; BERT and
+LLaMA-style models have their own tables) or, for any model, module-name suffixes
+(``"attention.self.query"``) or regular expressions (``"re:.*\\.mlp\\.c_fc"``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+from torch import nn
+
+from .layers import INITS, FusedLoRALinear, LoRAEmbedding, LoRALinear, base_dims, check_rank
+
+LORA_TYPES = (LoRALinear, LoRAEmbedding)
+BIAS_MODES = ("none", "all", "lora_only")
+
+# Short names -> module-name suffixes, per architecture. GPT-2's q, k, v are slices of c_attn.
+GPT2_FUSED = "attn.c_attn"
+ARCH_TARGETS: dict[str, dict[str, str]] = {
+    "gpt2": {"o": "attn.c_proj", "mlp_in": "mlp.c_fc", "mlp_out": "mlp.c_proj"},
+    "bert": {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+             "o": "attention.output.dense", "mlp_in": "intermediate.dense", "mlp_out": "output.dense"},
+    "llama": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+              "o": "self_attn.o_proj", "mlp_in": "mlp.up_proj", "mlp_out": "mlp.down_proj"},
+}
+SHORT_NAMES = ("q", "k", "v", "o", "mlp_in", "mlp_out")
+
+
+@dataclass
+class LoRAConfig:
+    """Settings of a LoRA adaptation (paper's GPT-2 E2E setting: r=4, alpha=32, q and v, dropout 0.1).
+
+    Parameters
+    ----------
+    r : int
+        Rank of every update.
+    alpha : float, optional
+        The update is scaled by ``alpha / r`` (``alpha / sqrt(r)`` with ``rslora``); default ``r``.
+    targets : list of str
+        Short names (``q k v o mlp_in mlp_out``), module-name suffixes, or ``"re:<regex>"``.
+    dropout : float
+        Dropout on the LoRA branch's input.
+    init : {"gaussian", "kaiming"}
+        How A is initialised; B is always zero.
+    rslora : bool
+        Rank-stabilised scaling ``alpha / sqrt(r)``.
+    bias : {"none", "all", "lora_only"}
+        Which biases train along with A and B.
+    """
+
+    r: int = 4
+    alpha: float | None = None
+    targets: list[str] = field(default_factory=lambda: ["q", "v"])
+    dropout: float = 0.0
+    init: str = "gaussian"
+    rslora: bool = False
+    bias: str = "none"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        self.targets = list(self.targets)
+        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
+            raise ValueError(f"r must be a positive integer, got {self.r!r}; r = 4 or 8 is typical.")
+        if self.alpha is not None and not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha!r}; the paper uses alpha = 32 "
+                             "with r = 4 for GPT-2 (or leave it unset for alpha = r).")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
+        if self.bias not in BIAS_MODES:
+            raise ValueError(f"bias must be one of {BIAS_MODES}, got {self.bias!r}.")
+        if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
+            raise ValueError(f"targets must be a non-empty list of names, got {self.targets!r}.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LoRAReport:
+    """What :func:`apply_lora` adapted: module names (GPT-2 fused ones as ``name[q,v]``), counts."""
+
+    adapted: list[str]
+    shapes: dict[str, tuple[int, int]]
+    trainable: int
+    total: int
+    config: LoRAConfig
+
+    def __str__(self) -> str:
+        pct = 100.0 * self.trainable / max(self.total, 1)
+        head = (f"LoRA r={self.config.r} alpha={self.config.alpha if self.config.alpha else self.config.r:g}"
+                f" on {len(self.adapted)} modules; trainable {self.trainable:,} of "
+                f"{self.total:,} parameters ({pct:.3f}%)")
+        lines = [head] + [f"  {n}  (d, k) = {self.shapes[n]}" for n in self.adapted[:8]]
+        if len(self.adapted) > 8:
+            lines.append(f"  ... and {len(self.adapted) - 8} more")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def architecture(model: nn.Module) -> str | None:
+    """The short-name table that applies to ``model`` (``"gpt2"``, ``"bert"``, ``"llama"``) or None."""
+    names = [n for n, _ in model.named_modules()]
+    if any(n.endswith(GPT2_FUSED) for n in names):
+        return "gpt2"
+    for arch in ("bert", "llama"):
+        if any(n.endswith(ARCH_TARGETS[arch]["q"]) for n in names):
+            return arch
+    return None
+
+
+def _adaptable(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules LoRA may wrap (Linear, Conv1D, Embedding), excluding those inside LoRA wrappers."""
+    out, inside = {}, set()
+    for name, mod in model.named_modules():
+        if any(name.startswith(p + ".") for p in inside):
+            continue
+        if isinstance(mod, LORA_TYPES):
+            inside.add(name)
+            out[name] = mod
+        elif isinstance(mod, (nn.Linear, nn.Embedding)) or type(mod).__name__ == "Conv1D":
+            out[name] = mod
+    return out
+
+
+def _summarise(names: list[str], limit: int = 12) -> str:
+    """Module names with layer numbers folded: ``transformer.h.{0..11}.attn.c_attn``."""
+    pattern = re.compile(r"\.(\d+)\.")
+    groups: dict[str, list[int]] = {}
+    for n in names:
+        key = pattern.sub(".{i}.", n, count=1)
+        m = pattern.search(n)
+        groups.setdefault(key, []).append(int(m.group(1)) if m else -1)
+    shown = []
+    for key, idx in groups.items():
+        idx = sorted(i for i in idx if i >= 0)
+        shown.append(key.replace("{i}", f"{{{idx[0]}..{idx[-1]}}}") if idx else key)
+    more = f" ... (+{len(shown) - limit} more)" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
+def resolve_targets(model: nn.Module, targets: list[str]) -> dict[str, tuple[bool, ...] | None]:
+    """Map targets to ``{module name: slice mask or None}``; raise if a target matches nothing."""
+    modules = _adaptable(model)
+    arch = architecture(model)
+    found: dict[str, tuple[bool, ...] | None] = {}
+    fused_on = {"q": False, "k": False, "v": False}
+    for t in targets:
+        if t in SHORT_NAMES and arch == "gpt2" and t in fused_on:
+            fused_on[t] = True
+            continue
+        if t in SHORT_NAMES:
+            if arch is None:
+                raise ValueError(
+                    f"Target {t!r} is a short name, but this model's architecture is not one lorakit "
+                    f"knows ({', '.join(ARCH_TARGETS)}). Use module names instead; adaptable modules "
+                    f"are: {_summarise(list(modules))}.")
+            t = ARCH_TARGETS[arch][t]
+        if t.startswith("re:"):
+            rx = re.compile(t[3:])
+            hits = [n for n in modules if rx.fullmatch(n)]
+        else:
+            hits = [n for n in modules if n == t or n.endswith("." + t)]
+        if not hits:
+            raise ValueError(
+                f"LoRA target {t!r} matches no module. Adaptable modules (Linear/Conv1D/Embedding) "
+                f"are: {_summarise(list(modules))}. Use a short name ({' '.join(SHORT_NAMES)}) "
+                "for GPT-2/BERT/LLaMA, a name suffix, or 're:<regex>'.")
+        for n in hits:
+            found[n] = None
+    if any(fused_on.values()):
+        mask = (fused_on["q"], fused_on["k"], fused_on["v"])
+        for n in modules:
+            if n.endswith(GPT2_FUSED):
+                found[n] = mask
+    return found
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
+    """Wrap the target modules of ``model`` with LoRA in place and freeze everything else.
+
+    Every target is resolved and checked (type, rank, not already adapted) before anything is
+    changed, so a bad config leaves the model exactly as it was.
+    """
+    targets = resolve_targets(model, config.targets)
+    modules = _adaptable(model)
+    plan = []
+    for name, mask in targets.items():
+        mod = modules[name]
+        if isinstance(mod, LORA_TYPES):
+            raise ValueError(f"{name} already has LoRA. Apply LoRA once per model: load a fresh base, "
+                             "or use lorakit.load_adapter to swap adapters.")
+        if isinstance(mod, nn.Embedding):
+            check_rank(config.r, mod.embedding_dim, mod.num_embeddings, name)
+        else:
+            k, d, _ = base_dims(mod)
+            check_rank(config.r, d // (3 if mask else 1), k, name)
+        plan.append((name, mod, mask))
+    kw = dict(r=config.r, alpha=config.alpha, init=config.init, rslora=config.rslora)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    report_names, shapes = [], {}
+    for name, mod, mask in plan:
+        if isinstance(mod, nn.Embedding):
+            new = LoRAEmbedding(mod, **kw)
+            shapes[name] = (mod.embedding_dim, mod.num_embeddings)
+        elif mask is not None:
+            new = FusedLoRALinear(mod, dropout=config.dropout, enable=mask, **kw)
+            name_shown = f"{name}[{','.join(s for s, e in zip('qkv', mask) if e)}]"
+            shapes[name_shown] = (new.d_slice, new.in_features)
+        else:
+            new = LoRALinear(mod, dropout=config.dropout, **kw)
+            shapes[name] = (new.out_features, new.in_features)
+        new.train(mod.training)  # keep the model's train/eval mode (LoRA dropout)
+        _set_module(model, name, new)
+        report_names.append(name if mask is None else name_shown)
+    mark_only_lora_trainable(model, config.bias)
+    model._lorakit_config = config  # remembered by save_adapter
+    trainable, total = count_parameters(model)
+    return LoRAReport(report_names, shapes, trainable, total, config)
+
+
+def lora_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``(name, layer)`` for every LoRA layer of ``model``."""
+    for name, mod in model.named_modules():
+        if isinstance(mod, LORA_TYPES):
+            yield name, mod
+
+
+def _require_lora(model: nn.Module, what: str) -> list[tuple[str, nn.Module]]:
+    layers = list(lora_layers(model))
+    if not layers:
+        raise ValueError(f"Cannot {what}: the model has no LoRA layers. Call "
+                         "lorakit.apply_lora(model, config) (or lorakit.load_adapter) first.")
+    return layers
+
+
+def merge_lora(model: nn.Module) -> None:
+    """Fold every LoRA update into its base weight (idempotent)."""
+    for _, layer in _require_lora(model, "merge LoRA"):
+        layer.merge()
+
+
+def unmerge_lora(model: nn.Module) -> None:
+    """Take every LoRA update back out of its base weight (idempotent)."""
+    for _, layer in _require_lora(model, "unmerge LoRA"):
+        layer.unmerge()
+
+
+def mark_only_lora_trainable(model: nn.Module, bias: str = "none") -> None:
+    """Freeze all but A and B; ``bias``: "none", "all" biases, or "lora_only" (biases of adapted layers)."""
+    if bias not in BIAS_MODES:
+        raise ValueError(f"bias must be one of {BIAS_MODES}, got {bias!r}.")
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+    if bias == "all":
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.requires_grad_(True)
+    elif bias == "lora_only":
+        for _, layer in lora_layers(model):
+            b = getattr(layer.base, "bias", None)
+            if b is not None:
+                b.requires_grad_(True)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts (shared tensors counted once)."""
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def lora_state_dict(model: nn.Module, bias: str = "none") -> dict:
+    """The LoRA tensors (``*lora_A``, ``*lora_B``), plus biases per ``bias`` as in training."""
+    sd = model.state_dict()
+    keys = {k for k in sd if "lora_" in k}
+    if bias == "all":
+        keys |= {k for k in sd if k.endswith("bias")}
+    elif bias == "lora_only":
+        keys |= {f"{n}.base.bias" for n, layer in lora_layers(model)
+                 if getattr(layer.base, "bias", None) is not None}
+    return {k: sd[k] for k in sorted(keys)}
+
+
+def lora_factors(model: nn.Module) -> dict:
+    """``{name: (A (r, k), B (d, r))}`` for every adapted matrix; fused slices get ``name.q`` etc."""
+    out = {}
+    for name, layer in lora_layers(model):
+        if isinstance(layer, FusedLoRALinear):
+            for s, ab in layer.factors().items():
+                out[f"{name}.{s}"] = ab
+        else:
+            out[name] = (layer.lora_A, layer.lora_B)
+    return out

@@ -1,0 +1,294 @@
+"""LoRA layers: a frozen base layer plus a trainable low-rank update (Hu et al. 2021, §4.1).
+
+For a frozen weight ``W0 ∈ R^{d×k}`` (d = out features, k = in features) LoRA learns
+``A ∈ R^{r×k}`` and ``B ∈ R^{d×r}`` and computes ``h = W0 x + (α/r) · B A x``.
+
+The layers *wrap* the base layer (``self.base``) rather than inheriting from it, so one class
+serves ``nn.Linear`` (weight stored (out, in)) and transformers' ``Conv1D`` (weight stored
+(in, out), as in GPT-2). ``merge()`` folds ``(α/r)·BA`` into the base weight for inference with
+no extra latency; ``unmerge()`` takes it out again. Both are explicit and idempotent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INITS = ("gaussian", "kaiming")
+
+
+def base_dims(base: nn.Module) -> tuple[int, int, bool]:
+    """``(in_features, out_features, weight_is_in_by_out)`` of an ``nn.Linear`` or ``Conv1D``."""
+    if isinstance(base, nn.Linear):
+        return base.in_features, base.out_features, False
+    if type(base).__name__ == "Conv1D" and hasattr(base, "nf"):  # transformers.pytorch_utils.Conv1D
+        return base.weight.shape[0], base.weight.shape[1], True
+    raise TypeError(
+        f"LoRA can wrap nn.Linear or transformers' Conv1D, not {type(base).__name__}; "
+        "target a linear projection instead."
+    )
+
+
+def lora_scaling(alpha: float, r: int, rslora: bool = False) -> float:
+    """The factor in front of ``BA``: ``α/r`` (paper), or ``α/√r`` with rsLoRA (Kalajdzievski 2023)."""
+    return alpha / math.sqrt(r) if rslora else alpha / r
+
+
+def init_lora_A(A: torch.Tensor, init: str) -> None:
+    """Initialise A in place; B is always zero so that ΔW = BA = 0 at the start (paper §4.1).
+
+    ``"gaussian"`` (default, the paper's choice): ``A ~ N(0, 1/k)``; the paper says "random
+    Gaussian" without a scale, and variance ``1/k`` keeps ``A x`` at the scale of ``x``.
+    ``"kaiming"``: Kaiming-uniform with ``a=√5``, i.e. ``U(-1/√k, 1/√k)``, what loralib and PEFT
+    do because it is ``nn.Linear``'s own default. The two differ only in the scale and shape of
+    A's initial distribution; with B = 0 neither changes the model at step 0.
+    """
+    if init == "gaussian":
+        nn.init.normal_(A, mean=0.0, std=1.0 / math.sqrt(A.shape[1]))
+    elif init == "kaiming":
+        nn.init.kaiming_uniform_(A, a=math.sqrt(5))
+    else:
+        raise ValueError(f"init={init!r} is not known; use one of {INITS}.")
+
+
+def check_rank(r: int, d: int, k: int, where: str = "this layer") -> None:
+    """Raise a clear error unless ``1 <= r <= min(d, k)``."""
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise ValueError(f"LoRA rank r must be a positive integer, got {r!r}; r = 4 or 8 is typical.")
+    if r > min(d, k):
+        raise ValueError(
+            f"LoRA rank r={r} is larger than min(d, k) = min({d}, {k}) = {min(d, k)} for {where}: "
+            "BA could never have that rank. Choose r <= min(d, k) (LoRA is useful when r << min(d, k))."
+        )
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear``/``Conv1D`` plus the update ``(α/r)·B A``.
+
+    Parameters
+    ----------
+    base : nn.Linear or transformers Conv1D
+        The layer to adapt; its parameters are frozen (``requires_grad=False``).
+    r : int
+        Rank of the update, ``1 <= r <= min(d, k)``.
+    alpha : float, optional
+        Scaling numerator; the update is multiplied by ``alpha / r`` (default ``alpha = r``).
+    dropout : float
+        Dropout on the input of the LoRA branch only (paper's GPT-2 setting: 0.1).
+    init : {"gaussian", "kaiming"}
+        How A is initialised (see :func:`init_lora_A`); B starts at zero.
+    rslora : bool
+        Use ``alpha / sqrt(r)`` instead of ``alpha / r``.
+
+    Shapes: input ``(..., k)``, output ``(..., d)``; ``lora_A`` is ``(r, k)``, ``lora_B`` ``(d, r)``.
+    """
+
+    def __init__(self, base: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
+                 init: str = "gaussian", rslora: bool = False) -> None:
+        super().__init__()
+        k, d, self.fan_in_fan_out = base_dims(base)
+        check_rank(r, self._slice_out(d), k, type(base).__name__)
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.in_features, self.out_features = k, d
+        self.r, self.alpha = r, float(r if alpha is None else alpha)
+        self.scaling = lora_scaling(self.alpha, r, rslora)
+        self.rslora, self.init = rslora, init
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        w = base.weight
+        self.lora_A = nn.Parameter(torch.empty(self._a_shape(), device=w.device, dtype=w.dtype))
+        self.lora_B = nn.Parameter(torch.zeros(self._b_shape(), device=w.device, dtype=w.dtype))
+        self.merged = False
+        self.reset_lora_parameters()
+
+    # shapes (overridden by the fused layer)
+    def _slice_out(self, d: int) -> int:
+        return d
+
+    def _a_shape(self) -> tuple[int, ...]:
+        return (self.r, self.in_features)
+
+    def _b_shape(self) -> tuple[int, ...]:
+        return (self.out_features, self.r)
+
+    def reset_lora_parameters(self) -> None:
+        """A random (see ``init``), B zero: the layer starts equal to its base."""
+        with torch.no_grad():
+            init_lora_A(self.lora_A, self.init)
+            self.lora_B.zero_()
+
+    def delta_weight(self) -> torch.Tensor:
+        """``ΔW = (α/r)·B A`` in the paper's layout ``(d, k)`` = (out, in)."""
+        return self.scaling * (self.lora_B @ self.lora_A)
+
+    def _apply_delta(self, sign: float) -> None:
+        with torch.no_grad():
+            delta = self.delta_weight().to(torch.float32)
+            if self.fan_in_fan_out:
+                delta = delta.T
+            w = self.base.weight
+            w.copy_((w.to(torch.float32) + sign * delta).to(w.dtype))
+
+    def merge(self) -> None:
+        """Fold ΔW into the base weight (no extra latency at inference). Idempotent."""
+        if not self.merged:
+            self._apply_delta(+1.0)
+            self.merged = True
+
+    def unmerge(self) -> None:
+        """Take ΔW back out of the base weight. Idempotent."""
+        if self.merged:
+            self._apply_delta(-1.0)
+            self.merged = False
+
+    def _check_not_training_merged(self) -> None:
+        if self.merged and self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
+            raise RuntimeError(
+                "This LoRA layer is merged, so A and B get no gradient. Call "
+                "lorakit.unmerge_lora(model) before training (or model.eval() for inference)."
+            )
+
+    def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The LoRA branch ``(α/r)·B A dropout(x)``: ``(..., k) -> (..., d)``."""
+        return F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            self._check_not_training_merged()
+            return out
+        return out + self.lora_delta(x)
+
+    def extra_repr(self) -> str:
+        return (f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha:g}, "
+                f"scaling={self.scaling:.4g}, merged={self.merged}")
+
+
+class FusedLoRALinear(LoRALinear):
+    """LoRA on slices of a fused projection, e.g. GPT-2's ``attn.c_attn`` that computes q, k, v at once.
+
+    The output ``(..., n·d_s)`` is ``n`` equal slices; only the slices with ``enable[i]`` get an
+    update (the paper adapts q and v: ``enable=(True, False, True)``), so k's slice of the weight
+    is never touched, unlike PEFT, which can only adapt the whole fused matrix.
+
+    ``lora_A`` is ``(n_en·r, k)``: the A matrices of the enabled slices stacked, so one matmul
+    serves all of them. ``lora_B`` is ``(n_en, d_s, r)``: one B per enabled slice.
+    """
+
+    def __init__(self, base: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
+                 init: str = "gaussian", rslora: bool = False,
+                 enable: Sequence[bool] = (True, False, True),
+                 slice_names: Sequence[str] = ("q", "k", "v")) -> None:
+        self.enable = tuple(bool(e) for e in enable)
+        self.slice_names = tuple(slice_names)
+        if len(self.slice_names) != len(self.enable) or not any(self.enable):
+            raise ValueError(f"enable={enable} must have one flag per slice {slice_names} "
+                             "and at least one True.")
+        d = base_dims(base)[1]
+        if d % len(self.enable):
+            raise ValueError(f"output size {d} does not split into {len(self.enable)} equal slices.")
+        self.d_slice = d // len(self.enable)
+        self.enabled_idx = [i for i, e in enumerate(self.enable) if e]
+        super().__init__(base, r, alpha, dropout, init, rslora)
+
+    def _slice_out(self, d: int) -> int:
+        return d // len(self.enable)
+
+    def _a_shape(self) -> tuple[int, ...]:
+        return (len(self.enabled_idx) * self.r, self.in_features)
+
+    def _b_shape(self) -> tuple[int, ...]:
+        return (len(self.enabled_idx), self.d_slice, self.r)
+
+    def reset_lora_parameters(self) -> None:
+        with torch.no_grad():
+            for j in range(len(self.enabled_idx)):  # each slice's A initialised as its own (r, k)
+                init_lora_A(self.lora_A[j * self.r:(j + 1) * self.r], self.init)
+            self.lora_B.zero_()
+
+    def factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{slice name: (A (r, k), B (d_s, r))}`` for each enabled slice (views, not copies)."""
+        return {self.slice_names[i]: (self.lora_A[j * self.r:(j + 1) * self.r], self.lora_B[j])
+                for j, i in enumerate(self.enabled_idx)}
+
+    def delta_weight(self) -> torch.Tensor:
+        delta = self.lora_A.new_zeros(len(self.enable), self.d_slice, self.in_features)
+        for j, i in enumerate(self.enabled_idx):
+            delta[i] = self.lora_B[j] @ self.lora_A[j * self.r:(j + 1) * self.r]
+        return self.scaling * delta.reshape(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            self._check_not_training_merged()
+            return out
+        h = F.linear(self.lora_dropout(x), self.lora_A)  # (..., n_en·r): one matmul for all slices
+        if len(self.enabled_idx) == len(self.enable):  # every slice adapted: one batched matmul
+            n, r = len(self.enable), self.r
+            delta = torch.einsum("...nr,ndr->...nd", h.unflatten(-1, (n, r)), self.lora_B)
+            return out + delta.flatten(-2) * self.scaling
+        # in place on the base output: the matmul that made it does not keep it for backward
+        for j, i in enumerate(self.enabled_idx):
+            part = F.linear(h[..., j * self.r:(j + 1) * self.r], self.lora_B[j])
+            out[..., i * self.d_slice:(i + 1) * self.d_slice].add_(part, alpha=self.scaling)
+        return out
+
+    def extra_repr(self) -> str:
+        on = ",".join(n for n, e in zip(self.slice_names, self.enable) if e)
+        return super().extra_repr() + f", slices={on}"
+
+
+class LoRAEmbedding(nn.Module):
+    """A frozen ``nn.Embedding`` ``W0 ∈ R^{V×d}`` plus a low-rank update of its table.
+
+    The update is ``ΔW^T = (α/r)·B A`` with ``A ∈ R^{r×V}`` and ``B ∈ R^{d×r}`` (the paper's
+    layout with k = V), so a token id ``t`` gets ``(α/r)·B A[:, t]`` added to its embedding.
+    """
+
+    def __init__(self, base: nn.Embedding, r: int, alpha: float | None = None,
+                 init: str = "gaussian", rslora: bool = False) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Embedding):
+            raise TypeError(f"LoRAEmbedding wraps nn.Embedding, not {type(base).__name__}.")
+        V, d = base.weight.shape
+        check_rank(r, d, V, "nn.Embedding")
+        self.base = base
+        base.weight.requires_grad_(False)
+        self.r, self.alpha = r, float(r if alpha is None else alpha)
+        self.scaling, self.init = lora_scaling(self.alpha, r, rslora), init
+        w = base.weight
+        self.lora_A = nn.Parameter(torch.empty(r, V, device=w.device, dtype=w.dtype))
+        self.lora_B = nn.Parameter(torch.zeros(d, r, device=w.device, dtype=w.dtype))
+        with torch.no_grad():
+            init_lora_A(self.lora_A, init)
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        """``ΔW`` in the table's layout ``(V, d)``."""
+        return self.scaling * (self.lora_B @ self.lora_A).T
+
+    def merge(self) -> None:
+        if not self.merged:
+            with torch.no_grad():
+                self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+            self.merged = True
+
+    def unmerge(self) -> None:
+        if self.merged:
+            with torch.no_grad():
+                self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+            self.merged = False
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.base(ids)
+        if self.merged:
+            return out
+        b = self.base
+        rows = F.embedding(ids, self.lora_A.T, b.padding_idx, b.max_norm, b.norm_type,
+                           b.scale_grad_by_freq, b.sparse)
+        return out + (rows @ self.lora_B.T) * self.scaling

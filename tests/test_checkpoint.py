@@ -1,0 +1,198 @@
+"""Adapters on disk: round trip, task switching, and clear errors for wrong bases or bad files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+import lorakit
+from lorakit import AdapterError, LoRAConfig
+
+
+def _gpt2(n_embd=32, seed=0):
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=n_embd, n_head=2, vocab_size=100,
+                                      n_positions=64)).eval()
+
+
+def _train_a_bit(model, x, steps=3, lr=0.1):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        out = model(x, labels=x)
+        out.loss.backward()
+        opt.step()
+    model.eval()
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_save_then_load_into_fresh_model_gives_identical_outputs(tmp_path):
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, alpha=8, targets=["q", "v", "mlp_out"], dropout=0.1))
+    x = torch.randint(0, 100, (2, 12))
+    _train_a_bit(model, x)
+    expected = model(x).logits
+    lorakit.save_adapter(model, tmp_path / "ad")
+    meta = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
+    assert meta["lora"]["r"] == 2 and meta["modules"]["transformer.h.0.attn.c_attn"]["enable"] == [True, False, True]
+    fresh = _gpt2()  # same seed -> same base weights
+    lorakit.load_adapter(fresh, tmp_path / "ad")
+    torch.testing.assert_close(fresh(x).logits, expected)
+    assert lorakit.count_parameters(fresh)[0] == lorakit.count_parameters(model)[0]
+    # only LoRA tensors on disk
+    sd = lorakit.lora_state_dict(model)
+    assert all("lora_" in k for k in sd)
+
+
+def test_task_switching_by_swapping_adapters(tmp_path):
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    x = torch.randint(0, 100, (2, 8))
+    base_out = model(x).logits.clone()
+    lorakit.save_adapter(model, tmp_path / "zero")
+    _train_a_bit(model, x)
+    task_out = model(x).logits.clone()
+    lorakit.save_adapter(model, tmp_path / "task")
+    lorakit.load_adapter(model, tmp_path / "zero")
+    torch.testing.assert_close(model(x).logits, base_out)
+    lorakit.merge_lora(model)
+    lorakit.load_adapter(model, tmp_path / "task")  # merged model: unmerge, swap, merge again
+    torch.testing.assert_close(model(x).logits, task_out, rtol=1e-4, atol=1e-4)
+
+
+def test_loading_into_a_base_of_other_shapes_fails_and_leaves_model(tmp_path):
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    lorakit.save_adapter(model, tmp_path / "ad")
+    other = _gpt2(n_embd=48)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(AdapterError, match="different base model"):
+        lorakit.load_adapter(other, tmp_path / "ad")
+    assert not list(lorakit.lora_layers(other))
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+
+
+def test_truncated_and_foreign_files(tmp_path):
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    folder = lorakit.save_adapter(model, tmp_path / "ad")
+    weights = folder / "adapter.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    snap = _snapshot(folder)
+    fresh = _gpt2()
+    with pytest.raises(AdapterError, match="truncated"):
+        lorakit.load_adapter(fresh, folder)
+    assert _snapshot(folder) == snap and not list(lorakit.lora_layers(fresh))
+    weights.write_bytes(data)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    with pytest.raises(AdapterError, match="not a lorakit adapter"):
+        lorakit.load_adapter(fresh, folder)
+    (folder / "adapter_config.json").write_text("{not json")
+    with pytest.raises(AdapterError, match="not valid JSON"):
+        lorakit.load_adapter(fresh, folder)
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        lorakit.load_adapter(fresh, tmp_path / "nowhere")
+
+
+def test_saving_requires_lora_and_unmerged(tmp_path):
+    with pytest.raises(ValueError, match="apply_lora"):
+        lorakit.save_adapter(_gpt2(), tmp_path / "x")
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q"]))
+    lorakit.merge_lora(model)
+    with pytest.raises(ValueError, match="unmerge"):
+        lorakit.save_adapter(model, tmp_path / "x")
+    assert not (tmp_path / "x" / "adapter.safetensors").exists()
+
+
+def test_loading_adapter_of_other_rank_into_adapted_model(tmp_path):
+    a = _gpt2()
+    lorakit.apply_lora(a, LoRAConfig(r=2, targets=["q", "v"]))
+    lorakit.save_adapter(a, tmp_path / "r2")
+    b = _gpt2()
+    lorakit.apply_lora(b, LoRAConfig(r=4, targets=["q", "v"]))
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    with pytest.raises(AdapterError, match="rank or shape"):
+        lorakit.load_adapter(b, tmp_path / "r2")
+    assert all(torch.equal(before[k], v) for k, v in b.state_dict().items())
+
+
+# ---- models that are not GPT-2 -----------------------------------------------------------------
+
+def test_plain_mlp_train_merge_save_reload(tmp_path):
+    torch.manual_seed(0)
+
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    mlp = make()
+    report = lorakit.apply_lora(mlp, LoRAConfig(r=4, alpha=8, targets=["0", "2"]))
+    assert report.adapted == ["0", "2"]
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    opt = torch.optim.Adam([p for p in mlp.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(mlp(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    mlp.eval()  # a merged layer refuses to train: A and B would get no gradient
+    out = mlp(x)
+    lorakit.merge_lora(mlp)
+    torch.testing.assert_close(mlp(x), out, rtol=1e-5, atol=1e-5)
+    lorakit.unmerge_lora(mlp)
+    lorakit.save_adapter(mlp, tmp_path / "mlp")
+    fresh = make()
+    lorakit.load_adapter(fresh, tmp_path / "mlp")
+    torch.testing.assert_close(fresh(x), out)
+
+
+def test_bert_short_names_train_merge_save_reload(tmp_path):
+    def make():
+        torch.manual_seed(0)
+        cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=32, num_labels=2,
+                         hidden_dropout_prob=0, attention_probs_dropout_prob=0)
+        return BertForSequenceClassification(cfg).eval()
+
+    bert = make()
+    report = lorakit.apply_lora(bert, LoRAConfig(r=2, alpha=4, targets=["q", "v"]))
+    assert len(report.adapted) == 4 and all("attention.self" in n for n in report.adapted)
+    assert lorakit.count_parameters(bert)[0] == 2 * 4 * 32 * 2
+    lorakit.mark_only_lora_trainable(bert)
+    for p in bert.classifier.parameters():
+        p.requires_grad_(True)  # a task head trains too
+    x = torch.randint(0, 100, (8, 10))
+    labels = torch.randint(0, 2, (8,))
+    opt = torch.optim.AdamW([p for p in bert.parameters() if p.requires_grad], lr=1e-2)
+    bert.train()
+    first = None
+    for _ in range(10):
+        opt.zero_grad()
+        loss = bert(x, labels=labels).loss
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < first
+    bert.eval()
+    out = bert(x).logits
+    lorakit.merge_lora(bert)
+    torch.testing.assert_close(bert(x).logits, out, rtol=1e-4, atol=1e-4)
+    lorakit.unmerge_lora(bert)
+    lorakit.save_adapter(bert, tmp_path / "bert")
+    fresh = make()
+    fresh.classifier.load_state_dict(bert.classifier.state_dict())
+    lorakit.load_adapter(fresh, tmp_path / "bert")
+    torch.testing.assert_close(fresh(x).logits, out)

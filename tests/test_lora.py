@@ -1,0 +1,267 @@
+"""The LoRA core: forward formula, init, gradients, merge/unmerge, fused slices, counts, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.pytorch_utils import Conv1D
+
+import lorakit
+from lorakit import FusedLoRALinear, LoRAConfig, LoRALinear
+
+
+def _linear(k=12, d=10, seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return nn.Linear(k, d).to(dtype)
+
+
+def _randomise_B(layer, seed=1):
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g).to(layer.lora_B.dtype))
+
+
+def test_forward_matches_formula_in_float64():
+    base = _linear()
+    layer = LoRALinear(base, r=3, alpha=6.0)
+    _randomise_B(layer)
+    x = torch.randn(5, 12)
+    W0, b = base.weight.double(), base.bias.double()
+    A, B = layer.lora_A.double(), layer.lora_B.double()
+    expected = x.double() @ W0.T + b + (6.0 / 3) * (x.double() @ A.T @ B.T)
+    torch.testing.assert_close(layer(x).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_delta_is_zero_at_init_and_output_equals_base():
+    base = _linear()
+    layer = LoRALinear(base, r=4, alpha=8)
+    assert torch.count_nonzero(layer.delta_weight()) == 0
+    assert layer.lora_A.abs().sum() > 0  # A random, B zero
+    x = torch.randn(3, 12)
+    torch.testing.assert_close(layer(x), base(x))
+
+
+def test_gaussian_and_kaiming_inits_and_rslora():
+    g = LoRALinear(_linear(k=400, d=400), r=8, init="gaussian")
+    assert abs(g.lora_A.std().item() - 1 / 20) < 0.005
+    k = LoRALinear(_linear(k=400, d=400), r=8, init="kaiming")
+    assert k.lora_A.abs().max() <= 1 / 20 + 1e-6  # U(-1/sqrt(k), 1/sqrt(k))
+    rs = LoRALinear(_linear(), r=4, alpha=8, rslora=True)
+    assert rs.scaling == pytest.approx(8 / 2)
+
+
+def test_only_A_and_B_get_gradients():
+    layer = LoRALinear(_linear(), r=2)
+    _randomise_B(layer)
+    layer(torch.randn(4, 12)).sum().backward()
+    assert layer.base.weight.grad is None and layer.base.bias.grad is None
+    assert layer.lora_A.grad is not None and layer.lora_B.grad is not None
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])
+def test_merge_unmerge_roundtrip_and_outputs(dtype, tol):
+    layer = LoRALinear(_linear(dtype=dtype), r=3, alpha=6)
+    _randomise_B(layer)
+    W0 = layer.base.weight.detach().clone()
+    x = torch.randn(6, 12, dtype=dtype)
+    layer.eval()
+    unmerged = layer(x)
+    layer.merge()
+    layer.merge()  # idempotent
+    merged = layer(x)
+    torch.testing.assert_close(merged, unmerged, rtol=tol * 10, atol=tol * 10)
+    layer.unmerge()
+    layer.unmerge()
+    torch.testing.assert_close(layer.base.weight, W0, rtol=tol, atol=tol)
+
+
+def test_training_while_merged_is_refused():
+    layer = LoRALinear(_linear(), r=2)
+    layer.merge()
+    layer.train()
+    with pytest.raises(RuntimeError, match="unmerge"):
+        layer(torch.randn(2, 12))
+
+
+def test_conv1d_and_linear_paths_agree():
+    lin = _linear(k=8, d=6)
+    conv = Conv1D(6, 8)
+    with torch.no_grad():
+        conv.weight.copy_(lin.weight.T)
+        conv.bias.copy_(lin.bias)
+    a, b = LoRALinear(lin, r=2, alpha=4), LoRALinear(conv, r=2, alpha=4)
+    with torch.no_grad():
+        b.lora_A.copy_(a.lora_A)
+    _randomise_B(a)
+    _randomise_B(b)
+    x = torch.randn(3, 5, 8)
+    torch.testing.assert_close(a(x), b(x))
+    a.merge()
+    b.merge()
+    torch.testing.assert_close(a.base.weight, b.base.weight.T)
+
+
+def _gpt2(n_layer=2, n_embd=32, n_head=2, seed=0):
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+                                      vocab_size=100, n_positions=64, resid_pdrop=0,
+                                      embd_pdrop=0, attn_pdrop=0)).eval()
+
+
+def test_gpt2_qv_leaves_k_slice_untouched_after_training():
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, alpha=4, targets=["q", "v"]))
+    layer = model.transformer.h[0].attn.c_attn
+    assert isinstance(layer, FusedLoRALinear)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    x = torch.randint(0, 100, (2, 10))
+    model.train()
+    for _ in range(3):
+        opt.zero_grad()
+        model(x, labels=x).loss.backward()
+        opt.step()
+    d = model.config.n_embd
+    delta = layer.delta_weight()
+    assert torch.count_nonzero(delta[d:2 * d]) == 0  # k
+    assert torch.count_nonzero(delta[:d]) > 0 and torch.count_nonzero(delta[2 * d:]) > 0
+    model.eval()
+    before = model(x).logits
+    W_k = layer.base.weight[:, d:2 * d].clone()
+    lorakit.merge_lora(model)
+    torch.testing.assert_close(layer.base.weight[:, d:2 * d], W_k)
+    torch.testing.assert_close(model(x).logits, before, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_forward_equals_explicit_delta():
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, alpha=4, targets=["q", "v"]))
+    layer = model.transformer.h[1].attn.c_attn
+    _randomise_B(layer)
+    x = torch.randn(2, 7, 32)
+    expected = layer.base(x) + x @ layer.delta_weight().T
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    qkv = copy.deepcopy(layer.base)
+    full = FusedLoRALinear(qkv, r=2, alpha=4, enable=(True, True, True))
+    _randomise_B(full)
+    torch.testing.assert_close(full(x), qkv(x) + x @ full.delta_weight().T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_layer,n_embd,n_head,expected", [
+    (12, 768, 12, 147_456),   # GPT-2 small: 2 * (2*12) * 768 * 4
+    (24, 1024, 16, 393_216),  # GPT-2 medium: 2 * (2*24) * 1024 * 4, the paper's count
+])
+def test_parameter_counts_match_paper_formula(n_layer, n_embd, n_head, expected):
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head))
+    lorakit.apply_lora(model, LoRAConfig(r=4, alpha=32, targets=["q", "v"]))
+    trainable, total = lorakit.count_parameters(model)
+    L_hat = 2 * n_layer  # Wq and Wv in every layer
+    assert trainable == expected == 2 * L_hat * n_embd * 4
+    assert total > 100 * trainable
+
+
+def test_short_names_o_and_mlp_and_report():
+    model = _gpt2()
+    report = lorakit.apply_lora(model, LoRAConfig(r=2, targets=["o", "mlp_in", "mlp_out"]))
+    assert len(report.adapted) == 6 and "trainable" in str(report)
+    names = set(lorakit.lora_factors(model))
+    assert "transformer.h.0.mlp.c_fc" in names and "transformer.h.1.attn.c_proj" in names
+
+
+def test_lora_factors_give_paper_shapes():
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=3, targets=["q", "v"]))
+    f = lorakit.lora_factors(model)
+    A, B = f["transformer.h.0.attn.c_attn.q"]
+    assert A.shape == (3, 32) and B.shape == (32, 3)
+    assert "transformer.h.0.attn.c_attn.k" not in f
+
+
+def test_mark_only_lora_trainable_bias_modes():
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"], bias="lora_only"))
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "transformer.h.0.attn.c_attn.base.bias" in names
+    assert "transformer.h.0.mlp.c_fc.bias" not in names
+    lorakit.mark_only_lora_trainable(model, bias="all")
+    assert "transformer.h.0.mlp.c_fc.bias" in {n for n, p in model.named_parameters() if p.requires_grad}
+    lorakit.mark_only_lora_trainable(model)
+    assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_lora_embedding():
+    emb = nn.Embedding(20, 6)
+    layer = lorakit.LoRAEmbedding(emb, r=2, alpha=4)
+    ids = torch.tensor([[1, 5, 7]])
+    torch.testing.assert_close(layer(ids), emb(ids))
+    _randomise_B(layer)
+    expected = emb(ids) + layer.delta_weight()[ids]
+    torch.testing.assert_close(layer(ids), expected)
+    out = layer(ids)
+    layer.merge()
+    torch.testing.assert_close(layer(ids), out)
+    layer.unmerge()
+    layer(ids).sum().backward()
+    assert emb.weight.grad is None and layer.lora_B.grad is not None
+
+
+# ---- bad input: clear errors, model untouched -------------------------------------------------
+
+def _snapshot(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}, [type(m) for m in model.modules()]
+
+
+def test_target_matching_nothing_lists_names_and_leaves_model():
+    model = _gpt2()
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=r"matches no module.*attn\.c_attn"):
+        lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "query_proj"]))
+    after = _snapshot(model)
+    assert before[1] == after[1]
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(r=0), "positive integer"), (dict(r=-2), "positive integer"), (dict(alpha=0), "alpha"),
+    (dict(alpha=-1.0), "alpha"), (dict(dropout=1.5), "dropout"), (dict(init="xavier"), "init"),
+    (dict(bias="some"), "bias"), (dict(targets=[]), "targets"),
+])
+def test_bad_config_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LoRAConfig(**kwargs)
+
+
+def test_rank_larger_than_min_dk():
+    with pytest.raises(ValueError, match=r"min\(d, k\)"):
+        LoRALinear(_linear(k=12, d=10), r=11)
+    model = _gpt2()
+    with pytest.raises(ValueError, match=r"min\(d, k\)"):
+        lorakit.apply_lora(model, LoRAConfig(r=33, targets=["q"]))
+    assert not list(lorakit.lora_layers(model))
+
+
+def test_applying_twice_is_refused():
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="already has LoRA"):
+        lorakit.apply_lora(model, LoRAConfig(r=2, targets=["v"]))
+    assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
+
+
+def test_merging_a_model_without_lora():
+    with pytest.raises(ValueError, match="apply_lora"):
+        lorakit.merge_lora(_gpt2())
+    with pytest.raises(ValueError, match="apply_lora"):
+        lorakit.unmerge_lora(nn.Sequential(nn.Linear(3, 3)))
+
+
+def test_short_name_on_unknown_architecture():
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="module names instead"):
+        lorakit.apply_lora(mlp, LoRAConfig(r=1, targets=["q"]))
