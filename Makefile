@@ -26,7 +26,7 @@ lab: $(STAMP)
 	else $(VENV)/bin/jupyter lab chapters/; fi
 
 test: $(STAMP)
-	LORAKIT_PRESET=ci HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest
+	LORAKIT_PRESET=ci HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lorakit tests

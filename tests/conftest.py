@@ -10,7 +10,6 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LORAKIT_PRESET", "ci")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 _SENTENCES = [
     "The Eagle is a coffee shop near the river that serves Japanese food.",

@@ -1,0 +1,107 @@
+"""Comparers for exercise checkers: precise messages for shapes, dtypes, values and gradients.
+
+Each helper raises :class:`ExerciseFailure` with a message a learner can act on (what was expected,
+what came, where the largest error is). They are re-exported by :mod:`lorakit.exercises.core`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class ExerciseFailure(Exception):
+    """Raised by a checker: the learner's object is wrong; the message says how."""
+
+
+
+
+def fail(message: str) -> None:
+    """Raise :class:`ExerciseFailure` with ``message``."""
+    raise ExerciseFailure(message)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def to_tensor(what: str, value: Any) -> torch.Tensor:
+    """``value`` as a tensor (NumPy arrays are converted); anything else fails with its type."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise ExerciseFailure(f"{what}: expected a tensor, got {type(value).__name__}")
+
+
+def assert_shape(what: str, value: Any, shape: Sequence[int]) -> None:
+    """Fail unless ``value`` (tensor or array) has exactly ``shape``."""
+    got = tuple(to_tensor(what, value).shape)
+    if got != tuple(shape):
+        fail(f"{what}: expected shape {_fmt_shape(shape)}, got {_fmt_shape(got)}")
+
+
+def assert_close(
+    what: str,
+    got: Any,
+    expected: Any,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    check_dtype: bool = True,
+) -> None:
+    """Fail unless ``got`` matches ``expected`` in type, shape, dtype and values.
+
+    The value test is ``|got - expected| <= atol + rtol * |expected|`` elementwise; the message
+    gives the largest absolute error and where it is.
+    """
+    exp = to_tensor(what + " (reference)", expected).detach()
+    val = to_tensor(what, got)
+    assert_shape(what, val, exp.shape)
+    val = val.detach()
+    if check_dtype and val.dtype != exp.dtype:
+        fail(f"{what}: expected dtype {exp.dtype}, got {val.dtype}")
+    val, exp = val.to("cpu", torch.float64), exp.to("cpu", torch.float64)
+    if not torch.isfinite(val).all():
+        fail(f"{what}: contains NaN or inf")
+    err = (val - exp).abs()
+    bad = err > atol + rtol * exp.abs()
+    if bad.any():
+        idx = int(err.flatten().argmax())
+        pos = tuple(int(i) for i in np.unravel_index(idx, tuple(err.shape))) if err.dim() else ()
+        fail(
+            f"{what}: values differ from the reference — largest error {err.max().item():.3g} at "
+            f"index {pos} (got {val.flatten()[idx].item():.6g}, expected {exp.flatten()[idx].item():.6g}); "
+            f"{int(bad.sum())} of {bad.numel()} entries out of tolerance"
+        )
+
+
+def assert_equal(what: str, got: Any, expected: Any) -> None:
+    """Fail unless ``got == expected`` (for ints, strings, tuples...); bools are not ints here."""
+    if isinstance(got, bool) != isinstance(expected, bool) or got != expected:
+        fail(f"{what}: expected {expected!r}, got {got!r}")
+
+
+def assert_grad(what: str, param: torch.Tensor, expect: str) -> None:
+    """Check the gradient of ``param`` after ``backward()``.
+
+    ``expect`` is ``"none"`` (frozen: no gradient at all), ``"nonzero"`` (a gradient with some
+    non-zero entry) or ``"zero"`` (a gradient that exists and is all zero).
+    """
+    if expect not in ("none", "nonzero", "zero"):
+        raise ValueError(f"expect must be 'none', 'nonzero' or 'zero', got {expect!r}")
+    grad = param.grad
+    if expect == "none":
+        if param.requires_grad or grad is not None:
+            fail(f"{what} should be frozen (requires_grad=False, no gradient), but it "
+                 + ("has requires_grad=True" if param.requires_grad else "received a gradient"))
+        return
+    if grad is None:
+        fail(f"{what} received no gradient (requires_grad={param.requires_grad}); it should be trained")
+    nonzero = bool((grad != 0).any())
+    if expect == "nonzero" and not nonzero:
+        fail(f"{what}: its gradient is all zero, so it would never change during training")
+    if expect == "zero" and nonzero:
+        fail(f"{what}: its gradient should be zero, but its largest entry is {grad.abs().max().item():.3g}")

@@ -1,0 +1,231 @@
+"""Student versions and grading (DESIGN §7), on the real chapters and on small synthetic notebooks.
+
+Proves: student versions hold no solution text and a stub per exercise; a student chapter runs to
+its end under nbval; grading reports every exercise (all PASS for the solutions, all FAIL for the
+student versions) and turns a learner's crash into feedback instead of a crash of the grader.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lorakit.exercises.__main__ import main
+from lorakit.exercises.core import NOT_IMPLEMENTED, names
+from lorakit.exercises.grade import grade
+from lorakit.exercises.student import (
+    SolutionMarkerError,
+    check_names,
+    make_student_notebook,
+    strip_solutions,
+    write_student_versions,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = ROOT / "chapters"
+CH03 = CHAPTERS / "03_lora_from_scratch.ipynb"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+def _solution_lines(nb) -> set[str]:
+    """Distinctive lines inside solution regions (long enough not to occur by chance elsewhere)."""
+    inside, outside = set(), set()
+    for cell in nb.cells:
+        region = False
+        for line in cell.source.splitlines():
+            if line.strip() == BEGIN:
+                region = True
+            elif line.strip() == END:
+                region = False
+            else:
+                (inside if region else outside).add(line.strip())
+    return {ln for ln in inside - outside if len(ln) >= 12}
+
+
+def _chapter_exercises(nb_path: Path) -> list[str]:
+    nb = nbformat.read(nb_path, as_version=4)
+    return [n for c in nb.cells if c.cell_type == "code" for n in check_names(c.source)]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("student")
+    assert main(["student", str(CHAPTERS), "--out", str(out)]) == 0
+    return out
+
+
+def test_student_versions_hold_stubs_and_no_solutions(student_dir):
+    sources = sorted(CHAPTERS.glob("*.ipynb"))
+    assert sorted(p.name for p in student_dir.glob("*.ipynb")) == [p.name for p in sources]
+    n_exercises = 0
+    for src in sources:
+        solution = nbformat.read(src, as_version=4)
+        student = nbformat.read(student_dir / src.name, as_version=4)
+        text = "\n".join(c.source for c in student.cells)
+        assert not {BEGIN, END} & {line.strip() for line in text.splitlines()}
+        assert "NBVAL_CHECK_OUTPUT" not in text
+        code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+        for line in _solution_lines(solution):
+            assert line not in code, f"{src.name}: solution line left in the student version: {line!r}"
+        for name in _chapter_exercises(src):
+            n_exercises += 1
+            assert f'NotImplementedError("Exercise {name}:' in text, f"{src.name}: no stub for {name}"
+        for cell in student.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None
+    assert n_exercises >= 4
+
+
+def test_student_version_keeps_signature_docstring_and_indentation(student_dir):
+    student = nbformat.read(student_dir / CH03.name, as_version=4)
+    cell = next(c.source for c in student.cells if "class LoRAFromScratch" in c.source)
+    assert "def __init__(self, base: nn.Linear, r: int, alpha: float) -> None:" in cell
+    assert "super().__init__()" in cell and "A frozen ``nn.Linear``" in cell
+    stubs = re.findall(r"^( *)raise NotImplementedError\(\"Exercise ch03.lora_layer", cell, re.M)
+    assert stubs == [" " * 8, " " * 8]  # one per method, at the body's indentation
+    assert "# sync:" not in cell
+
+
+def test_student_chapter_runs_to_the_end_under_nbval(student_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-current-env", "-o", "addopts=", "--rootdir", str(student_dir),
+         str(student_dir / CH03.name)],
+        capture_output=True, text=True, timeout=300, cwd=student_dir,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_grading_solutions_pass_and_student_versions_fail(student_dir, tmp_path):
+    student = student_dir / CH03.name
+    out = tmp_path / "grades.json"
+    assert main(["grade", str(CH03), str(student), "--json", str(out), "--timeout", "300"]) == 0
+    data = json.loads(out.read_text())
+    solution, returned = data["notebooks"]
+    assert solution["notebook"] == str(CH03) and returned["notebook"] == str(student)
+    expected = _chapter_exercises(CH03)
+    assert sorted(expected) == [n for n in names() if n.startswith("ch03.")]
+    for result in (solution, returned):
+        assert result["error"] is None and result["cell_errors"] == [], result
+        assert [e["name"] for e in result["exercises"]] == expected
+    assert all(e["passed"] for e in solution["exercises"]) and solution["passed"] == 4
+    assert returned["passed"] == 0 and returned["total"] == 4
+    assert all(e["reason"] == NOT_IMPLEMENTED for e in returned["exercises"])
+    assert data["summary"] == {"notebooks": 2, "passed": 4, "total": 8}
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_grader_turns_learner_errors_into_feedback(tmp_path, capsys):
+    returned = _notebook(
+        tmp_path / "returned.ipynb",
+        "import lorakit.exercises",
+        "def lora_forward(x, W0, A, B, alpha):\n    return x @ W0",  # wrong shapes
+        'lorakit.exercises.check("ch03.lora_forward", lora_forward);',
+        "def merge_lora(W0, A, B, alpha)\n    return W0",  # syntax error: never defined
+        'lorakit.exercises.check("ch03.merge_lora", merge_lora);',
+        "1 / 0",
+        "from lorakit.exercises.ch03 import unmerge_lora",
+        'lorakit.exercises.check("ch03.unmerge_lora", unmerge_lora);',
+    )
+    slow = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(30)",
+                     'print("PASS ch03.lora_layer")')
+    corrupt = tmp_path / "corrupt.ipynb"
+    corrupt.write_text("{ not json")
+    out = tmp_path / "g.json"
+    assert main(["grade", str(returned), str(corrupt), str(slow), "--json", str(out),
+                 "--timeout", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "returned.ipynb: 1/3 passed (3 cell(s) with errors)" in table
+    results = {Path(r["notebook"]).name: r for r in json.loads(out.read_text())["notebooks"]}
+    ex = {e["name"]: e for e in results["returned.ipynb"]["exercises"]}
+    assert ex["ch03.unmerge_lora"]["passed"] is True
+    assert "your code raised RuntimeError (in lora_forward, line 2)" in ex["ch03.lora_forward"]["reason"]
+    reason = ex["ch03.merge_lora"]["reason"]
+    assert "NameError" in reason and "earlier cell (3) raised SyntaxError" in reason
+    assert results["corrupt.ipynb"]["error"].startswith("could not read the notebook")
+    assert results["corrupt.ipynb"]["total"] == 0
+    assert "stopped early" in results["slow.ipynb"]["error"]
+
+
+def test_grade_and_student_refuse_bad_paths(tmp_path, capsys):
+    assert main(["grade", str(tmp_path / "missing.ipynb")]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="check the paths"):
+        grade([tmp_path / "missing.ipynb"])
+    assert main(["student", str(tmp_path / "nope"), "--out", str(tmp_path / "s")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["student", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert "no notebooks" in capsys.readouterr().err
+    _notebook(tmp_path / "a.ipynb", "x = 1")
+    assert main(["student", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "overwrite the solutions" in capsys.readouterr().err
+
+
+def test_strip_solutions_keeps_indentation_and_names_the_exercise():
+    src = "def f(x):\n    \"\"\"Doc.\"\"\"\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\ny = 1"
+    out = strip_solutions(src, "ch09.f")
+    assert out.splitlines() == [
+        "def f(x):", '    """Doc."""', "    # Your code here; then run the check cell below.",
+        '    raise NotImplementedError("Exercise ch09.f: replace this line with your code")', "y = 1"]
+    assert strip_solutions("### BEGIN SOLUTION\nsecret\n### END SOLUTION", markdown=True) == \
+        "*Your answer here.*"
+
+
+@pytest.mark.parametrize("src,match", [
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without a"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+])
+def test_unbalanced_markers_are_reported(src, match):
+    with pytest.raises(SolutionMarkerError, match=match):
+        strip_solutions(src)
+
+
+def test_bad_markers_leave_the_output_untouched_and_name_the_cell(tmp_path):
+    src = tmp_path / "chapters"
+    src.mkdir()
+    _notebook(src / "a.ipynb", "x = 1")
+    _notebook(src / "b.ipynb", "y = 2", "def g():\n    ### BEGIN SOLUTION\n    return 1")
+    with pytest.raises(SolutionMarkerError, match=r"b.ipynb, cell 1: .*never closed"):
+        write_student_versions(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_files_are_copied_and_the_source_is_untouched(tmp_path):
+    src = tmp_path / "chapters"
+    (src / "images").mkdir(parents=True)
+    (src / "images" / "fig.txt").write_text("figure")
+    (src / "data.csv").write_text("a,b\n")
+    nb_path = _notebook(src / "c.ipynb", "def h():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION",
+                        'lorakit.exercises.check("ch09.h", h)')
+    before = nb_path.read_text()
+    written = write_student_versions([src], tmp_path / "out")
+    assert written == [tmp_path / "out" / "c.ipynb"]
+    assert (tmp_path / "out" / "images" / "fig.txt").read_text() == "figure"
+    assert (tmp_path / "out" / "data.csv").exists()
+    assert nb_path.read_text() == before
+    student = nbformat.read(written[0], as_version=4)
+    assert student.metadata["lorakit"] == {"student_version": True}
+    assert 'raise NotImplementedError("Exercise ch09.h:' in student.cells[1].source
+    nbformat.validate(student)
+
+
+def test_make_student_notebook_does_not_modify_its_input():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("### BEGIN SOLUTION\nz = 3\n### END SOLUTION")]
+    make_student_notebook(nb)
+    assert "z = 3" in nb.cells[0].source
