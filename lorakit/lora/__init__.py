@@ -16,9 +16,10 @@ from .apply import (
     unmerge_lora,
 )
 from .layers import FusedLoRALinear, LoRAEmbedding, LoRALinear, lora_scaling
+from .precision import cast_frozen_, frozen_matmul_weights
 
 __all__ = [
-    "ARCH_TARGETS", "SHORT_NAMES", "FusedLoRALinear", "LoRAConfig", "LoRAEmbedding", "LoRALinear",
+    "ARCH_TARGETS", "SHORT_NAMES", "cast_frozen_", "frozen_matmul_weights", "FusedLoRALinear", "LoRAConfig", "LoRAEmbedding", "LoRALinear",
     "LoRAReport", "apply_lora", "count_parameters", "lora_factors", "lora_layers",
     "lora_scaling", "lora_state_dict", "mark_only_lora_trainable", "merge_lora",
     "resolve_targets", "unmerge_lora",

@@ -7,6 +7,17 @@ The layers *wrap* the base layer (``self.base``) rather than inheriting from it,
 serves ``nn.Linear`` (weight stored (out, in)) and transformers' ``Conv1D`` (weight stored
 (in, out), as in GPT-2). ``merge()`` folds ``(α/r)·BA`` into the base weight for inference with
 no extra latency; ``unmerge()`` takes it out again. Both are explicit and idempotent.
+
+Training speed: the branch ``(α/r)·B A dropout(x)`` is tiny in FLOPs, but written as plain
+PyTorch ops it launches many small kernels per layer (casts, slices, dropout, matmuls, adds, and
+their backward), and these, not the FLOPs, are what a LoRA step pays for it. The layers therefore
+run it as one autograd node, :class:`LoRAUpdate`: one fused dropout kernel, one matmul for A, one
+``addmm`` that adds ``B h`` onto the base output (the slices of a fused q/k/v projection go through
+one block-structured B), and a hand-written backward that keeps only the dropout mask, not
+``dropout(x)``. The input is cast to the autocast dtype once and shared by the base layer and the
+branch, so it is stored once for backward. On GPT-2 medium (batch 8 × 512, bf16, one H200) this
+cut the kernels of a q,v LoRA step from about 2,280 to 1,800 and its GPU time by about 10%
+(``python -m lorakit.bench train-step``).
 """
 
 from __future__ import annotations
@@ -17,6 +28,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .update import LoRAUpdate, block_diagonal_B, compute_dtype, lora_update  # noqa: F401
 
 INITS = ("gaussian", "kaiming")
 
@@ -157,12 +170,21 @@ class LoRALinear(nn.Module):
         """The LoRA branch ``(α/r)·B A dropout(x)``: ``(..., k) -> (..., d)``."""
         return F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
 
+    def _dropout_p(self) -> float:
+        d = self.lora_dropout
+        return d.p if isinstance(d, nn.Dropout) and d.training else 0.0
+
+    def _enable(self) -> tuple[bool, ...] | None:
+        return None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
         if self.merged:
             self._check_not_training_merged()
-            return out
-        return out + self.lora_delta(x)
+            return self.base(x)
+        # cast once (autocast would cast x for the base matmul anyway): base and branch share it
+        x = x.to(compute_dtype(x))
+        return lora_update(self.base(x), x, self.lora_A, self.lora_B, self._dropout_p(),
+                           self.scaling, self._enable())
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha:g}, "
@@ -222,21 +244,8 @@ class FusedLoRALinear(LoRALinear):
             delta[i] = self.lora_B[j] @ self.lora_A[j * self.r:(j + 1) * self.r]
         return self.scaling * delta.reshape(self.out_features, self.in_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
-        if self.merged:
-            self._check_not_training_merged()
-            return out
-        h = F.linear(self.lora_dropout(x), self.lora_A)  # (..., n_en·r): one matmul for all slices
-        if len(self.enabled_idx) == len(self.enable):  # every slice adapted: one batched matmul
-            n, r = len(self.enable), self.r
-            delta = torch.einsum("...nr,ndr->...nd", h.unflatten(-1, (n, r)), self.lora_B)
-            return out + delta.flatten(-2) * self.scaling
-        # in place on the base output: the matmul that made it does not keep it for backward
-        for j, i in enumerate(self.enabled_idx):
-            part = F.linear(h[..., j * self.r:(j + 1) * self.r], self.lora_B[j])
-            out[..., i * self.d_slice:(i + 1) * self.d_slice].add_(part, alpha=self.scaling)
-        return out
+    def _enable(self) -> tuple[bool, ...]:
+        return self.enable
 
     def extra_repr(self) -> str:
         on = ",".join(n for n, e in zip(self.slice_names, self.enable) if e)

@@ -1,0 +1,231 @@
+"""The fast LoRA path (LoRAUpdate) computes what the plain formula computes; cast_frozen_ is exact.
+
+References below are the layers' previous, op-by-op forward: ``base(x) + s·B A dropout(x)``,
+per slice for a fused projection. Same seed -> same dropout mask (``native_dropout`` is the kernel
+``nn.Dropout`` uses), so outputs and gradients must agree to float64 rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_tiny_gpt2
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+import lorakit
+from lorakit import FusedLoRALinear, LoRAConfig, LoRALinear
+from lorakit.lora.layers import LoRAUpdate, block_diagonal_B
+from lorakit.lora.precision import cast_frozen_, frozen_matmul_weights
+
+SLICES = [(True, False, True), (True, True, True), (False, True, False), (False, False, True)]
+
+
+def _randomise(layer, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (layer.lora_A, layer.lora_B):
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
+
+
+def _reference(layer, x):
+    """The previous forward, op by op (dropout module, then A, then B per enabled slice)."""
+    out = layer.base(x)
+    h = F.linear(layer.lora_dropout(x), layer.lora_A)
+    if not isinstance(layer, FusedLoRALinear):
+        return out + F.linear(h, layer.lora_B) * layer.scaling
+    parts, j, r = [], 0, layer.r
+    for on in layer.enable:
+        if on:
+            parts.append(F.linear(h[..., j * r:(j + 1) * r], layer.lora_B[j]) * layer.scaling)
+            j += 1
+        else:
+            parts.append(torch.zeros_like(out[..., :layer.d_slice]))
+    return out + torch.cat(parts, dim=-1)
+
+
+def _grads(layer, fn, x, seed):
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(seed)
+    y = fn(x)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=y.dtype)
+    (y * w).sum().backward()
+    grads = [x.grad] + [p.grad.clone() for p in layer.parameters() if p.requires_grad]
+    layer.zero_grad(set_to_none=True)
+    return y.detach(), grads
+
+
+def _fused(enable, k=12, d_s=6, r=2, dropout=0.0, conv=True):
+    torch.manual_seed(0)
+    base = Conv1D(3 * d_s, k) if conv else nn.Linear(k, 3 * d_s)
+    layer = FusedLoRALinear(base.double(), r=r, alpha=3.0, dropout=dropout, enable=enable)
+    _randomise(layer)
+    return layer
+
+
+@pytest.mark.parametrize("enable", SLICES)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("conv", [True, False])
+def test_fused_forward_and_backward_equal_reference(enable, dropout, conv):
+    layer = _fused(enable, dropout=dropout, conv=conv).train()
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    y_new, g_new = _grads(layer, layer, x, seed=3)
+    y_ref, g_ref = _grads(layer, lambda t: _reference(layer, t), x, seed=3)
+    torch.testing.assert_close(y_new, y_ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g_new, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    if not all(enable):  # a disabled slice gets neither an update nor a gradient path
+        off = enable.index(False) * layer.d_slice
+        torch.testing.assert_close(y_new[..., off:off + layer.d_slice],
+                                   layer.base(x)[..., off:off + layer.d_slice])
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_plain_layer_equals_reference_and_bias_still_trains(dropout):
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(9, 7).double(), r=3, alpha=6, dropout=dropout).train()
+    _randomise(layer)
+    layer.base.bias.requires_grad_(True)  # as mark_only_lora_trainable(bias="all") does
+    x = torch.randn(4, 9, dtype=torch.float64)
+    y_new, g_new = _grads(layer, layer, x, seed=5)
+    y_ref, g_ref = _grads(layer, lambda t: _reference(layer, t), x, seed=5)
+    assert len(g_new) == 4  # x, bias, A, B
+    torch.testing.assert_close(y_new, y_ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g_new, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_dropout_semantics_train_eval_and_rate():
+    layer = _fused((True, False, True), k=64, d_s=32, r=4, dropout=0.5)
+    x = torch.randn(8, 64, dtype=torch.float64)
+    layer.train()
+    torch.manual_seed(0)
+    a = layer(x)
+    torch.manual_seed(0)
+    assert torch.equal(layer(x), a)  # same seed, same mask
+    assert not torch.allclose(layer(x), a)  # next mask differs
+    layer.eval()  # no dropout: the deterministic formula
+    expected = layer.base(x) + x @ layer.delta_weight().T
+    torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+    # with dropout the branch is unbiased: averaging many masks gives the eval-mode output
+    layer.train()
+    torch.manual_seed(1)
+    mean = torch.stack([layer(x) for _ in range(400)]).mean(0)
+    assert (mean - expected).abs().max() < 0.25 * (expected - layer.base(x)).abs().max()
+
+
+def test_lora_update_gradcheck_and_block_layout():
+    torch.manual_seed(0)
+    out = torch.randn(5, 3 * 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    A = torch.randn(2 * 3, 6, dtype=torch.float64, requires_grad=True)
+    B = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    enable = (True, False, True)
+    assert torch.autograd.gradcheck(
+        lambda o, x_, a, b: LoRAUpdate.apply(o, x_, a, b, 0.0, 1.5, enable), (out, x, A, B))
+    full = block_diagonal_B(B, enable)  # (3·4, 2·3): q rows read cols 0:3, k rows zero, v 3:6
+    assert full.shape == (12, 6)
+    torch.testing.assert_close(full[0:4, 0:3], B[0])
+    torch.testing.assert_close(full[8:12, 3:6], B[1])
+    assert torch.count_nonzero(full[4:8]) == 0 and torch.count_nonzero(full[0:4, 3:]) == 0
+
+
+def test_double_backward_is_refused_with_a_clear_error():
+    layer = _fused((True, True, True))
+    x = torch.randn(3, 12, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad(layer(x).sum(), x)  # first order is fine
+    assert g.shape == x.shape
+
+
+def test_bf16_autocast_matches_reference_within_bf16_rounding():
+    torch.manual_seed(0)
+    layer = FusedLoRALinear(Conv1D(3 * 16, 32), r=4, alpha=8, enable=(True, False, True))
+    _randomise(layer)
+    x = torch.randn(2, 7, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_new, g_new = _grads(layer, layer, x, seed=0)
+        y_ref, g_ref = _grads(layer, lambda t: _reference(layer, t), x, seed=0)
+    assert y_new.dtype == torch.bfloat16 and layer.lora_A.dtype == torch.float32
+    torch.testing.assert_close(y_new.float(), y_ref.float(), rtol=2e-2, atol=2e-2)
+    for a, b in zip(g_new, g_ref):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=3e-2, atol=3e-2)
+
+
+def test_merge_unmerge_still_exact_with_the_fast_path():
+    layer = _fused((True, False, True), dropout=0.1).eval()
+    x = torch.randn(3, 12, dtype=torch.float64)
+    before = layer(x)
+    layer.merge()  # merge adds ΔW in fp32 (layers.LoRALinear._apply_delta): fp32 tolerance
+    torch.testing.assert_close(layer(x), before, rtol=1e-5, atol=1e-5)
+    layer.unmerge()
+    torch.testing.assert_close(layer(x), before, rtol=1e-5, atol=1e-5)
+
+
+# --- cast_frozen_ -----------------------------------------------------------------------------
+
+def _lora_gpt2(targets=("q", "v")):
+    model = make_tiny_gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, alpha=4, targets=list(targets), dropout=0.0))
+    for layer in model.modules():
+        if isinstance(layer, FusedLoRALinear):
+            _randomise(layer)
+    return model.train()
+
+
+def _loss_and_grads(model, ids):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(ids, labels=ids).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads
+
+
+def test_cast_frozen_is_exact_under_autocast_and_casts_only_frozen_matmul_weights():
+    model = _lora_gpt2()
+    cast = copy.deepcopy(model)
+    names = cast_frozen_(cast, torch.bfloat16)
+    assert "transformer.h.0.attn.c_attn.base.weight" in names
+    assert "transformer.h.0.mlp.c_fc.bias" in names
+    params = dict(cast.named_parameters())
+    assert params["transformer.h.0.attn.c_attn.base.weight"].dtype == torch.bfloat16
+    assert params["transformer.h.0.attn.c_attn.lora_A"].dtype == torch.float32  # trainable
+    assert params["transformer.wte.weight"].dtype == torch.float32  # tied to the LM head
+    assert params["transformer.h.0.ln_1.weight"].dtype == torch.float32  # not a matmul
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(0))
+    loss_a, grads_a = _loss_and_grads(model, ids)
+    loss_b, grads_b = _loss_and_grads(cast, ids)
+    assert torch.equal(loss_a, loss_b)  # autocast rounded these weights to bf16 anyway
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) == 4  # A, B of 2 layers
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name]), name
+
+
+def test_cast_frozen_then_merge_stays_close():
+    model = _lora_gpt2().eval()
+    cast_frozen_(model)
+    ids = torch.randint(0, 300, (1, 10), generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(ids).logits.float()
+        lorakit.merge_lora(model)
+        after = model(ids).logits.float()
+    torch.testing.assert_close(after, before, rtol=5e-2, atol=5e-2)
+
+
+def test_cast_frozen_errors_leave_the_model_untouched():
+    model = make_tiny_gpt2()  # nothing frozen: full fine-tuning
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="no frozen weight"):
+        cast_frozen_(model)
+    with pytest.raises(TypeError, match="floating-point"):
+        cast_frozen_(_lora_gpt2(), torch.int8)
+    with pytest.raises(TypeError, match="floating-point"):
+        cast_frozen_(_lora_gpt2(), "bf16")
+    assert {n: p.dtype for n, p in model.named_parameters()} == dtypes
+    assert frozen_matmul_weights(model) == {}
