@@ -1,0 +1,159 @@
+"""Reading and writing E2E-style records: the shipped synthetic JSONL and the real E2E CSVs.
+
+Shipped set: ``data/e2e/{train,dev,test}.jsonl``, one record per line ``{"mr": ..., "refs": [...]}``,
+with ``MANIFEST.json`` recording the seed, the sizes and each file's SHA-256.
+
+Real E2E (Novikova et al. 2017, https://github.com/tuetschek/e2e-dataset): ``trainset.csv``,
+``devset.csv``, ``testset_w_refs.csv``, columns ``mr,ref``, one row per reference; rows with the
+same ``mr`` become one record with many references (in the order of the file).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+from lorakit.data.records import E2ERecord, parse_mr
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "e2e"
+SPLITS = ("train", "dev", "test")
+E2E_CSV = {"train": "trainset.csv", "dev": "devset.csv", "test": "testset_w_refs.csv"}
+E2E_URL = "https://github.com/tuetschek/e2e-dataset"
+
+
+class DataFileError(ValueError):
+    """A data file exists but a line in it is not what the format needs (says which file/line)."""
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+
+
+def write_jsonl(records: list[E2ERecord], path: str | Path) -> Path:
+    """Write records as JSONL (UTF-8, ``\\n`` line ends, stable key order) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for rec in records:
+            f.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[E2ERecord]:
+    """Read a JSONL file of ``{"mr": str, "refs": [str, ...]}`` lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No data file at {path}. Regenerate the synthetic set with "
+                                "`python -m lorakit.data generate --out data/e2e`.")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                mr, refs = obj["mr"], obj["refs"]
+                parse_mr(mr)
+                if not refs or not all(isinstance(r, str) and r.strip() for r in refs):
+                    raise ValueError("'refs' must be a non-empty list of non-empty strings")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise DataFileError(f"{path}, line {lineno}: not a record "
+                                    f"{{\"mr\": ..., \"refs\": [...]}} ({err}). Fix or "
+                                    "regenerate the file.") from err
+            records.append(E2ERecord(mr, tuple(refs)))
+    return records
+
+
+def read_e2e_csv(path: str | Path) -> list[E2ERecord]:
+    """Read one real-E2E CSV (columns ``mr,ref``) into records grouped by MR.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing (the message says where to get the data).
+    DataFileError
+        If the header lacks ``mr``/``ref`` or a row is malformed (the message gives the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No E2E file at {path}. Download the E2E NLG data from {E2E_URL} "
+                                f"and put {', '.join(E2E_CSV.values())} in one folder.")
+    grouped: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip().lower() for h in next(reader, [])]
+        if "mr" not in header or "ref" not in header:
+            raise DataFileError(f"{path}, line 1: header {header} lacks the columns 'mr' and "
+                                "'ref'; is this an E2E file with references (e.g. "
+                                "testset_w_refs.csv rather than testset.csv)?")
+        i_mr, i_ref = header.index("mr"), header.index("ref")
+        for row in reader:
+            if not row:
+                continue
+            where = f"{path}, line {reader.line_num}"
+            if len(row) != len(header):
+                raise DataFileError(f"{where}: {len(row)} fields, expected {len(header)} "
+                                    f"({', '.join(header)}); check the quoting of that row.")
+            mr, ref = row[i_mr].strip(), row[i_ref].strip()
+            if not ref:
+                raise DataFileError(f"{where}: empty reference text.")
+            try:
+                parse_mr(mr)
+            except ValueError as err:
+                raise DataFileError(f"{where}: {err}") from err
+            grouped.setdefault(mr, []).append(ref)
+    return [E2ERecord(mr, tuple(refs)) for mr, refs in grouped.items()]
+
+
+def load_e2e(split: str = "train", root: str | Path | None = None) -> list[E2ERecord]:
+    """Load a split as records.
+
+    Parameters
+    ----------
+    split : "train", "dev" or "test".
+    root : a folder holding ``{split}.jsonl`` (the synthetic format) or the real E2E CSVs;
+        default: the synthetic set shipped in ``data/e2e``.
+    """
+    _check_split(split)
+    root = Path(root) if root is not None else DATA_DIR
+    jsonl, csv_path = root / f"{split}.jsonl", root / E2E_CSV[split]
+    if jsonl.is_file():
+        return read_jsonl(jsonl)
+    if csv_path.is_file():
+        return read_e2e_csv(csv_path)
+    raise FileNotFoundError(f"Neither {jsonl.name} nor {csv_path.name} is in {root}. Use the "
+                            "shipped set (root=None), regenerate it with `python -m lorakit.data "
+                            f"generate --out {root}`, or download the real E2E data from {E2E_URL}.")
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_manifest(out_dir: str | Path, seed: int, command: str) -> Path:
+    """Write ``MANIFEST.json``: seed, command, and per split file the record/ref counts and SHA-256."""
+    out_dir = Path(out_dir)
+    files = {}
+    for split in SPLITS:
+        path = out_dir / f"{split}.jsonl"
+        if path.is_file():
+            recs = read_jsonl(path)
+            files[path.name] = {"records": len(recs), "refs": sum(len(r.refs) for r in recs),
+                                "sha256": sha256(path)}
+    manifest = {"generator": "lorakit.data.e2e_generate", "seed": seed, "command": command,
+                "files": files}
+    path = out_dir / "MANIFEST.json"
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def domain_text(split: str = "train", root: str | Path | None = None) -> list[str]:
+    """The references of a split without their MRs: unpaired in-domain prose.
+
+    Meant for mixing restaurant-description text into the offline base model's pretraining
+    corpus; use the train split only, so dev/test texts stay unseen.
+    """
+    return [ref for rec in load_e2e(split, root) for ref in rec.refs]

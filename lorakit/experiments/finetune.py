@@ -1,0 +1,212 @@
+"""Chapter 6's experiment: LoRA against full fine-tuning of GPT-2 on the E2E-style task.
+
+``python -m lorakit.experiments finetune [--preset P] [--base NAME] [--out DIR]``
+
+Both methods start from the same base Φ0 (``lorakit.models.load_base``: real GPT-2 when it can be
+had, else the offline base), train on the same batches with :func:`lorakit.train.train`, decode the
+test MRs with the paper's beam search and are scored with multi-reference BLEU, ROUGE-L and NIST.
+
+* LoRA: the paper's E2E setting (§5.4, Table 11): r = 4 on Wq, Wv, α = 32, dropout 0.1, AdamW
+  lr 2e-4, weight decay 0.01, label smoothing 0.1, linear warm-up then linear decay, batch 8.
+* Full fine-tuning: every weight trains, lr 5e-5 (the paper does not list its FT learning rate;
+  5e-5 is the usual choice for fine-tuning all of GPT-2, ~4x below LoRA's because every weight
+  moves), the other settings the same.
+
+Presets (sizes chosen to fit the time each preset promises; the paper trains 5 epochs):
+
+* ``ci``: a few MRs, a couple of steps, 2 beams: seconds on a CPU (a smoke test; no learning).
+* ``cpu``: 400 train MRs (all their references), 1 epoch, 4 beams on 60 test MRs; minutes.
+  The small offline base needs larger learning rates over so few steps (LoRA 5e-3, FT 3e-4);
+  even so LoRA trails full fine-tuning there: r = 4 on Wq, Wv of a 256-wide base moves slowly.
+* ``gpu``: the whole synthetic train split (4,800 MRs, ~28.6k pairs), 1 epoch (not 5) so that
+  both methods, decoding included, finish in about 8 minutes on one H200; beam 10 on all 600
+  test MRs.
+
+The record ``ch06_finetune_<preset>`` holds per method: loss curve, dev loss per epoch, BLEU,
+ROUGE-L, NIST, trainable/total parameters, peak GPU memory, mean step time, checkpoint size and
+sample generations beside their references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import lorakit
+from lorakit.data import load_e2e, make_batches
+from lorakit.evaluate import generate_texts, score_all
+from lorakit.presets import get_preset, pick_device, seed_everything
+from lorakit.runs import save_record
+from lorakit.train import TrainConfig, save_trainable, train
+
+METHODS = ("lora", "full")
+PRESETS: dict[str, dict] = {
+    "ci": dict(train_mrs=12, dev_mrs=4, test_mrs=4, refs_per_mr=1, epochs=1, batch_size=4,
+               warmup=1, lr={"lora": 2e-4, "full": 5e-5}, beams=2, gen_batch=4,
+               max_new_tokens=16, log_every=1),
+    "cpu": dict(train_mrs=400, dev_mrs=40, test_mrs=60, refs_per_mr=None, epochs=1, batch_size=8,
+                warmup=20, lr={"lora": 5e-3, "full": 3e-4}, beams=4, gen_batch=30,
+                max_new_tokens=48, log_every=10),
+    "gpu": dict(train_mrs=None, dev_mrs=200, test_mrs=None, refs_per_mr=None, epochs=1,
+                batch_size=8, warmup=200, lr={"lora": 2e-4, "full": 5e-5}, beams=10,
+                gen_batch=100, max_new_tokens=64, log_every=50),
+}
+LORA = dict(r=4, alpha=32, targets=["q", "v"], dropout=0.1)
+N_SAMPLES = 5
+
+
+def _subset(records, n_mrs, refs_per_mr):
+    records = records if n_mrs is None else records[:n_mrs]
+    if refs_per_mr is None:
+        return records
+    return [type(r)(r.mr, r.refs[:refs_per_mr]) for r in records]
+
+
+def prepare_method(base: torch.nn.Module, method: str) -> torch.nn.Module:
+    """A copy of ``base`` ready to train with ``method`` ("lora" or "full")."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    model = copy.deepcopy(base)
+    if method == "lora":
+        lorakit.apply_lora(model, lorakit.LoRAConfig(**LORA))
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return model
+
+
+def run_method(base, tokenizer, method: str, data: dict, settings: dict, device: torch.device,
+               progress: bool = True) -> dict:
+    """Fine-tune a copy of ``base`` with ``method``, decode the test MRs and score them.
+
+    ``data`` holds ``train_batches``, ``dev_batches`` and ``test`` (records). Returns a JSON-able
+    dict of results (the model is freed before returning).
+    """
+    seed_everything(0)  # the same LoRA init and dropout masks whatever ran before
+    batches = data["train_batches"]
+    if hasattr(batches, "epoch"):
+        batches.epoch = 0  # every method sees the same batches in the same order
+    model = prepare_method(base, method)
+    trainable, total = lorakit.count_parameters(model)
+    cfg = TrainConfig(lr=settings["lr"][method], weight_decay=0.01, epochs=settings["epochs"],
+                      warmup_steps=settings["warmup"], label_smoothing=0.1, grad_clip=1.0,
+                      log_every=settings["log_every"], progress=progress)
+    result = train(model, batches, cfg, eval_batches=data["dev_batches"],
+                   device=device)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt_bytes = save_trainable(model, Path(tmp) / "trainable.safetensors").stat().st_size
+    if method == "lora":
+        lorakit.merge_lora(model)  # decoding with ΔW folded in: no extra latency (paper §4.1)
+    test = data["test"]
+    start = time.perf_counter()
+    hyps = generate_texts(model, tokenizer, [r.mr for r in test], batch_size=settings["gen_batch"],
+                          max_new_tokens=settings["max_new_tokens"], num_beams=settings["beams"],
+                          device=device)
+    gen_s = time.perf_counter() - start
+    refs = [list(r.refs) for r in test]
+    out = {
+        "method": method, "lr": cfg.lr, "trainable_params": trainable, "total_params": total,
+        "checkpoint_bytes": ckpt_bytes, "peak_mem_mb": result.peak_mem_mb,
+        "step_time_s": result.step_time_s, "train_wall_s": result.wall_s, "steps": result.steps,
+        "tokens_seen": result.tokens_seen, "history": result.history, "evals": result.evals,
+        "metrics": score_all(hyps, refs), "generate_wall_s": gen_s,
+        "samples": [{"mr": r.mr, "generated": h, "references": list(r.refs[:3])}
+                    for r, h in zip(test[:N_SAMPLES], hyps[:N_SAMPLES])],
+    }
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def run_finetune(preset: str | None = None, base_name: str = "auto", methods=METHODS,
+                 device: str | None = None, progress: bool = True, data_root=None,
+                 loaded: tuple | None = None) -> dict:
+    """The whole experiment; returns ``{"base": ..., "settings": ..., "methods": {name: ...}}``.
+
+    ``loaded`` may pass an already loaded ``(model, tokenizer, info)`` from
+    :func:`lorakit.models.load_base` (it is copied, never changed); else ``base_name`` is loaded.
+    """
+    from lorakit.models import load_base
+
+    preset = preset or get_preset()
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
+    settings = PRESETS[preset]
+    dev = pick_device(device)
+    base, tokenizer, info = loaded if loaded is not None else \
+        load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    max_len = base.config.n_positions
+    train_recs = _subset(load_e2e("train", data_root), settings["train_mrs"],
+                         settings["refs_per_mr"])
+    dev_recs = _subset(load_e2e("dev", data_root), settings["dev_mrs"], settings["refs_per_mr"])
+    test = _subset(load_e2e("test", data_root), settings["test_mrs"], None)
+    data = {"train_batches": make_batches(train_recs, tokenizer, settings["batch_size"], max_len,
+                                          shuffle=True, seed=0),
+            "dev_batches": list(make_batches(dev_recs, tokenizer, 32, max_len, shuffle=False)),
+            "test": test}
+    results = {}
+    for method in methods:
+        results[method] = run_method(base, tokenizer, method, data, settings, dev, progress)
+    return {
+        "base": {"source": info.source, "name": info.name, "n_params": info.n_params,
+                 "config": info.config, "notice": info.notice},
+        "data": {"train_mrs": len(train_recs), "train_pairs": len(data["train_batches"].examples),
+                 "dev_mrs": len(dev_recs), "test_mrs": len(test),
+                 "padding_fraction": data["train_batches"].padding_fraction()},
+        "settings": {**settings, "lora": LORA, "label_smoothing": 0.1, "weight_decay": 0.01,
+                     "note": "gpu preset: 1 epoch (paper: 5) so both methods fit ~8 min on one "
+                             "H200" if preset == "gpu" else f"{preset} preset: reduced sizes"},
+        "methods": results,
+    }
+
+
+def summary_table(results: dict) -> str:
+    """A plain-text table of the methods in a :func:`run_finetune` result (or a record's results)."""
+    head = ("method", "BLEU", "ROUGE-L", "NIST", "trainable", "of total", "peak MiB",
+            "step ms", "checkpoint")
+    rows = [head]
+    for name, r in results["methods"].items():
+        m = r["metrics"]
+
+        def num(v, fmt):
+            return "n/a" if v is None else format(v, fmt)
+        rows.append((name, num(m["bleu"], ".1f"), num(m.get("rouge_l"), ".1f"),
+                     num(m.get("nist"), ".2f"), f"{r['trainable_params']:,}",
+                     f"{100 * r['trainable_params'] / r['total_params']:.3f}%",
+                     num(r["peak_mem_mb"], ".0f"),
+                     num(None if r["step_time_s"] is None else 1000 * r["step_time_s"], ".1f"),
+                     _size(r["checkpoint_bytes"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))) for row in rows)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments finetune",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument("--base", default="auto", help="load_base name (default auto)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help="folder for the record (default data/runs)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    preset = args.preset or get_preset()
+    start = time.perf_counter()
+    results = run_finetune(preset, args.base, args.methods, args.device, not args.no_progress)
+    wall = time.perf_counter() - start
+    path = save_record(f"ch06_finetune_{preset}", results, preset=preset,
+                       config={"base": args.base, "methods": args.methods}, wall_s=wall, seed=0,
+                       out_dir=args.out)
+    print(summary_table(results))
+    print(f"wrote {path} ({wall:.0f} s)")
