@@ -1,0 +1,210 @@
+"""Inference latency of adapters against LoRA: the paper's Table 1 (section 3).
+
+``python -m lorakit.bench latency`` times one forward pass of the GPT-2 medium architecture
+(random weights, ``GPT2Config`` defaults with 24 layers of width 1024; fp16 on a GPU by default,
+``--dtype bf16`` or ``fp32`` to change it) at batch/sequence 1/128, 16/256 and 32/512 for:
+
+* ``base``          the model as it is;
+* ``adapter_l``     one adapter per block (Lin et al.), bottleneck ``--adapter-r``;
+* ``adapter_h``     two adapters per block (Houlsby et al.);
+* ``lora_merged``   LoRA on Wq, Wv (rank ``--lora-r``) folded into the weights: no extra work;
+* ``lora_unmerged`` the same LoRA kept as a separate branch;
+* ``prefix_layer``  ``--prefix`` special tokens per sequence: the cost of a longer sequence.
+
+Each cell is the mean ± std over ``--trials`` forward passes after ``--warmup`` passes, each
+timed with CUDA events between two synchronisations (wall clock on a CPU), and reported as a
+ratio to the base at the same shape. The JSON record goes to ``data/runs/bench/latency.json``
+(or ``--out DIR`` / ``--out FILE.json``). ``--small --device cpu`` runs a tiny model in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lorakit.presets import get_preset, pick_device
+from lorakit.runs import RUNS_DIR, save_record
+
+METHODS = ("base", "adapter_l", "adapter_h", "lora_merged", "lora_unmerged", "prefix_layer")
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+FULL = {"arch": dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
+        "shapes": [(1, 128), (16, 256), (32, 512)], "trials": 100, "warmup": 10}
+SMALL = {"arch": dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
+         "shapes": [(1, 16), (4, 32)], "trials": 5, "warmup": 2}
+
+
+def build_base(arch: dict, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
+    """A GPT-2 of the given shape with random weights, in eval mode, SDPA attention."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(**arch, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config._attn_implementation = "sdpa"
+    with torch.device(device):
+        model = GPT2LMHeadModel(config)
+    return model.to(dtype).eval()
+
+
+def make_variant(base: nn.Module, method: str, args: argparse.Namespace):
+    """A copy of ``base`` with ``method`` applied: ``(model, prepare_batch, trainable_params)``."""
+    from lorakit.baselines import apply_method
+
+    model = copy.deepcopy(base)
+    if method == "base":
+        return model, None, 0
+    if method in ("adapter_l", "adapter_h"):
+        report = apply_method(model, method, r=args.adapter_r)
+    elif method.startswith("lora"):
+        from lorakit.lora import merge_lora
+
+        report = apply_method(model, "lora", r=args.lora_r, alpha=2 * args.lora_r, targets=["q", "v"])
+        if method == "lora_merged":
+            merge_lora(model)
+    elif method == "prefix_layer":
+        report = apply_method(model, "prefix_layer", l_p=args.prefix, l_i=0)
+        return model.eval(), report.prepare_batch, report.trainable
+    else:
+        raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
+    return model.eval(), None, report.trainable
+
+
+@torch.inference_mode()
+def time_forward(model: nn.Module, batch: dict, trials: int, warmup: int,
+                 device: torch.device) -> list[float]:
+    """Milliseconds of ``trials`` forward passes after ``warmup`` untimed ones."""
+    def once() -> None:
+        model(**batch, use_cache=False)
+
+    for _ in range(warmup):
+        once()
+    times = []
+    cuda = device.type == "cuda"
+    for _ in range(trials):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            once()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            once()
+            times.append(1000 * (time.perf_counter() - t0))
+    return times
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Measure every (method, shape) cell; returns the results dict that is recorded."""
+    setup = SMALL if args.small else FULL
+    device = pick_device(args.device)
+    dtype_name = args.dtype or ("fp16" if device.type == "cuda" else "fp32")
+    dtype = DTYPES[dtype_name]
+    shapes = setup["shapes"] if args.shapes is None else args.shapes
+    trials = args.trials or setup["trials"]
+    warmup = setup["warmup"] if args.warmup is None else args.warmup
+    max_len = setup["arch"]["n_positions"]
+    for _, T in shapes:
+        if T + (args.prefix if "prefix_layer" in args.methods else 0) > max_len:
+            raise ValueError(f"Sequence {T} (+ prefix) exceeds the model's {max_len} positions.")
+    base = build_base(setup["arch"], device, dtype)
+    gen = torch.Generator().manual_seed(0)
+    inputs = {(B, T): torch.randint(0, setup["arch"]["vocab_size"], (B, T), generator=gen)
+              for B, T in shapes}
+    cells: dict[str, dict[str, dict]] = {f"{B}x{T}": {} for B, T in shapes}
+    params = {}
+    for method in args.methods:
+        model, prepare, params[method] = make_variant(base, method, args)
+        for (B, T), ids in inputs.items():
+            batch = {"input_ids": ids}
+            if prepare is not None:
+                batch = {"input_ids": prepare({"input_ids": ids})["input_ids"]}
+            batch = {k: v.to(device) for k, v in batch.items()}
+            ms = time_forward(model, batch, trials, warmup, device)
+            cells[f"{B}x{T}"][method] = {"mean_ms": statistics.fmean(ms),
+                                         "std_ms": statistics.pstdev(ms),
+                                         "seq_len": batch["input_ids"].shape[1]}
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    for row in cells.values():
+        ref = row.get("base", {}).get("mean_ms")
+        for cell in row.values():
+            cell["ratio"] = cell["mean_ms"] / ref if ref else None
+    return {"dtype": dtype_name, "device_type": device.type, "trials": trials, "warmup": warmup,
+            "arch": setup["arch"], "added_params": params, "cells": cells,
+            "settings": {"adapter_r": args.adapter_r, "lora_r": args.lora_r, "lora_targets": ["q", "v"],
+                         "prefix": args.prefix}}
+
+
+def format_table(results: dict) -> str:
+    """The record as a text table: ms (mean ± std) and ratio to the base, one row per method."""
+    cols = list(results["cells"])
+    methods = list(next(iter(results["cells"].values())))
+    lines = [f"{'method':<15}" + "".join(f"{'B x T = ' + c:>28}" for c in cols)]
+    for m in methods:
+        row = f"{m:<15}"
+        for c in cols:
+            cell = results["cells"][c][m]
+            ratio = f" ({cell['ratio']:.3f}x)" if cell["ratio"] is not None else ""
+            row += f"{cell['mean_ms']:>12.2f} ± {cell['std_ms']:<5.2f}ms{ratio:>9}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        b, t = (int(x) for x in text.lower().split("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"shape {text!r} must look like 16x256 (batch x seq)") from err
+    if b < 1 or t < 1:
+        raise argparse.ArgumentTypeError(f"shape {text!r} needs batch >= 1 and seq >= 1")
+    return b, t
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lorakit.bench latency", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: picked by hardware)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="default fp16 on CUDA, fp32 elsewhere")
+    p.add_argument("--small", action="store_true", help="tiny model and shapes: a seconds-long smoke run")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--shapes", nargs="+", type=_shape, default=None, help="e.g. 1x128 16x256 32x512")
+    p.add_argument("--trials", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--adapter-r", type=int, default=64, help="adapter bottleneck (default 64)")
+    p.add_argument("--lora-r", type=int, default=4)
+    p.add_argument("--prefix", type=int, default=16, help="prefix_layer special tokens (default 16)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 gives steadier CPU timings on a busy machine)")
+    p.add_argument("--out", default=None, help="directory, or a .json file (default data/runs/bench)")
+    args = p.parse_args(argv)
+    if "base" not in args.methods:
+        args.methods = ["base", *args.methods]  # every ratio is relative to the base
+    if args.trials is not None and args.trials < 2:
+        p.error("--trials must be >= 2 (a std needs two samples)")
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    start = time.perf_counter()
+    results = run(args)
+    out = Path(args.out) if args.out else RUNS_DIR / "bench"
+    name = "latency"
+    if out.suffix == ".json":
+        out, name = out.parent, out.stem
+    config = {k: v for k, v in vars(args).items() if k != "out"}
+    path = save_record(name, results, preset="small" if args.small else get_preset(), config=config,
+                       wall_s=time.perf_counter() - start, out_dir=out)
+    print(format_table(results))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""lorakit.bench.latency: the Table-1 benchmark runs end to end on a CPU in its --small mode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lorakit.bench import latency
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_small_cpu_run_writes_a_record_with_every_method(tmp_path, capsys):
+    out = tmp_path / "lat.json"
+    latency.main(["--small", "--device", "cpu", "--trials", "2", "--warmup", "1",
+                  "--threads", "1", "--prefix", "4", "--out", str(out)])
+    record = json.loads(out.read_text())
+    res = record["results"]
+    assert res["dtype"] == "fp32" and res["device_type"] == "cpu"
+    assert list(res["cells"]) == ["1x16", "4x32"]
+    d, L = res["arch"]["n_embd"], res["arch"]["n_layer"]
+    for shape, row in res["cells"].items():
+        assert set(row) == set(latency.METHODS)
+        assert row["base"]["ratio"] == 1.0
+        assert all(c["mean_ms"] > 0 and c["std_ms"] >= 0 and c["ratio"] > 0 for c in row.values())
+        assert row["prefix_layer"]["seq_len"] == int(shape.split("x")[1]) + 4  # sequence cost
+    added = res["added_params"]
+    assert added["lora_merged"] == added["lora_unmerged"] == 2 * (2 * L) * d * 4
+    assert added["adapter_h"] > added["adapter_l"] > 0
+    assert record["device"] and record["wall_s"] >= 0
+    assert "lora_unmerged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--shapes", "16by256"], ["--trials", "1"],
+                                  ["--methods", "adapter_x"]])
+def test_bad_arguments_exit_with_a_message(argv, capsys):
+    with pytest.raises(SystemExit):
+        latency.main(["--small", "--device", "cpu", *argv])
+    assert capsys.readouterr().err.strip()
+
+
+def test_a_sequence_longer_than_the_model_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="positions"):
+        latency.main(["--small", "--device", "cpu", "--shapes", "1x126", "--prefix", "4",
+                      "--out", str(tmp_path)])
