@@ -1,0 +1,105 @@
+"""Chapter 7's experiment (Table 3 and Figure 2 on our task): end to end in the ci preset."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import make_tiny_gpt2
+
+from lorakit import analysis
+from lorakit.baselines import METHODS, apply_method
+from lorakit.experiments import baselines as exp
+from lorakit.models import BaseInfo
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The shared CI machine has 2 cores; one torch thread is much faster for tiny models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_ci_run_writes_a_record_of_table3_and_figure2(tmp_path, capsys):
+    exp.main(["--preset", "ci", "--out", str(tmp_path), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "[13/13]" in out and "wrote" in out  # progress lines and the table were printed
+    record = json.loads((tmp_path / "ch07_baselines_ci.json").read_text())
+    assert record["preset"] == "ci" and record["wall_s"] > 0 and record["device"]
+    res = record["results"]
+    settings = exp.PRESETS["ci"]
+    assert list(res["table3"]) == list(exp.TABLE3) and set(exp.TABLE3) == set(METHODS)
+    d, L = res["base"]["config"]["n_embd"], res["base"]["config"]["n_layer"]
+    for method, row in res["table3"].items():
+        seeds = settings["seeds"].get(method, (0,))
+        assert row["seeds"] == list(seeds) and len(row["runs"]) == len(seeds)
+        assert row["lr"] == exp.LR[method] and 0 < row["trainable_params"] <= row["total_params"]
+        for run in row["runs"]:
+            assert set(run["metrics"]) == {"bleu", "rouge_l", "nist"}
+            assert all(math.isfinite(v) for v in run["metrics"].values())
+            assert math.isfinite(run["final_loss"]) and math.isfinite(run["dev_loss"])
+            assert run["steps"] == settings["steps"] and len(run["samples"]) == 3
+            assert all("\ufffd" not in s["generated"] for s in run["samples"])
+        assert all(math.isfinite(v) for v in row["mean"].values())
+        if len(seeds) > 1:
+            assert all(v is not None and v >= 0 for v in row["std"].values())
+        else:
+            assert all(v is None for v in row["std"].values())
+        if method in ("ft", "ft_top2", "bitfit"):
+            assert row["formula"] is None
+        else:
+            assert row["trainable_params"] == row["formula"]
+    t3 = res["table3"]
+    assert t3["ft"]["trainable_params"] == t3["ft"]["total_params"]
+    assert t3["lora"]["formula"] == analysis.lora_params(2 * L, d, 4)
+    n = settings["sizes"]["prefix_layer"]
+    assert t3["prefix_layer"]["formula"] == analysis.prefix_layer_params(L, d, n - n // 4, n // 4)
+    for method, sizes in settings["sweep"].items():
+        points = res["figure2"][method]["points"]
+        assert [p["size"] for p in points] == list(sizes)
+        assert [p["from_table3"] for p in points] == [s == settings["sizes"][method] for s in sizes]
+        counts = [p["trainable_params"] for p in points]
+        assert counts == sorted(counts) and all(p["formula"] == p["trainable_params"] for p in points)
+    timing = res["timing"]
+    assert timing["total_s"] >= timing["table3_s"] + timing["figure2_s"] > 0
+    table = exp.table3_text(res).splitlines()
+    assert table[0].split()[:3] == ["method", "trainable", "formula"] and len(table) == 9
+    assert "±" in table[-1]  # LoRA has two seeds in ci
+
+
+def test_plan_reuses_the_table3_point_in_the_sweep():
+    settings = exp.PRESETS["gpu"]
+    jobs = exp.plan(settings)
+    table = [j for j in jobs if j[0] == "table3"]
+    assert len(table) == 8 + 2 * 3  # LoRA and both adapters have 3 seeds
+    extra = [j for j in jobs if j[0] == "figure2"]
+    assert len(extra) == sum(len(s) - 1 for s in settings["sweep"].values())
+    assert all(size != settings["sizes"][m] for _, m, size, _ in extra)
+
+
+def test_prompted_generator_returns_prompt_and_new_tokens_only(tiny_tokenizer):
+    model = make_tiny_gpt2()
+    sep = tiny_tokenizer(" ||", add_special_tokens=False)["input_ids"]
+    report = apply_method(model, "prefix_layer", **exp.method_kwargs("prefix_layer", 4, sep))
+    ids = torch.tensor([tiny_tokenizer("name[A] ||")["input_ids"]])
+    mask = torch.ones_like(ids)
+    out = exp.PromptedGenerator(model, report.prepare_batch).generate(
+        ids, mask, max_new_tokens=5, do_sample=False, pad_token_id=0, min_new_tokens=5)
+    assert torch.equal(out[:, :ids.shape[1]], ids) and out.shape[1] == ids.shape[1] + 5
+    assert int(out.max()) < model.config.vocab_size  # no special id leaks into the text
+
+
+def test_unknown_preset_and_a_base_too_short_for_the_prefixes(tiny_tokenizer):
+    info = BaseInfo(source="test", name="tiny", n_params=0, tokenizer="tiny", vocab_size=300)
+    with pytest.raises(ValueError, match="Unknown preset"):
+        exp.run_baselines("huge", progress=False)
+    with pytest.raises(ValueError, match="Unknown settings"):
+        exp.run_baselines("ci", progress=False, overrides={"stepz": 3})
+    short = make_tiny_gpt2(n_positions=16)
+    with pytest.raises(ValueError, match="no room for"):
+        exp.run_baselines("ci", loaded=(short, tiny_tokenizer, info), device="cpu",
+                          progress=False)
