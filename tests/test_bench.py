@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lorakit.bench.train_step import apply_method, build_model, main, ratios
+from lorakit.bench.train_step import apply_method, build_model, comparisons, main, ratios
 
 
 def test_train_step_small_cpu_writes_a_record(tmp_path, capsys):
@@ -26,9 +26,23 @@ def test_train_step_small_cpu_writes_a_record(tmp_path, capsys):
     assert m["lorakit_qkv"]["trainable_params"] == 2 * 3 * 4 * (64 + 64)
     assert res["ratios"]["step_lorakit_qv_vs_full"] == pytest.approx(
         m["lorakit_qv"]["step_ms"] / m["full"]["step_ms"])
+    # frozen-bf16 variants: the same trainable parameters, frozen weights in bf16
+    for method in ("lorakit_qv", "lorakit_qkv"):
+        frozen = m[method + "_frozen_bf16"]
+        assert frozen["frozen_bf16"] and frozen["trainable_params"] == m[method]["trainable_params"]
+    # interleaved rounds (tiny preset: 2), the median of them reported
+    for r in m.values():
+        assert len(r["step_ms_rounds"]) == 2 and r["step_ms_min"] <= r["step_ms"]
+    rows = {row["key"]: row for row in res["comparisons"]}
+    step_goal = rows["step_lorakit_qv_vs_full"]
+    assert step_goal["met"] == (step_goal["ratio"] <= 0.75) and "full fine-tuning" in step_goal["label"]
+    assert rows["mem_lorakit_qv_vs_full"]["ratio"] is None  # no CUDA memory on CPU
+    printed = capsys.readouterr().out
+    assert "goal <= 0.75: " + ("met" if step_goal["met"] else "NOT met") in printed
+    assert "goal <= 0.6: not measured" in printed
     if importlib.util.find_spec("peft") is None:
         assert "peft_qkv" not in m and "not installed" in res["notes"][0]
-    assert "wrote" in capsys.readouterr().out
+    assert "wrote" in printed
 
 
 def test_ratios_and_goals():
@@ -42,6 +56,31 @@ def test_ratios_and_goals():
                           "lorakit_mem_le_0.6_full": True}
     del results["peft_qkv"]
     assert ratios(results)["goals"]["lorakit_step_le_0.9_peft"] is None
+    results["lorakit_qv"]["step_ms"] = 80.0  # a goal not met is reported as such
+    rows = {row["key"]: row for row in comparisons(results)}
+    assert rows["step_lorakit_qv_vs_full"]["met"] is False
+    assert rows["step_lorakit_qv_vs_full"]["ratio"] == pytest.approx(0.8)
+    results.update({"peft_qkv": {"step_ms": 90.0, "peak_mem_mb": 800.0},
+                    "lorakit_qkv_frozen_bf16": {"step_ms": 60.0, "peak_mem_mb": 400.0},
+                    "peft_qkv_frozen_bf16": {"step_ms": 80.0, "peak_mem_mb": 600.0}})
+    rows = {row["key"]: row for row in comparisons(results)}
+    same = rows["step_lorakit_qkv_frozen_bf16_vs_peft_qkv_frozen_bf16"]
+    assert same["ratio"] == pytest.approx(0.75) and same["met"] is None  # no goal: informational
+    assert "same treatment" in same["label"]
+    assert rows["step_lorakit_qkv_frozen_bf16_vs_peft_qkv"]["ratio"] == pytest.approx(60 / 90)
+    assert rows["step_lorakit_qv_vs_peft_qkv"]["ratio"] == pytest.approx(80 / 90)
+    assert "different targets" in rows["step_lorakit_qv_vs_peft_qkv"]["label"]
+
+
+def test_frozen_bf16_method_casts_only_frozen_weights():
+    import torch
+
+    model = build_model({"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 16,
+                         "vocab_size": 32}, device=torch.device("cpu"), dropout=0.0)
+    apply_method(model, "lorakit_qv_frozen_bf16")
+    assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.bfloat16
+    assert model.transformer.wte.weight.dtype == torch.float32  # tied to the LM head: kept
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
 
 
 def test_unknown_method_is_an_error():
@@ -49,5 +88,6 @@ def test_unknown_method_is_an_error():
                          "vocab_size": 32}, device=__import__("torch").device("cpu"), dropout=0.0)
     with pytest.raises(ValueError, match="Unknown method"):
         apply_method(model, "adapter")
-    with pytest.raises(SystemExit):
-        main(["--small", "--device", "cpu", "--steps", "0"])
+    for bad in (["--steps", "0"], ["--rounds", "0"], ["--warmup", "-1"]):
+        with pytest.raises(SystemExit):
+            main(["--small", "--device", "cpu", *bad])

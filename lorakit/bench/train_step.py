@@ -1,20 +1,23 @@
 """Training-step time and peak memory: LoRA against full fine-tuning and against PEFT's LoRA.
 
-``python -m lorakit.bench train-step`` runs, in one process, one optimizer step after another on
-the GPT-2 medium architecture (random weights: 24 layers, width 1024, vocab 50,257), batch 8,
-sequence 512, fp32 master weights with bf16 autocast, for:
+``python -m lorakit.bench train-step`` steps, in one process, the GPT-2 medium architecture
+(random weights: 24 layers, width 1024, vocab 50,257), batch 8, sequence 512, fp32 master weights
+with bf16 autocast, for:
 
 * ``full``         every weight trains (full fine-tuning);
 * ``lorakit_qv``   lorakit LoRA on Wq, Wv (slices of the fused ``c_attn``; the paper's setting);
 * ``lorakit_qkv``  lorakit LoRA on Wq, Wk, Wv;
-* ``peft_qkv``     PEFT's LoRA on ``c_attn`` (all of q, k, v: PEFT cannot take slices); skipped
-  with a note when ``peft`` is not installed.
+* ``peft_qkv``     PEFT's LoRA on ``c_attn`` (all of q, k, v: PEFT cannot take slices);
+* ``*_frozen_bf16`` the three LoRA methods again with the frozen weights stored in bf16
+  (:func:`lorakit.lora.precision.cast_frozen_` after adapting): bit-identical under autocast,
+  less memory and fewer cast kernels. The PEFT runs are skipped with a note when ``peft`` is not
+  installed.
 
 Every method gets the same model options (dropout, SDPA attention, GELU kernel), the same batch,
-the same loss
-(:func:`lorakit.train.causal_lm_loss`, label smoothing 0.1), the same optimizer (AdamW, fused
-on CUDA, lr 2e-4, weight decay 0.01 on matrices) and gradient clipping: only the set of trainable
-weights and the layer implementation differ. LoRA: r = 4, α = 32, dropout 0.1.
+the same loss (:func:`lorakit.train.causal_lm_loss` with label positions found once on the CPU, so
+the loss adds no host sync; label smoothing 0.1), the same optimizer (AdamW, fused on CUDA, lr
+2e-4, weight decay 0.01 on matrices) and gradient clipping: only the set of trainable weights and
+the layer implementation differ. LoRA: r = 4, α = 32, dropout 0.1.
 
 Where a LoRA step spends time besides the frozen matmuls, and what lorakit does about it:
 
@@ -22,19 +25,24 @@ Where a LoRA step spends time besides the frozen matmuls, and what lorakit does 
   of the step; ``causal_lm_loss`` runs the head in chunks and never keeps them
   (:func:`lorakit.train.linear_cross_entropy`), for every method alike;
 * elementwise work, which LoRA does not shrink: GPT-2's tanh-GELU runs as one fused kernel
-  (``--activation gelu_pytorch_tanh``, the same function as HF's ``gelu_new``, which runs it op by
-  op and keeps several 4·d-wide intermediates for backward); for every method alike;
+  (``--activation gelu_pytorch_tanh``, the same function as HF's ``gelu_new``), for every method;
 * LoRA's own small matmuls, dropout and the add onto the base output: lorakit's layers
   (``lorakit.lora``) adapt q and v as slices of ``c_attn`` so k costs nothing.
 
-Per method: ``--warmup`` untimed steps, then ``--steps`` steps timed with CUDA events (forward,
-backward and optimizer separately); peak memory is ``torch.cuda.max_memory_allocated`` after
-``reset_peak_memory_stats``, with the model built after the reset (weights, gradients, optimizer
-state and activations all count). Everything is freed between methods.
+How it measures. Time: every model is built up front; each gets ``--warmup`` untimed steps; then
+``--rounds`` rounds, in each of which every method runs ``--steps`` steps in turn (the order
+rotates from round to round), so that a slow spell of the machine hits all methods alike. A
+round's time per step comes from CUDA events around the whole round (launch gaps included); a
+method's ``step_ms`` is the median over rounds. Memory: a separate pass, one method at a time
+alone on the device, ``torch.cuda.reset_peak_memory_stats`` before its model is built, a few steps,
+then ``max_memory_allocated`` (weights, gradients, optimizer state and activations all count).
 
-Goals (DESIGN §8, as ratios in one run): lorakit LoRA step <= 0.75 x full fine-tuning (theory:
-about 2/3, the weight-gradient matmuls are skipped), lorakit <= 0.9 x PEFT on the same targets,
-peak memory LoRA <= 0.6 x full fine-tuning. Written to ``data/runs/bench/train_step.json``
+Goals (DESIGN §8, as ratios in one run; each marked met or not in the record and the table):
+lorakit q,v step <= 0.75 x full fine-tuning (theory: about 2/3), peak memory <= 0.6 x full
+fine-tuning, lorakit q,k,v <= 0.9 x PEFT q,k,v with each library's standard recipe (fp32 frozen
+weights). Also reported: both with frozen bf16 weights (the same treatment), lorakit frozen-bf16
+against PEFT's default, and lorakit q,v against PEFT q,k,v (different targets: the paper's setting
+against PEFT's only option on a fused projection). Written to ``data/runs/bench/train_step.json``
 (or ``--out DIR`` / ``--out FILE.json``). ``--small --device cpu`` runs a tiny model in seconds.
 """
 
@@ -49,16 +57,48 @@ from pathlib import Path
 import torch
 
 import lorakit
+from lorakit.lora.precision import cast_frozen_
 from lorakit.presets import get_preset, pick_device
 from lorakit.runs import RUNS_DIR, save_record
-from lorakit.train import _param_groups, causal_lm_loss
+from lorakit.train import _param_groups, causal_lm_loss, label_positions
 
-METHODS = ("full", "lorakit_qv", "lorakit_qkv", "peft_qkv")
+FROZEN_BF16 = "_frozen_bf16"
+BASE_METHODS = ("full", "lorakit_qv", "lorakit_qkv", "peft_qkv")
+METHODS = BASE_METHODS + tuple(m + FROZEN_BF16 for m in BASE_METHODS[1:])
 FULL = dict(arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-            batch=8, seq=512, warmup=5, steps=20)
+            batch=8, seq=512, warmup=5, steps=5, rounds=7, mem_steps=3)
 SMALL = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-             batch=2, seq=32, warmup=1, steps=2)
+             batch=2, seq=32, warmup=1, steps=1, rounds=2, mem_steps=1)
 LORA = dict(r=4, alpha=32, dropout=0.1)
+# (key, numerator, denominator, metric, label, goal name, limit): the ratios the record reports
+COMPARISONS = (
+    ("step_lorakit_qv_vs_full", "lorakit_qv", "full", "step_ms",
+     "step: lorakit q,v / full fine-tuning", "lorakit_step_le_0.75_full", 0.75),
+    ("mem_lorakit_qv_vs_full", "lorakit_qv", "full", "peak_mem_mb",
+     "peak memory: lorakit q,v / full fine-tuning", "lorakit_mem_le_0.6_full", 0.6),
+    ("step_lorakit_qkv_vs_peft_qkv", "lorakit_qkv", "peft_qkv", "step_ms",
+     "step: q,k,v lorakit / PEFT, both fp32 frozen (each library's standard recipe)",
+     "lorakit_step_le_0.9_peft", 0.9),
+    ("step_lorakit_qkv_frozen_bf16_vs_peft_qkv_frozen_bf16", "lorakit_qkv_frozen_bf16",
+     "peft_qkv_frozen_bf16", "step_ms",
+     "step: q,k,v lorakit / PEFT, both frozen weights in bf16 (same treatment)", None, None),
+    ("step_lorakit_qkv_frozen_bf16_vs_peft_qkv", "lorakit_qkv_frozen_bf16", "peft_qkv", "step_ms",
+     "step: q,k,v lorakit frozen-bf16 / PEFT default", None, None),
+    ("step_lorakit_qv_vs_peft_qkv", "lorakit_qv", "peft_qkv", "step_ms",
+     "step: lorakit q,v (paper) / PEFT q,k,v (its only option): different targets", None, None),
+    ("step_lorakit_qv_frozen_bf16_vs_full", "lorakit_qv_frozen_bf16", "full", "step_ms",
+     "step: lorakit q,v frozen-bf16 / full fine-tuning", None, None),
+    ("mem_lorakit_qv_frozen_bf16_vs_full", "lorakit_qv_frozen_bf16", "full", "peak_mem_mb",
+     "peak memory: lorakit q,v frozen-bf16 / full fine-tuning", None, None),
+    ("step_lorakit_qkv_vs_full", "lorakit_qkv", "full", "step_ms",
+     "step: lorakit q,k,v / full fine-tuning", None, None),
+    ("step_peft_qkv_vs_full", "peft_qkv", "full", "step_ms",
+     "step: PEFT q,k,v / full fine-tuning", None, None),
+    ("mem_lorakit_qkv_vs_peft_qkv", "lorakit_qkv", "peft_qkv", "peak_mem_mb",
+     "peak memory: q,k,v lorakit / PEFT", None, None),
+    ("mem_peft_qkv_vs_full", "peft_qkv", "full", "peak_mem_mb",
+     "peak memory: PEFT q,k,v / full fine-tuning", None, None),
+)
 
 
 def build_model(arch: dict, device: torch.device, dropout: float, seed: int = 0,
@@ -76,14 +116,17 @@ def build_model(arch: dict, device: torch.device, dropout: float, seed: int = 0,
 
 
 def apply_method(model, method: str):
-    """Make ``method``'s weights trainable; return the module the loss runs on (an HF causal LM)."""
-    if method == "full":
-        return model
-    if method in ("lorakit_qv", "lorakit_qkv"):
-        targets = ["q", "v"] if method == "lorakit_qv" else ["q", "k", "v"]
+    """Make ``method``'s weights trainable; return the module the loss runs on (an HF causal LM).
+
+    ``*_frozen_bf16`` methods then store the frozen linear weights in bf16 (``cast_frozen_``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    base = method.removesuffix(FROZEN_BF16)
+    if base in ("lorakit_qv", "lorakit_qkv"):
+        targets = ["q", "v"] if base == "lorakit_qv" else ["q", "k", "v"]
         lorakit.apply_lora(model, lorakit.LoRAConfig(targets=targets, **LORA))
-        return model
-    if method == "peft_qkv":
+    elif base == "peft_qkv":
         from peft import LoraConfig, get_peft_model
 
         cfg = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
@@ -91,12 +134,13 @@ def apply_method(model, method: str):
         # the LoRA layers are injected into ``model`` in place; the loss runs on it directly,
         # exactly as for the other methods
         get_peft_model(model, cfg)
-        return model
-    raise ValueError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    if method.endswith(FROZEN_BF16):
+        cast_frozen_(model, torch.bfloat16)
+    return model
 
 
 class _Timer:
-    """Times phases with CUDA events on a GPU, wall clock elsewhere (milliseconds)."""
+    """Marks time with CUDA events on a GPU (no sync), wall clock elsewhere; milliseconds."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
@@ -112,115 +156,172 @@ class _Timer:
         return a.elapsed_time(b) if self.cuda else (b - a) * 1000.0
 
 
-def measure(method: str, settings: dict, device: torch.device, dropout: float,
-            compile_: bool = False, activation: str = "gelu_pytorch_tanh") -> dict:
-    """Build, adapt and step one model; return timings (ms), peak memory (MiB) and counts."""
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    model = build_model(settings["arch"], device, dropout, activation=activation)
-    model = apply_method(model, method)
-    trainable, total = lorakit.count_parameters(model)
-    opt = torch.optim.AdamW(_param_groups(model, 0.01), lr=2e-4, fused=cuda)
-    params = [p for p in model.parameters() if p.requires_grad]
-    backbone = torch.compile(model.base_model) if compile_ else None
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, settings["arch"]["vocab_size"], (settings["batch"], settings["seq"]),
-                        generator=g).to(device)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
-    timer, rows = _Timer(device), []
-    for i in range(settings["warmup"] + settings["steps"]):
+class _Runner:
+    """One method's model, optimizer and batch, ready to step without any host sync."""
+
+    def __init__(self, method: str, settings: dict, device: torch.device, dropout: float,
+                 compile_: bool, activation: str) -> None:
+        self.method = method
+        self.model = apply_method(build_model(settings["arch"], device, dropout,
+                                              activation=activation), method)
+        self.trainable, self.total = lorakit.count_parameters(self.model)
+        self.opt = torch.optim.AdamW(_param_groups(self.model, 0.01), lr=2e-4,
+                                     fused=device.type == "cuda")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.backbone = torch.compile(self.model.base_model) if compile_ else None
+        g = torch.Generator().manual_seed(1)
+        ids = torch.randint(0, settings["arch"]["vocab_size"], (settings["batch"], settings["seq"]),
+                            generator=g)
+        # as lorakit.train does: positions found on the CPU, no all-ones attention mask
+        self.positions = label_positions(ids).to(device)
+        self.batch = {"input_ids": ids.to(device)}
+        self.device_type = device.type
+        self.loss = None
+
+    def step(self, timer: _Timer) -> tuple:
         t0 = timer.mark()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss, _ = causal_lm_loss(model, batch, 0.1, backbone)
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            loss, _ = causal_lm_loss(self.model, self.batch, 0.1, self.backbone, self.positions)
         t1 = timer.mark()
         loss.backward()
         t2 = timer.mark()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        t3 = timer.mark()
-        if i >= settings["warmup"]:
-            rows.append((t0, t1, t2, t3))
-    if cuda:
-        torch.cuda.synchronize(device)
-    step = [timer.elapsed(a, d) for a, _, _, d in rows]
-    out = {
-        "method": method, "trainable_params": trainable, "total_params": total,
-        "step_ms": statistics.mean(step), "step_ms_median": statistics.median(step),
-        "step_ms_std": statistics.pstdev(step),
-        "forward_ms": statistics.mean(timer.elapsed(a, b) for a, b, _, _ in rows),
-        "backward_ms": statistics.mean(timer.elapsed(b, c) for _, b, c, _ in rows),
-        "optimizer_ms": statistics.mean(timer.elapsed(c, d) for _, _, c, d in rows),
-        "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
-        "final_loss": float(loss.detach()),
-    }
-    del model, opt, params, backbone, loss, batch, ids
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.loss = loss.detach()
+        return t0, t1, t2, timer.mark()
+
+
+def _free() -> None:
     gc.collect()
-    if cuda:
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def measure_memory(methods, settings: dict, device: torch.device, **build) -> dict[str, float]:
+    """Peak MiB of each method alone on the device (CUDA only; ``{}`` elsewhere)."""
+    if device.type != "cuda":
+        return {}
+    timer, peaks = _Timer(device), {}
+    for method in methods:
+        _free()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        runner = _Runner(method, settings, device, **build)
+        for _ in range(settings["mem_steps"]):
+            runner.step(timer)
+        torch.cuda.synchronize(device)
+        peaks[method] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        del runner
+    _free()
+    return peaks
+
+
+def measure_time(methods, settings: dict, device: torch.device, **build) -> dict[str, dict]:
+    """Interleaved rounds; per method the median over rounds of the mean step time (ms)."""
+    timer = _Timer(device)
+    runners = {m: _Runner(m, settings, device, **build) for m in methods}
+    for runner in runners.values():
+        for _ in range(settings["warmup"]):
+            runner.step(timer)
+    rounds = {m: [] for m in methods}
+    phases = {m: [] for m in methods}
+    order = list(methods)
+    for k in range(settings["rounds"]):
+        for method in order[k % len(order):] + order[:k % len(order)]:
+            start = timer.mark()
+            phases[method] += [runners[method].step(timer) for _ in range(settings["steps"])]
+            rounds[method].append((start, timer.mark()))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    out = {}
+    for method, runner in runners.items():
+        per_step = [timer.elapsed(a, b) / settings["steps"] for a, b in rounds[method]]
+        marks = phases[method]
+        out[method] = {
+            "method": method, "trainable_params": runner.trainable, "total_params": runner.total,
+            "frozen_bf16": method.endswith(FROZEN_BF16),
+            "step_ms": statistics.median(per_step), "step_ms_min": min(per_step),
+            "step_ms_rounds": per_step,
+            "forward_ms": statistics.median(timer.elapsed(a, b) for a, b, _, _ in marks),
+            "backward_ms": statistics.median(timer.elapsed(b, c) for _, b, c, _ in marks),
+            "optimizer_ms": statistics.median(timer.elapsed(c, d) for _, _, c, d in marks),
+            "final_loss": float(runner.loss),
+        }
+    del runners
+    _free()
     return out
+
+
+def comparisons(results: dict[str, dict]) -> list[dict]:
+    """Every ratio of :data:`COMPARISONS` with its label, goal and whether it is met.
+
+    ``ratio`` is ``None`` when a method or the metric was not measured; ``met`` is ``None`` then,
+    and also for comparisons without a goal.
+    """
+    rows = []
+    for key, a, b, metric, label, goal, limit in COMPARISONS:
+        ratio = None
+        if a in results and b in results and results[a].get(metric) and results[b].get(metric):
+            ratio = results[a][metric] / results[b][metric]
+        met = None if ratio is None or limit is None else bool(ratio <= limit)
+        rows.append({"key": key, "label": label, "numerator": a, "denominator": b,
+                     "metric": metric, "ratio": ratio, "goal": goal, "limit": limit, "met": met})
+    return rows
 
 
 def ratios(results: dict[str, dict]) -> dict:
-    """Step-time and peak-memory ratios, and whether each goal is met (None: not measured)."""
-    def r(a: str, b: str, key: str):
-        if a in results and b in results and results[a][key] and results[b][key]:
-            return results[a][key] / results[b][key]
-        return None
-
-    out = {
-        "step_lorakit_qv_vs_full": r("lorakit_qv", "full", "step_ms"),
-        "step_lorakit_qkv_vs_full": r("lorakit_qkv", "full", "step_ms"),
-        "step_peft_qkv_vs_full": r("peft_qkv", "full", "step_ms"),
-        "step_lorakit_qkv_vs_peft_qkv": r("lorakit_qkv", "peft_qkv", "step_ms"),
-        "mem_lorakit_qv_vs_full": r("lorakit_qv", "full", "peak_mem_mb"),
-        "mem_lorakit_qkv_vs_full": r("lorakit_qkv", "full", "peak_mem_mb"),
-        "mem_peft_qkv_vs_full": r("peft_qkv", "full", "peak_mem_mb"),
-    }
-
-    def ok(value, limit):
-        return None if value is None else bool(value <= limit)
-
-    out["goals"] = {
-        "lorakit_step_le_0.75_full": ok(out["step_lorakit_qv_vs_full"], 0.75),
-        "lorakit_step_le_0.9_peft": ok(out["step_lorakit_qkv_vs_peft_qkv"], 0.9),
-        "lorakit_mem_le_0.6_full": ok(out["mem_lorakit_qv_vs_full"], 0.6),
-    }
+    """``{key: ratio}`` for every comparison, plus ``goals``: ``{goal name: met}``."""
+    rows = comparisons(results)
+    out: dict = {row["key"]: row["ratio"] for row in rows}
+    out["goals"] = {row["goal"]: row["met"] for row in rows if row["goal"]}
     return out
+
+
+def _table(results: dict[str, dict], rows: list[dict]) -> str:
+    lines = [f"{'method':24s} {'step ms':>8s} {'min':>7s} {'fwd':>6s} {'bwd':>6s} {'opt':>6s} "
+             f"{'peak MiB':>9s} {'trainable':>12s}"]
+    for name, r in results.items():
+        mem = "n/a" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
+        lines.append(f"{name:24s} {r['step_ms']:8.2f} {r['step_ms_min']:7.2f} "
+                     f"{r['forward_ms']:6.1f} {r['backward_ms']:6.1f} {r['optimizer_ms']:6.1f} "
+                     f"{mem:>9s} {r['trainable_params']:12,}")
+    lines.append("")
+    for row in rows:
+        value = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        goal = "" if row["limit"] is None else \
+            f"goal <= {row['limit']}: " + {True: "met", False: "NOT met", None: "not measured"}[
+                row["met"]]
+        lines.append(f"{row['label']:80s} {value:>6s}  {goal}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> dict:
     device = pick_device(args.device)
     settings = dict(SMALL if args.small else FULL)
-    for key in ("batch", "seq", "warmup", "steps"):
+    for key in ("batch", "seq", "warmup", "steps", "rounds"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    results, notes = {}, []
+    methods, notes = [], []
     for method in args.methods:
-        if method == "peft_qkv":
+        if method.startswith("peft"):
             try:
                 import peft  # noqa: F401
             except ImportError:
-                notes.append("peft_qkv skipped: peft is not installed (pip install peft).")
+                notes.append(f"{method} skipped: peft is not installed (pip install peft).")
                 print(notes[-1])
                 continue
-        results[method] = measure(method, settings, device, args.dropout, args.compile,
-                                  args.activation)
-        r = results[method]
-        mem = f"{r['peak_mem_mb']:.0f} MiB" if r["peak_mem_mb"] is not None else "n/a"
-        print(f"{method:12s} step {r['step_ms']:8.2f} ms (fwd {r['forward_ms']:.1f}, bwd "
-              f"{r['backward_ms']:.1f}, opt {r['optimizer_ms']:.1f})  peak {mem}  "
-              f"trainable {r['trainable_params']:,}")
-    summary = ratios(results)
-    for key, value in summary.items():
-        if key != "goals" and value is not None:
-            print(f"{key:32s} {value:.3f}")
-    print("goals:", summary["goals"])
+        methods.append(method)
+    build = dict(dropout=args.dropout, compile_=args.compile, activation=args.activation)
+    peaks = measure_memory(methods, settings, device, **build)
+    results = measure_time(methods, settings, device, **build)
+    for method, r in results.items():
+        r["peak_mem_mb"] = peaks.get(method)
+    rows = comparisons(results)
+    print(_table(results, rows))
     return {"settings": settings, "device": str(device), "model_dropout": args.dropout,
-            "activation": args.activation,
-            "lora": LORA, "methods": results, "ratios": summary, "notes": notes}
+            "activation": args.activation, "lora": LORA, "methods": results,
+            "ratios": ratios(results), "comparisons": rows, "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,18 +332,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--seq", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per method")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per method per round")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (median)")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="the model's own dropout, the same for every method (default 0)")
     p.add_argument("--activation", default="gelu_pytorch_tanh",
                    choices=["gelu_pytorch_tanh", "gelu_new"],
                    help="GPT-2's tanh GELU: one fused kernel (default) or HF's op-by-op gelu_new")
-    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (all methods)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the backbone of every method (off by default; compiling "
+                        "seven models adds minutes)")
     p.add_argument("--out", default=None, help="directory, or a .json file (default data/runs/bench)")
     args = p.parse_args(argv)
-    if args.steps is not None and args.steps < 1:
-        p.error("--steps must be >= 1")
+    for key in ("steps", "rounds"):
+        if getattr(args, key) is not None and getattr(args, key) < 1:
+            p.error(f"--{key} must be >= 1")
+    if args.warmup is not None and args.warmup < 0:
+        p.error("--warmup must be >= 0")
     start = time.perf_counter()
     results = run(args)
     out = Path(args.out) if args.out else RUNS_DIR / "bench"

@@ -1,0 +1,87 @@
+"""The settings of :func:`lorakit.train.train` and what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train`. Defaults are the paper's LoRA settings where it gives them.
+
+    Attributes
+    ----------
+    lr : peak learning rate (reached after ``warmup_steps``, then decays linearly to 0).
+    weight_decay : AdamW weight decay, applied to matrices only (not biases or LayerNorm).
+    epochs : passes over ``train_batches``.
+    max_steps : stop after this many optimizer steps (``None``: run all epochs).
+    warmup_steps : linear warm-up length in optimizer steps.
+    label_smoothing : label smoothing of the training loss (the paper uses 0.1).
+    grad_clip : clip the global gradient norm to this value (``None`` or 0: no clipping).
+    grad_accum : micro-batches per optimizer step.
+    bf16 : bf16 autocast; ``None`` means "on CUDA yes, elsewhere no".
+    log_every : write a row of ``history`` every this many optimizer steps.
+    seed : seeds dropout and everything else random inside the loop.
+    compile : wrap the backbone in ``torch.compile``.
+    progress : show a tqdm progress bar.
+    cast_frozen : opt-in; with bf16 autocast on, store the *frozen* weights of the linear layers
+        in bf16 before training (:func:`lorakit.lora.precision.cast_frozen_`). Autocast rounds
+        those fp32 weights to bf16 before every matmul anyway, so the losses and gradients are
+        bit-identical; what goes away is a cast kernel per weight per step, the bf16 copy each
+        matmul kept for backward, and half of those weights' memory. It changes the model in
+        place, for good: afterwards run it under bf16 autocast (``lorakit.evaluate`` does on
+        CUDA). Ignored when autocast is off, and a no-op for a model with no frozen linear weight
+        (full fine-tuning).
+    """
+
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    epochs: int = 1
+    max_steps: int | None = None
+    warmup_steps: int = 0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    bf16: bool | None = None
+    log_every: int = 10
+    seed: int = 0
+    compile: bool = False
+    progress: bool = True
+    cast_frozen: bool = False
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}.")
+        if self.epochs < 1:
+            raise ValueError(f"TrainConfig.epochs must be >= 1, got {self.epochs}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps must be >= 1 or None, got {self.max_steps}.")
+        if self.grad_accum < 1:
+            raise ValueError(f"TrainConfig.grad_accum must be >= 1, got {self.grad_accum}.")
+        if self.warmup_steps < 0 or self.log_every < 1:
+            raise ValueError("TrainConfig.warmup_steps must be >= 0 and log_every >= 1.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(
+                f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``history`` rows: ``{step, epoch, loss, lr, tokens_per_s}`` (loss averaged over the logged
+    window); ``evals`` rows: ``{epoch, step, eval_loss}``; ``peak_mem_mb`` is
+    ``torch.cuda.max_memory_allocated`` in MiB on CUDA and ``None`` elsewhere; ``step_time_s`` is
+    the mean wall time of an optimizer step (excluding the first, which pays for warm-up).
+    """
+
+    history: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+    tokens_seen: int = 0
+    wall_s: float = 0.0
+    peak_mem_mb: float | None = None
+    steps: int = 0
+    step_time_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
