@@ -1,0 +1,69 @@
+"""Pretrain the offline base Φ0 and record the run (chapter 5; DESIGN §5, §6).
+
+    python -m lorakit.experiments pretrain [--preset gpu] [--out DIR] [--max-steps N]
+
+Builds the base for the preset (corpus, tokenizer, pretraining with ``lorakit.train``), leaves it
+in the lorakit cache so later experiments on the same machine reuse it, and writes the record
+``ch05_pretrain_<preset>``: tokens seen, tokens/s, model FLOPs utilisation against the bf16
+matmul rate measured in the same run, held-out perplexity, the corpus's size and hash, a
+subsampled loss curve and sample generations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+from lorakit import runs
+from lorakit.presets import PRESETS, get_preset
+
+
+def subsample(history: list[dict], n: int = 100) -> list[dict]:
+    """At most ``n`` evenly spaced rows of a loss history (the last row always kept)."""
+    if len(history) <= n:
+        return list(history)
+    idx = sorted({round(i * (len(history) - 1) / (n - 1)) for i in range(n)})
+    return [history[i] for i in idx]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from lorakit.models import pretrain_base
+
+    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments pretrain",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=PRESETS, default=None,
+                        help="size of the base (default: LORAKIT_PRESET, or by hardware)")
+    parser.add_argument("--out", default=None, help="where to write the record (default data/runs)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override the preset's steps")
+    parser.add_argument("--no-measure-peak", action="store_true",
+                        help="skip measuring the matmul rate (no MFU in the record)")
+    args = parser.parse_args(argv)
+    preset = args.preset or get_preset()
+    start = time.perf_counter()
+    model, tokenizer, info, history = pretrain_base(
+        preset, max_steps=args.max_steps, save=True, progress=True,
+        measure_peak=False if args.no_measure_peak else True)
+    t = info.training
+    results = {
+        "tokens_seen": t["tokens_seen"], "steps": t["steps"], "train_s": t["train_s"],
+        "tokens_per_s": t["tokens_per_s"], "tokens_per_s_overall": t["tokens_per_s_overall"],
+        "flops_per_token": t["flops_per_token"], "achieved_tflops": t["achieved_tflops"],
+        "matmul_peak_tflops": t.get("matmul_peak_tflops"), "matmul_dtype": t.get("matmul_dtype"),
+        "mfu": t.get("mfu"), "mfu_without_lm_head": t.get("mfu_without_lm_head"),
+        "peak_mem_mb": t["peak_mem_mb"], "heldout_perplexity": info.heldout_perplexity,
+        "start_heldout_perplexity": math.exp(t["start_heldout_loss"]),
+        "final_train_loss": t["final_train_loss"], "n_params": info.n_params,
+        "model": info.config, "vocab_size": info.vocab_size, "tokenizer": info.tokenizer,
+        "corpus_chars": info.corpus_chars, "corpus_tokens": info.corpus_tokens,
+        "corpus_documents": info.corpus_documents, "corpus_sha256": info.corpus_sha256,
+        "domain_text_used": info.domain_text_used, "build_s": info.train_wall_s,
+        "loss_curve": subsample(history), "samples": t["samples"],
+    }
+    name = f"ch05_pretrain_{preset}"
+    path = runs.save_record(name, results, preset=preset, config=t["spec"],
+                            wall_s=time.perf_counter() - start, seed=0, out_dir=args.out)
+    mfu = f"{results['mfu']:.1%}" if results["mfu"] is not None else "not measured"
+    print(f"{name}: {results['tokens_seen']:,} tokens at {results['tokens_per_s']:,.0f} tokens/s, "
+          f"MFU {mfu}, held-out perplexity {info.heldout_perplexity:.2f}; record {path}; "
+          f"base cached at {info.cache_path}")
