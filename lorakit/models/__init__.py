@@ -1,0 +1,18 @@
+"""The base model Φ0: real GPT-2, a local directory, or the course's offline base (DESIGN §5).
+
+>>> model, tokenizer, info = load_base("auto")   # doctest: +SKIP
+
+Modules: :mod:`.loading` (``load_base``), :mod:`.corpus` (installed prose), :mod:`.tokenizer`
+(byte-level BPE, packing), :mod:`.pretrain` (``pretrain_base``), :mod:`.offline` and
+:mod:`.cache` (the on-disk cache), :mod:`.flops` (model FLOPs utilisation).
+"""
+
+from lorakit.models.corpus import Corpus, gather_corpus
+from lorakit.models.info import BaseInfo
+from lorakit.models.loading import HUB_NAMES, BaseNotFoundError, BaseUnavailableError, load_base
+from lorakit.models.pretrain import SPECS, BaseSpec, pretrain_base
+from lorakit.models.tokenizer import train_tokenizer
+
+__all__ = ["HUB_NAMES", "SPECS", "BaseInfo", "BaseNotFoundError", "BaseSpec",
+           "BaseUnavailableError", "Corpus", "gather_corpus", "load_base", "pretrain_base",
+           "train_tokenizer"]

@@ -1,0 +1,148 @@
+"""Caching the offline base and its corpus (layout and keys; see :mod:`lorakit.models.cache`).
+
+Cache layout under :func:`lorakit.models.cache.cache_root`::
+
+    corpus-<fingerprint>/          corpus.jsonl (one {"source", "heldout", "text"} per document)
+    offline-<preset>-<key>/        model/ (save_pretrained), tokenizer/, info.json, history.json
+
+``<fingerprint>`` hashes what the corpus is made from (the installed files' names and sizes,
+the size limit, the domain text), so finding the corpus's SHA-256 does not mean re-reading it;
+``<key>`` hashes the corpus's SHA-256 and the preset's sizes, so a different corpus or a
+changed preset gets a new base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from lorakit.models.cache import cache_root, read_manifest, verify_entry, write_entry
+from lorakit.models.corpus import Corpus, candidate_files, gather_corpus, sources_fingerprint
+from lorakit.models.info import BaseInfo, short_path
+
+
+def _domain_tag() -> str:
+    try:
+        from lorakit.data import domain_text
+
+        texts = domain_text("train")
+    except Exception:  # noqa: BLE001 - absent or unfinished: the corpus is made without it
+        return "none"
+    return hashlib.sha256("\n".join(map(str, texts)).encode()).hexdigest()[:16]
+
+
+def corpus_entry(max_chars: int | None, cache_dir=None) -> Path:
+    """The cache directory for the corpus of this size gathered from this installation."""
+    fp = sources_fingerprint(candidate_files(), extra=f"{max_chars}|{_domain_tag()}")
+    return cache_root(cache_dir) / f"corpus-{fp[:16]}"
+
+
+def read_corpus(entry: Path) -> Corpus:
+    docs, sources, heldout = [], [], []
+    with open(entry / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            docs.append(row["text"])
+            sources.append(row["source"])
+            heldout.append(bool(row["heldout"]))
+    meta = read_manifest(entry)
+    corpus = Corpus(docs, sources, heldout, domain_text_used=bool(meta.get("domain_text_used")))
+    if corpus.sha256 != meta.get("sha256"):
+        raise ValueError(f"The cached corpus at {entry} does not hash to its recorded SHA-256.")
+    return corpus
+
+
+def load_or_gather_corpus(max_chars: int | None, cache_dir=None, verbose: bool = True) -> Corpus:
+    """The corpus from the cache, or gathered now (and cached)."""
+    entry = corpus_entry(max_chars, cache_dir)
+    problem = verify_entry(entry)
+    if problem is None:
+        try:
+            return read_corpus(entry)
+        except (OSError, ValueError, KeyError) as err:
+            problem = str(err)
+    if problem != "absent" and verbose:
+        print(f"lorakit: the cached corpus at {short_path(entry)} is incomplete or corrupt ({problem}); "
+              "gathering it again.")
+    if verbose:
+        limit = "all" if max_chars is None else f"{max_chars / 1e6:.1f} M characters"
+        print(f"gathering English prose installed with Python and its packages ({limit}) ...")
+    corpus = gather_corpus(max_chars)
+
+    def fill(tmp: Path) -> None:
+        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
+            for text, src, held in zip(corpus.docs, corpus.sources, corpus.heldout):
+                f.write(json.dumps({"source": src, "heldout": held, "text": text}) + "\n")
+
+    write_entry(entry, fill, {"sha256": corpus.sha256, "chars": corpus.chars,
+                              "documents": len(corpus.docs),
+                              "domain_text_used": corpus.domain_text_used})
+    return corpus
+
+
+def corpus_sha256(max_chars: int | None, cache_dir=None, verbose: bool = True) -> str:
+    """The SHA-256 of the corpus for ``max_chars``, from the cache's manifest when it is there."""
+    entry = corpus_entry(max_chars, cache_dir)
+    if verify_entry(entry) is None:
+        sha = read_manifest(entry).get("sha256")
+        if sha:
+            return sha
+    return load_or_gather_corpus(max_chars, cache_dir, verbose).sha256
+
+
+def base_entry(preset: str, corpus_sha: str, cache_dir=None) -> Path:
+    """The cache directory of the offline base for ``preset`` trained on corpus ``corpus_sha``."""
+    from lorakit.models.pretrain import get_spec
+
+    spec = json.dumps(asdict(get_spec(preset)), sort_keys=True)
+    key = hashlib.sha256(f"{corpus_sha}|{spec}".encode()).hexdigest()[:16]
+    return cache_root(cache_dir) / f"offline-{preset}-{key}"
+
+
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """Hide transformers' per-file progress bars (tiny files; the bars are only noise here)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def save_base(model, tokenizer, info: BaseInfo, history: list[dict], preset: str,
+              corpus: Corpus, cache_dir=None) -> Path:
+    """Write a trained offline base into the cache (atomically); returns its directory."""
+    entry = base_entry(preset, corpus.sha256, cache_dir)
+    info.cache_path = str(entry)
+
+    def fill(tmp: Path) -> None:
+        with quiet_hf_progress():
+            model.save_pretrained(tmp / "model")
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        (tmp / "info.json").write_text(json.dumps(info.as_dict(), indent=1, default=str))
+        (tmp / "history.json").write_text(json.dumps(history))
+
+    return write_entry(entry, fill, {"preset": preset, "corpus_sha256": corpus.sha256})
+
+
+def load_cached_base(entry: Path, device=None):
+    """Load ``(model, tokenizer, info, history)`` from a verified cache entry."""
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    with quiet_hf_progress():
+        model = GPT2LMHeadModel.from_pretrained(entry / "model", attn_implementation="sdpa")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(entry / "tokenizer")
+    info = BaseInfo.from_dict(json.loads((entry / "info.json").read_text()))
+    info.cache_path = str(entry)
+    history = json.loads((entry / "history.json").read_text())
+    if device is not None:
+        model.to(device)
+    return model.eval(), tokenizer, info, history

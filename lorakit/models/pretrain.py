@@ -1,0 +1,244 @@
+"""Pretraining the offline base: a GPT-2 trained by lorakit on installed English prose (DESIGN §5).
+
+The steps, each its own function so that chapter 5 can show them one by one:
+
+1. :func:`lorakit.models.corpus.gather_corpus` -- the text (cached, see :mod:`.offline`);
+2. :func:`lorakit.models.tokenizer.train_tokenizer` -- byte-level BPE on the training documents;
+3. pack the token stream into blocks of ``block_size`` (labels = input_ids);
+4. :func:`lorakit.train.train` -- the same loop every later chapter fine-tunes with;
+5. held-out perplexity, sample generations, throughput and model FLOPs utilisation.
+
+Sizes come from :data:`SPECS` by preset (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from lorakit.models.corpus import Corpus
+from lorakit.models.flops import measure_matmul_peak, model_flops_per_token
+from lorakit.models.info import BaseInfo, short_path
+from lorakit.models.tokenizer import (
+    PackedBatches,
+    describe_tokenizer,
+    encode_documents,
+    pack_blocks,
+    train_tokenizer,
+)
+from lorakit.presets import get_preset, pick_device, seed_everything
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """Size of an offline base and of its pretraining run."""
+
+    corpus_chars: int | None  # None: all installed prose
+    vocab_size: int
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_positions: int
+    block_size: int
+    batch_size: int
+    max_steps: int
+    max_epochs: int
+    lr: float
+    warmup_steps: int
+    compile: bool = False
+    dropout: float = 0.0
+    eval_blocks: int = 256
+    sample_tokens: int = 40
+
+
+SPECS = {
+    "ci": BaseSpec(corpus_chars=1_200_000, vocab_size=2048, n_layer=2, n_embd=64, n_head=2,
+                   n_positions=128, block_size=128, batch_size=16, max_steps=80, max_epochs=2,
+                   lr=3e-3, warmup_steps=8, eval_blocks=64, sample_tokens=24),
+    "cpu": BaseSpec(corpus_chars=4_000_000, vocab_size=8192, n_layer=4, n_embd=256, n_head=4,
+                    n_positions=256, block_size=128, batch_size=16, max_steps=400, max_epochs=2,
+                    lr=1e-3, warmup_steps=50, eval_blocks=256),
+    # GPT-2 small. Installed prose is a few MB, so the run is capped by epochs (with dropout
+    # against memorising) more often than by steps; a machine with more packages trains longer.
+    "gpu": BaseSpec(corpus_chars=None, vocab_size=16384, n_layer=12, n_embd=768, n_head=12,
+                    n_positions=1024, block_size=1024, batch_size=32, max_steps=2400,
+                    max_epochs=8, lr=6e-4, warmup_steps=100, dropout=0.1, compile=True,
+                    eval_blocks=512, sample_tokens=60),
+}
+SAMPLE_PROMPTS = ("The function returns", "In this section we", "The restaurant")
+
+
+def get_spec(preset: str | None = None) -> BaseSpec:
+    preset = preset or get_preset()
+    if preset not in SPECS:
+        raise ValueError(f"preset {preset!r} has no offline base; use one of {sorted(SPECS)}.")
+    return SPECS[preset]
+
+
+def build_model(spec: BaseSpec, vocab_size: int, seed: int = 0):
+    """A GPT-2 with random weights sized by ``spec`` (dropout ``spec.dropout`` while pretraining)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    seed_everything(seed)
+    config = GPT2Config(vocab_size=vocab_size, n_positions=spec.n_positions, n_embd=spec.n_embd,
+                        n_layer=spec.n_layer, n_head=spec.n_head, resid_pdrop=spec.dropout,
+                        embd_pdrop=spec.dropout, attn_pdrop=spec.dropout, bos_token_id=0, eos_token_id=0,
+                        pad_token_id=0)
+    config._attn_implementation = "sdpa"
+    return GPT2LMHeadModel(config)
+
+
+def count_params(model) -> tuple[int, int]:
+    """(all parameters, parameters outside the token and position embeddings)."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = sum(m.weight.numel() for m in (model.transformer.wte, model.transformer.wpe))
+    return total, total - emb
+
+
+@torch.no_grad()
+def sample_generations(model, tokenizer, prompts=SAMPLE_PROMPTS, max_new_tokens: int = 40,
+                       seed: int = 0) -> list[str]:
+    """Sampled continuations (top-k 40, temperature 0.8, seeded) of a few prompts."""
+    device = next(model.parameters()).device
+    out = []
+    for i, prompt in enumerate(prompts):
+        torch.manual_seed(seed + i)
+        ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
+        gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=40,
+                             temperature=0.8, max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.eos_token_id)
+        out.append(tokenizer.decode(gen[0], skip_special_tokens=True))
+    return out
+
+
+def pretrain_base(preset: str | None = None, *, corpus: Corpus | None = None, tokenizer=None,
+                  device: str | torch.device | None = None, max_steps: int | None = None,
+                  cache_dir=None, save: bool = True, compile: bool | None = None,
+                  measure_peak: bool | None = None, progress: bool = True, verbose: bool = True,
+                  seed: int = 0):
+    """Build the offline base for ``preset``: corpus, tokenizer, pretraining, evaluation.
+
+    Parameters
+    ----------
+    preset : ``"ci"``, ``"cpu"`` or ``"gpu"`` (default: the active preset).
+    corpus : a corpus to use (default: gathered, or read from the cache).
+    tokenizer : a tokenizer to use (default: trained on ``corpus.train_texts``).
+    device : where to train (default :func:`lorakit.presets.pick_device`).
+    max_steps : override the preset's number of optimizer steps.
+    cache_dir : the lorakit cache (default ``$LORAKIT_CACHE`` or ``~/.cache/lorakit``).
+    save : store the result in the cache, where ``load_base("offline")`` finds it.
+    compile : ``torch.compile`` the backbone (default: the preset's choice, on CUDA only).
+    measure_peak : measure the device's matmul rate for MFU (default: on CUDA only).
+    progress, verbose : show a progress bar / print what happens.
+    seed : seeds the initial weights, the block order and the samples.
+
+    Returns
+    -------
+    (model, tokenizer, info, history)
+        The trained ``GPT2LMHeadModel`` (eval mode, on ``device``), its tokenizer, a
+        :class:`BaseInfo`, and the loss history (``lorakit.train`` rows: step, loss, lr, ...).
+    """
+    from lorakit.models import offline
+    from lorakit.train import TrainConfig, evaluate_loss, train
+
+    preset = preset or get_preset()
+    spec = get_spec(preset)
+    say = print if verbose else (lambda *a, **k: None)
+    dev = pick_device(None if device is None else str(device))
+    t0 = time.perf_counter()
+    if corpus is None:
+        corpus = offline.load_or_gather_corpus(spec.corpus_chars, cache_dir=cache_dir,
+                                               verbose=verbose)
+    say(f"corpus: {corpus.summary()}")
+    if tokenizer is None:
+        tokenizer = train_tokenizer(corpus.train_texts, spec.vocab_size,
+                                    model_max_length=spec.n_positions)
+        say(f"tokenizer: {describe_tokenizer(tokenizer)}")
+    train_ids = encode_documents(tokenizer, corpus.train_texts)
+    held_ids = encode_documents(tokenizer, corpus.heldout_texts)
+    train_blocks = pack_blocks(train_ids, spec.block_size)
+    held_blocks = pack_blocks(held_ids, min(spec.block_size, held_ids.numel()))[:spec.eval_blocks]
+    if dev.type == "cuda":
+        train_blocks, held_blocks = train_blocks.to(dev), held_blocks.to(dev)
+    batches = PackedBatches(train_blocks, spec.batch_size, shuffle=True, seed=seed)
+    held_batches = PackedBatches(held_blocks, spec.batch_size, shuffle=False)
+    if len(batches) == 0:
+        raise ValueError(f"The corpus gives {train_blocks.shape[0]} blocks, fewer than one batch "
+                         f"of {spec.batch_size}; gather a larger corpus.")
+    steps = min(max_steps or spec.max_steps, spec.max_epochs * len(batches))
+    model = build_model(spec, len(tokenizer), seed=seed).to(dev)
+    n_params, n_nonemb = count_params(model)
+    say(f"model: GPT-2 with n_layer={spec.n_layer}, n_embd={spec.n_embd}, n_head={spec.n_head}: "
+        f"{n_params:,} parameters; {steps} steps of {spec.batch_size}x{spec.block_size} tokens "
+        f"on {dev.type}")
+    use_compile = (spec.compile if compile is None else compile) and dev.type == "cuda"
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    cfg = TrainConfig(lr=spec.lr, weight_decay=0.1, epochs=spec.max_epochs, max_steps=steps,
+                      warmup_steps=min(spec.warmup_steps, steps // 5), grad_clip=1.0,
+                      log_every=max(1, steps // 50), seed=seed, compile=use_compile,
+                      progress=progress)
+    start_loss = evaluate_loss(model, held_batches, dev)
+    try:
+        result = train(model, batches, cfg, device=dev)
+    except Exception as err:  # noqa: BLE001 - a compiler failure must not cost the whole run
+        if not use_compile:
+            raise
+        print(f"lorakit: torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
+              "training again without it.")
+        model = build_model(spec, len(tokenizer), seed=seed).to(dev)
+        cfg = replace(cfg, compile=False)
+        result = train(model, batches, cfg, device=dev)
+    held_loss = evaluate_loss(model, held_batches, dev)
+    # Small presets pretrain without dropout (one or two passes do not overfit); every base is
+    # saved with GPT-2's 0.1 so that fine-tuning in later chapters behaves as on real GPT-2.
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        setattr(model.config, key, 0.1)
+    samples = sample_generations(model, tokenizer, max_new_tokens=spec.sample_tokens, seed=seed)
+    wall = time.perf_counter() - t0
+    training = _training_facts(spec, cfg, result, n_nonemb, len(tokenizer), dev, measure_peak)
+    training.update(start_heldout_loss=start_loss, heldout_loss=held_loss, samples=samples,
+                    train_tokens=int(train_ids.numel()), heldout_tokens=int(held_ids.numel()))
+    info = BaseInfo(
+        source="offline", name="offline", n_params=n_params,
+        tokenizer=describe_tokenizer(tokenizer), vocab_size=len(tokenizer),
+        corpus_chars=corpus.chars, corpus_tokens=int(train_ids.numel() + held_ids.numel()),
+        corpus_documents=len(corpus.docs), corpus_sha256=corpus.sha256,
+        heldout_perplexity=math.exp(held_loss), preset=preset, train_wall_s=wall,
+        domain_text_used=corpus.domain_text_used,
+        config={"n_layer": spec.n_layer, "n_embd": spec.n_embd, "n_head": spec.n_head,
+                "n_positions": spec.n_positions},
+        training=training)
+    say(f"pretrained in {wall:.1f} s: held-out perplexity {math.exp(start_loss):.1f} -> "
+        f"{info.heldout_perplexity:.1f}")
+    if save:
+        info.cache_path = str(offline.save_base(model, tokenizer, info, result.history, preset,
+                                                corpus, cache_dir=cache_dir))
+        say(f"saved to the cache: {short_path(info.cache_path)}")
+    model.eval()
+    return model, tokenizer, info, result.history
+
+
+def _training_facts(spec: BaseSpec, cfg, result, n_nonemb: int, vocab: int,
+                    dev: torch.device, measure_peak: bool | None) -> dict:
+    rates = [row["tokens_per_s"] for row in result.history[1:]] or \
+        [row["tokens_per_s"] for row in result.history]
+    tok_s = sorted(rates)[len(rates) // 2] if rates else result.tokens_seen / result.wall_s
+    flops = model_flops_per_token(spec.n_layer, spec.n_embd, vocab, spec.block_size, n_nonemb)
+    facts = {"spec": asdict(spec), "train_config": asdict(cfg), "device": str(dev),
+             "steps": result.steps, "tokens_seen": result.tokens_seen,
+             "train_s": result.wall_s, "tokens_per_s": tok_s,
+             "tokens_per_s_overall": result.tokens_seen / max(result.wall_s, 1e-9),
+             "flops_per_token": flops, "achieved_tflops": flops["total"] * tok_s / 1e12,
+             "peak_mem_mb": result.peak_mem_mb, "final_train_loss":
+             result.history[-1]["loss"] if result.history else None}
+    if measure_peak if measure_peak is not None else dev.type == "cuda":
+        peak = measure_matmul_peak(dev, n=8192 if dev.type == "cuda" else 1024)
+        facts.update(matmul_peak_tflops=peak, matmul_dtype="bf16" if dev.type == "cuda" else "fp32",
+                     mfu=facts["achieved_tflops"] / peak,
+                     mfu_without_lm_head=(flops["total"] - flops["lm_head"]) * tok_s / 1e12 / peak)
+    return facts
