@@ -132,8 +132,10 @@ def run_method(base, tokenizer, method: str, data: dict, settings: dict, device:
 
 def run_finetune(preset: str | None = None, base_name: str = "auto", methods=METHODS,
                  device: str | None = None, progress: bool = True, data_root=None,
-                 loaded: tuple | None = None) -> dict:
+                 loaded: tuple | None = None, lr: dict[str, float] | None = None) -> dict:
     """The whole experiment; returns ``{"base": ..., "settings": ..., "methods": {name: ...}}``.
+
+    ``lr`` overrides the preset's learning rate per method, e.g. ``{"lora": 1e-3}``.
 
     ``loaded`` may pass an already loaded ``(model, tokenizer, info)`` from
     :func:`lorakit.models.load_base` (it is copied, never changed); else ``base_name`` is loaded.
@@ -143,7 +145,12 @@ def run_finetune(preset: str | None = None, base_name: str = "auto", methods=MET
     preset = preset or get_preset()
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
-    settings = PRESETS[preset]
+    settings = dict(PRESETS[preset])
+    if lr:
+        unknown = set(lr) - set(METHODS)
+        if unknown:
+            raise ValueError(f"lr given for unknown methods {sorted(unknown)}; use {METHODS}.")
+        settings["lr"] = {**settings["lr"], **lr}
     dev = pick_device(device)
     base, tokenizer, info = loaded if loaded is not None else \
         load_base(base_name, preset=preset, device="cpu", verbose=progress)
@@ -207,14 +214,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="folder for the record (default data/runs)")
+    parser.add_argument("--lora-lr", type=float, default=None,
+                        help="override LoRA's learning rate (default: the preset's)")
+    parser.add_argument("--tag", default=None,
+                        help="suffix of the record name: ch06_finetune_<preset>_<tag>")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
     start = time.perf_counter()
-    results = run_finetune(preset, args.base, args.methods, args.device, not args.no_progress)
+    lr = {"lora": args.lora_lr} if args.lora_lr is not None else None
+    results = run_finetune(preset, args.base, args.methods, args.device, not args.no_progress,
+                           lr=lr)
     wall = time.perf_counter() - start
-    path = save_record(f"ch06_finetune_{preset}", results, preset=preset,
-                       config={"base": args.base, "methods": args.methods}, wall_s=wall, seed=0,
-                       out_dir=args.out)
+    name = f"ch06_finetune_{preset}" + (f"_{args.tag}" if args.tag else "")
+    path = save_record(name, results, preset=preset,
+                       config={"base": args.base, "methods": args.methods, "lr_override": lr},
+                       wall_s=wall, seed=0, out_dir=args.out)
     print(summary_table(results))
     print(f"wrote {path} ({wall:.0f} s)")
