@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -31,11 +32,17 @@ def _versions() -> dict[str, str]:
 
 
 def _commit() -> str:
+    """The git commit of the code that ran (``$LORAKIT_COMMIT`` where the tree has no git)."""
+    if os.environ.get("LORAKIT_COMMIT"):
+        return os.environ["LORAKIT_COMMIT"]
     try:
-        sha = subprocess.run(
+        proc = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
             cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
+        )
+        sha = proc.stdout.strip() if proc.returncode == 0 else ""
+        if not sha:
+            return "unknown (not a git checkout; set LORAKIT_COMMIT)"
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
             text=True, timeout=5, cwd=Path(__file__).resolve().parent,
