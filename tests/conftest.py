@@ -56,3 +56,12 @@ def tiny_tokenizer():
 @pytest.fixture
 def tiny_gpt2():
     return make_tiny_gpt2()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a 2-core machine it is much faster for tiny models than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

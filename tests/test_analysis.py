@@ -8,14 +8,7 @@ import torch
 
 from lorakit import analysis as an
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The shared CI machine has 2 cores; one torch thread is faster for these small matrices."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _gauss(*shape, seed=0):

@@ -31,13 +31,7 @@ def _apply(model, case):
     return apply_method(model, name, **SETTINGS[case])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The shared CI machine has 2 cores; one torch thread is much faster for tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batches(n_batches=2, B=4, seed=0):

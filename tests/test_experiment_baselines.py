@@ -14,14 +14,7 @@ from lorakit.baselines import METHODS, apply_method
 from lorakit.experiments import baselines as exp
 from lorakit.models import BaseInfo
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The shared CI machine has 2 cores; one torch thread is much faster for tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_ci_run_writes_a_record_of_table3_and_figure2(tmp_path, capsys):

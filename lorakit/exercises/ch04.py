@@ -7,7 +7,8 @@ the end whatever state the learner's exercises are in.
 
 from __future__ import annotations
 
-from lorakit.exercises.core import assert_equal, fail, register
+from lorakit.exercises.compare import check_int_cases
+from lorakit.exercises.core import register
 
 # ----------------------------------------------------------------------------- references
 
@@ -62,11 +63,6 @@ def _adam_fixed_fp32(n_params, n_trainable, bytes_per_value=2):
 # ----------------------------------------------------------------------------- checkers
 
 
-def _check_int(what: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        fail(f"{what} should be a Python int, got {type(value).__name__} ({value!r})")
-
-
 @register("ch04.lora_param_count", reference=lora_param_count,
           wrong=[_count_one_factor, _count_ignores_matrices, _count_with_frozen])
 def _check_lora_param_count(candidate) -> None:
@@ -74,10 +70,7 @@ def _check_lora_param_count(candidate) -> None:
              ((96, 12288, 4), 18_874_368),      # GPT-3 175B, q and v: about 18M
              ((12, 768, 1, 1), 18_432),         # one matrix per layer
              ((2, 10, 3, 4), 480)]
-    for args, expected in cases:
-        got = candidate(*args)
-        _check_int(f"lora_param_count{args}", got)
-        assert_equal(f"lora_param_count{args}", got, expected)
+    check_int_cases("lora_param_count", candidate, cases)
 
 
 @register("ch04.adam_memory_bytes", reference=adam_memory_bytes,
@@ -86,7 +79,4 @@ def _check_adam_memory_bytes(candidate) -> None:
     cases = [((175_000_000_000, 175_000_000_000, 2), 1_400_000_000_000),  # GPT-3 full FT, fp16
              ((175_000_000_000, 18_874_368, 2), 350_113_246_208),        # GPT-3 LoRA
              ((1000, 10, 4), 4120), ((1000, 0, 2), 2000)]
-    for args, expected in cases:
-        got = candidate(*args)
-        _check_int(f"adam_memory_bytes{args}", got)
-        assert_equal(f"adam_memory_bytes{args}", got, expected)
+    check_int_cases("adam_memory_bytes", candidate, cases)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import statistics
 
-from lorakit.exercises.core import assert_equal, fail, register
+from lorakit.exercises.compare import check_int_cases
+from lorakit.exercises.core import fail, register
 
 # ----------------------------------------------------------------------------- references
 
@@ -88,11 +89,6 @@ def _ratios_without_base(times_ms, base="base"):
 # ----------------------------------------------------------------------------- checkers
 
 
-def _check_int(what: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        fail(f"{what} should be a Python int, got {type(value).__name__} ({value!r})")
-
-
 @register("ch07.adapter_param_count", reference=adapter_param_count,
           wrong=[_adapter_no_biases, _adapter_one_vector_per_ln, _adapter_one_projection])
 def _check_adapter_param_count(candidate) -> None:
@@ -100,10 +96,7 @@ def _check_adapter_param_count(candidate) -> None:
              ((24, 1024, 4, 24), 270_432),     # GPT-2 M, AdapterL r=4 (one per layer, its own LN)
              ((2, 10, 3), 146),                # no LayerNorm trained
              ((1, 8, 1, 1), 41)]
-    for args, expected in cases:
-        got = candidate(*args)
-        _check_int(f"adapter_param_count{args}", got)
-        assert_equal(f"adapter_param_count{args}", got, expected)
+    check_int_cases("adapter_param_count", candidate, cases)
 
 
 @register("ch07.prefix_layer_param_count", reference=prefix_layer_param_count,
@@ -113,10 +106,7 @@ def _check_prefix_layer_param_count(candidate) -> None:
              ((96, 12288, 8, 8), 18_874_368),  # GPT-3 175B, l_p = l_i = 8 (the paper's PreLayer row)
              ((12, 768, 12, 4), 147_456),      # our gpu Table 3 setting: as many as LoRA r=4
              ((3, 5, 2, 0), 30)]
-    for args, expected in cases:
-        got = candidate(*args)
-        _check_int(f"prefix_layer_param_count{args}", got)
-        assert_equal(f"prefix_layer_param_count{args}", got, expected)
+    check_int_cases("prefix_layer_param_count", candidate, cases)
 
 
 @register("ch07.latency_ratios", reference=latency_ratios,

@@ -105,3 +105,13 @@ def assert_grad(what: str, param: torch.Tensor, expect: str) -> None:
         fail(f"{what}: its gradient is all zero, so it would never change during training")
     if expect == "zero" and nonzero:
         fail(f"{what}: its gradient should be zero, but its largest entry is {grad.abs().max().item():.3g}")
+
+
+def check_int_cases(name: str, candidate: Any, cases: Sequence[tuple[tuple, int]]) -> None:
+    """For each ``(args, expected)``, ``candidate(*args)`` must be exactly the Python int ``expected``."""
+    for args, expected in cases:
+        what = f"{name}{args}"
+        got = candidate(*args)
+        if isinstance(got, bool) or not isinstance(got, int):
+            fail(f"{what} should be a Python int, got {type(got).__name__} ({got!r})")
+        assert_equal(what, got, expected)
