@@ -121,6 +121,21 @@ def test_grading_solutions_pass_and_student_versions_fail(student_dir, tmp_path)
     assert data["summary"] == {"notebooks": 2, "passed": 4, "total": 8}
 
 
+def test_every_student_chapter_runs_to_the_end_with_its_checks_failing(student_dir, tmp_path):
+    """Each chapter with exercises, as a student gets it: no cell errors, every check FAILs."""
+    chapters = [p for p in sorted(CHAPTERS.glob("*.ipynb")) if _chapter_exercises(p)]
+    assert len(chapters) >= 5
+    out = tmp_path / "grades.json"
+    students = [str(student_dir / p.name) for p in chapters]
+    assert main(["grade", *students, "--json", str(out), "--timeout", "600"]) == 0
+    data = json.loads(out.read_text())
+    for chapter, result in zip(chapters, data["notebooks"]):
+        assert result["error"] is None and result["cell_errors"] == [], (chapter.name, result)
+        assert [e["name"] for e in result["exercises"]] == _chapter_exercises(chapter)
+        assert result["passed"] == 0, (chapter.name, result["exercises"])
+        assert all(e["reason"] == NOT_IMPLEMENTED for e in result["exercises"]), chapter.name
+
+
 def _notebook(path: Path, *sources: str) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
