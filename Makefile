@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lab: $(STAMP)
-	@if [ -z "$$DISPLAY" ] && [ "$$(uname)" = "Linux" ]; then \
+	@flags=""; [ "$$(id -u)" = 0 ] && flags="--allow-root"; \
+	if [ -z "$$DISPLAY" ] && [ "$$(uname)" = "Linux" ]; then \
 		echo "No display: open the URL printed below in your browser."; \
-		$(VENV)/bin/jupyter lab --no-browser chapters/; \
-	else $(VENV)/bin/jupyter lab chapters/; fi
+		$(VENV)/bin/jupyter lab --no-browser $$flags chapters/; \
+	else $(VENV)/bin/jupyter lab $$flags chapters/; fi
 
 test: $(STAMP)
 	LORAKIT_PRESET=ci HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest
