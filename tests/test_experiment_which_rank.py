@@ -86,10 +86,12 @@ def test_saved_tensors_have_the_right_shapes_and_reproduce_the_record(recorded):
 
 def test_claims_are_evaluated_from_the_record(recorded):
     rows = wr.paper_claims(recorded[0]["results"])
-    assert len(rows) == 5 and all(isinstance(x["holds"], bool) for x in rows[2:])
+    assert len(rows) == 7 and all(isinstance(x["holds"], bool) for x in rows[2:])
     assert all(x["holds"] in (True, False, None) for x in rows)
+    assert [("ΔWq" in x["claim"], "ΔWv" in x["claim"]) for x in rows[3:]] == \
+        [(True, False)] * 2 + [(False, True)] * 2  # Table 7 checked for both matrices
     text = wr.format_claims(rows)
-    assert text.count("ours:") == 5 and ("yes" in text or "no" in text)
+    assert text.count("ours:") == 7 and ("yes" in text or "no" in text)
     assert wr.format_table(recorded[0]["results"]["table5"]).count("\n") == len(wr.TABLE5)
 
 
