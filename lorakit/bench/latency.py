@@ -23,13 +23,12 @@ import argparse
 import copy
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from lorakit.presets import get_preset, pick_device
-from lorakit.runs import RUNS_DIR, save_record
+from lorakit.bench import save_bench_record
+from lorakit.presets import pick_device
 
 METHODS = ("base", "adapter_l", "adapter_h", "lora_merged", "lora_unmerged", "prefix_layer")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -195,13 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(max(1, args.threads))
     start = time.perf_counter()
     results = run(args)
-    out = Path(args.out) if args.out else RUNS_DIR / "bench"
-    name = "latency"
-    if out.suffix == ".json":
-        out, name = out.parent, out.stem
-    config = {k: v for k, v in vars(args).items() if k != "out"}
-    path = save_record(name, results, preset="small" if args.small else get_preset(), config=config,
-                       wall_s=time.perf_counter() - start, out_dir=out)
+    path = save_bench_record("latency", args, results, start)
     print(format_table(results))
     print(f"wrote {path}")
 

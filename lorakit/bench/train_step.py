@@ -52,14 +52,13 @@ import argparse
 import gc
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 import lorakit
+from lorakit.bench import save_bench_record
 from lorakit.lora.precision import cast_frozen_
-from lorakit.presets import get_preset, pick_device
-from lorakit.runs import RUNS_DIR, save_record
+from lorakit.presets import pick_device
 from lorakit.train import _param_groups, causal_lm_loss, label_positions
 
 FROZEN_BF16 = "_frozen_bf16"
@@ -352,11 +351,5 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--warmup must be >= 0")
     start = time.perf_counter()
     results = run(args)
-    out = Path(args.out) if args.out else RUNS_DIR / "bench"
-    name = "train_step"
-    if out.suffix == ".json":
-        out, name = out.parent, out.stem
-    config = {k: v for k, v in vars(args).items() if k != "out"}
-    path = save_record(name, results, preset="small" if args.small else get_preset(),
-                       config=config, wall_s=time.perf_counter() - start, out_dir=out)
+    path = save_bench_record("train_step", args, results, start)
     print(f"wrote {path}")
