@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .lora.apply import (
     lora_layers,
     lora_state_dict,
 )
-from .lora.layers import FusedLoRALinear, LoRAEmbedding, base_dims
+from .lora.layers import FusedLoRALinear, LoRAEmbedding, base_dims, lora_scaling
 
 FORMAT = "lorakit-adapter"
 FORMAT_VERSION = 1
@@ -71,8 +72,14 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig |
         raise ValueError("The model's LoRA layers are merged; call lorakit.unmerge_lora(model) "
                          "before saving so that the base weights and the adapter stay separate.")
     first = layers[0][1]
-    cfg = config.to_dict() if config is not None else _lora_config_of(model) or {
-        "r": first.r, "alpha": first.alpha, "rslora": abs(first.scaling - first.alpha / first.r) > 1e-12}
+    cfg = config.to_dict() if config is not None else _lora_config_of(model)
+    if not cfg:  # LoRA layers built by hand: their settings must agree to describe them in one config
+        settings = {(layer.r, layer.alpha, layer.scaling) for _, layer in layers}
+        if len(settings) > 1:
+            raise ValueError("The LoRA layers have different ranks or alphas; pass "
+                             "config=LoRAConfig(...) describing them, or save them separately.")
+        cfg = {"r": first.r, "alpha": first.alpha,
+               "rslora": abs(first.scaling - first.alpha / first.r) > 1e-12}
     bias = cfg.get("bias", "none")
     tensors = {k: v.detach().contiguous().cpu() for k, v in lora_state_dict(model, bias).items()}
     meta = {
@@ -123,7 +130,35 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
     if set(expected) != set(tensors) or any(list(tensors[k].shape) != v for k, v in expected.items()):
         raise AdapterError(f"{w_path} does not hold the tensors its config lists; the folder mixes "
                            "files from different saves. Save the adapter again.")
+    implied = _implied_shapes(meta, cfg_path)
+    wrong = [k for k, shape in implied.items() if k not in tensors or list(tensors[k].shape) != shape]
+    extra = [k for k in tensors if k not in implied and not k.endswith("bias")]
+    if wrong or extra:
+        raise AdapterError(f"{cfg_path}: its LoRA settings (r={meta['lora'].get('r')}) do not match the "
+                           f"tensors {(wrong + extra)[:4]} in {w_path.name}; the config was edited or "
+                           "the files come from different saves. Save the adapter again.")
     return meta, tensors
+
+
+def _implied_shapes(meta: dict, cfg_path: Path) -> dict[str, list[int]]:
+    """The ``lora_A``/``lora_B`` shapes that the config's rank and module list imply."""
+    try:
+        r = int(meta["lora"]["r"])
+        shapes = {}
+        for name, mod in meta["modules"].items():
+            if mod["kind"] == "embedding":
+                V, d = mod["shape"]
+                a, b = [r, V], [d, r]
+            elif mod.get("enable"):
+                n_on, n = sum(map(bool, mod["enable"])), len(mod["enable"])
+                a, b = [n_on * r, mod["in"]], [n_on, mod["out"] // n, r]
+            else:
+                a, b = [r, mod["in"]], [mod["out"], r]
+            shapes[f"{name}.lora_A"], shapes[f"{name}.lora_B"] = a, b
+        return shapes
+    except (KeyError, TypeError, ValueError) as e:
+        raise AdapterError(f"{cfg_path} lacks a LoRA setting or module description ({e!r}); "
+                           "it is corrupt or from another tool. Save the adapter again.") from e
 
 
 def _check_base(model: nn.Module, meta: dict) -> None:
@@ -161,10 +196,17 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             raise AdapterError(
                 f"The model has LoRA on {sorted(existing)[:4]}..., the adapter on "
                 f"{sorted(meta['modules'])[:4]}...; load it into a fresh base instead.")
+        lora = meta["lora"]
+        want_scaling = lora_scaling(lora.get("alpha") or lora["r"], lora["r"], lora.get("rslora", False))
         for name, want in meta["modules"].items():
             if list(getattr(existing[name], "enable", [])) != want.get("enable", []):
                 raise AdapterError(f"{name}: the adapter's slices {want.get('enable')} differ from the "
                                    "model's LoRA layer; load it into a fresh base instead.")
+            if abs(existing[name].scaling - want_scaling) > 1e-9 * max(1.0, abs(want_scaling)):
+                raise AdapterError(
+                    f"{name}: the adapter was trained with scaling {want_scaling:g} (alpha/r), the "
+                    f"model's LoRA layer uses {existing[name].scaling:g}; load it into a fresh base, "
+                    "where LoRA is applied with the adapter's own settings.")
     sd = model.state_dict()
     if existing:
         wrong = [k for k, v in tensors.items() if k not in sd or sd[k].shape != v.shape]
@@ -172,14 +214,23 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             raise AdapterError(f"Tensors {wrong[:4]} do not fit this model's LoRA layers (rank or "
                                "shape differs); load it into a fresh base instead.")
     else:
+        fresh_names = {k.replace(".base.", "."): v for k, v in tensors.items() if "lora_" not in k}
+        wrong = [k for k, v in fresh_names.items() if k not in sd or sd[k].shape != v.shape]
+        if wrong:
+            raise AdapterError(f"Bias tensors {wrong[:4]} of the adapter do not fit this model.")
         lora = dict(meta["lora"])
         names = list(meta["modules"])
         if any(w.get("enable") for w in meta["modules"].values()):
             on = [s for s, e in zip("qkv", next(w["enable"] for w in meta["modules"].values()
                                                if w.get("enable"))) if e]
             names = [n for n in names if not meta["modules"][n].get("enable")] + on
-        lora["targets"] = [n if n in ("q", "k", "v") else f"re:{_escape(n)}" for n in names]
-        apply_lora(model, LoRAConfig(**lora))
+        lora["targets"] = [n if n in ("q", "k", "v") else f"re:{re.escape(n)}" for n in names]
+        try:
+            config = LoRAConfig(**lora)
+        except (TypeError, ValueError) as e:
+            raise AdapterError(f"The adapter's LoRA settings are not valid ({e}); it is corrupt or "
+                               "from another version. Save the adapter again.") from e
+        apply_lora(model, config)
     merged = [layer for layer in dict(lora_layers(model)).values() if layer.merged]
     for layer in merged:
         layer.unmerge()
@@ -190,8 +241,3 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         layer.merge()
     return model
 
-
-def _escape(name: str) -> str:
-    import re
-
-    return re.escape(name)

@@ -196,3 +196,39 @@ def test_bert_short_names_train_merge_save_reload(tmp_path):
     fresh.classifier.load_state_dict(bert.classifier.state_dict())
     lorakit.load_adapter(fresh, tmp_path / "bert")
     torch.testing.assert_close(fresh(x).logits, out)
+
+
+def test_adapter_with_other_scaling_is_refused_by_an_adapted_model(tmp_path):
+    a = _gpt2()
+    lorakit.apply_lora(a, LoRAConfig(r=2, alpha=16, targets=["q", "v"]))
+    lorakit.save_adapter(a, tmp_path / "a16")
+    b = _gpt2()
+    lorakit.apply_lora(b, LoRAConfig(r=2, alpha=2, targets=["q", "v"]))
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    with pytest.raises(AdapterError, match="scaling"):
+        lorakit.load_adapter(b, tmp_path / "a16")
+    assert all(torch.equal(before[k], v) for k, v in b.state_dict().items())
+    fresh = _gpt2()  # a fresh base gets the adapter's own alpha
+    lorakit.load_adapter(fresh, tmp_path / "a16")
+    assert fresh.transformer.h[0].attn.c_attn.scaling == 8.0
+
+
+def test_edited_config_is_refused_before_the_model_changes(tmp_path):
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    folder = lorakit.save_adapter(model, tmp_path / "ad")
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg["lora"]["r"] = 4  # edited by hand: the tensors say r = 2
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    fresh = _gpt2()
+    with pytest.raises(AdapterError, match="do not match"):
+        lorakit.load_adapter(fresh, folder)
+    assert not list(lorakit.lora_layers(fresh))
+    assert all(p.requires_grad for p in fresh.parameters())
+
+
+def test_hand_built_layers_with_mixed_ranks_need_a_config(tmp_path):
+    mlp = nn.Sequential(lorakit.LoRALinear(nn.Linear(4, 4), r=1), lorakit.LoRALinear(nn.Linear(4, 4), r=2))
+    with pytest.raises(ValueError, match="different ranks"):
+        lorakit.save_adapter(mlp, tmp_path / "x")
+    assert not (tmp_path / "x" / "adapter.safetensors").exists()

@@ -202,9 +202,11 @@ def test_lora_embedding():
     expected = emb(ids) + layer.delta_weight()[ids]
     torch.testing.assert_close(layer(ids), expected)
     out = layer(ids)
+    layer.eval()  # a merged layer refuses to train
     layer.merge()
     torch.testing.assert_close(layer(ids), out)
     layer.unmerge()
+    layer.train()
     layer(ids).sum().backward()
     assert emb.weight.grad is None and layer.lora_B.grad is not None
 
@@ -265,3 +267,50 @@ def test_short_name_on_unknown_architecture():
     mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     with pytest.raises(ValueError, match="module names instead"):
         lorakit.apply_lora(mlp, LoRAConfig(r=1, targets=["q"]))
+
+
+def test_bad_init_or_dropout_leaves_the_base_trainable():
+    base = _linear()
+    for kwargs in (dict(init="xavier"), dict(dropout=1.5), dict(alpha=-1.0)):
+        with pytest.raises(ValueError):
+            LoRALinear(base, r=2, **kwargs)
+        assert all(p.requires_grad for p in base.parameters())
+    emb = nn.Embedding(10, 4)
+    with pytest.raises(ValueError, match="init"):
+        lorakit.LoRAEmbedding(emb, r=2, init="xavier")
+    assert emb.weight.requires_grad
+
+
+def test_tied_weights_are_refused_and_the_model_is_untouched():
+    model = _gpt2()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    for target in ("wte", "lm_head"):
+        with pytest.raises(ValueError, match="tied"):
+            lorakit.apply_lora(model, LoRAConfig(r=2, targets=[target]))
+        assert not list(lorakit.lora_layers(model))
+        assert all(p.requires_grad for p in model.parameters())
+
+
+def test_lora_embedding_leaves_A_alone_under_max_norm():
+    layer = lorakit.LoRAEmbedding(nn.Embedding(20, 8, max_norm=0.1), r=2, alpha=4)
+    A = layer.lora_A.detach().clone()
+    layer(torch.tensor([[1, 2, 3]]))
+    torch.testing.assert_close(layer.lora_A, A)  # max_norm renormalises the table, not A
+
+
+def test_lora_embedding_merge_in_bf16_and_merged_training_guard():
+    emb = nn.Embedding(20, 8).to(torch.bfloat16)
+    layer = lorakit.LoRAEmbedding(emb, r=2, alpha=4)
+    _randomise_B(layer)
+    ids = torch.tensor([[1, 2, 3]])
+    layer.eval()
+    out = layer(ids)
+    W0 = emb.weight.detach().clone()
+    layer.merge()
+    torch.testing.assert_close(layer(ids), out, rtol=2e-2, atol=2e-2)
+    layer.unmerge()
+    torch.testing.assert_close(emb.weight, W0, rtol=2e-2, atol=2e-2)
+    layer.merge()
+    layer.train()
+    with pytest.raises(RuntimeError, match="unmerge"):
+        layer(ids)

@@ -130,6 +130,16 @@ def _adaptable(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
+def _weight_holders(model: nn.Module) -> dict[int, list[str]]:
+    """``{id(weight): names of the modules that hold it}``: tied weights have several holders."""
+    out: dict[int, list[str]] = {}
+    for name, mod in model.named_modules():
+        w = mod._parameters.get("weight") if hasattr(mod, "_parameters") else None
+        if w is not None:
+            out.setdefault(id(w), []).append(name)
+    return out
+
+
 def _summarise(names: list[str], limit: int = 12) -> str:
     """Module names with layer numbers folded: ``transformer.h.{0..11}.attn.c_attn``."""
     pattern = re.compile(r"\.(\d+)\.")
@@ -197,12 +207,19 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
     """
     targets = resolve_targets(model, config.targets)
     modules = _adaptable(model)
+    holders = _weight_holders(model)
     plan = []
     for name, mask in targets.items():
         mod = modules[name]
         if isinstance(mod, LORA_TYPES):
             raise ValueError(f"{name} already has LoRA. Apply LoRA once per model: load a fresh base, "
                              "or use lorakit.load_adapter to swap adapters.")
+        others = [h for h in holders.get(id(getattr(mod, "weight", None)), []) if h != name]
+        if others:
+            raise ValueError(
+                f"{name}.weight is tied to {', '.join(o + '.weight' for o in others)} (e.g. GPT-2's "
+                "token embedding and LM head): merging ΔW into it would change both modules. "
+                "Target another module, or untie the weights first.")
         if isinstance(mod, nn.Embedding):
             check_rank(config.r, mod.embedding_dim, mod.num_embeddings, name)
         else:

@@ -68,6 +68,16 @@ def init_lora_A(A: torch.Tensor, init: str) -> None:
         raise ValueError(f"init={init!r} is not known; use one of {INITS}.")
 
 
+def check_settings(init: str, dropout: float = 0.0, alpha: float | None = None) -> None:
+    """Raise a clear error for an unknown ``init``, a dropout outside [0, 1) or ``alpha <= 0``."""
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is not known; use one of {INITS}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    if alpha is not None and not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r} (or leave it unset for alpha = r).")
+
+
 def check_rank(r: int, d: int, k: int, where: str = "this layer") -> None:
     """Raise a clear error unless ``1 <= r <= min(d, k)``."""
     if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
@@ -105,6 +115,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         k, d, self.fan_in_fan_out = base_dims(base)
         check_rank(r, self._slice_out(d), k, type(base).__name__)
+        check_settings(init, dropout, alpha)  # all checks before the base is frozen
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
@@ -266,6 +277,7 @@ class LoRAEmbedding(nn.Module):
             raise TypeError(f"LoRAEmbedding wraps nn.Embedding, not {type(base).__name__}.")
         V, d = base.weight.shape
         check_rank(r, d, V, "nn.Embedding")
+        check_settings(init, alpha=alpha)
         self.base = base
         base.weight.requires_grad_(False)
         self.r, self.alpha = r, float(r if alpha is None else alpha)
@@ -281,23 +293,32 @@ class LoRAEmbedding(nn.Module):
         """``ΔW`` in the table's layout ``(V, d)``."""
         return self.scaling * (self.lora_B @ self.lora_A).T
 
+    def _apply_delta(self, sign: float) -> None:
+        with torch.no_grad():  # in fp32, as LoRALinear does, so bf16 round trips drift alike
+            w = self.base.weight
+            w.copy_((w.to(torch.float32) + sign * self.delta_weight().to(torch.float32)).to(w.dtype))
+
     def merge(self) -> None:
+        """Fold ΔW into the embedding table (no extra work per lookup). Idempotent."""
         if not self.merged:
-            with torch.no_grad():
-                self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+            self._apply_delta(+1.0)
             self.merged = True
 
     def unmerge(self) -> None:
+        """Take ΔW back out of the embedding table. Idempotent."""
         if self.merged:
-            with torch.no_grad():
-                self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+            self._apply_delta(-1.0)
             self.merged = False
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.base(ids)
         if self.merged:
+            if self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
+                raise RuntimeError(
+                    "This LoRA embedding is merged, so A and B get no gradient. Call "
+                    "lorakit.unmerge_lora(model) before training (or model.eval() for inference).")
             return out
-        b = self.base
-        rows = F.embedding(ids, self.lora_A.T, b.padding_idx, b.max_norm, b.norm_type,
+        b = self.base  # no max_norm here: it would renormalise the columns of A in place
+        rows = F.embedding(ids, self.lora_A.T, b.padding_idx, None, b.norm_type,
                            b.scale_grad_by_freq, b.sparse)
         return out + (rows @ self.lora_B.T) * self.scaling
