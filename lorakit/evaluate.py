@@ -46,6 +46,8 @@ def generate_texts(model: nn.Module, tokenizer, mrs: Sequence[str], batch_size: 
     mrs : meaning representations; the prompt is ``"<mr> ||"``.
     batch_size : prompts per ``generate`` call (left-padded to the same length T).
     max_new_tokens : the longest text generated; decoding also stops at eos.
+    device : where to decode (default: CUDA, then MPS, then CPU). The model is moved there and
+        stays there; its train/eval mode is restored.
 
     Returns
     -------

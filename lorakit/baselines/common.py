@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lorakit.lora import count_parameters
+
 METHOD_ATTR = "_lorakit_method"  # set on the model by every method: {"method": name, "config": {...}}
 
 Batch = Mapping[str, torch.Tensor]
@@ -97,25 +99,18 @@ def check_fresh(model: nn.Module, method: str) -> None:
 
 
 def check_positive_int(value: Any, name: str, hint: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` (and how to fix it) unless ``value`` is an int > 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}; {hint}")
 
 
 def freeze_all(model: nn.Module) -> None:
+    """Set ``requires_grad=False`` on every parameter of ``model``."""
     for p in model.parameters():
         p.requires_grad_(False)
 
 
-def count(model: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts, shared tensors (tied embeddings) counted once."""
-    seen: set[int] = set()
-    trainable = total = 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-            trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
+count = count_parameters  # (trainable, total), tied tensors counted once: the one counter
 
 
 def finish(model: nn.Module, method: str, config: dict[str, Any], modules: list[str],

@@ -89,14 +89,14 @@ def _base_activations(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]
     seen: list[torch.Tensor] = []
     hooks = [b.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0].detach().clone()))
              for b in blocks]
+    transformer = getattr(model, "transformer", model)
+    was_training = transformer.training
     try:
         device = next(model.parameters()).device
-        transformer = getattr(model, "transformer", model)
-        was_training = transformer.training
         transformer.eval()
         transformer(input_ids=ids.unsqueeze(0).to(device), use_cache=False)
-        transformer.train(was_training)
     finally:
+        transformer.train(was_training)  # restored even if the forward fails
         for h in hooks:
             h.remove()
     return seen

@@ -59,7 +59,8 @@ import lorakit
 from lorakit.bench import save_bench_record
 from lorakit.lora.precision import cast_frozen_
 from lorakit.presets import pick_device
-from lorakit.train import _param_groups, causal_lm_loss, label_positions
+from lorakit.train import causal_lm_loss, label_positions
+from lorakit.train.loop import _param_groups
 
 FROZEN_BF16 = "_frozen_bf16"
 BASE_METHODS = ("full", "lorakit_qv", "lorakit_qkv", "peft_qkv")

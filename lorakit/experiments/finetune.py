@@ -74,15 +74,16 @@ def _subset(records, n_mrs, refs_per_mr):
 
 
 def prepare_method(base: torch.nn.Module, method: str) -> torch.nn.Module:
-    """A copy of ``base`` ready to train with ``method`` ("lora" or "full")."""
+    """A copy of ``base`` ready to train with ``method`` ("lora" or "full"), via lorakit.baselines."""
+    from lorakit.baselines import apply_method
+
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
     model = copy.deepcopy(base)
     if method == "lora":
-        lorakit.apply_lora(model, lorakit.LoRAConfig(**LORA))
+        apply_method(model, "lora", **LORA)
     else:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        apply_method(model, "ft")
     return model
 
 

@@ -79,6 +79,7 @@ class LoRAConfig:
             raise ValueError(f"targets must be a non-empty list of names, got {self.targets!r}.")
 
     def to_dict(self) -> dict:
+        """The settings as a plain dict (what ``save_adapter`` writes into its JSON)."""
         return asdict(self)
 
 

@@ -55,6 +55,7 @@ class BaseInfo:
     training: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """Every field as a plain, JSON-able dict."""
         return asdict(self)
 
     @classmethod

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from lorakit.lora import count_parameters
 from lorakit.models.info import BaseInfo, short_path
 from lorakit.models.tokenizer import describe_tokenizer
 from lorakit.presets import get_preset, pick_device
@@ -59,7 +60,7 @@ def network_problem(timeout: float = 3.0) -> str | None:
 
 def _hub_info(source: str, name: str, model, tokenizer) -> BaseInfo:
     c = model.config
-    return BaseInfo(source=source, name=name, n_params=sum(p.numel() for p in model.parameters()),
+    return BaseInfo(source=source, name=name, n_params=count_parameters(model)[1],
                     tokenizer=describe_tokenizer(tokenizer), vocab_size=len(tokenizer),
                     config={"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
                             "n_positions": c.n_positions})

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from lorakit.lora import count_parameters
 from lorakit.models.corpus import Corpus
 from lorakit.models.flops import measure_matmul_peak, model_flops_per_token
 from lorakit.models.info import BaseInfo, short_path
@@ -93,7 +94,7 @@ def build_model(spec: BaseSpec, vocab_size: int, seed: int = 0):
 
 def count_params(model) -> tuple[int, int]:
     """(all parameters, parameters outside the token and position embeddings)."""
-    total = sum(p.numel() for p in model.parameters())
+    total = count_parameters(model)[1]
     emb = sum(m.weight.numel() for m in (model.transformer.wte, model.transformer.wpe))
     return total, total - emb
 

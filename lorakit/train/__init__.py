@@ -22,7 +22,6 @@ Modules:
 
 from .config import TrainConfig, TrainResult
 from .loop import (
-    _param_groups,
     evaluate_loss,
     linear_warmup_decay,
     train,
@@ -38,6 +37,6 @@ from .state import load_trainable, save_trainable
 
 __all__ = [
     "IGNORE_INDEX", "LabelPositions", "TrainConfig", "TrainResult",
-    "_param_groups", "causal_lm_loss", "evaluate_loss", "label_positions", "linear_cross_entropy",
+    "causal_lm_loss", "evaluate_loss", "label_positions", "linear_cross_entropy",
     "linear_warmup_decay", "load_trainable", "save_trainable", "train",
 ]

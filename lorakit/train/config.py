@@ -18,7 +18,9 @@ class TrainConfig:
     warmup_steps : linear warm-up length in optimizer steps.
     label_smoothing : label smoothing of the training loss (the paper uses 0.1).
     grad_clip : clip the global gradient norm to this value (``None`` or 0: no clipping).
-    grad_accum : micro-batches per optimizer step.
+    grad_accum : micro-batches per optimizer step. An epoch whose batch count is not a multiple
+        of it ends with a shorter accumulation whose loss is still divided by ``grad_accum``
+        (that last step is slightly smaller).
     bf16 : bf16 autocast; ``None`` means "on CUDA yes, elsewhere no".
     log_every : write a row of ``history`` every this many optimizer steps.
     seed : seeds dropout and everything else random inside the loop.
