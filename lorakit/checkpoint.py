@@ -32,6 +32,25 @@ WEIGHTS = "adapter.safetensors"
 CONFIG = "adapter_config.json"
 
 
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash or an error mid-write leaves any earlier file at ``path`` as it was, never a
+    half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
 class AdapterError(ValueError):
     """An adapter that cannot be loaded into this model (wrong base, corrupt or foreign file)."""
 

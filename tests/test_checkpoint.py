@@ -232,3 +232,19 @@ def test_hand_built_layers_with_mixed_ranks_need_a_config(tmp_path):
     with pytest.raises(ValueError, match="different ranks"):
         lorakit.save_adapter(mlp, tmp_path / "x")
     assert not (tmp_path / "x" / "adapter.safetensors").exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from lorakit.checkpoint import atomic_write
+
+    target = tmp_path / "weights.safetensors"
+    atomic_write(target, lambda tmp: open(tmp, "w").write("old"))
+
+    def broken(tmp):
+        open(tmp, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]  # no temp file left

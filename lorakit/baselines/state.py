@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from lorakit.checkpoint import atomic_write
 from lorakit.train import load_trainable, save_trainable
 
 from .common import MethodReport, applied_method, gpt2_parts
@@ -45,7 +46,8 @@ def save_method(model: nn.Module, directory: str | os.PathLike) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     save_trainable(model, directory / WEIGHTS)
     meta = {"format": FORMAT, **applied, "base": _base_shape(model)}
-    (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
+    text = json.dumps(meta, indent=2) + "\n"
+    atomic_write(directory / META, lambda tmp: Path(tmp).write_text(text))
     return directory
 
 

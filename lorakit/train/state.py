@@ -25,10 +25,9 @@ def save_trainable(model: nn.Module, path: str | Path) -> Path:
     if not tensors:
         raise ValueError("The model has no trainable parameter to save; "
                          "did you freeze everything?")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path))
-    return path
+    from lorakit.checkpoint import atomic_write
+
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
 def load_trainable(model: nn.Module, path: str | Path) -> None:
