@@ -40,14 +40,9 @@ SMALL = {"arch": dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_siz
 
 def build_base(arch: dict, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
     """A GPT-2 of the given shape with random weights, in eval mode, SDPA attention."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from lorakit.models.gpt2 import build_gpt2
 
-    torch.manual_seed(seed)
-    config = GPT2Config(**arch, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    config._attn_implementation = "sdpa"
-    with torch.device(device):
-        model = GPT2LMHeadModel(config)
-    return model.to(dtype).eval()
+    return build_gpt2(**arch, seed=seed, device=device).to(dtype).eval()
 
 
 def make_variant(base: nn.Module, method: str, args: argparse.Namespace):

@@ -104,15 +104,10 @@ COMPARISONS = (
 def build_model(arch: dict, device: torch.device, dropout: float, seed: int = 0,
                 activation: str = "gelu_pytorch_tanh"):
     """GPT-2 of shape ``arch`` with random fp32 weights on ``device``, SDPA attention."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from lorakit.models.gpt2 import build_gpt2
 
-    torch.manual_seed(seed)
-    config = GPT2Config(**arch, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
-                        activation_function=activation)
-    config._attn_implementation = "sdpa"
-    with torch.device(device):
-        model = GPT2LMHeadModel(config)
-    return model.train()
+    return build_gpt2(**arch, dropout=dropout, seed=seed, device=device,
+                      activation_function=activation).train()
 
 
 def apply_method(model, method: str):

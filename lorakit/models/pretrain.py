@@ -81,15 +81,12 @@ def get_spec(preset: str | None = None) -> BaseSpec:
 
 def build_model(spec: BaseSpec, vocab_size: int, seed: int = 0):
     """A GPT-2 with random weights sized by ``spec`` (dropout ``spec.dropout`` while pretraining)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from lorakit.models.gpt2 import build_gpt2
 
     seed_everything(seed)
-    config = GPT2Config(vocab_size=vocab_size, n_positions=spec.n_positions, n_embd=spec.n_embd,
-                        n_layer=spec.n_layer, n_head=spec.n_head, resid_pdrop=spec.dropout,
-                        embd_pdrop=spec.dropout, attn_pdrop=spec.dropout, bos_token_id=0, eos_token_id=0,
-                        pad_token_id=0)
-    config._attn_implementation = "sdpa"
-    return GPT2LMHeadModel(config)
+    return build_gpt2(n_layer=spec.n_layer, n_embd=spec.n_embd, n_head=spec.n_head,
+                      vocab_size=vocab_size, n_positions=spec.n_positions, dropout=spec.dropout,
+                      seed=seed, bos_token_id=0, eos_token_id=0, pad_token_id=0)
 
 
 def count_params(model) -> tuple[int, int]:
