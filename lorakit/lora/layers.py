@@ -89,7 +89,35 @@ def check_rank(r: int, d: int, k: int, where: str = "this layer") -> None:
         )
 
 
-class LoRALinear(nn.Module):
+class _Mergeable(nn.Module):
+    """Explicit, idempotent merge/unmerge shared by the LoRA layers (each defines ``_apply_delta``)."""
+
+    merged: bool
+
+    def _apply_delta(self, sign: float) -> None:
+        raise NotImplementedError
+
+    def merge(self) -> None:
+        """Fold ΔW into the base weight (no extra latency at inference). Idempotent."""
+        if not self.merged:
+            self._apply_delta(+1.0)
+            self.merged = True
+
+    def unmerge(self) -> None:
+        """Take ΔW back out of the base weight. Idempotent."""
+        if self.merged:
+            self._apply_delta(-1.0)
+            self.merged = False
+
+    def _check_not_training_merged(self) -> None:
+        if self.merged and self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
+            raise RuntimeError(
+                "This LoRA layer is merged, so A and B get no gradient. Call "
+                "lorakit.unmerge_lora(model) before training (or model.eval() for inference)."
+            )
+
+
+class LoRALinear(_Mergeable):
     """A frozen ``nn.Linear``/``Conv1D`` plus the update ``(α/r)·B A``.
 
     Parameters
@@ -157,25 +185,6 @@ class LoRALinear(nn.Module):
                 delta = delta.T
             w = self.base.weight
             w.copy_((w.to(torch.float32) + sign * delta).to(w.dtype))
-
-    def merge(self) -> None:
-        """Fold ΔW into the base weight (no extra latency at inference). Idempotent."""
-        if not self.merged:
-            self._apply_delta(+1.0)
-            self.merged = True
-
-    def unmerge(self) -> None:
-        """Take ΔW back out of the base weight. Idempotent."""
-        if self.merged:
-            self._apply_delta(-1.0)
-            self.merged = False
-
-    def _check_not_training_merged(self) -> None:
-        if self.merged and self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
-            raise RuntimeError(
-                "This LoRA layer is merged, so A and B get no gradient. Call "
-                "lorakit.unmerge_lora(model) before training (or model.eval() for inference)."
-            )
 
     def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
         """The LoRA branch ``(α/r)·B A dropout(x)``: ``(..., k) -> (..., d)``."""
@@ -263,7 +272,7 @@ class FusedLoRALinear(LoRALinear):
         return super().extra_repr() + f", slices={on}"
 
 
-class LoRAEmbedding(nn.Module):
+class LoRAEmbedding(_Mergeable):
     """A frozen ``nn.Embedding`` ``W0 ∈ R^{V×d}`` plus a low-rank update of its table.
 
     The update is ``ΔW^T = (α/r)·B A`` with ``A ∈ R^{r×V}`` and ``B ∈ R^{d×r}`` (the paper's
@@ -298,25 +307,10 @@ class LoRAEmbedding(nn.Module):
             w = self.base.weight
             w.copy_((w.to(torch.float32) + sign * self.delta_weight().to(torch.float32)).to(w.dtype))
 
-    def merge(self) -> None:
-        """Fold ΔW into the embedding table (no extra work per lookup). Idempotent."""
-        if not self.merged:
-            self._apply_delta(+1.0)
-            self.merged = True
-
-    def unmerge(self) -> None:
-        """Take ΔW back out of the embedding table. Idempotent."""
-        if self.merged:
-            self._apply_delta(-1.0)
-            self.merged = False
-
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.base(ids)
         if self.merged:
-            if self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
-                raise RuntimeError(
-                    "This LoRA embedding is merged, so A and B get no gradient. Call "
-                    "lorakit.unmerge_lora(model) before training (or model.eval() for inference).")
+            self._check_not_training_merged()
             return out
         b = self.base  # no max_norm here: it would renormalise the columns of A in place
         rows = F.embedding(ids, self.lora_A.T, b.padding_idx, None, b.norm_type,
