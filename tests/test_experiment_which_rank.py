@@ -53,11 +53,13 @@ def test_subspace_grids_are_similarities(recorded):
     sub, meta = record["results"]["subspace"], record["results"]["adapters"]
     grids = [g for m in ("q", "v") for g in sub["fig3_6_7"][m].values()]
     grids += [sub["fig4"][k] for k in ("q", "v", "random")]
+    grids += [sub["fig3_cross_seed"][m] for m in ("q", "v")]
     for g in grids:
         t = torch.tensor(g)
         assert t.min() >= 0 and t.max() <= 1 + 1e-6
     assert torch.tensor(grids[0]).shape == (meta["r_low"], meta["r_high"])
     assert torch.tensor(sub["fig4"]["q"]).shape == (meta["r_high"], meta["r_high"])
+    assert torch.tensor(sub["fig3_cross_seed"]["v"]).shape == (meta["r_low"], meta["r_high"])
     for m in ("q", "v"):
         for row in sub["table7"][m].values():
             assert row["amplification"] > 0 and row["dW_norm"] > 0

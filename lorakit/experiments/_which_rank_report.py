@@ -144,6 +144,9 @@ def subspace_analysis(tensors: dict, meta: dict) -> dict:
     """Figures 3, 4, 6-8 and Table 7 from the saved factors (names as :func:`run_which_rank`).
 
     ``fig3_6_7[m][layer]``: φ(A_{r_low}, A_{r_high}, i, j) grids (r_low, r_high) for m in q, v;
+    ``fig3_cross_seed[m]``: φ(A_{r_low} of seed 0, A_{r_high} of seed 1) at the analysis layer:
+    Figure 3 free of the shared random start (with one seed, the first r_low rows of A_{r_high}
+    start equal to A_{r_low}, and short runs barely move them);
     ``fig4[m]``: φ between the A_{r_high} of seeds 0 and 1 at the analysis layer, and
     ``fig4["random"]`` the same for two random Gaussian (r_high, k) matrices; ``table7[m][r]``:
     :func:`lorakit.analysis.projection_norms` and the amplification factor of ΔW = (α/r) B A;
@@ -163,6 +166,7 @@ def subspace_analysis(tensors: dict, meta: dict) -> dict:
     g1, g2 = (torch.randn(hi, k, generator=gen, dtype=torch.float64) for _ in range(2))
     out = {"fig3_6_7": {m: {str(layer): _grid(A(lo, 0, layer, m), A(hi, 0, layer, m))
                             for layer in meta["layers"]} for m in ("q", "v")},
+           "fig3_cross_seed": {m: _grid(A(lo, 0, mid, m), A(hi, 1, mid, m)) for m in ("q", "v")},
            "fig4": {"q": _grid(A(hi, 0, mid, "q"), A(hi, 1, mid, "q")),
                     "v": _grid(A(hi, 0, mid, "v"), A(hi, 1, mid, "v")), "random": _grid(g1, g2)},
            "table7": {}, "fig8": {}}
