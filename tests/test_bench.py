@@ -15,11 +15,19 @@ def test_train_step_small_cpu_writes_a_record(tmp_path, capsys):
     main(["--small", "--device", "cpu", "--warmup", "0", "--steps", "2", "--out", str(out)])
     record = json.loads(out.read_text())
     res = record["results"]
-    for method in ("full", "lorakit_qv", "lorakit_qkv"):
-        r = res["methods"][method]
-        assert r["step_ms"] > 0 and r["peak_mem_mb"] is None
+    # no CUDA: graphs are skipped with a note and the goals are judged on the eager steps
+    assert list(res["modes"]) == ["eager"] and res["goal_mode"] == "eager"
+    assert any("graph mode skipped" in note for note in res["notes"])
+    m = res["modes"]["eager"]["methods"]
+    for method in ("full", "lorakit_qv", "lorakit_qkv", "floor"):
+        r = m[method]
+        assert r["step_ms"] > 0 and r["peak_mem_mb"] is None and r["mode"] == "eager"
         assert r["forward_ms"] > 0 and r["backward_ms"] > 0
-    m = res["methods"]
+    # the floor trains only the position embedding (backward runs through every layer)
+    assert m["floor"]["trainable_params"] == 128 * 64  # n_positions x width
+    assert m["lorakit_qv"]["branch_ms"] == pytest.approx(
+        m["lorakit_qv"]["step_ms"] - m["floor"]["step_ms"])
+    assert m["full"]["branch_ms"] is None and m["floor"]["branch_ms"] is None
     assert m["full"]["trainable_params"] == m["full"]["total_params"]
     # q,v and q,k,v LoRA: 2 and 3 slices of r x (k + d) per layer; tiny config: 2 layers, width 64
     assert m["lorakit_qv"]["trainable_params"] == 2 * 2 * 4 * (64 + 64)
@@ -33,7 +41,8 @@ def test_train_step_small_cpu_writes_a_record(tmp_path, capsys):
     # interleaved rounds (tiny preset: 2), the median of them reported
     for r in m.values():
         assert len(r["step_ms_rounds"]) == 2 and r["step_ms_min"] <= r["step_ms"]
-    rows = {row["key"]: row for row in res["comparisons"]}
+    assert res["ratios"] == res["modes"]["eager"]["ratios"]
+    rows = {row["key"]: row for row in res["modes"]["eager"]["comparisons"]}
     step_goal = rows["step_lorakit_qv_vs_full"]
     assert step_goal["met"] == (step_goal["ratio"] <= 0.75) and "full fine-tuning" in step_goal["label"]
     assert rows["mem_lorakit_qv_vs_full"]["ratio"] is None  # no CUDA memory on CPU
@@ -42,7 +51,7 @@ def test_train_step_small_cpu_writes_a_record(tmp_path, capsys):
     assert "goal <= 0.6: not measured" in printed
     if importlib.util.find_spec("peft") is None:
         assert "peft_qkv" not in m and "not installed" in res["notes"][0]
-    assert "wrote" in printed
+    assert "wrote" in printed and "[eager]" in printed
 
 
 def test_ratios_and_goals():
@@ -70,6 +79,15 @@ def test_ratios_and_goals():
     assert rows["step_lorakit_qkv_frozen_bf16_vs_peft_qkv"]["ratio"] == pytest.approx(60 / 90)
     assert rows["step_lorakit_qv_vs_peft_qkv"]["ratio"] == pytest.approx(80 / 90)
     assert "different targets" in rows["step_lorakit_qv_vs_peft_qkv"]["label"]
+    # branch costs: (step - floor) of lorakit over that of PEFT
+    results["floor"] = {"step_ms": 50.0, "peak_mem_mb": 400.0}
+    rows = {row["key"]: row for row in comparisons(results)}
+    branch = rows["branch_lorakit_qkv_vs_peft_qkv"]
+    assert branch["ratio"] == pytest.approx((72 - 50) / (90 - 50)) and branch["baseline"] == "floor"
+    assert rows["step_floor_vs_peft_qkv"]["ratio"] == pytest.approx(50 / 90)
+    results["peft_qkv"]["step_ms"] = 50.0  # no branch cost to divide by: no ratio
+    assert comparisons(results)[[r["key"] for r in comparisons(results)].index(
+        "branch_lorakit_qkv_vs_peft_qkv")]["ratio"] is None
 
 
 def test_frozen_bf16_method_casts_only_frozen_weights():

@@ -20,6 +20,7 @@ import lorakit
 from lorakit import FusedLoRALinear, LoRAConfig, LoRALinear
 from lorakit.lora.layers import LoRAUpdate, block_diagonal_B
 from lorakit.lora.precision import cast_frozen_, frozen_matmul_weights
+from lorakit.lora.update import diagonal_blocks
 
 SLICES = [(True, False, True), (True, True, True), (False, True, False), (False, False, True)]
 
@@ -131,6 +132,22 @@ def test_lora_update_gradcheck_and_block_layout():
     torch.testing.assert_close(full[0:4, 0:3], B[0])
     torch.testing.assert_close(full[8:12, 3:6], B[1])
     assert torch.count_nonzero(full[4:8]) == 0 and torch.count_nonzero(full[0:4, 3:]) == 0
+    # scaling and cast in the same kernel; uneven slices (no single strided view) take a loop
+    scaled = block_diagonal_B(B, enable, 2.0, torch.float32)
+    assert scaled.dtype == torch.float32 and torch.equal(scaled, (2 * full).float())
+    B4 = torch.randn(3, 2, 5, dtype=torch.float64)
+    uneven = (True, True, False, True)  # slices 0, 1, 3: not evenly spaced
+    assert diagonal_blocks(torch.zeros(8, 15), uneven, 5) is None
+    full4 = block_diagonal_B(B4, uneven)
+    for j, i in enumerate((0, 1, 3)):
+        assert torch.equal(full4[2 * i:2 * i + 2, 5 * j:5 * j + 5], B4[j])
+    assert torch.count_nonzero(full4[4:6]) == 0
+    out4 = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    x4 = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    A4 = torch.randn(15, 6, dtype=torch.float64, requires_grad=True)
+    B4.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda o, x_, a, b: LoRAUpdate.apply(o, x_, a, b, 0.0, 0.5, uneven), (out4, x4, A4, B4))
 
 
 def test_double_backward_is_refused_with_a_clear_error():
@@ -229,3 +246,39 @@ def test_cast_frozen_errors_leave_the_model_untouched():
         cast_frozen_(_lora_gpt2(), "bf16")
     assert {n: p.dtype for n, p in model.named_parameters()} == dtypes
     assert frozen_matmul_weights(model) == {}
+
+
+@pytest.mark.parametrize("in_by_out", [True, False])
+def test_lora_linear_function_gradcheck_with_every_input_trainable(in_by_out):
+    from lorakit.lora.update import LoRALinearFunction
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn((6, 12) if in_by_out else (12, 6), dtype=torch.float64, requires_grad=True)
+    b = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    A = torch.randn(2 * 3, 6, dtype=torch.float64, requires_grad=True)
+    B = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    enable = (True, False, True)
+    assert torch.autograd.gradcheck(
+        lambda *t: LoRALinearFunction.apply(*t, 0.0, 1.5, enable, in_by_out), (x, w, b, A, B))
+    # the same as the base matmul plus LoRAUpdate
+    base = x @ (w if in_by_out else w.T) + b
+    torch.testing.assert_close(LoRALinearFunction.apply(x, w, b, A, B, 0.0, 1.5, enable, in_by_out),
+                               LoRAUpdate.apply(base, x, A, B, 0.0, 1.5, enable))
+
+
+def test_a_hooked_or_subclassed_base_keeps_its_own_forward():
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    torch.manual_seed(0)
+    for base in (Scaled(6, 4), nn.Linear(6, 4)):
+        calls = []
+        if type(base) is nn.Linear:
+            base.register_forward_hook(lambda m, i, o, calls=calls: calls.append(1))
+        layer = LoRALinear(base.double(), r=2)
+        x = torch.randn(3, 6, dtype=torch.float64)
+        torch.testing.assert_close(layer(x), base(x))  # B = 0: exactly the (hooked) base
+        if type(base) is nn.Linear:
+            assert len(calls) == 2  # the hook ran inside the LoRA layer too

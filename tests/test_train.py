@@ -69,14 +69,16 @@ def test_loss_matches_hf_and_logits_path(tiny_gpt2):
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_chunked_linear_cross_entropy_matches_autograd(monkeypatch, smoothing):
+@pytest.mark.parametrize("vocab", [50, 64])  # padded to 64 rows with a -inf bias; already aligned
+def test_chunked_linear_cross_entropy_matches_autograd(monkeypatch, smoothing, vocab):
     import lorakit.train.loss as T
 
-    monkeypatch.setattr(T, "CHUNK_ELEMENTS", 7 * 50)  # chunks of 7 rows: 3 chunks, one partial
+    monkeypatch.setattr(T, "CHUNK_ELEMENTS", 7 * 64)  # chunks of 7 rows: 3 chunks, one partial
     g = torch.Generator().manual_seed(0)
     h = torch.randn(20, 8, generator=g, requires_grad=True)
-    w = torch.randn(50, 8, generator=g, requires_grad=True)
-    t = torch.randint(0, 50, (20,), generator=g)
+    w = torch.randn(vocab, 8, generator=g, requires_grad=True)
+    t = torch.randint(0, vocab, (20,), generator=g)
+    t[0] = vocab - 1  # the last real word, next to the padding
     loss = T.linear_cross_entropy(h, w, t, smoothing)
     (2 * loss).backward()  # a non-unit incoming gradient
     gh, gw = h.grad.clone(), w.grad.clone()
@@ -88,6 +90,26 @@ def test_chunked_linear_cross_entropy_matches_autograd(monkeypatch, smoothing):
     torch.testing.assert_close(gw, w.grad)
     with torch.no_grad():  # evaluation: the same value, no gradient work
         torch.testing.assert_close(T.linear_cross_entropy(h, w, t, smoothing), ref)
+
+
+def test_head_padding_and_bf16_autocast():
+    import lorakit.train.loss as T
+
+    assert T.padded_vocab(50257) == 50304 and T.padded_vocab(64) == 64 and T.padded_vocab(1) == 64
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(16, 32, generator=g, requires_grad=True)
+    w = torch.randn(97, 32, generator=g, requires_grad=True)
+    t = torch.randint(0, 97, (16,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # matmuls in bf16, softmax in fp32
+        loss = T.linear_cross_entropy(h, w, t, 0.1)
+        ref = F.cross_entropy(F.linear(h, w).float(), t, label_smoothing=0.1)
+    loss.backward()
+    gh, gw = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(gh, h.grad, rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(gw, w.grad, rtol=2e-2, atol=2e-3)
 
 
 def test_loss_without_labels_is_an_error(tiny_gpt2):

@@ -63,14 +63,16 @@ from lorakit.train import causal_lm_loss, label_positions
 from lorakit.train.loop import _param_groups
 
 FROZEN_BF16 = "_frozen_bf16"
-BASE_METHODS = ("full", "lorakit_qv", "lorakit_qkv", "peft_qkv")
+BASE_METHODS = ("full", "lorakit_qv", "lorakit_qkv", "peft_qkv", "floor")
 METHODS = BASE_METHODS + tuple(m + FROZEN_BF16 for m in BASE_METHODS[1:])
+MODES = ("eager", "graph")
 FULL = dict(arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
             batch=8, seq=512, warmup=5, steps=5, rounds=7, mem_steps=3)
 SMALL = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
              batch=2, seq=32, warmup=1, steps=1, rounds=2, mem_steps=1)
 LORA = dict(r=4, alpha=32, dropout=0.1)
-# (key, numerator, denominator, metric, label, goal name, limit): the ratios the record reports
+# (key, numerator, denominator, metric, label, goal name, limit[, baseline]): the ratios the
+# record reports; with a baseline method the ratio is (numerator - baseline) / (denominator - baseline)
 COMPARISONS = (
     ("step_lorakit_qv_vs_full", "lorakit_qv", "full", "step_ms",
      "step: lorakit q,v / full fine-tuning", "lorakit_step_le_0.75_full", 0.75),
@@ -98,6 +100,19 @@ COMPARISONS = (
      "peak memory: q,k,v lorakit / PEFT", None, None),
     ("mem_peft_qkv_vs_full", "peft_qkv", "full", "peak_mem_mb",
      "peak memory: PEFT q,k,v / full fine-tuning", None, None),
+    ("step_floor_vs_full", "floor", "full", "step_ms",
+     "step: floor (no weight gradients, a LoRA branch that costs nothing) / full fine-tuning",
+     None, None),
+    ("step_floor_vs_peft_qkv", "floor", "peft_qkv", "step_ms",
+     "step: floor / PEFT q,k,v = the lowest q,k,v lorakit / PEFT that any LoRA could reach",
+     None, None),
+    ("branch_lorakit_qkv_vs_peft_qkv", "lorakit_qkv", "peft_qkv", "step_ms",
+     "LoRA branch cost (step - floor): q,k,v lorakit / PEFT, both fp32 frozen", None, None,
+     "floor"),
+    ("branch_lorakit_qkv_frozen_bf16_vs_peft_qkv_frozen_bf16", "lorakit_qkv_frozen_bf16",
+     "peft_qkv_frozen_bf16", "step_ms",
+     "LoRA branch cost (step - floor): q,k,v lorakit / PEFT, both frozen bf16", None, None,
+     "floor_frozen_bf16"),
 )
 
 
@@ -118,7 +133,11 @@ def apply_method(model, method: str):
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
     base = method.removesuffix(FROZEN_BF16)
-    if base in ("lorakit_qv", "lorakit_qkv"):
+    if base == "floor":  # every weight frozen but the position embedding, so backward still
+        for p in model.parameters():  # runs through every layer, input gradients only
+            p.requires_grad_(False)
+        model.transformer.wpe.weight.requires_grad_(True)
+    elif base in ("lorakit_qv", "lorakit_qkv"):
         targets = ["q", "v"] if base == "lorakit_qv" else ["q", "k", "v"]
         lorakit.apply_lora(model, lorakit.LoRAConfig(targets=targets, **LORA))
     elif base == "peft_qkv":
@@ -152,16 +171,23 @@ class _Timer:
 
 
 class _Runner:
-    """One method's model, optimizer and batch, ready to step without any host sync."""
+    """One method's model, optimizer and batch, ready to step without any host sync.
+
+    ``graph=True`` captures the whole step (forward, backward, clipping, AdamW) in a CUDA graph
+    (:class:`lorakit.train.graph.CUDAGraphStep`) after ``warmup`` eager steps; each call of
+    :meth:`step` then replays it.
+    """
 
     def __init__(self, method: str, settings: dict, device: torch.device, dropout: float,
-                 compile_: bool, activation: str) -> None:
+                 compile_: bool, activation: str, graph: bool = False) -> None:
         self.method = method
         self.model = apply_method(build_model(settings["arch"], device, dropout,
                                               activation=activation), method)
         self.trainable, self.total = lorakit.count_parameters(self.model)
-        self.opt = torch.optim.AdamW(_param_groups(self.model, 0.01), lr=2e-4,
-                                     fused=device.type == "cuda")
+        cuda = device.type == "cuda"
+        # capturable on CUDA for both modes, so eager and graphed run the same optimizer kernels
+        self.opt = torch.optim.AdamW(_param_groups(self.model, 0.01), lr=2e-4, fused=cuda,
+                                     capturable=cuda)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.backbone = torch.compile(self.model.base_model) if compile_ else None
         g = torch.Generator().manual_seed(1)
@@ -172,16 +198,43 @@ class _Runner:
         self.batch = {"input_ids": ids.to(device)}
         self.device_type = device.type
         self.loss = None
+        self.graphed = None
+        if graph:
+            from lorakit.train.graph import CUDAGraphStep
 
-    def step(self, timer: _Timer) -> tuple:
-        t0 = timer.mark()
+            self.graphed = CUDAGraphStep(self._step, self.opt, warmup=max(1, settings["warmup"]))
+
+    def _forward(self) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=torch.bfloat16):
             loss, _ = causal_lm_loss(self.model, self.batch, 0.1, self.backbone, self.positions)
+        return loss
+
+    def _update(self) -> None:
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+
+    def _step(self) -> torch.Tensor:
+        """Forward, backward, clip, AdamW: the step a graph captures (gradients not zeroed)."""
+        loss = self._forward()
+        loss.backward()
+        self._update()
+        return loss.detach()
+
+    def step(self, timer: _Timer) -> tuple:
+        """One step; returns the time marks (start, forward done, backward done, end).
+
+        A graphed step is one replay, so its inner marks are ``None``.
+        """
+        if self.graphed is not None:
+            t0 = timer.mark()
+            self.loss = self.graphed()
+            return t0, None, None, timer.mark()
+        t0 = timer.mark()
+        loss = self._forward()
         t1 = timer.mark()
         loss.backward()
         t2 = timer.mark()
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.opt.step()
+        self._update()
         self.opt.zero_grad(set_to_none=True)
         self.loss = loss.detach()
         return t0, t1, t2, timer.mark()
@@ -194,7 +247,7 @@ def _free() -> None:
 
 
 def measure_memory(methods, settings: dict, device: torch.device, **build) -> dict[str, float]:
-    """Peak MiB of each method alone on the device (CUDA only; ``{}`` elsewhere)."""
+    """Peak MiB of each method alone on the device, stepped eagerly (CUDA only; ``{}`` elsewhere)."""
     if device.type != "cuda":
         return {}
     timer, peaks = _Timer(device), {}
@@ -212,35 +265,60 @@ def measure_memory(methods, settings: dict, device: torch.device, **build) -> di
     return peaks
 
 
-def measure_time(methods, settings: dict, device: torch.device, **build) -> dict[str, dict]:
-    """Interleaved rounds; per method the median over rounds of the mean step time (ms)."""
+def _median_or_none(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def measure_time(methods, settings: dict, device: torch.device, modes=("eager",),
+                 failed: dict | None = None, **build) -> dict[str, dict[str, dict]]:
+    """Interleaved rounds over every (mode, method); ``{mode: {method: timings}}``.
+
+    Each method's ``step_ms`` is the median over rounds of a round's mean step time (ms). A
+    method whose graph capture fails is left out of the graph mode; ``failed`` (a dict, filled
+    in) says why.
+    """
+    failed = {} if failed is None else failed
     timer = _Timer(device)
-    runners = {m: _Runner(m, settings, device, **build) for m in methods}
+    runners = {}
+    for mode in modes:
+        for m in methods:
+            try:
+                runners[(mode, m)] = _Runner(m, settings, device, graph=mode == "graph", **build)
+            except RuntimeError as err:  # a capture that fails is reported, not fatal
+                if mode != "graph":
+                    raise
+                failed[m] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+                _free()
     for runner in runners.values():
         for _ in range(settings["warmup"]):
             runner.step(timer)
-    rounds = {m: [] for m in methods}
-    phases = {m: [] for m in methods}
-    order = list(methods)
+    rounds = {key: [] for key in runners}
+    phases = {key: [] for key in runners}
+    order = list(runners)
     for k in range(settings["rounds"]):
-        for method in order[k % len(order):] + order[:k % len(order)]:
+        for key in order[k % len(order):] + order[:k % len(order)]:
             start = timer.mark()
-            phases[method] += [runners[method].step(timer) for _ in range(settings["steps"])]
-            rounds[method].append((start, timer.mark()))
+            phases[key] += [runners[key].step(timer) for _ in range(settings["steps"])]
+            rounds[key].append((start, timer.mark()))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    out = {}
-    for method, runner in runners.items():
-        per_step = [timer.elapsed(a, b) / settings["steps"] for a, b in rounds[method]]
-        marks = phases[method]
-        out[method] = {
-            "method": method, "trainable_params": runner.trainable, "total_params": runner.total,
-            "frozen_bf16": method.endswith(FROZEN_BF16),
+
+    def span(a, b):
+        return None if a is None or b is None else timer.elapsed(a, b)
+
+    out: dict[str, dict[str, dict]] = {mode: {} for mode in modes}
+    for (mode, method), runner in runners.items():
+        per_step = [timer.elapsed(a, b) / settings["steps"] for a, b in rounds[(mode, method)]]
+        marks = phases[(mode, method)]
+        out[mode][method] = {
+            "method": method, "mode": mode, "trainable_params": runner.trainable,
+            "total_params": runner.total, "frozen_bf16": method.endswith(FROZEN_BF16),
             "step_ms": statistics.median(per_step), "step_ms_min": min(per_step),
             "step_ms_rounds": per_step,
-            "forward_ms": statistics.median(timer.elapsed(a, b) for a, b, _, _ in marks),
-            "backward_ms": statistics.median(timer.elapsed(b, c) for _, b, c, _ in marks),
-            "optimizer_ms": statistics.median(timer.elapsed(c, d) for _, _, c, d in marks),
+            "forward_ms": _median_or_none(span(a, b) for a, b, _, _ in marks),
+            "backward_ms": _median_or_none(span(b, c) for _, b, c, _ in marks),
+            "optimizer_ms": _median_or_none(span(c, d) for _, _, c, d in marks),
             "final_loss": float(runner.loss),
         }
     del runners
@@ -255,13 +333,17 @@ def comparisons(results: dict[str, dict]) -> list[dict]:
     and also for comparisons without a goal.
     """
     rows = []
-    for key, a, b, metric, label, goal, limit in COMPARISONS:
+    for key, a, b, metric, label, goal, limit, *baseline in COMPARISONS:
+        names = (a, b, *baseline)
+        values = [results.get(m, {}).get(metric) for m in names]
         ratio = None
-        if a in results and b in results and results[a].get(metric) and results[b].get(metric):
-            ratio = results[a][metric] / results[b][metric]
+        if all(values):
+            ra, rb, rf = (*values, 0.0) if not baseline else values
+            ratio = (ra - rf) / (rb - rf) if rb != rf else None
         met = None if ratio is None or limit is None else bool(ratio <= limit)
         rows.append({"key": key, "label": label, "numerator": a, "denominator": b,
-                     "metric": metric, "ratio": ratio, "goal": goal, "limit": limit, "met": met})
+                     "baseline": baseline[0] if baseline else None, "metric": metric,
+                     "ratio": ratio, "goal": goal, "limit": limit, "met": met})
     return rows
 
 
@@ -273,21 +355,26 @@ def ratios(results: dict[str, dict]) -> dict:
     return out
 
 
-def _table(results: dict[str, dict], rows: list[dict]) -> str:
-    lines = [f"{'method':24s} {'step ms':>8s} {'min':>7s} {'fwd':>6s} {'bwd':>6s} {'opt':>6s} "
-             f"{'peak MiB':>9s} {'trainable':>12s}"]
+def _fmt(value: float | None, width: int, digits: int = 1) -> str:
+    return f"{'-':>{width}s}" if value is None else f"{value:{width}.{digits}f}"
+
+
+def _table(mode: str, results: dict[str, dict], rows: list[dict]) -> str:
+    lines = [f"[{mode}]", f"{'method':24s} {'step ms':>8s} {'min':>7s} {'fwd':>6s} {'bwd':>6s} "
+             f"{'opt':>6s} {'branch':>6s} {'peak MiB':>9s} {'trainable':>12s}"]
     for name, r in results.items():
         mem = "n/a" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
         lines.append(f"{name:24s} {r['step_ms']:8.2f} {r['step_ms_min']:7.2f} "
-                     f"{r['forward_ms']:6.1f} {r['backward_ms']:6.1f} {r['optimizer_ms']:6.1f} "
-                     f"{mem:>9s} {r['trainable_params']:12,}")
+                     f"{_fmt(r['forward_ms'], 6)} {_fmt(r['backward_ms'], 6)} "
+                     f"{_fmt(r['optimizer_ms'], 6)} {_fmt(r.get('branch_ms'), 6, 2)} {mem:>9s} "
+                     f"{r['trainable_params']:12,}")
     lines.append("")
     for row in rows:
         value = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}"
         goal = "" if row["limit"] is None else \
             f"goal <= {row['limit']}: " + {True: "met", False: "NOT met", None: "not measured"}[
                 row["met"]]
-        lines.append(f"{row['label']:80s} {value:>6s}  {goal}")
+        lines.append(f"{row['label']:88s} {value:>6s}  {goal}")
     return "\n".join(lines)
 
 
@@ -307,16 +394,36 @@ def run(args: argparse.Namespace) -> dict:
                 print(notes[-1])
                 continue
         methods.append(method)
+    modes = list(dict.fromkeys(args.modes))
+    if "graph" in modes and device.type != "cuda":
+        modes.remove("graph")
+        notes.append(f"graph mode skipped: CUDA graphs need a CUDA device, not {device.type}.")
+        print(notes[-1])
+    if not modes:
+        raise SystemExit("No mode left to measure: on a CPU use --modes eager.")
     build = dict(dropout=args.dropout, compile_=args.compile, activation=args.activation)
     peaks = measure_memory(methods, settings, device, **build)
-    results = measure_time(methods, settings, device, **build)
-    for method, r in results.items():
-        r["peak_mem_mb"] = peaks.get(method)
-    rows = comparisons(results)
-    print(_table(results, rows))
+    failed: dict[str, str] = {}
+    timings = measure_time(methods, settings, device, modes=modes, failed=failed, **build)
+    for method, why in failed.items():
+        notes.append(f"graph capture failed for {method}: {why}")
+        print(notes[-1])
+    per_mode = {}
+    for mode, results in timings.items():
+        for method, r in results.items():
+            r["peak_mem_mb"] = peaks.get(method)
+            floor = results.get("floor" + (FROZEN_BF16 if r["frozen_bf16"] else ""))
+            lora = method.removesuffix(FROZEN_BF16) not in ("full", "floor")
+            # what the LoRA branch adds to a step: the step minus the floor's (same frozen dtype)
+            r["branch_ms"] = r["step_ms"] - floor["step_ms"] if lora and floor else None
+        rows = comparisons(results)
+        print(_table(mode, results, rows) + "\n")
+        per_mode[mode] = {"methods": results, "ratios": ratios(results), "comparisons": rows}
+    goal_mode = "graph" if "graph" in per_mode else "eager"
+    print(f"goals judged on the {goal_mode} steps")
     return {"settings": settings, "device": str(device), "model_dropout": args.dropout,
-            "activation": args.activation, "lora": LORA, "methods": results,
-            "ratios": ratios(results), "comparisons": rows, "notes": notes}
+            "activation": args.activation, "lora": LORA, "modes": per_mode,
+            "goal_mode": goal_mode, "ratios": per_mode[goal_mode]["ratios"], "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -325,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: picked by hardware)")
     p.add_argument("--small", action="store_true", help="tiny model: a seconds-long smoke run")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                   help="eager steps, CUDA-graphed steps, or both (default; graph needs CUDA)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--seq", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per method")

@@ -29,7 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .update import LoRAUpdate, block_diagonal_B, compute_dtype, lora_update  # noqa: F401
+from .update import (  # noqa: F401
+    LoRALinearFunction,
+    LoRAUpdate,
+    block_diagonal_B,
+    compute_dtype,
+    lora_linear,
+    lora_update,
+)
 
 INITS = ("gaussian", "kaiming")
 
@@ -44,6 +51,13 @@ def base_dims(base: nn.Module) -> tuple[int, int, bool]:
         f"LoRA can wrap nn.Linear or transformers' Conv1D, not {type(base).__name__}; "
         "target a linear projection instead."
     )
+
+
+def _plain_matmul(base: nn.Module) -> bool:
+    """Whether ``base`` is exactly ``nn.Linear`` or ``Conv1D`` with no hooks, so that its forward
+    is the matmul the LoRA layers can run themselves (:func:`lora_linear`)."""
+    plain = type(base) is nn.Linear or (type(base).__name__ == "Conv1D" and hasattr(base, "nf"))
+    return plain and not base._forward_hooks and not base._forward_pre_hooks
 
 
 def lora_scaling(alpha: float, r: int, rslora: bool = False) -> float:
@@ -203,7 +217,11 @@ class LoRALinear(_Mergeable):
             return self.base(x)
         # cast once (autocast would cast x for the base matmul anyway): base and branch share it
         x = x.to(compute_dtype(x))
-        return lora_update(self.base(x), x, self.lora_A, self.lora_B, self._dropout_p(),
+        base = self.base
+        if _plain_matmul(base):  # base matmul and branch in one node (adds in place)
+            return lora_linear(x, base.weight, base.bias, self.fan_in_fan_out, self.lora_A,
+                               self.lora_B, self._dropout_p(), self.scaling, self._enable())
+        return lora_update(base(x), x, self.lora_A, self.lora_B, self._dropout_p(),
                            self.scaling, self._enable())
 
     def extra_repr(self) -> str:

@@ -17,33 +17,154 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
-def block_diagonal_B(B: torch.Tensor, enable: Sequence[bool]) -> torch.Tensor:
-    """Fused-layer B factors ``(n_en, d_s, r)`` as one ``(n·d_s, n_en·r)`` block matrix.
+RANK_MULTIPLE = 8  # the branch's inner size R is padded to this (aligned, faster GPU matmuls)
+
+
+def padded_rank(R: int) -> int:
+    """``R`` rounded up to a multiple of :data:`RANK_MULTIPLE` (q,k,v at r = 4: 12 -> 16)."""
+    return -(-R // RANK_MULTIPLE) * RANK_MULTIPLE
+
+
+def diagonal_blocks(full: torch.Tensor, enable: Sequence[bool], r: int) -> torch.Tensor | None:
+    """The enabled slices' blocks of a block matrix ``full`` (n·d_s, ≥ n_en·r) as one strided view.
+
+    ``view[j]`` is ``full[i·d_s:(i+1)·d_s, j·r:(j+1)·r]`` for the ``j``-th enabled slice ``i``.
+    One view (so one kernel reads or writes every block) exists when the enabled slices are
+    evenly spaced, which is every choice for q, k, v; otherwise ``None``. ``full`` may be a view
+    (any strides).
+    """
+    on = [i for i, e in enumerate(enable) if e]
+    step = on[1] - on[0] if len(on) > 1 else 0
+    if any(b - a != step for a, b in zip(on, on[1:])):
+        return None
+    d_s = full.shape[0] // len(enable)
+    s0, s1 = full.stride()
+    return full.as_strided((len(on), d_s, r), (step * d_s * s0 + r * s1, s0, s1),
+                           full.storage_offset() + on[0] * d_s * s0)
+
+
+def _place_scaled_B(dst: torch.Tensor, B: torch.Tensor, enable, scaling: float) -> torch.Tensor:
+    """Write ``scaling · B`` into ``dst`` (d, ≥ R), any strides: blocks for a fused layer, zeros elsewhere.
+
+    Two kernels: a zero fill, then one ``mul`` that casts, scales and places every block.
+    """
+    dst.zero_()
+    if enable is None:
+        return torch.mul(B, scaling, out=dst[:, :B.shape[1]])
+    r = B.shape[-1]
+    view = diagonal_blocks(dst, enable, r)
+    if view is not None:
+        return torch.mul(B, scaling, out=view)
+    d_s = dst.shape[0] // len(enable)
+    for j, i in enumerate(i for i, e in enumerate(enable) if e):
+        torch.mul(B[j], scaling, out=dst[i * d_s:(i + 1) * d_s, j * r:(j + 1) * r])
+    return dst
+
+
+def block_diagonal_B(B: torch.Tensor, enable: Sequence[bool], scaling: float = 1.0,
+                     dtype: torch.dtype | None = None, cols: int | None = None) -> torch.Tensor:
+    """Fused-layer B factors ``(n_en, d_s, r)`` as one ``(n·d_s, n_en·r)`` block matrix, times ``scaling``.
 
     Slice ``i`` of the output (the ``j``-th enabled one) reads only columns ``j·r:(j+1)·r``, so
     ``h @ B_full.T`` with ``h = [A_q x, A_v x]`` gives ``[B_q A_q x, 0, B_v A_v x]`` in one matmul;
-    a disabled slice is a block of zero rows (k stays untouched).
+    a disabled slice is a block of zero rows (k stays untouched). ``cols`` (≥ n_en·r) adds zero
+    columns. The result has no gradient history (the LoRA nodes compute B's gradient themselves).
     """
-    parts, j = [], 0
-    for on in enable:
-        if on:
-            parts.append(B[j])
-            j += 1
-        else:
-            parts.append(B.new_empty(B.shape[1], 0))
-    return torch.block_diag(*parts)
+    n_en, d_s, r = B.shape
+    with torch.no_grad():
+        full = B.new_empty((len(enable) * d_s, cols or n_en * r), dtype=dtype or B.dtype)
+        _place_scaled_B(full, B, enable, scaling)
+    return full
+
+
+def _scaled_factor(B: torch.Tensor, enable, scaling: float, dtype: torch.dtype,
+                   cols: int) -> torch.Tensor:
+    """``scaling · B`` in ``dtype`` as the (d, cols) matrix the branch multiplies by (zero padded)."""
+    d = B.shape[0] if enable is None else len(enable) * B.shape[1]
+    full = torch.empty((d, cols), dtype=dtype, device=B.device)
+    _place_scaled_B(full, B, enable, scaling)
+    return full
+
+
+def _padded_A(A: torch.Tensor, rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """``A`` (R, k) in ``dtype`` with zero rows added up to ``rows``."""
+    if rows == A.shape[0]:
+        return A.to(dtype)
+    out = torch.empty((rows, A.shape[1]), dtype=dtype, device=A.device)
+    out[:A.shape[0]] = A
+    out[A.shape[0]:].zero_()
+    return out
+
+
+def _blocks_of_grad(g_full: torch.Tensor, enable, r: int, scaling: float, like: torch.Tensor):
+    """``scaling ·`` the gradient of B from that of the (d, R) matrix, in ``like``'s dtype and shape."""
+    out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+    if enable is None:
+        return torch.mul(g_full, scaling, out=out)
+    view = diagonal_blocks(g_full, enable, r)
+    if view is not None:
+        return torch.mul(view, scaling, out=out)
+    d_s = g_full.shape[0] // len(enable)
+    for j, i in enumerate(i for i, e in enumerate(enable) if e):
+        torch.mul(g_full[i * d_s:(i + 1) * d_s, j * r:(j + 1) * r], scaling, out=out[j])
+    return out
+
+
+def _branch_forward(ctx, x, A, B, p, scaling, enable):
+    """The branch's forward pieces: ``h = dropout(x) Aᵀ`` (n, R'), the mask, A and ``s·B_full``.
+
+    The inner size R is padded to R' = :func:`padded_rank` with zero rows of A and zero columns
+    of B_full, so every matmul of the branch has aligned operands (the extra columns of ``h`` are
+    exactly zero and add nothing).
+    """
+    cdt, R = x.dtype, A.shape[0]
+    Rp = padded_rank(R)
+    A = _padded_A(A, Rp, cdt)
+    B_full = _scaled_factor(B, enable, scaling, cdt, Rp)  # (d, R'), scaling folded in
+    xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
+    ctx.p, ctx.scaling, ctx.enable, ctx.r, ctx.R = p, scaling, enable, B.shape[-1], R
+    return xd @ A.T, mask, A, B_full
+
+
+def _branch_backward(ctx, g, x, mask, h, A, B_full, B, need_x, need_A, need_B):
+    """Gradients of the branch for x, A and B (:class:`LoRAUpdate`)."""
+    gx = gA = gB = None
+    if need_x or need_A:
+        gh = g @ B_full  # (n, R'): gradient w.r.t. h (B_full carries the scaling)
+        keep = 1.0 / (1.0 - ctx.p)
+        if need_A:
+            xd = x if mask is None else torch.ops.aten.native_dropout_backward(x, mask, keep)
+            gA = (gh.T @ xd)[:ctx.R]
+        if need_x:
+            gx = gh @ A
+            if mask is not None:
+                gx = torch.ops.aten.native_dropout_backward(gx, mask, keep)
+    if need_B:
+        gB = _blocks_of_grad((g.T @ h)[:, :ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
+    return gx, gA, gB
+
+
+def _no_double_backward(name: str) -> None:
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"{name} does not support double backward (create_graph=True).")
 
 
 class LoRAUpdate(torch.autograd.Function):
-    """``y = out + s · (dropout(x) Aᵀ) B_fullᵀ`` as one autograd node (``s`` = scaling).
+    """``y = out + (dropout(x) Aᵀ) (s·B_full)ᵀ`` as one autograd node (``s`` = scaling).
 
     Why a custom Function: the same math in plain ops records ~20 backward kernels per layer
     (casts of A and B, slice and select backward, dropout backward, a separate add) and saves
-    ``dropout(x)`` *and* the mask. Here forward is: cast A and B to ``x``'s dtype, one
-    ``native_dropout`` (the kernel ``nn.Dropout`` uses: same seed and dtype, same mask),
-    one matmul to ``h = dropout(x) Aᵀ`` (n, R), one ``addmm`` onto ``out``. Backward recomputes
-    ``dropout(x)`` from the input and the boolean mask (``x`` is kept anyway by the base layer's
-    matmul when both get the same tensor), so the branch adds only the mask and ``h`` to memory.
+    ``dropout(x)`` *and* the mask. Here forward is: cast A to ``x``'s dtype; build ``s·B_full``
+    (cast, scaling and block placement in one kernel); one ``native_dropout`` (the kernel
+    ``nn.Dropout`` uses: same seed and dtype, same mask); one matmul to ``h = dropout(x) Aᵀ``
+    (n, R); one ``addmm`` onto ``out``. Backward recomputes ``dropout(x)`` from the input and the
+    boolean mask (``x`` is kept anyway by the base layer's matmul when both get the same tensor),
+    so the branch adds only the mask and ``h`` to memory; B's gradient is taken out of the block
+    matrix, scaled and cast back to B's dtype in one kernel.
+
+    This node takes the base layer's output ``out`` as given, so it serves any base module. For
+    a plain ``nn.Linear`` or ``Conv1D`` the layers use :class:`LoRALinearFunction`, which folds
+    the branch into the base layer's own matmul.
 
     Shapes: ``out`` (n, d), ``x`` (n, k), ``A`` (R, k); ``B`` (d, R), or for a fused layer
     ``(n_en, d_s, r)`` with ``enable`` giving the slices (see :func:`block_diagonal_B`).
@@ -53,42 +174,100 @@ class LoRAUpdate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, out, x, A, B, p, scaling, enable):
-        cdt = x.dtype
-        A = A.to(cdt)
-        B_full = block_diagonal_B(B.to(cdt), enable) if enable is not None else B.to(cdt)
-        xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
-        h = xd @ A.T  # (n, R)
-        ctx.save_for_backward(x, mask, h, A, B_full)
-        ctx.p, ctx.scaling, ctx.enable, ctx.r = p, scaling, enable, B.shape[-1]
-        return torch.addmm(out, h, B_full.T, alpha=scaling)
+        h, mask, A, B_full = _branch_forward(ctx, x, A, B, p, scaling, enable)
+        ctx.save_for_backward(x, mask, h, A, B_full, B)
+        return torch.addmm(out, h, B_full.T)
 
     @staticmethod
     def backward(ctx, g):
-        if torch.is_grad_enabled():
-            raise RuntimeError("LoRAUpdate does not support double backward (create_graph=True).")
-        x, mask, h, A, B_full = ctx.saved_tensors
-        need_x, need_A, need_B = ctx.needs_input_grad[1:4]
-        gx = gA = gB = None
+        _no_double_backward("LoRAUpdate")
+        x, mask, h, A, B_full, B = ctx.saved_tensors
+        gx, gA, gB = _branch_backward(ctx, g, x, mask, h, A, B_full, B, *ctx.needs_input_grad[1:4])
+        return g, gx, gA, gB, None, None, None
+
+
+class LoRALinearFunction(torch.autograd.Function):
+    """A frozen linear map and its LoRA branch as one node and one matmul (``s`` = scaling).
+
+    ``W x + s·B A dropout(x)`` is a single product with a stacked input and a stacked weight::
+
+        y = [x | h] [W ; s·Bᵀ] + b,    h = dropout(x) Aᵀ    (rows: n, inner size k + R')
+
+    so the base layer's matmul also applies the update: no second matmul over the (n, d) output,
+    no copy of it, no separate add; the price is one concatenation of ``x`` (n, k) with ``h``,
+    far less traffic. In backward the base's input gradient is accumulated in place onto the
+    branch's (``addmm_``: the sum happens in the matmul's epilogue). R' is R padded to
+    :func:`padded_rank` (aligned matmuls; the padding is exactly zero).
+
+    ``weight`` is stored (k, d) when ``in_by_out`` (transformers' ``Conv1D``), else (d, k)
+    (``nn.Linear``); it and ``bias`` are cast to ``x``'s dtype as autocast would. Gradients flow
+    to every tensor that needs one (a trainable bias with ``LoRAConfig(bias=...)`` too).
+    Numerically it is the base layer's matmul plus :class:`LoRAUpdate` (up to rounding order).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, p, scaling, enable, in_by_out):
+        n, k = x.shape
+        cdt, R = x.dtype, A.shape[0]
+        Rp = padded_rank(R)
+        d = weight.shape[1] if in_by_out else weight.shape[0]
+        # the stacked weight, kept as its (d, k + R') "out x in" view whatever the storage order
+        storage = torch.empty((k + Rp, d) if in_by_out else (d, k + Rp), dtype=cdt,
+                              device=x.device)
+        w_dk = storage.T if in_by_out else storage
+        w_dk[:, :k] = weight.T if in_by_out else weight
+        _place_scaled_B(w_dk[:, k:], B, enable, scaling)
+        # the stacked input [x | h]
+        A = _padded_A(A, Rp, cdt)
+        xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
+        xh = torch.cat([x, xd @ A.T], dim=1)  # (n, k + R')
+        y = xh @ w_dk.T if bias is None else torch.addmm(bias.to(cdt), xh, w_dk.T)
+        ctx.save_for_backward(xh, mask, A, w_dk, B)
+        ctx.p, ctx.scaling, ctx.enable, ctx.r, ctx.R = p, scaling, enable, B.shape[-1], R
+        ctx.in_by_out = in_by_out
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        _no_double_backward("LoRALinearFunction")
+        xh, mask, A, w_dk, B = ctx.saved_tensors
+        need_x, need_w, need_b, need_A, need_B = ctx.needs_input_grad[:5]
+        k = xh.shape[1] - A.shape[0]
+        x, h = xh[:, :k], xh[:, k:]
+        gx = gw = gb = gA = gB = None
         if need_x or need_A:
-            gh = (g @ B_full).mul_(ctx.scaling)  # (n, R): gradient w.r.t. h
+            gh = g @ w_dk[:, k:]  # (n, R'): gradient w.r.t. h (the stacked weight carries s·B)
             keep = 1.0 / (1.0 - ctx.p)
             if need_A:
                 xd = x if mask is None else torch.ops.aten.native_dropout_backward(x, mask, keep)
-                gA = gh.T @ xd
+                gA = (gh.T @ xd)[:ctx.R]
             if need_x:
                 gx = gh @ A
                 if mask is not None:
                     gx = torch.ops.aten.native_dropout_backward(gx, mask, keep)
+                gx.addmm_(g, w_dk[:, :k])  # + the base's input gradient, in the epilogue
         if need_B:
-            gB_full = (g.T @ h).mul_(ctx.scaling)  # (d, R)
-            if ctx.enable is None:
-                gB = gB_full
-            else:  # the diagonal blocks, one per enabled slice
-                d_s, r = B_full.shape[0] // len(ctx.enable), ctx.r
-                on = [i for i, e in enumerate(ctx.enable) if e]
-                gB = torch.stack([gB_full[i * d_s:(i + 1) * d_s, j * r:(j + 1) * r]
-                                  for j, i in enumerate(on)])
-        return g, gx, gA, gB, None, None, None
+            gB = _blocks_of_grad((g.T @ h)[:, :ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
+        if need_w:
+            gw_kd = x.T @ g
+            gw = gw_kd if ctx.in_by_out else gw_kd.T
+        if need_b:
+            gb = g.sum(0)
+        return gx, gw, gb, gA, gB, None, None, None, None
+
+
+def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                in_by_out: bool, A: torch.Tensor, B: torch.Tensor, p: float, scaling: float,
+                enable: Sequence[bool] | None = None) -> torch.Tensor:
+    """``x W + b + scaling · B A dropout_p(x)`` for ``x`` of any leading shape (:class:`LoRALinearFunction`).
+
+    ``x`` (..., k) is already in the compute dtype; returns (..., d).
+    """
+    d = weight.shape[1] if in_by_out else weight.shape[0]
+    y = LoRALinearFunction.apply(x.reshape(-1, x.shape[-1]), weight, bias, A, B, float(p),
+                                 float(scaling), None if enable is None else tuple(enable),
+                                 bool(in_by_out))
+    return y.view(*x.shape[:-1], d)
 
 
 def lora_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,

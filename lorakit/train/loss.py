@@ -25,6 +25,7 @@ from torch import nn
 
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 2**26  # logits per chunk in linear_cross_entropy (256 MiB in fp32)
+VOCAB_MULTIPLE = 64  # the head is padded to this many rows for aligned (fast) GPU matmuls
 
 
 class LabelPositions(NamedTuple):
@@ -73,45 +74,97 @@ def label_positions(labels: torch.Tensor) -> LabelPositions:
     return LabelPositions(rows, target, n)
 
 
+def _log_softmax_fp32(z: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(z, -1)`` in fp32 (fp16 on CUDA is upcast inside the kernel, bf16 first)."""
+    if z.dtype == torch.float16 and z.is_cuda:
+        return torch._log_softmax(z, -1, True)  # half_to_float (PyTorch has it for fp16 only)
+    return torch.log_softmax(z, dim=-1, dtype=torch.float32)
+
+
+def _chunk_rows(n: int, most: int) -> int:
+    """Rows per chunk: at most ``most``, chunks of (nearly) equal size, a multiple of 128 if big."""
+    chunks = -(-n // most)
+    rows = -(-n // chunks)
+    return min(most, -(-rows // 128) * 128) if rows > 128 else rows
+
+
+def padded_vocab(vocab: int) -> int:
+    """``vocab`` rounded up to a multiple of :data:`VOCAB_MULTIPLE` (GPT-2: 50,257 -> 50,304)."""
+    return -(-vocab // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     """``cross_entropy(hidden @ weight.T, target)`` (mean) without keeping the (n, V) logits.
 
     The rows are processed in chunks; each chunk's logits live only long enough to give its loss
-    and its gradient, which is computed right away (softmax minus the smoothed one-hot, over n)
-    and pushed through the head: ``grad_hidden = g @ W``, ``grad_W += g.T @ hidden``. Backward only
-    scales these by the incoming gradient. Memory: one (chunk, V) block instead of several (n, V)
-    fp32 tensors; the matmuls run in the autocast dtype, the softmax in fp32, as autograd would.
+    and its gradient, which is computed right away and pushed through the head:
+    ``grad_hidden = g @ W``, ``grad_W += g.T @ hidden``. Backward only scales these by the incoming
+    gradient. Memory: one (chunk, V) block instead of several (n, V) fp32 tensors; the matmuls run
+    in the autocast dtype, the softmax in fp32, as autograd would.
+
+    Two things keep it fast on a GPU, where the head over 50,257 words is the biggest matmul of a
+    GPT-2 step and the (chunk, V) blocks are the biggest tensors:
+
+    * **An aligned vocabulary.** 50,257 is odd, so a (chunk, 50257) matrix has rows that start at
+      unaligned addresses and cuBLAS falls back to slow kernels (about 100 TFLOP/s on an H200,
+      against 600+). The head is padded to :func:`padded_vocab` rows of zeros whose logits get a
+      ``-inf`` bias: they have probability 0 and change neither the loss nor the gradients.
+    * **Few passes over the block.** One ``log_softmax`` in fp32, one ``exp`` straight into the
+      logits' buffer for the softmax, and a scatter for the one-hot part. The scaling by ``1/n`` and the uniform part of label smoothing (``-s/V`` in
+      every column) are applied to the small (chunk, d) results instead: ``-s/V · 1ᵀW`` is one
+      vector, and for ``grad_W`` a rank-one correction made once at the end.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, target, smoothing, need_grad, cdt):
-        n, vocab = hidden.shape[0], weight.shape[0]
+        n, d = hidden.shape
+        vocab = weight.shape[0]
+        vpad = padded_vocab(vocab)
         need_h = need_grad and hidden.requires_grad
         need_w = need_grad and weight.requires_grad
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
+        grad_w = torch.zeros((vpad, d), dtype=torch.float32, device=weight.device) \
             if need_w else None
-        w = weight.to(cdt)
+        if vpad == vocab:
+            w, bias = weight.to(cdt), None
+        else:  # zero rows with a -inf bias: aligned matmuls, probability 0 for the padding
+            w = weight.new_zeros((vpad, d), dtype=cdt)
+            w[:vocab] = weight
+            bias = torch.zeros(vpad, dtype=cdt, device=weight.device)
+            bias[vocab:] = float("-inf")
+        uniform = smoothing / vocab / n  # the -s/V part of the smoothed target, scaled by 1/n
+        w_sum = w.sum(0, dtype=torch.float32) if need_h and smoothing else None  # 1ᵀW, (d,)
+        h_sum = torch.zeros(d, dtype=torch.float32, device=hidden.device) \
+            if need_w and smoothing else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        chunk = max(1, CHUNK_ELEMENTS // vocab)
+        chunk = _chunk_rows(n, max(1, CHUNK_ELEMENTS // vpad))
         for s in range(0, n, chunk):
-            h, t = hidden[s:s + chunk].to(cdt), target[s:s + chunk]
-            z = (h @ w.T).float()  # (c, V)
-            lse = torch.logsumexp(z, dim=-1)
-            row = lse - z.gather(1, t[:, None]).squeeze(1)
-            if smoothing:
-                row = (1 - smoothing) * row + smoothing * (lse - z.mean(dim=-1))
+            h, t = hidden[s:s + chunk].to(cdt), target[s:s + chunk, None]
+            z = torch.addmm(bias, h, w.T) if bias is not None else h @ w.T  # (c, vpad)
+            logp = _log_softmax_fp32(z)  # (c, vpad) fp32, -inf on the padding
+            logp_t = logp.gather(1, t).squeeze(1)
+            row = -logp_t
+            if smoothing:  # -mean_v logp_v = lse - mean_v z_v, with lse = z_t - logp_t
+                lse = z.gather(1, t).squeeze(1).float() - logp_t
+                z_mean = z[:, :vocab].sum(-1, dtype=torch.float32) / vocab
+                row = (1 - smoothing) * row + smoothing * (lse - z_mean)
             total += row.sum()
             if need_h or need_w:
-                g = z.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                g.scatter_add_(1, t[:, None], g.new_full((len(t), 1), smoothing - 1.0))
-                if smoothing:
-                    g.sub_(smoothing / vocab)
-                g = g.mul_(1.0 / n).to(cdt)
+                g = torch.exp(logp, out=z)  # softmax, in the logits' buffer (dtype cdt)
+                g.scatter_add_(1, t, g.new_full(t.shape, smoothing - 1.0))
                 if need_h:
-                    grad_h[s:s + chunk] = (g @ w).to(hidden.dtype)
+                    gh = (g @ w).float().mul_(1.0 / n)
+                    if smoothing:
+                        gh.sub_(w_sum, alpha=uniform)
+                    grad_h[s:s + chunk] = gh.to(hidden.dtype)
                 if need_w:
-                    grad_w += (g.T @ h).float()
+                    grad_w.add_(g.T @ h, alpha=1.0 / n)
+                    if smoothing:
+                        h_sum += h.sum(0, dtype=torch.float32)
+        if need_w:
+            grad_w = grad_w[:vocab]
+            if smoothing:
+                grad_w.sub_(h_sum[None, :], alpha=uniform)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total / n
