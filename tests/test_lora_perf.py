@@ -282,3 +282,13 @@ def test_a_hooked_or_subclassed_base_keeps_its_own_forward():
         torch.testing.assert_close(layer(x), base(x))  # B = 0: exactly the (hooked) base
         if type(base) is nn.Linear:
             assert len(calls) == 2  # the hook ran inside the LoRA layer too
+
+
+@pytest.mark.parametrize("conv", [True, False])
+def test_inference_path_equals_training_path(conv):
+    """Without autograd (evaluation, generation) the layers use LoRAUpdate, not the stacked matmul."""
+    layer = _fused((True, False, True), conv=conv).eval()
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    with_grad = layer(x)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), with_grad, rtol=1e-12, atol=1e-12)

@@ -8,42 +8,57 @@ with bf16 autocast, for:
 * ``lorakit_qv``   lorakit LoRA on Wq, Wv (slices of the fused ``c_attn``; the paper's setting);
 * ``lorakit_qkv``  lorakit LoRA on Wq, Wk, Wv;
 * ``peft_qkv``     PEFT's LoRA on ``c_attn`` (all of q, k, v: PEFT cannot take slices);
-* ``*_frozen_bf16`` the three LoRA methods again with the frozen weights stored in bf16
+* ``floor``        every weight frozen except the position embedding: backward still runs through
+  every layer but computes input gradients only. It is the step of a LoRA whose branch cost
+  nothing, so ``step - floor`` (``branch_ms``) is what a LoRA implementation adds;
+* ``*_frozen_bf16`` the LoRA methods and the floor again with the frozen weights stored in bf16
   (:func:`lorakit.lora.precision.cast_frozen_` after adapting): bit-identical under autocast,
   less memory and fewer cast kernels. The PEFT runs are skipped with a note when ``peft`` is not
   installed.
 
 Every method gets the same model options (dropout, SDPA attention, GELU kernel), the same batch,
 the same loss (:func:`lorakit.train.causal_lm_loss` with label positions found once on the CPU, so
-the loss adds no host sync; label smoothing 0.1), the same optimizer (AdamW, fused on CUDA, lr
-2e-4, weight decay 0.01 on matrices) and gradient clipping: only the set of trainable weights and
-the layer implementation differ. LoRA: r = 4, α = 32, dropout 0.1.
+the loss adds no host sync; label smoothing 0.1), the same optimizer (AdamW, fused and capturable
+on CUDA, lr 2e-4, weight decay 0.01 on matrices) and gradient clipping: only the set of trainable
+weights and the layer implementation differ. LoRA: r = 4, α = 32, dropout 0.1.
 
-Where a LoRA step spends time besides the frozen matmuls, and what lorakit does about it:
+Two modes, both measured in the same run (``--modes``):
 
-* the LM head and the loss over 50,257 words: the (B·T, V) logits in fp32 are the largest tensors
-  of the step; ``causal_lm_loss`` runs the head in chunks and never keeps them
-  (:func:`lorakit.train.linear_cross_entropy`), for every method alike;
-* elementwise work, which LoRA does not shrink: GPT-2's tanh-GELU runs as one fused kernel
-  (``--activation gelu_pytorch_tanh``, the same function as HF's ``gelu_new``), for every method;
-* LoRA's own small matmuls, dropout and the add onto the base output: lorakit's layers
-  (``lorakit.lora``) adapt q and v as slices of ``c_attn`` so k costs nothing.
+* ``eager``: plain PyTorch. Each of the ~1,600 kernels of a step is launched from Python. When
+  the host cannot launch them as fast as the GPU runs them, the step is *launch-bound*: its time
+  measures the host (forward then takes longer than backward), it is noisy, and a LoRA step is
+  no faster than a full one although it skips a third of the matmul work.
+* ``graph``: the whole step (forward, backward, clipping, AdamW) captured once in a CUDA graph
+  (:class:`lorakit.train.graph.CUDAGraphStep`) and replayed. The step then costs what the GPU
+  needs for it, the quantity the FLOP count speaks about. The goals are judged on these steps
+  when they were measured (on CUDA), on the eager ones otherwise; the record says which
+  (``goal_mode``) and keeps both.
+
+What makes a LoRA step cheap on the GPU, for every method alike or in lorakit's layers:
+
+* the LM head and the loss over 50,257 words: ``causal_lm_loss`` runs the head in chunks, never
+  keeps the (B·T, V) logits, pads the vocabulary to a multiple of 64 so that cuBLAS uses its
+  aligned kernels, and makes few passes over each chunk (:func:`lorakit.train.linear_cross_entropy`);
+* GPT-2's tanh-GELU runs as one fused kernel (``--activation gelu_pytorch_tanh``, the same
+  function as HF's ``gelu_new``);
+* lorakit's layers adapt q and v as slices of ``c_attn`` (k costs nothing) and fold the branch
+  into the base layer's matmul, ``[x | h] [W ; s·Bᵀ]`` (:class:`lorakit.lora.update.LoRALinearFunction`).
 
 How it measures. Time: every model is built up front; each gets ``--warmup`` untimed steps; then
-``--rounds`` rounds, in each of which every method runs ``--steps`` steps in turn (the order
-rotates from round to round), so that a slow spell of the machine hits all methods alike. A
-round's time per step comes from CUDA events around the whole round (launch gaps included); a
-method's ``step_ms`` is the median over rounds. Memory: a separate pass, one method at a time
-alone on the device, ``torch.cuda.reset_peak_memory_stats`` before its model is built, a few steps,
-then ``max_memory_allocated`` (weights, gradients, optimizer state and activations all count).
+``--rounds`` rounds, in each of which every (mode, method) runs ``--steps`` steps in turn (the
+order rotates from round to round), so that a slow spell of the machine hits all alike. A round's
+time per step comes from CUDA events around the whole round (launch gaps included); a method's
+``step_ms`` is the median over rounds. Memory: a separate pass, one method at a time alone on the
+device, stepped eagerly, ``torch.cuda.reset_peak_memory_stats`` before its model is built, a few
+steps, then ``max_memory_allocated`` (weights, gradients, optimizer state and activations).
 
 Goals (DESIGN §8, as ratios in one run; each marked met or not in the record and the table):
 lorakit q,v step <= 0.75 x full fine-tuning (theory: about 2/3), peak memory <= 0.6 x full
 fine-tuning, lorakit q,k,v <= 0.9 x PEFT q,k,v with each library's standard recipe (fp32 frozen
-weights). Also reported: both with frozen bf16 weights (the same treatment), lorakit frozen-bf16
-against PEFT's default, and lorakit q,v against PEFT q,k,v (different targets: the paper's setting
-against PEFT's only option on a fused projection). Written to ``data/runs/bench/train_step.json``
-(or ``--out DIR`` / ``--out FILE.json``). ``--small --device cpu`` runs a tiny model in seconds.
+weights). Beside them: ``floor / PEFT``, the lowest lorakit / PEFT ratio any LoRA implementation
+could reach, and the branch costs ``(step - floor)`` of lorakit over PEFT's. Written to
+``data/runs/bench/train_step.json`` (or ``--out DIR`` / ``--out FILE.json``). ``--small --device
+cpu`` runs a tiny model in seconds (eager only).
 """
 
 from __future__ import annotations

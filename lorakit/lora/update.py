@@ -1,7 +1,13 @@
-"""The LoRA branch as one autograd node: fewer kernels and less memory per training step.
+"""The LoRA branch as one autograd node: fewer kernels and less memory traffic per training step.
 
-Used by :class:`lorakit.lora.layers.LoRALinear` and its fused variant; see :class:`LoRAUpdate`
-for why the branch is written by hand instead of as plain PyTorch ops.
+Used by :class:`lorakit.lora.layers.LoRALinear` and its fused variant:
+
+* :class:`LoRALinearFunction` (training, plain ``nn.Linear``/``Conv1D`` bases): the base matmul
+  and the branch as one stacked matmul ``[x | h] [W ; s·Bᵀ]``;
+* :class:`LoRAUpdate` (any base, and every call without autograd): the branch added onto the
+  base layer's output.
+
+Both are written by hand instead of as plain PyTorch ops; their docstrings say why.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ Modules:
   syncs) and :func:`linear_cross_entropy` (the head and the loss chunk by chunk);
 * :mod:`lorakit.train.state` -- :func:`save_trainable` / :func:`load_trainable` (a safetensors
   file of the ``requires_grad`` parameters only).
+* :mod:`lorakit.train.graph` -- :class:`~lorakit.train.graph.CUDAGraphStep`, a whole training step
+  captured in a CUDA graph and replayed (fixed-shape batches on a GPU).
 """
 
 from .config import TrainConfig, TrainResult
