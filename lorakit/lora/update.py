@@ -200,8 +200,8 @@ class LoRALinearFunction(torch.autograd.Function):
         y = [x | h] [W ; s·Bᵀ] + b,    h = dropout(x) Aᵀ    (rows: n, inner size k + R')
 
     so the base layer's matmul also applies the update: no second matmul over the (n, d) output,
-    no copy of it, no separate add; the price is one concatenation of ``x`` (n, k) with ``h``,
-    far less traffic. In backward the base's input gradient is accumulated in place onto the
+    no copy of it, no separate add; the price is one concatenation of ``x`` (n, k) with ``h``
+    (transient: backward keeps ``x`` and ``h``, not the stack), far less traffic. In backward the base's input gradient is accumulated in place onto the
     branch's (``addmm_``: the sum happens in the matmul's epilogue). R' is R padded to
     :func:`padded_rank` (aligned matmuls; the padding is exactly zero).
 
@@ -226,9 +226,11 @@ class LoRALinearFunction(torch.autograd.Function):
         # the stacked input [x | h]
         A = _padded_A(A, Rp, cdt)
         xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
-        xh = torch.cat([x, xd @ A.T], dim=1)  # (n, k + R')
+        h = xd @ A.T  # (n, R')
+        xh = torch.cat([x, h], dim=1)  # (n, k + R'), freed after the matmul
         y = xh @ w_dk.T if bias is None else torch.addmm(bias.to(cdt), xh, w_dk.T)
-        ctx.save_for_backward(xh, mask, A, w_dk, B)
+        # x and h are kept apart: contiguous operands for backward's elementwise kernels
+        ctx.save_for_backward(x, h, mask, A, w_dk, B)
         ctx.p, ctx.scaling, ctx.enable, ctx.r, ctx.R = p, scaling, enable, B.shape[-1], R
         ctx.in_by_out = in_by_out
         return y
@@ -236,10 +238,9 @@ class LoRALinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         _no_double_backward("LoRALinearFunction")
-        xh, mask, A, w_dk, B = ctx.saved_tensors
+        x, h, mask, A, w_dk, B = ctx.saved_tensors
         need_x, need_w, need_b, need_A, need_B = ctx.needs_input_grad[:5]
-        k = xh.shape[1] - A.shape[0]
-        x, h = xh[:, :k], xh[:, k:]
+        k = x.shape[1]
         gx = gw = gb = gA = gB = None
         if need_x or need_A:
             gh = g @ w_dk[:, k:]  # (n, R'): gradient w.r.t. h (the stacked weight carries s·B)
