@@ -16,8 +16,6 @@ from collections.abc import Sequence
 
 import torch
 
-from . import fused
-
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype matmuls on ``x`` run in: the autocast dtype when autocast is on, else ``x.dtype``."""
@@ -217,8 +215,7 @@ class LoRALinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, A, B, p, scaling, enable, in_by_out):
         n, k = x.shape
         cdt, R = x.dtype, A.shape[0]
-        fused_ = fused.usable(x)  # dropout and the small matmuls in Triton kernels
-        Rp = fused.rank_width(R) if fused_ else padded_rank(R)
+        Rp = padded_rank(R)
         d = weight.shape[1] if in_by_out else weight.shape[0]
         # the stacked weight, kept as its (d, k + R') "out x in" view whatever the storage order
         storage = torch.empty((k + Rp, d) if in_by_out else (d, k + Rp), dtype=cdt,
@@ -227,48 +224,35 @@ class LoRALinearFunction(torch.autograd.Function):
         w_dk[:, :k] = weight.T if in_by_out else weight
         _place_scaled_B(w_dk[:, k:], B, enable, scaling)
         # the stacked input [x | h]
-        if fused_:  # one kernel; the mask is redrawn from its seed in backward
-            xh, seed = fused.branch_forward(x, A, p, Rp)
-            saved = (xh, seed, A)
-        else:
-            A = _padded_A(A, Rp, cdt)
-            xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
-            h = xd @ A.T  # (n, R')
-            xh = torch.cat([x, h], dim=1)  # (n, k + R'), freed after the matmul
-            saved = (x, h, mask, A)  # kept apart: contiguous operands for backward
+        A = _padded_A(A, Rp, cdt)
+        xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
+        h = xd @ A.T  # (n, R')
+        xh = torch.cat([x, h], dim=1)  # (n, k + R'), freed after the matmul
         y = xh @ w_dk.T if bias is None else torch.addmm(bias.to(cdt), xh, w_dk.T)
-        ctx.save_for_backward(*saved, w_dk, B)
+        # x and h are kept apart: contiguous operands for backward's elementwise kernels
+        ctx.save_for_backward(x, h, mask, A, w_dk, B)
         ctx.p, ctx.scaling, ctx.enable, ctx.r, ctx.R = p, scaling, enable, B.shape[-1], R
-        ctx.in_by_out, ctx.fused, ctx.k = in_by_out, fused_, k
+        ctx.in_by_out = in_by_out
         return y
 
     @staticmethod
     def backward(ctx, g):
         _no_double_backward("LoRALinearFunction")
-        *saved, w_dk, B = ctx.saved_tensors
+        x, h, mask, A, w_dk, B = ctx.saved_tensors
         need_x, need_w, need_b, need_A, need_B = ctx.needs_input_grad[:5]
-        k = ctx.k
+        k = x.shape[1]
         gx = gw = gb = gA = gB = None
         if need_x or need_A:
             gh = g @ w_dk[:, k:]  # (n, R'): gradient w.r.t. h (the stacked weight carries s·B)
-            if ctx.fused:
-                xh, seed, A = saved
-                gx, gA = fused.branch_backward(xh, gh, A, seed, ctx.p, need_x)
-                x, h = xh[:, :k], xh[:, k:]
-            else:
-                x, h, mask, A = saved
-                keep = 1.0 / (1.0 - ctx.p)
-                if need_A:
-                    xd = x if mask is None else torch.ops.aten.native_dropout_backward(x, mask, keep)
-                    gA = (gh.T @ xd)[:ctx.R]
-                if need_x:
-                    gx = gh @ A
-                    if mask is not None:
-                        gx = torch.ops.aten.native_dropout_backward(gx, mask, keep)
+            keep = 1.0 / (1.0 - ctx.p)
+            if need_A:
+                xd = x if mask is None else torch.ops.aten.native_dropout_backward(x, mask, keep)
+                gA = (gh.T @ xd)[:ctx.R]
             if need_x:
+                gx = gh @ A
+                if mask is not None:
+                    gx = torch.ops.aten.native_dropout_backward(gx, mask, keep)
                 gx.addmm_(g, w_dk[:, :k])  # + the base's input gradient, in the epilogue
-        else:
-            x, h = (saved[0][:, :k], saved[0][:, k:]) if ctx.fused else saved[:2]
         if need_B:
             gB = _blocks_of_grad((g.T @ h)[:, :ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
         if need_w:
