@@ -27,7 +27,7 @@ Two modes, both measured in the same run (``--modes``):
 * ``eager``: plain PyTorch. Each of the ~1,600 kernels of a step is launched from Python. When
   the host cannot launch them as fast as the GPU runs them, the step is *launch-bound*: its time
   measures the host (forward then takes longer than backward), it is noisy, and a LoRA step is
-  no faster than a full one although it skips a third of the matmul work.
+  barely faster than a full one, if at all, although it skips a third of the matmul work.
 * ``graph``: the whole step (forward, backward, clipping, AdamW) captured once in a CUDA graph
   (:class:`lorakit.train.graph.CUDAGraphStep`) and replayed. The step then costs what the GPU
   needs for it, the quantity the FLOP count speaks about. The goals are judged on these steps
@@ -149,8 +149,7 @@ def apply_method(model, method: str):
         raise ValueError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
     base = method.removesuffix(FROZEN_BF16)
     if base == "floor":  # every weight frozen but the position embedding, so backward still
-        for p in model.parameters():  # runs through every layer, input gradients only
-            p.requires_grad_(False)
+        model.requires_grad_(False)  # runs through every layer, input gradients only
         model.transformer.wpe.weight.requires_grad_(True)
     elif base in ("lorakit_qv", "lorakit_qkv"):
         targets = ["q", "v"] if base == "lorakit_qv" else ["q", "k", "v"]

@@ -44,11 +44,16 @@ from .update import (  # noqa: F401
 INITS = ("gaussian", "kaiming")
 
 
+def _is_conv1d(base: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (matched by name: transformers is not imported here)."""
+    return type(base).__name__ == "Conv1D" and hasattr(base, "nf")
+
+
 def base_dims(base: nn.Module) -> tuple[int, int, bool]:
     """``(in_features, out_features, weight_is_in_by_out)`` of an ``nn.Linear`` or ``Conv1D``."""
     if isinstance(base, nn.Linear):
         return base.in_features, base.out_features, False
-    if type(base).__name__ == "Conv1D" and hasattr(base, "nf"):  # transformers.pytorch_utils.Conv1D
+    if _is_conv1d(base):
         return base.weight.shape[0], base.weight.shape[1], True
     raise TypeError(
         f"LoRA can wrap nn.Linear or transformers' Conv1D, not {type(base).__name__}; "
@@ -59,7 +64,7 @@ def base_dims(base: nn.Module) -> tuple[int, int, bool]:
 def _plain_matmul(base: nn.Module) -> bool:
     """Whether ``base`` is exactly ``nn.Linear`` or ``Conv1D`` with no hooks, so that its forward
     is the matmul the LoRA layers can run themselves (:func:`lora_linear`)."""
-    plain = type(base) is nn.Linear or (type(base).__name__ == "Conv1D" and hasattr(base, "nf"))
+    plain = type(base) is nn.Linear or _is_conv1d(base)
     return plain and not base._forward_hooks and not base._forward_pre_hooks
 
 

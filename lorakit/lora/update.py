@@ -116,24 +116,28 @@ def _blocks_of_grad(g_full: torch.Tensor, enable, r: int, scaling: float, like: 
     return out
 
 
-def _branch_forward(ctx, x, A, B, p, scaling, enable):
+def _branch_forward(ctx, x, A, B, p, scaling, enable, B_full=None):
     """The branch's forward pieces: ``h = dropout(x) Aᵀ`` (n, R'), the mask, A and ``s·B_full``.
 
     The inner size R is padded to R' = :func:`padded_rank` with zero rows of A and zero columns
     of B_full, so every matmul of the branch has aligned operands (the extra columns of ``h`` are
-    exactly zero and add nothing).
+    exactly zero and add nothing). ``B_full``, when given, is the (d, R') view to write ``s·B``
+    into (the stacked weight of :class:`LoRALinearFunction`); otherwise it is allocated.
     """
     cdt, R = x.dtype, A.shape[0]
     Rp = padded_rank(R)
     A = _padded_A(A, Rp, cdt)
-    B_full = _scaled_factor(B, enable, scaling, cdt, Rp)  # (d, R'), scaling folded in
+    if B_full is None:
+        B_full = _scaled_factor(B, enable, scaling, cdt, Rp)  # (d, R'), scaling folded in
+    else:
+        _place_scaled_B(B_full, B, enable, scaling)
     xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
     ctx.p, ctx.scaling, ctx.enable, ctx.r, ctx.R = p, scaling, enable, B.shape[-1], R
     return xd @ A.T, mask, A, B_full
 
 
 def _branch_backward(ctx, g, x, mask, h, A, B_full, B, need_x, need_A, need_B):
-    """Gradients of the branch for x, A and B (:class:`LoRAUpdate`)."""
+    """Gradients of the branch for x, A and B (x's is the branch's share only)."""
     gx = gA = gB = None
     if need_x or need_A:
         gh = g @ B_full  # (n, R'): gradient w.r.t. h (B_full carries the scaling)
@@ -213,25 +217,20 @@ class LoRALinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, A, B, p, scaling, enable, in_by_out):
-        n, k = x.shape
-        cdt, R = x.dtype, A.shape[0]
-        Rp = padded_rank(R)
+        k, cdt = x.shape[1], x.dtype
+        Rp = padded_rank(A.shape[0])
         d = weight.shape[1] if in_by_out else weight.shape[0]
         # the stacked weight, kept as its (d, k + R') "out x in" view whatever the storage order
         storage = torch.empty((k + Rp, d) if in_by_out else (d, k + Rp), dtype=cdt,
                               device=x.device)
         w_dk = storage.T if in_by_out else storage
         w_dk[:, :k] = weight.T if in_by_out else weight
-        _place_scaled_B(w_dk[:, k:], B, enable, scaling)
-        # the stacked input [x | h]
-        A = _padded_A(A, Rp, cdt)
-        xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
-        h = xd @ A.T  # (n, R')
+        # the stacked input [x | h]; s·B goes straight into the stacked weight
+        h, mask, A, _ = _branch_forward(ctx, x, A, B, p, scaling, enable, B_full=w_dk[:, k:])
         xh = torch.cat([x, h], dim=1)  # (n, k + R'), freed after the matmul
         y = xh @ w_dk.T if bias is None else torch.addmm(bias.to(cdt), xh, w_dk.T)
         # x and h are kept apart: contiguous operands for backward's elementwise kernels
         ctx.save_for_backward(x, h, mask, A, w_dk, B)
-        ctx.p, ctx.scaling, ctx.enable, ctx.r, ctx.R = p, scaling, enable, B.shape[-1], R
         ctx.in_by_out = in_by_out
         return y
 
@@ -241,20 +240,12 @@ class LoRALinearFunction(torch.autograd.Function):
         x, h, mask, A, w_dk, B = ctx.saved_tensors
         need_x, need_w, need_b, need_A, need_B = ctx.needs_input_grad[:5]
         k = x.shape[1]
-        gx = gw = gb = gA = gB = None
-        if need_x or need_A:
-            gh = g @ w_dk[:, k:]  # (n, R'): gradient w.r.t. h (the stacked weight carries s·B)
-            keep = 1.0 / (1.0 - ctx.p)
-            if need_A:
-                xd = x if mask is None else torch.ops.aten.native_dropout_backward(x, mask, keep)
-                gA = (gh.T @ xd)[:ctx.R]
-            if need_x:
-                gx = gh @ A
-                if mask is not None:
-                    gx = torch.ops.aten.native_dropout_backward(gx, mask, keep)
-                gx.addmm_(g, w_dk[:, :k])  # + the base's input gradient, in the epilogue
-        if need_B:
-            gB = _blocks_of_grad((g.T @ h)[:, :ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
+        # the stacked weight's last R' columns are s·B_full: the branch's gradients as usual
+        gx, gA, gB = _branch_backward(ctx, g, x, mask, h, A, w_dk[:, k:], B, need_x, need_A,
+                                      need_B)
+        if need_x:
+            gx.addmm_(g, w_dk[:, :k])  # + the base's input gradient, in the epilogue
+        gw = gb = None
         if need_w:
             gw_kd = x.T @ g
             gw = gw_kd if ctx.in_by_out else gw_kd.T
