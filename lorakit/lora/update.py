@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from . import kernels
+
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype matmuls on ``x`` run in: the autocast dtype when autocast is on, else ``x.dtype``."""
@@ -116,42 +118,54 @@ def _blocks_of_grad(g_full: torch.Tensor, enable, r: int, scaling: float, like: 
     return out
 
 
-def _branch_forward(ctx, x, A, B, p, scaling, enable, B_full=None):
-    """The branch's forward pieces: ``h = dropout(x) Aᵀ`` (n, R'), the mask, A and ``s·B_full``.
+def _branch_factors(ctx, A, B, scaling, enable, dtype, B_full=None):
+    """A and ``s·B`` in the matmuls' ``dtype``, the inner size R padded to R' = :func:`padded_rank`.
 
-    The inner size R is padded to R' = :func:`padded_rank` with zero rows of A and zero columns
-    of B_full, so every matmul of the branch has aligned operands (the extra columns of ``h`` are
-    exactly zero and add nothing). ``B_full``, when given, is the (d, R') view to write ``s·B``
-    into (the stacked weight of :class:`LoRALinearFunction`); otherwise it is allocated.
+    The padding (zero rows of A, zero columns of ``B_full``) gives every matmul of the branch
+    aligned operands; the extra columns of ``h`` are exactly zero and add nothing. ``B_full``,
+    when given, is the (d, R') view to write ``s·B`` into (the stacked weight of
+    :class:`LoRALinearFunction`); otherwise it is allocated.
     """
-    cdt, R = x.dtype, A.shape[0]
+    R, ctx.A_dtype = A.shape[0], A.dtype
     Rp = padded_rank(R)
-    A = _padded_A(A, Rp, cdt)
+    A = _padded_A(A, Rp, dtype)
     if B_full is None:
-        B_full = _scaled_factor(B, enable, scaling, cdt, Rp)  # (d, R'), scaling folded in
+        B_full = _scaled_factor(B, enable, scaling, dtype, Rp)  # (d, R'), scaling folded in
     else:
         _place_scaled_B(B_full, B, enable, scaling)
-    xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
-    ctx.p, ctx.scaling, ctx.enable, ctx.r, ctx.R = p, scaling, enable, B.shape[-1], R
-    return xd @ A.T, mask, A, B_full
+    ctx.scaling, ctx.enable, ctx.r, ctx.R = scaling, enable, B.shape[-1], R
+    return A, B_full
 
 
-def _branch_backward(ctx, g, x, mask, h, A, B_full, B, need_x, need_A, need_B):
-    """Gradients of the branch for x, A and B (x's is the branch's share only)."""
-    gx = gA = gB = None
-    if need_x or need_A:
-        gh = g @ B_full  # (n, R'): gradient w.r.t. h (B_full carries the scaling)
-        keep = 1.0 / (1.0 - ctx.p)
-        if need_A:
-            xd = x if mask is None else torch.ops.aten.native_dropout_backward(x, mask, keep)
-            gA = (gh.T @ xd)[:ctx.R]
-        if need_x:
-            gx = gh @ A
-            if mask is not None:
-                gx = torch.ops.aten.native_dropout_backward(gx, mask, keep)
-    if need_B:
-        gB = _blocks_of_grad((g.T @ h)[:, :ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
-    return gx, gA, gB
+_MM_OUT_DTYPE = [True]  # whether torch.mm takes out_dtype here (CUDA, torch >= 2.8)
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``a @ b`` with the result in ``dtype``: straight from the matmul on CUDA (an fp32 result
+    of bf16 operands needs no separate cast kernel), else cast afterwards."""
+    if a.is_cuda and dtype != a.dtype and _MM_OUT_DTYPE[0]:
+        try:
+            return torch.mm(a, b, out_dtype=dtype)
+        except (TypeError, RuntimeError):
+            _MM_OUT_DTYPE[0] = False
+    return (a @ b).to(dtype)
+
+
+def _grad_A(ctx, gh, xd):
+    """A's gradient ``ghᵀ dropout(x)``, in A's dtype (R, k)."""
+    return _mm(gh.T, xd, ctx.A_dtype)[:ctx.R]
+
+
+def _grad_B(ctx, g, h, B):
+    """B's gradient ``s·(gᵀ h)``, taken out of the block matrix in B's dtype and shape."""
+    return _blocks_of_grad((g.T @ h)[:, :ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
+
+
+def _dropout_grad(ctx, grad, mask):
+    """The gradient through the branch's dropout (``grad`` unchanged when there is none)."""
+    if mask is None:
+        return grad
+    return torch.ops.aten.native_dropout_backward(grad, mask, 1.0 / (1.0 - ctx.p))
 
 
 def _no_double_backward(name: str) -> None:
@@ -184,7 +198,10 @@ class LoRAUpdate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, out, x, A, B, p, scaling, enable):
-        h, mask, A, B_full = _branch_forward(ctx, x, A, B, p, scaling, enable)
+        A, B_full = _branch_factors(ctx, A, B, scaling, enable, x.dtype)
+        xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
+        h = xd @ A.T
+        ctx.p = p
         ctx.save_for_backward(x, mask, h, A, B_full, B)
         return torch.addmm(out, h, B_full.T)
 
@@ -192,7 +209,16 @@ class LoRAUpdate(torch.autograd.Function):
     def backward(ctx, g):
         _no_double_backward("LoRAUpdate")
         x, mask, h, A, B_full, B = ctx.saved_tensors
-        gx, gA, gB = _branch_backward(ctx, g, x, mask, h, A, B_full, B, *ctx.needs_input_grad[1:4])
+        need_x, need_A, need_B = ctx.needs_input_grad[1:4]
+        gx = gA = gB = None
+        if need_x or need_A:
+            gh = g @ B_full  # (n, R'): gradient w.r.t. h (B_full carries the scaling)
+            if need_x:
+                gx = _dropout_grad(ctx, gh @ A, mask)
+            if need_A:  # dropout(x) recomputed from x and the mask
+                gA = _grad_A(ctx, gh, _dropout_grad(ctx, x, mask))
+        if need_B:
+            gB = _grad_B(ctx, g, h, B)
         return g, gx, gA, gB, None, None, None
 
 
@@ -204,20 +230,31 @@ class LoRALinearFunction(torch.autograd.Function):
         y = [x | h] [W ; s·Bᵀ] + b,    h = dropout(x) Aᵀ    (rows: n, inner size k + R')
 
     so the base layer's matmul also applies the update: no second matmul over the (n, d) output,
-    no copy of it, no separate add; the price is one concatenation of ``x`` (n, k) with ``h``
-    (transient: backward keeps ``x`` and ``h``, not the stack), far less traffic. In backward the base's input gradient is accumulated in place onto the
-    branch's (``addmm_``: the sum happens in the matmul's epilogue). R' is R padded to
-    :func:`padded_rank` (aligned matmuls; the padding is exactly zero).
+    no copy of it, no separate add; the price is building the stacked input (n, k + R'), which
+    is freed after the matmul. R' is R padded to :func:`padded_rank` (aligned matmuls; the
+    padding is exactly zero).
+
+    Backward keeps ``dropout(x)`` (for A's gradient), ``h`` (for B's) and the dropout's
+    decisions, not ``x``: the base weight is frozen, so its matmul needs no input of forward.
+    The decisions are, on a CUDA bf16/fp16 input with Triton installed, a seed for the kernels
+    of :mod:`lorakit.lora.kernels`: in forward one pass writes ``x`` into the stacked input and
+    ``dropout(x)``; in backward one matmul ``g [W ; s·Bᵀ]ᵀ`` gives the stacked input's gradient
+    ``[g W | gh]`` (reading ``g`` once), and one pass adds the branch's share
+    ``dropout_backward(gh A)`` onto its first part in place: no mask stored, no (n, k)
+    intermediate. Otherwise (CPU, fp32, no Triton) the decisions are ``native_dropout``'s boolean
+    mask, and the base's input gradient is added onto the branch's in the matmul epilogue
+    (``addmm_``).
 
     ``weight`` is stored (k, d) when ``in_by_out`` (transformers' ``Conv1D``), else (d, k)
     (``nn.Linear``); it and ``bias`` are cast to ``x``'s dtype as autocast would. Gradients flow
-    to every tensor that needs one (a trainable bias with ``LoRAConfig(bias=...)`` too).
-    Numerically it is the base layer's matmul plus :class:`LoRAUpdate` (up to rounding order).
+    to every tensor that needs one (a trainable weight or bias too: then ``x`` is kept as well).
+    Numerically it is the base layer's matmul plus :class:`LoRAUpdate` (up to rounding order and,
+    on the Triton path, which elements dropout drops).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, A, B, p, scaling, enable, in_by_out):
-        k, cdt = x.shape[1], x.dtype
+        (n, k), cdt = x.shape, x.dtype
         Rp = padded_rank(A.shape[0])
         d = weight.shape[1] if in_by_out else weight.shape[0]
         # the stacked weight, kept as its (d, k + R') "out x in" view whatever the storage order
@@ -225,27 +262,49 @@ class LoRALinearFunction(torch.autograd.Function):
                               device=x.device)
         w_dk = storage.T if in_by_out else storage
         w_dk[:, :k] = weight.T if in_by_out else weight
-        # the stacked input [x | h]; s·B goes straight into the stacked weight
-        h, mask, A, _ = _branch_forward(ctx, x, A, B, p, scaling, enable, B_full=w_dk[:, k:])
-        xh = torch.cat([x, h], dim=1)  # (n, k + R'), freed after the matmul
+        # s·B goes straight into the stacked weight
+        A, _ = _branch_factors(ctx, A, B, scaling, enable, cdt, B_full=w_dk[:, k:])
+        mask = seed = None
+        if p > 0 and kernels.usable(x, Rp):  # x copied into [x | h] and dropped in one pass
+            xh = torch.empty((n, k + Rp), dtype=cdt, device=x.device)
+            seed = kernels.new_seed(x.device)
+            xd = kernels.dropout_and_copy(x, xh, p, seed)
+            h = xd @ A.T  # (n, R')
+            xh[:, k:] = h
+        else:
+            xd, mask = torch.native_dropout(x, p, True) if p > 0 else (x, None)
+            h = xd @ A.T
+            xh = torch.cat([x, h], dim=1)  # (n, k + R')
         y = xh @ w_dk.T if bias is None else torch.addmm(bias.to(cdt), xh, w_dk.T)
-        # x and h are kept apart: contiguous operands for backward's elementwise kernels
-        ctx.save_for_backward(x, h, mask, A, w_dk, B)
-        ctx.in_by_out = in_by_out
+        keep_x = x if ctx.needs_input_grad[1] else None  # only a trainable weight needs x
+        ctx.save_for_backward(xd, h, mask, seed, A, w_dk, B, keep_x)
+        ctx.p, ctx.in_by_out = p, in_by_out
         return y
 
     @staticmethod
     def backward(ctx, g):
         _no_double_backward("LoRALinearFunction")
-        x, h, mask, A, w_dk, B = ctx.saved_tensors
+        xd, h, mask, seed, A, w_dk, B, x = ctx.saved_tensors
         need_x, need_w, need_b, need_A, need_B = ctx.needs_input_grad[:5]
-        k = x.shape[1]
-        # the stacked weight's last R' columns are s·B_full: the branch's gradients as usual
-        gx, gA, gB = _branch_backward(ctx, g, x, mask, h, A, w_dk[:, k:], B, need_x, need_A,
-                                      need_B)
-        if need_x:
-            gx.addmm_(g, w_dk[:, :k])  # + the base's input gradient, in the epilogue
-        gw = gb = None
+        k = xd.shape[1]
+        W, B_full = w_dk[:, :k], w_dk[:, k:]  # the stacked weight's parts: W and s·B_full
+        gx = gw = gb = gA = gB = None
+        if need_x and seed is not None:
+            # the gradient of the stacked input [x | h], i.e. [g W | gh], in one matmul that
+            # reads g once; then one pass adds the branch's share to x's and sums A's
+            gxh = g @ w_dk
+            gx, gA = kernels.branch_grads(gxh[:, :k], gxh[:, k:], A, ctx.p, seed,
+                                          xd if need_A else None)
+            if gA is not None:
+                gA = gA[:ctx.R].to(ctx.A_dtype)
+        elif need_x or need_A:
+            gh = g @ B_full  # (n, R'): gradient w.r.t. h
+            if need_x:  # the branch's gradient, then the base's added in the matmul epilogue
+                gx = _dropout_grad(ctx, gh @ A, mask).addmm_(g, W)
+            if need_A:
+                gA = _grad_A(ctx, gh, xd)
+        if need_B:
+            gB = _grad_B(ctx, g, h, B)
         if need_w:
             gw_kd = x.T @ g
             gw = gw_kd if ctx.in_by_out else gw_kd.T
