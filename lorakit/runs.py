@@ -22,7 +22,7 @@ RUNS_DIR = Path(__file__).resolve().parent.parent / "data" / "runs"
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "torch": torch.__version__}
-    for name in ("transformers", "tokenizers", "numpy", "sacrebleu", "peft"):
+    for name in ("transformers", "tokenizers", "numpy", "sacrebleu", "peft", "triton"):
         try:
             module = __import__(name)
             out[name] = getattr(module, "__version__", "?")

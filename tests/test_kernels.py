@@ -32,17 +32,62 @@ def _seed(value):
     return torch.tensor([value], dtype=torch.int64, device=DEVICE)
 
 
+@pytest.fixture(autouse=True)
+def _always():
+    """The kernels on for eager calls too (by default they run only inside graph capture)."""
+    old = kernels.set_mode("always")
+    yield
+    kernels.set_mode(old)
+
+
 def test_usable_only_for_half_precision_inputs_of_supported_width():
     x = torch.zeros(4, 8, dtype=HALF, device=DEVICE)
     assert kernels.usable(x, 16)
     assert not kernels.usable(x.float(), 16)  # fp32 training keeps PyTorch ops
     assert not kernels.usable(x, kernels.MAX_RANK + 8)
     assert not kernels.usable(x.T, 16)  # needs unit column stride
-    old = kernels.set_enabled(False)
-    try:
-        assert not kernels.usable(x, 16)
-    finally:
-        kernels.set_enabled(old)
+    kernels.set_mode("never")
+    assert not kernels.usable(x, 16)
+    kernels.set_mode("graph")  # eager call, no capture: PyTorch ops
+    assert not kernels.usable(x, 16)
+
+
+def test_mode_from_the_environment_and_clear_errors(monkeypatch):
+    kernels.set_mode(None)
+    for env, want in (("0", "never"), ("1", "always"), ("graph", "graph"), (" Always ", "always")):
+        monkeypatch.setenv("LORAKIT_TRITON", env)
+        assert kernels.mode() == want
+    monkeypatch.delenv("LORAKIT_TRITON")
+    assert kernels.mode() == "graph"
+    monkeypatch.setenv("LORAKIT_TRITON", "yes")
+    with pytest.raises(ValueError, match="LORAKIT_TRITON='yes'.*0 \\(never\\)"):
+        kernels.mode()
+    with pytest.raises(ValueError, match="mode must be one of"):
+        kernels.set_mode("sometimes")
+    assert kernels.set_mode("never") is None and kernels.mode() == "never"
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a CUDA GPU")
+def test_default_mode_uses_the_kernels_only_inside_graph_capture(monkeypatch):
+    kernels.set_mode("graph")
+    calls = []
+    real = kernels.dropout_and_copy
+    monkeypatch.setattr(kernels, "dropout_and_copy", lambda *a: calls.append(1) or real(*a))
+    layer = FusedLoRALinear(Conv1D(3 * 64, 64), r=4, dropout=0.1).cuda().train()
+    x = torch.randn(32, 64, device="cuda", dtype=torch.bfloat16)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        layer(x).sum().backward()  # eager warm-up: PyTorch ops
+    torch.cuda.current_stream().wait_stream(stream)
+    assert calls == []
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        layer(x).sum().backward()
+    assert calls == [1]
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.isfinite(layer.lora_A.grad).all()
 
 
 def test_keep_decisions_have_the_rate_repeat_per_seed_and_differ_across_seeds():
@@ -151,12 +196,10 @@ def test_kernel_path_and_pytorch_path_agree_without_dropout_and_in_distribution(
     layer.eval()  # no dropout: the expected value of the training output
     ref = layer(x)
     layer.train()
-    old = kernels.set_enabled(False)
-    try:
-        torch.manual_seed(1)
-        torch_path = torch.stack([layer(x).detach().float() for _ in range(64)]).mean(0)
-    finally:
-        kernels.set_enabled(old)
+    kernels.set_mode("never")
+    torch.manual_seed(1)
+    torch_path = torch.stack([layer(x).detach().float() for _ in range(64)]).mean(0)
+    kernels.set_mode("always")
     torch.manual_seed(1)
     kernel_path = torch.stack([layer(x).detach().float() for _ in range(64)]).mean(0)
     # both are unbiased estimates of the eval output, with the same spread

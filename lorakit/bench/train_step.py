@@ -42,7 +42,9 @@ What makes a LoRA step cheap on the GPU, for every method alike or in lorakit's 
 * GPT-2's tanh-GELU runs as one fused kernel (``--activation gelu_pytorch_tanh``, the same
   function as HF's ``gelu_new``);
 * lorakit's layers adapt q and v as slices of ``c_attn`` (k costs nothing) and fold the branch
-  into the base layer's matmul, ``[x | h] [W ; s·Bᵀ]`` (:class:`lorakit.lora.update.LoRALinearFunction`).
+  into the base layer's matmul, ``[x | h] [W ; s·Bᵀ]`` (:class:`lorakit.lora.update.LoRALinearFunction`);
+  in graph mode the branch's dropout runs in two Triton kernels that keep no mask
+  (:mod:`lorakit.lora.kernels`; the record's ``lora_kernels`` says when they ran).
 
 How it measures. Time: every model is built up front; each gets ``--warmup`` untimed steps; then
 ``--rounds`` rounds, in each of which every (mode, method) runs ``--steps`` steps in turn (the
@@ -72,6 +74,7 @@ import torch
 
 import lorakit
 from lorakit.bench import save_bench_record
+from lorakit.lora import kernels
 from lorakit.lora.precision import cast_frozen_
 from lorakit.presets import pick_device
 from lorakit.train import causal_lm_loss, label_positions
@@ -436,7 +439,8 @@ def run(args: argparse.Namespace) -> dict:
     goal_mode = "graph" if "graph" in per_mode else "eager"
     print(f"goals judged on the {goal_mode} steps")
     return {"settings": settings, "device": str(device), "model_dropout": args.dropout,
-            "activation": args.activation, "lora": LORA, "modes": per_mode,
+            "activation": args.activation, "lora": LORA, "lora_kernels": kernels.mode(),
+            "modes": per_mode,
             "goal_mode": goal_mode, "ratios": per_mode[goal_mode]["ratios"], "notes": notes}
 
 
