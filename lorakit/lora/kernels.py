@@ -17,8 +17,8 @@ backward. The kernels here do the same work in two passes:
   computed tile by tile and never written out. In the same pass it reads ``dropout(x)`` and sums
   A's gradient ``ghᵀ dropout(x)``, which a skinny cuBLAS matmul (split over k) does slowly.
 
-Only element-wise work and products with an inner size of R' ≤ 128 are done here: the large
-matmuls stay with cuBLAS. The seed is one int64 drawn on the device from PyTorch's generator per
+Only element-wise work and the branch's products with R' ≤ 128 (``gh A`` and ``ghᵀ dropout(x)``)
+are done here: the large matmuls stay with cuBLAS. The seed is one int64 drawn on the device from PyTorch's generator per
 forward call (:func:`new_seed`), so ``torch.manual_seed`` makes runs repeatable and each replay of a
 CUDA graph draws a fresh mask. The decisions are not the ones ``nn.Dropout`` would make (another
 generator); their distribution is: each element is kept with probability ``1 - p`` and scaled by

@@ -236,14 +236,14 @@ class LoRALinearFunction(torch.autograd.Function):
 
     Backward keeps ``dropout(x)`` (for A's gradient), ``h`` (for B's) and the dropout's
     decisions, not ``x``: the base weight is frozen, so its matmul needs no input of forward.
-    The decisions are, on a CUDA bf16/fp16 input with Triton installed, a seed for the kernels
-    of :mod:`lorakit.lora.kernels`: in forward one pass writes ``x`` into the stacked input and
+    Where :func:`lorakit.lora.kernels.usable` says so (a CUDA bf16/fp16 input, Triton installed,
+    by default only while a CUDA graph is captured) the decisions are a seed for the kernels of
+    :mod:`lorakit.lora.kernels`: in forward one pass writes ``x`` into the stacked input and
     ``dropout(x)``; in backward one matmul ``g [W ; s·Bᵀ]ᵀ`` gives the stacked input's gradient
     ``[g W | gh]`` (reading ``g`` once), and one pass adds the branch's share
-    ``dropout_backward(gh A)`` onto its first part in place: no mask stored, no (n, k)
-    intermediate. Otherwise (CPU, fp32, no Triton) the decisions are ``native_dropout``'s boolean
-    mask, and the base's input gradient is added onto the branch's in the matmul epilogue
-    (``addmm_``).
+    ``dropout_backward(gh A)`` onto its first part and sums A's gradient: no mask stored, no
+    (n, k) intermediate. Otherwise the decisions are ``native_dropout``'s boolean mask, and the
+    base's input gradient is added onto the branch's in the matmul epilogue (``addmm_``).
 
     ``weight`` is stored (k, d) when ``in_by_out`` (transformers' ``Conv1D``), else (d, k)
     (``nn.Linear``); it and ``bias`` are cast to ``x``'s dtype as autocast would. Gradients flow
