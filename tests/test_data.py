@@ -29,7 +29,7 @@ from lorakit.data import (
     read_jsonl,
 )
 from lorakit.data.__main__ import generate, main
-from lorakit.data.e2e_load import sha256
+from lorakit.data.stats import sha256
 
 MR = "name[The Eagle], eatType[coffee shop], food[Japanese], near[Burger King]"
 

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from lorakit.data.e2e_generate import generate_splits
-from lorakit.data.e2e_load import write_jsonl, write_manifest
+from lorakit.data.e2e_load import write_jsonl
+from lorakit.data.stats import write_manifest
 
 DEFAULT_SEED = 2017
 DEFAULT_SIZES = {"train": 4800, "dev": 500, "test": 600}

@@ -1,7 +1,8 @@
 """Reading and writing E2E-style records: the shipped synthetic JSONL and the real E2E CSVs.
 
 Shipped set: ``data/e2e/{train,dev,test}.jsonl``, one record per line ``{"mr": ..., "refs": [...]}``,
-with ``MANIFEST.json`` recording the seed, the sizes and each file's SHA-256.
+with ``MANIFEST.json`` (written by :mod:`lorakit.data.stats`) recording the seed, the sizes and
+each file's SHA-256.
 
 Real E2E (Novikova et al. 2017, https://github.com/tuetschek/e2e-dataset): ``trainset.csv``,
 ``devset.csv``, ``testset_w_refs.csv``, columns ``mr,ref``, one row per reference; rows with the
@@ -11,7 +12,6 @@ same ``mr`` become one record with many references (in the order of the file).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -127,27 +127,6 @@ def load_e2e(split: str = "train", root: str | Path | None = None) -> list[E2ERe
     raise FileNotFoundError(f"Neither {jsonl.name} nor {csv_path.name} is in {root}. Use the "
                             "shipped set (root=None), regenerate it with `python -m lorakit.data "
                             f"generate --out {root}`, or download the real E2E data from {E2E_URL}.")
-
-
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def write_manifest(out_dir: str | Path, seed: int, command: str) -> Path:
-    """Write ``MANIFEST.json``: seed, command, and per split file the record/ref counts and SHA-256."""
-    out_dir = Path(out_dir)
-    files = {}
-    for split in SPLITS:
-        path = out_dir / f"{split}.jsonl"
-        if path.is_file():
-            recs = read_jsonl(path)
-            files[path.name] = {"records": len(recs), "refs": sum(len(r.refs) for r in recs),
-                                "sha256": sha256(path)}
-    manifest = {"generator": "lorakit.data.e2e_generate", "seed": seed, "command": command,
-                "files": files}
-    path = out_dir / "MANIFEST.json"
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
 
 
 def domain_text(split: str = "train", root: str | Path | None = None) -> list[str]:
