@@ -26,6 +26,12 @@ class TrainConfig:
     seed : seeds dropout and everything else random inside the loop.
     compile : wrap the backbone in ``torch.compile``.
     progress : show a tqdm progress bar.
+    cuda_graphs : ``"auto"`` (default), ``True`` or ``False``. On a CUDA device, ``"auto"`` pads
+        each batch to one of a few shapes and replays each step as a CUDA graph
+        (:mod:`lorakit.train.graphed`): the same training, without the host cost of launching
+        every kernel from Python. A model whose step cannot be captured is said once and trains
+        eagerly. ``True`` insists (an error where graphs cannot be used); ``False`` trains
+        eagerly. Elsewhere (CPU, MPS) training is eager whatever the setting.
     cast_frozen : opt-in; with bf16 autocast on, store the *frozen* weights of the linear layers
         in bf16 before training (:func:`lorakit.lora.precision.cast_frozen_`). Autocast rounds
         those fp32 weights to bf16 before every matmul anyway, so the losses and gradients are
@@ -50,8 +56,12 @@ class TrainConfig:
     compile: bool = False
     progress: bool = True
     cast_frozen: bool = False
+    cuda_graphs: bool | str = "auto"
 
     def __post_init__(self) -> None:
+        if self.cuda_graphs not in (True, False, "auto"):
+            raise ValueError(f"TrainConfig.cuda_graphs must be 'auto', True or False, got "
+                             f"{self.cuda_graphs!r}.")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}.")
         if self.epochs < 1:
@@ -74,7 +84,10 @@ class TrainResult:
     ``history`` rows: ``{step, epoch, loss, lr, tokens_per_s}`` (loss averaged over the logged
     window); ``evals`` rows: ``{epoch, step, eval_loss}``; ``peak_mem_mb`` is
     ``torch.cuda.max_memory_allocated`` in MiB on CUDA and ``None`` elsewhere; ``step_time_s`` is
-    the mean wall time of an optimizer step (excluding the first, which pays for warm-up).
+    the mean wall time of an optimizer step (excluding the first, which pays for warm-up);
+    ``cuda_graphs`` says how the steps ran: ``None`` when eagerly by choice or device, else
+    ``{"graphs": captured graphs, "capture_s": seconds spent capturing, "eager_batches": batches
+    the graphs could not take, "fallback": why the run went eager, or None}``.
     """
 
     history: list[dict] = field(default_factory=list)
@@ -84,6 +97,7 @@ class TrainResult:
     peak_mem_mb: float | None = None
     steps: int = 0
     step_time_s: float | None = None
+    cuda_graphs: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

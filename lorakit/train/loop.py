@@ -39,6 +39,13 @@ def linear_warmup_decay(warmup_steps: int, total_steps: int):
     return factor
 
 
+def _check_batch(batch: Mapping[str, torch.Tensor]) -> None:
+    for key in ("input_ids", "labels"):
+        if key not in batch:
+            raise KeyError(f"A training batch needs {key!r}; it has {sorted(batch)}. Build batches "
+                           "with lorakit.data (or as dicts of input_ids, attention_mask, labels).")
+
+
 def _prepare(batch: Mapping[str, torch.Tensor], device: torch.device
              ) -> tuple[dict[str, torch.Tensor], LabelPositions, int]:
     """Move a batch to ``device`` after the host-side work: label positions and the token count.
@@ -47,10 +54,7 @@ def _prepare(batch: Mapping[str, torch.Tensor], device: torch.device
     attention mask is dropped: it says nothing, and passing it can route SDPA attention to a
     slower masked kernel (and makes transformers check it on the device).
     """
-    for key in ("input_ids", "labels"):
-        if key not in batch:
-            raise KeyError(f"A training batch needs {key!r}; it has {sorted(batch)}. Build batches "
-                           "with lorakit.data (or as dicts of input_ids, attention_mask, labels).")
+    _check_batch(batch)
     positions = label_positions(batch["labels"])
     mask = batch.get("attention_mask")
     ntok = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
@@ -81,10 +85,58 @@ def _cast_frozen(model: nn.Module) -> list[str]:
     return cast_frozen_(model, torch.bfloat16) if frozen_matmul_weights(model) else []
 
 
+class EagerSteps:
+    """Forward + backward of a micro-batch and the optimizer step, in plain eager PyTorch.
+
+    The same interface as :class:`lorakit.train.graphed.StaticSteps`, which replays them as CUDA
+    graphs. The loss is summed on the device and read only when a history row is logged.
+    """
+
+    def __init__(self, params: list[nn.Parameter], optimizer: torch.optim.Optimizer, loss_fn,
+                 grad_accum: int, grad_clip: float | None, device: torch.device) -> None:
+        self.params, self.opt, self.loss_fn = params, optimizer, loss_fn
+        self.grad_accum, self.grad_clip, self.device = grad_accum, grad_clip, device
+        self.loss_sum = torch.zeros((), device=device)
+
+    def micro(self, batch: Mapping[str, torch.Tensor]) -> int:
+        """Forward + backward of one CPU batch; returns its number of tokens."""
+        moved, positions, ntok = _prepare(batch, self.device)
+        loss, _ = self.loss_fn(moved, positions)
+        (loss / self.grad_accum).backward()
+        self.loss_sum += loss.detach()
+        return ntok
+
+    def step(self) -> None:
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+    def read_loss(self) -> float:
+        value = float(self.loss_sum)  # float() syncs, once per logged window
+        self.loss_sum = torch.zeros((), device=self.device)
+        return value
+
+
+def _use_graphs(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.cuda_graphs is True and device.type != "cuda":
+        raise ValueError(f"TrainConfig(cuda_graphs=True) needs a CUDA device, not {device}; use "
+                         "cuda_graphs='auto' to train eagerly where there is none.")
+    return device.type == "cuda" and cfg.cuda_graphs in (True, "auto")
+
+
+def _max_positions(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
 def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]], cfg: TrainConfig,
           eval_batches: Iterable[Mapping[str, torch.Tensor]] | None = None,
           device: str | torch.device | None = None) -> TrainResult:
     """Train the ``requires_grad`` parameters of ``model`` in place.
+
+    On a CUDA device the steps are replayed as CUDA graphs by default (``cfg.cuda_graphs``,
+    :mod:`lorakit.train.graphed`); elsewhere they run eagerly. Both train the same way.
 
     Parameters
     ----------
@@ -100,17 +152,22 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     -------
     TrainResult
     """
+    from .graphed import StaticSteps, why_not_static
+
     device = pick_device(None if device is None else str(device))
     bf16 = (device.type == "cuda") if cfg.bf16 is None else bool(cfg.bf16)
+    graphs = _use_graphs(cfg, device)
     seed_everything(cfg.seed)
     model.to(device)
     if cfg.cast_frozen and bf16:
         _cast_frozen(model)
     groups = _param_groups(model, cfg.weight_decay)
     total = _total_steps(train_batches, cfg)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                            fused=device.type == "cuda")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(cfg.warmup_steps, total))
+    schedule = linear_warmup_decay(cfg.warmup_steps, total)
+    # a graphed optimizer step reads its learning rate from a device tensor, rewritten each step
+    lr = torch.tensor(cfg.lr * schedule(0), device=device) if graphs else cfg.lr * schedule(0)
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8,
+                            fused=device.type == "cuda", capturable=graphs)
     params = [p for g in groups for p in g["params"]]
     backbone = None
     if cfg.compile:
@@ -122,52 +179,89 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    def loss_fn(batch, positions):
+        with _autocast(device, bf16):
+            return causal_lm_loss(model, batch, cfg.label_smoothing, backbone, positions)
+
+    if graphs:
+        from lorakit.lora.fast import fast_path
+
+        steps = StaticSteps(model, params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device,
+                            capture=True, batch_size=getattr(train_batches, "batch_size", 1),
+                            fast=lambda: fast_path(model), max_positions=_max_positions(model))
+        info = {"graphs": 0, "capture_s": 0.0, "eager_batches": 0, "fallback": None}
+    else:
+        steps = EagerSteps(params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device)
+        info = None
+
     result = TrainResult()
     bar = tqdm(total=total, disable=not cfg.progress, desc="train", mininterval=1.0)
     start = time.perf_counter()
-    win_loss = torch.zeros((), device=device)
     win_micro, win_tokens, win_start = 0, 0, start
-    step_marks: list[float] = []
+    # (step, time, capture seconds so far): every step when eager; when graphed, only where the
+    # loss is read, since replays return before the GPU has run them
+    marks: list[tuple[int, float, float]] = []
     step, epoch, seen = 0, 1, 0
 
+    def micro(batch) -> int:
+        if info is None or info["fallback"] is not None:
+            return steps.micro(batch) if info is None else steps.eager_micro(batch)
+        if why_not_static(batch) is not None:
+            return steps.eager_micro(batch)
+        graphs_before, t0 = steps.graphs, time.perf_counter()
+        try:
+            ntok = steps.micro(batch)
+        except Exception as err:  # noqa: BLE001 - any capture failure: train eagerly instead
+            if cfg.cuda_graphs is True:
+                raise
+            info["fallback"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            print(f"lorakit.train: this model's step could not be captured as a CUDA graph "
+                  f"({info['fallback']}); training eagerly.")
+            torch.cuda.synchronize(device)
+            return steps.eager_micro(batch)
+        if steps.graphs != graphs_before:
+            info["capture_s"] += time.perf_counter() - t0
+        return ntok
+
     def optimizer_step() -> None:
-        nonlocal step, win_loss, win_micro, win_tokens, win_start
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        nonlocal step, win_micro, win_tokens, win_start
+        steps.step()
         step += 1
-        step_marks.append(time.perf_counter())
+        new_lr = cfg.lr * schedule(step)
+        if graphs:
+            lr.fill_(new_lr)
+        else:
+            for group in opt.param_groups:
+                group["lr"] = new_lr
         bar.update(1)
-        if step % cfg.log_every == 0 or step == total:
-            mean_loss = float(win_loss) / win_micro  # float() syncs, once per logged window
+        logged = step % cfg.log_every == 0 or step == total
+        if info is None and not logged:
+            marks.append((step, time.perf_counter(), 0.0))
+        if logged:
+            mean_loss = steps.read_loss() / win_micro  # waits for the device, once per window
             now = time.perf_counter()
+            marks.append((step, now, 0.0 if info is None else info["capture_s"]))
             result.history.append({
-                "step": step, "epoch": epoch, "loss": mean_loss, "lr": sched.get_last_lr()[0],
+                "step": step, "epoch": epoch, "loss": mean_loss, "lr": new_lr,
                 "tokens_per_s": win_tokens / max(now - win_start, 1e-9)})
             bar.set_postfix(loss=f"{mean_loss:.3f}")
-            win_loss = torch.zeros((), device=device)
             win_micro, win_tokens, win_start = 0, 0, now
 
     model.train()
     for epoch in range(1, cfg.epochs + 1):
-        micro = 0
+        n_micro = 0
         for batch in train_batches:
-            batch, positions, ntok = _prepare(batch, device)
-            with _autocast(device, bf16):
-                loss, _ = causal_lm_loss(model, batch, cfg.label_smoothing, backbone, positions)
-            (loss / cfg.grad_accum).backward()
-            win_loss += loss.detach()
+            _check_batch(batch)
+            ntok = micro(batch)
             win_micro += 1
             win_tokens += ntok
             seen += ntok
-            micro += 1
-            if micro % cfg.grad_accum == 0:
+            n_micro += 1
+            if n_micro % cfg.grad_accum == 0:
                 optimizer_step()
                 if step >= total:
                     break
-        if micro % cfg.grad_accum and step < total:
+        if n_micro % cfg.grad_accum and step < total:
             optimizer_step()  # the epoch's last, partial accumulation
         if eval_batches is not None:
             eval_start = time.perf_counter()
@@ -184,8 +278,12 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     result.wall_s = time.perf_counter() - start
     result.steps = step
     result.tokens_seen = seen
-    if len(step_marks) >= 2:
-        result.step_time_s = (step_marks[-1] - step_marks[0]) / (len(step_marks) - 1)
+    if len(marks) >= 2:
+        (s0, t0, c0), (s1, t1, c1) = marks[0], marks[-1]
+        result.step_time_s = (t1 - t0 - (c1 - c0)) / (s1 - s0)
+    if info is not None:
+        info.update(graphs=steps.graphs, eager_batches=steps.eager_batches)
+        result.cuda_graphs = info
     model.eval()
     return result
 

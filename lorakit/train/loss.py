@@ -36,17 +36,23 @@ class LabelPositions(NamedTuple):
     rows : (n,) long, flat indices ``b * T + t`` into the (B·T) positions whose next token
         ``labels[b, t + 1]`` is a label.
     target : (n,) long, those next tokens.
-    n : the number of label tokens (a Python int: reading it never waits for a device).
+    n : the number of label tokens: a Python int (reading it never waits for a device), or a
+        0-d float tensor on the device when the positions are padded to a fixed size.
+    padded : whether ``rows`` and ``target`` are padded to a fixed length (the CUDA-graph steps
+        of :func:`lorakit.train.train`): padding entries have ``target == -100`` and count for
+        nothing; ``n`` counts the real ones.
     """
 
     rows: torch.Tensor
     target: torch.Tensor
-    n: int
+    n: int | torch.Tensor
+    padded: bool = False
 
     def to(self, device: torch.device) -> LabelPositions:
-        """The same positions on ``device`` (asynchronous copies; ``n`` stays an int)."""
+        """The same positions on ``device`` (asynchronous copies)."""
+        n = self.n.to(device, non_blocking=True) if torch.is_tensor(self.n) else self.n
         return LabelPositions(self.rows.to(device, non_blocking=True),
-                              self.target.to(device, non_blocking=True), self.n)
+                              self.target.to(device, non_blocking=True), n, self.padded)
 
 
 def label_positions(labels: torch.Tensor) -> LabelPositions:
@@ -116,7 +122,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, target, smoothing, need_grad, cdt):
+    def forward(ctx, hidden, weight, target, smoothing, need_grad, cdt, count, masked):
         n, d = hidden.shape
         vocab = weight.shape[0]
         vpad = padded_vocab(vocab)
@@ -132,7 +138,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             w[:vocab] = weight
             bias = torch.zeros(vpad, dtype=cdt, device=weight.device)
             bias[vocab:] = float("-inf")
-        uniform = smoothing / vocab / n  # the -s/V part of the smoothed target, scaled by 1/n
+        # 1/count: a float, or a 0-d tensor when the count lives on the device (CUDA graphs)
+        scale = count.reciprocal() if torch.is_tensor(count) else 1.0 / count
+        uniform = smoothing / vocab * scale  # the -s/V part of the smoothed target, scaled
         w_sum = w.sum(0, dtype=torch.float32) if need_h and smoothing else None  # 1ᵀW, (d,)
         h_sum = torch.zeros(d, dtype=torch.float32, device=hidden.device) \
             if need_w and smoothing else None
@@ -140,6 +148,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         chunk = _chunk_rows(n, max(1, CHUNK_ELEMENTS // vpad))
         for s in range(0, n, chunk):
             h, t = hidden[s:s + chunk].to(cdt), target[s:s + chunk, None]
+            if masked:  # padding rows (target -100): a zero row, no loss, no gradient
+                valid = t != IGNORE_INDEX
+                h, t = h * valid, t.clamp(min=0)
             z = torch.addmm(bias, h, w.T) if bias is not None else h @ w.T  # (c, vpad)
             logp = _log_softmax_fp32(z)  # (c, vpad) fp32, -inf on the padding
             logp_t = logp.gather(1, t).squeeze(1)
@@ -148,37 +159,45 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 lse = z.gather(1, t).squeeze(1).float() - logp_t
                 z_mean = z[:, :vocab].sum(-1, dtype=torch.float32) / vocab
                 row = (1 - smoothing) * row + smoothing * (lse - z_mean)
-            total += row.sum()
+            total += (row * valid.squeeze(1)).sum() if masked else row.sum()
             if need_h or need_w:
                 g = torch.exp(logp, out=z)  # softmax, in the logits' buffer (dtype cdt)
                 g.scatter_add_(1, t, g.new_full(t.shape, smoothing - 1.0))
                 if need_h:
-                    gh = (g @ w).float().mul_(1.0 / n)
+                    gh = (g @ w).float().mul_(scale)
                     if smoothing:
-                        gh.sub_(w_sum, alpha=uniform)
+                        gh.sub_(w_sum * uniform)
+                    if masked:
+                        gh.mul_(valid)
                     grad_h[s:s + chunk] = gh.to(hidden.dtype)
-                if need_w:
-                    grad_w.add_(g.T @ h, alpha=1.0 / n)
+                if need_w:  # a zero row of h adds nothing here
+                    if torch.is_tensor(scale):
+                        grad_w.add_(g.T @ h)
+                    else:
+                        grad_w.add_(g.T @ h, alpha=scale)
                     if smoothing:
                         h_sum += h.sum(0, dtype=torch.float32)
         if need_w:
             grad_w = grad_w[:vocab]
+            if torch.is_tensor(scale):
+                grad_w.mul_(scale)
             if smoothing:
-                grad_w.sub_(h_sum[None, :], alpha=uniform)
+                grad_w.sub_(h_sum[None, :] * uniform)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
-        return total / n
+        return total * scale
 
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w = ctx.saved_tensors
         gh = grad_h * grad_out if grad_h is not None else None
         gw = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
-        return gh, gw, None, None, None, None
+        return gh, gw, None, None, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
-                         label_smoothing: float = 0.0) -> torch.Tensor:
+                         label_smoothing: float = 0.0, count: int | torch.Tensor | None = None
+                         ) -> torch.Tensor:
     """Mean cross-entropy of the logits ``hidden @ weight.T`` against ``target``, chunked.
 
     Parameters
@@ -186,6 +205,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
     hidden : (n, d) the final hidden states of the labelled positions.
     weight : (V, d) the LM head's weight (GPT-2: tied to the token embedding).
     target : (n,) the next tokens.
+    count : divide the summed loss by this instead of ``n``; given, rows whose target is -100
+        are padding (no loss, zero gradient). A 0-d tensor keeps the count on the device, so that
+        a step with padded rows can be captured in a CUDA graph.
 
     Same value and gradients as ``F.cross_entropy(F.linear(hidden, weight).float(), target,
     label_smoothing=...)``, without materialising the (n, V) logits in fp32.
@@ -195,7 +217,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
     need = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     with torch.autocast(dev, enabled=False):
         fn = _ChunkedLinearCrossEntropy
-        loss = fn.apply(hidden, weight, target, float(label_smoothing), need, cdt)
+        loss = fn.apply(hidden, weight, target, float(label_smoothing), need, cdt,
+                        hidden.shape[0] if count is None else count, count is not None)
     return loss
 
 
@@ -238,7 +261,7 @@ def causal_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor],
     attention_mask = batch.get("attention_mask")
     if positions is None:
         positions = label_positions(batch["labels"])
-    rows, target, n = positions
+    rows, target, n, padded = positions
     parts = backbone_and_head(model)
     if parts is not None:
         body, head = parts
@@ -247,10 +270,15 @@ def causal_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor],
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden.last_hidden_state
         hidden = hidden.flatten(0, 1).index_select(0, rows)  # (n, d)
         if type(head) is nn.Linear and head.bias is None:
-            return linear_cross_entropy(hidden, head.weight, target, label_smoothing), n
+            return linear_cross_entropy(hidden, head.weight, target, label_smoothing,
+                                        n if padded else None), n
         logits = head(hidden)  # (n, V)
     else:
         out = model(input_ids=input_ids, attention_mask=attention_mask)
         logits = getattr(out, "logits", out).flatten(0, 1).index_select(0, rows)  # (n, V)
+    if padded:  # the padding rows' target is -100: summed, then divided by the real count
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing,
+                               reduction="sum") / n
+        return loss, n
     loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
     return loss, n
