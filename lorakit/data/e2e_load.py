@@ -7,6 +7,9 @@ each file's SHA-256.
 Real E2E (Novikova et al. 2017, https://github.com/tuetschek/e2e-dataset): ``trainset.csv``,
 ``devset.csv``, ``testset_w_refs.csv``, columns ``mr,ref``, one row per reference; rows with the
 same ``mr`` become one record with many references (in the order of the file).
+
+Which folder a split is read from (the shipped set, the real data in the cache, a folder of the
+user's) is decided by :func:`lorakit.data.sources.data_source`; :func:`load_e2e` calls it.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def read_e2e_csv(path: str | Path) -> list[E2ERecord]:
         raise FileNotFoundError(f"No E2E file at {path}. Download the E2E NLG data from {E2E_URL} "
                                 f"and put {', '.join(E2E_CSV.values())} in one folder.")
     grouped: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # "-sig": a leading BOM is skipped
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         if "mr" not in header or "ref" not in header:
@@ -108,31 +111,51 @@ def read_e2e_csv(path: str | Path) -> list[E2ERecord]:
     return [E2ERecord(mr, tuple(refs)) for mr, refs in grouped.items()]
 
 
-def load_e2e(split: str = "train", root: str | Path | None = None) -> list[E2ERecord]:
+def load_e2e(split: str = "train", source=None, *, root: str | Path | None = None,
+             cache_dir=None) -> list[E2ERecord]:
     """Load a split as records.
 
     Parameters
     ----------
     split : "train", "dev" or "test".
-    root : a folder holding ``{split}.jsonl`` (the synthetic format) or the real E2E CSVs;
-        default: the synthetic set shipped in ``data/e2e``.
+    source : ``"auto"`` (the default), ``"synthetic"``, ``"real"``, a folder holding
+        ``{split}.jsonl`` or the real E2E CSVs, or a :class:`lorakit.data.sources.DataSource`
+        from :func:`lorakit.data.sources.data_source` (resolve once, then load every split from
+        it; the DataSource says which data was used, for records).
+    root : the former name of a folder ``source``; still accepted.
+    cache_dir : the lorakit cache, where the real data is kept.
+
+    The default is ``"auto"``, as for :func:`lorakit.models.load_base`: a learner with network
+    access gets the real E2E benchmark of the paper without asking for it, and everyone else
+    the shipped synthetic set, with one printed notice saying so. Code that needs one set
+    whatever the machine (a test, a statistic of the shipped set) asks for it by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder lacks the split's file, or ``source`` is no keyword and no folder.
+    lorakit.data.sources.RealDataUnavailable
+        ``"real"`` was asked for and is neither cached nor downloadable.
+    DataFileError
+        A line of the file is malformed (the message gives file and line).
     """
+    from lorakit.data.sources import data_source
+
     _check_split(split)
-    root = Path(root) if root is not None else DATA_DIR
-    jsonl, csv_path = root / f"{split}.jsonl", root / E2E_CSV[split]
-    if jsonl.is_file():
-        return read_jsonl(jsonl)
-    if csv_path.is_file():
-        return read_e2e_csv(csv_path)
-    raise FileNotFoundError(f"Neither {jsonl.name} nor {csv_path.name} is in {root}. Use the "
-                            "shipped set (root=None), regenerate it with `python -m lorakit.data "
-                            f"generate --out {root}`, or download the real E2E data from {E2E_URL}.")
+    if root is not None:
+        if source is not None:
+            raise TypeError("Give either source or root (its former name), not both.")
+        source = root
+    path = data_source("auto" if source is None else source, cache_dir).split_file(split)
+    return read_jsonl(path) if path.suffix == ".jsonl" else read_e2e_csv(path)
 
 
-def domain_text(split: str = "train", root: str | Path | None = None) -> list[str]:
+def domain_text(split: str = "train", source="synthetic") -> list[str]:
     """The references of a split without their MRs: unpaired in-domain prose.
 
     Meant for mixing restaurant-description text into the offline base model's pretraining
-    corpus; use the train split only, so dev/test texts stay unseen.
+    corpus; use the train split only, so dev/test texts stay unseen. The default source is the
+    shipped synthetic set, not "auto": the offline base is cached under the hash of its corpus,
+    which must not change with what a machine has downloaded.
     """
-    return [ref for rec in load_e2e(split, root) for ref in rec.refs]
+    return [ref for rec in load_e2e(split, source) for ref in rec.refs]
