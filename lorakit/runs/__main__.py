@@ -1,0 +1,5 @@
+import sys
+
+from lorakit.runs.check import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""``python -m lorakit.runs check [DIR] [--strict]``: which records no longer match the code or data.
+
+A record is *stale* when it lacks ``source_sha256`` or ``data`` (written before records carried
+them), when its ``source_sha256`` differs from the ``lorakit/`` tree here, or when a data file it
+read now has another SHA-256. A data file that is not on this machine (the real E2E data when it
+is not in the cache, another user's folder) cannot be checked: the record is listed as
+*unverified*, not stale. The command is a report and exits 0; ``--strict`` exits 1 when a
+record is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lorakit.runs import RUNS_DIR, source_sha256
+
+
+@dataclass
+class Finding:
+    """What :func:`check_record` found about one record file."""
+
+    path: Path
+    stale: list[str] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)
+
+
+def record_files(runs_dir: str | Path = RUNS_DIR) -> list[Path]:
+    """The ``*.json`` records in ``runs_dir`` and its ``bench/`` folder, sorted."""
+    runs_dir = Path(runs_dir)
+    return sorted(runs_dir.glob("*.json")) + sorted((runs_dir / "bench").glob("*.json"))
+
+
+def _data_findings(data: dict, found: Finding, cache_dir=None) -> None:
+    from lorakit.data.sources import locate
+    from lorakit.models.cache import file_sha256
+
+    files = data.get("files")
+    if not isinstance(files, dict) or not files:
+        found.stale.append("its data block lists no file hashes")
+        return
+    folder = locate(data, cache_dir)
+    for name, digest in sorted(files.items()):
+        path = None if folder is None else folder / name
+        if path is None or not path.is_file():
+            found.unverified.append(f"data file {name} ({data.get('source')}) is not on this "
+                                    "machine")
+        elif file_sha256(path) != digest:
+            found.stale.append(f"data file {name} ({data.get('source')}) changed")
+
+
+def check_record(path: str | Path, current_source: str, cache_dir=None) -> Finding | None:
+    """Compare one record with the tree and data here; ``None`` if the file is not a record."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return Finding(path, stale=[f"unreadable ({type(err).__name__}: {err})"])
+    if not isinstance(record, dict) or "results" not in record:
+        return None
+    found = Finding(path)
+    recorded = record.get("source_sha256")
+    if recorded is None:
+        found.stale.append("no source_sha256 (written before records carried it)")
+    elif recorded != current_source:
+        found.stale.append(f"lorakit/ changed since (recorded source {recorded[:12]}, "
+                           f"now {current_source[:12]})")
+    if "data" not in record:
+        found.stale.append("no data hashes (written before records carried them)")
+    elif record["data"] is not None:
+        _data_findings(record["data"], found, cache_dir)
+    return found
+
+
+def check_runs(runs_dir: str | Path = RUNS_DIR, cache_dir=None) -> list[Finding]:
+    """One :class:`Finding` per record in ``runs_dir`` (and ``runs_dir/bench``)."""
+    current = source_sha256()
+    findings = (check_record(p, current, cache_dir) for p in record_files(runs_dir))
+    return [f for f in findings if f is not None]
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lorakit.runs",
+                                     description="Tools for the recorded runs in data/runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="list records whose code or data changed since",
+                           description=__doc__.split("\n\n")[1])
+    check.add_argument("dir", nargs="?", default=str(RUNS_DIR),
+                       help="the records' folder (default data/runs; its bench/ is included)")
+    check.add_argument("--strict", action="store_true", help="exit 1 when a record is stale")
+    args = parser.parse_args(argv)
+    findings = check_runs(args.dir)
+    stale = [f for f in findings if f.stale]
+    for f in findings:
+        if f.stale:
+            print(f"stale       {_shown(f.path)}: {'; '.join(f.stale + f.unverified)}")
+        elif f.unverified:
+            print(f"unverified  {_shown(f.path)}: {'; '.join(f.unverified)}")
+    print(f"{len(stale)} of {len(findings)} records stale, "
+          f"{sum(1 for f in findings if f.unverified and not f.stale)} unverified "
+          f"(lorakit/ source {source_sha256()[:12]}).")
+    return 1 if args.strict and stale else 0
