@@ -243,7 +243,8 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
             marks.append((step, now, 0.0 if info is None else info["capture_s"]))
             result.history.append({
                 "step": step, "epoch": epoch, "loss": mean_loss, "lr": new_lr,
-                "tokens_per_s": win_tokens / max(now - win_start, 1e-9)})
+                "tokens_per_s": win_tokens / max(now - win_start, 1e-9),
+                "seconds": now - win_start})
             bar.set_postfix(loss=f"{mean_loss:.3f}")
             win_micro, win_tokens, win_start = 0, 0, now
 

@@ -1,0 +1,163 @@
+"""The fine-tuning step a learner runs: ``lorakit.train.train`` against PEFT on E2E-shaped batches.
+
+``python -m lorakit.bench e2e-step [--out DIR|FILE.json] [--steps N] [--small --device cpu]``
+
+Every row trains the same model (GPT-2 small's architecture: 12 layers, width 768, vocabulary
+16,384, as the offline base) on the same batches with the same loop, :func:`lorakit.train.train`:
+the same loss, fused AdamW, gradient clipping, bf16 autocast, dropout 0.1. Only the method and
+how the step runs differ:
+
+* ``lorakit_default``: LoRA r = 4 on Wq, Wv, ``train``'s default on a GPU (steps replayed as CUDA
+  graphs, the LoRA layers' fused path inside them);
+* ``lorakit_eager``: the same with ``cuda_graphs=False`` (the layer's plain formula, eagerly);
+* ``lorakit_compile``: eager with ``TrainConfig(compile=True)`` (``torch.compile`` of the
+  backbone);
+* ``peft_eager`` / ``peft_compile``: PEFT's LoRA r = 4 on GPT-2's fused ``c_attn`` (q, k and v:
+  PEFT cannot adapt q and v alone), eager and compiled;
+* ``full_eager`` / ``full_default``: full fine-tuning, eager and with CUDA graphs.
+
+The batches are those of the E2E task: examples of 40-100 tokens (a prompt of about 25), batched
+8 at a time by :class:`lorakit.data.LengthBucketBatches`, so lengths vary from batch to batch
+as in real training. A row's step time is the median over logged windows of ``log_every``
+steps, leaving out the first two windows (compilation, graph capture, warm-up); its peak memory
+is ``torch.cuda.max_memory_allocated`` over the run. The ratios the goals are stated in come from
+this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import random
+import statistics
+import time
+
+import torch
+
+import lorakit
+from lorakit.bench import save_bench_record
+from lorakit.data import Example, LengthBucketBatches
+from lorakit.presets import pick_device
+from lorakit.train import TrainConfig, train
+
+ROWS = ("lorakit_default", "lorakit_eager", "lorakit_compile", "peft_eager", "peft_compile",
+        "full_eager", "full_default")
+FULL = dict(arch=dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=16384),
+            batch=8, steps=400, log_every=20, examples=4000)
+SMALL = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
+             batch=4, steps=12, log_every=2, examples=60)
+LORA = dict(r=4, alpha=32, dropout=0.1)
+# (key, numerator, denominator, label, limit)
+GOALS = (
+    ("default_vs_peft_eager", "lorakit_default", "peft_eager",
+     "lorakit.train's default step / PEFT LoRA eager step", 0.30),
+    ("eager_vs_peft_eager", "lorakit_eager", "peft_eager",
+     "lorakit eager (graphs off) / PEFT eager", 1.00),
+    ("compile_vs_peft_compile", "lorakit_compile", "peft_compile",
+     "lorakit + torch.compile / PEFT + torch.compile", 1.00),
+)
+EXTRA = (
+    ("default_vs_full_default", "lorakit_default", "full_default",
+     "LoRA / full fine-tuning, both with lorakit.train's default"),
+    ("full_default_vs_full_eager", "full_default", "full_eager",
+     "full fine-tuning: CUDA graphs / eager"),
+    ("eager_vs_default", "lorakit_eager", "lorakit_default", "LoRA: eager / CUDA graphs"),
+)
+
+
+def e2e_examples(n: int, vocab: int, seed: int = 0) -> list[Example]:
+    """``n`` token sequences shaped like E2E examples: 40-100 tokens, the first ~25 a prompt."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        length, prompt = rng.randint(40, 100), rng.randint(18, 32)
+        out.append(Example(tuple(rng.randrange(1, vocab) for _ in range(length)), prompt))
+    return out
+
+
+def prepare(row: str, arch: dict, device: torch.device):
+    """A fresh model for ``row`` (same initial weights for every row) and its TrainConfig flags."""
+    from lorakit.models.gpt2 import build_gpt2
+
+    model = build_gpt2(**arch, dropout=0.1, seed=0, device=device).train()
+    method, mode = row.split("_")
+    if method == "lorakit":
+        lorakit.apply_lora(model, lorakit.LoRAConfig(targets=["q", "v"], **LORA))
+    elif method == "peft":
+        from peft import LoraConfig, get_peft_model
+
+        get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"],
+                                         lora_dropout=LORA["dropout"], target_modules=["c_attn"],
+                                         fan_in_fan_out=True, bias="none"))
+    flags = {"default": dict(cuda_graphs="auto"), "eager": dict(cuda_graphs=False),
+             "compile": dict(cuda_graphs=False, compile=True)}[mode]
+    return model, flags
+
+
+def run_row(row: str, settings: dict, batches, device: torch.device) -> dict:
+    model, flags = prepare(row, settings["arch"], device)
+    cfg = TrainConfig(lr=2e-4 if not row.startswith("full") else 5e-5, max_steps=settings["steps"],
+                      epochs=100, warmup_steps=10, label_smoothing=0.1, log_every=settings[
+                          "log_every"], progress=False, **flags)
+    batches.epoch = 0  # every row sees the same batches in the same order
+    start = time.perf_counter()
+    result = train(model, batches, cfg, device=device)
+    wall = time.perf_counter() - start
+    windows = [h["seconds"] / settings["log_every"] for h in result.history[2:]] or \
+        [result.wall_s / max(result.steps, 1)]
+    out = {"step_ms": 1000 * statistics.median(windows),
+           "step_ms_spread": [1000 * min(windows), 1000 * max(windows)],
+           "peak_mem_mb": result.peak_mem_mb, "steps": result.steps, "wall_s": wall,
+           "final_loss": result.history[-1]["loss"], "cuda_graphs": result.cuda_graphs,
+           "trainable_params": lorakit.count_parameters(model)[0]}
+    del model
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lorakit.bench e2e-step",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=None, help="folder or .json file (default data/runs/bench)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    parser.add_argument("--small", action="store_true", help="a tiny model (seconds, any device)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    settings = dict(SMALL if args.small else FULL)
+    if args.steps:
+        settings["steps"] = args.steps
+    device = pick_device(args.device)
+    batches = LengthBucketBatches(e2e_examples(settings["examples"], settings["arch"]["vocab_size"]),
+                                  settings["batch"], pad_id=0, shuffle=True, seed=0)
+    rows = {}
+    for row in args.rows:
+        if row.startswith("peft"):
+            try:
+                import peft  # noqa: F401
+            except ImportError:
+                rows[row] = {"skipped": "peft is not installed"}
+                continue
+        rows[row] = run_row(row, settings, copy.copy(batches), device)
+        print(f"{row:16s} {rows[row]['step_ms']:7.2f} ms/step  "
+              f"peak {rows[row]['peak_mem_mb'] or 0:7.0f} MiB  graphs {rows[row]['cuda_graphs']}",
+              flush=True)
+    ratios = {}
+    for key, num, den, label, *limit in GOALS + EXTRA:
+        if "step_ms" in rows.get(num, {}) and "step_ms" in rows.get(den, {}):
+            value = rows[num]["step_ms"] / rows[den]["step_ms"]
+            ratios[key] = {"label": label, "value": value}
+            if limit:
+                ratios[key].update(goal=f"<= {limit[0]}", met=value <= limit[0])
+    for key, r in ratios.items():
+        met = "" if "met" not in r else ("  goal " + r["goal"] + (": met" if r["met"] else
+                                                                    ": NOT met"))
+        print(f"{r['label']}: {r['value']:.3f}{met}")
+    results = {"settings": {k: v for k, v in settings.items()}, "lora": LORA,
+               "device": str(device), "rows": rows, "ratios": ratios}
+    path = save_bench_record("e2e_step", args, results, start)
+    print(f"wrote {path}")
