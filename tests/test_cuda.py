@@ -1,7 +1,8 @@
 """GPU-only checks of the fast paths (skipped without CUDA; run on the GPU machine).
 
-The CPU tests check the same functions in fp32/fp64; here the bf16 kernels and the padded LM head
-run at GPT-2's real vocabulary size.
+The CPU tests check the same functions in fp32/fp64; here they run in bf16 on the GPU: both paths
+of the LoRA layer (the formula and the fused ``fast_path``), and the padded LM head at GPT-2's
+real vocabulary size.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ def test_padded_head_loss_matches_autograd_at_gpt2_vocab(smoothing):
         assert err < 1e-2, err  # bf16 matmuls on both sides
 
 
-def test_fused_lora_bf16_matches_fp32_reference():
+@pytest.mark.parametrize("fast", [False, True], ids=["formula", "fast_path"])
+def test_fused_lora_bf16_matches_fp32_reference(fast):
     torch.manual_seed(0)
     layer = FusedLoRALinear(Conv1D(3 * 256, 256), r=4, alpha=32, dropout=0.0,
                             enable=(True, False, True)).cuda()
+    layer.fast_path = fast
     with torch.no_grad():
         layer.lora_B.normal_(0, 0.02)
     x = torch.randn(4, 128, 256, device="cuda", requires_grad=True)

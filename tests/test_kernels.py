@@ -1,7 +1,8 @@
-"""lorakit.lora.kernels: the Triton dropout kernels of the LoRA branch against PyTorch references.
+"""lorakit.lora.fast.kernels: the Triton dropout kernels of the LoRA branch against PyTorch references.
 
 Run on a GPU with Triton, or on a CPU with Triton installed and ``TRITON_INTERPRET=1``; skipped
-otherwise (CI's CPU install has no Triton, and the layers then use PyTorch ops, tested elsewhere).
+otherwise (CI's CPU install has no Triton, and the fused path then uses PyTorch ops, tested
+elsewhere). The layers here run on the fused path (``fast_path``), where the kernels live.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from lorakit import FusedLoRALinear, LoRALinear
-from lorakit.lora import kernels
-from lorakit.lora.update import padded_rank
+from lorakit.lora.fast import kernels, padded_rank
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
@@ -74,6 +74,7 @@ def test_default_mode_uses_the_kernels_only_inside_graph_capture(monkeypatch):
     real = kernels.dropout_and_copy
     monkeypatch.setattr(kernels, "dropout_and_copy", lambda *a: calls.append(1) or real(*a))
     layer = FusedLoRALinear(Conv1D(3 * 64, 64), r=4, dropout=0.1).cuda().train()
+    layer.fast_path = True
     x = torch.randn(32, 64, device="cuda", dtype=torch.bfloat16)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -156,6 +157,7 @@ def test_layer_on_the_kernel_path_matches_the_formula_with_the_same_decisions(la
         enable = (True, False, True) if layer_kind == "fused_qv" else (True, True, True)
         layer = FusedLoRALinear(Conv1D(3 * d_s, k), r=4, alpha=8, dropout=0.2, enable=enable)
     layer = layer.to(DEVICE).train()
+    layer.fast_path = True
     with torch.no_grad():
         layer.lora_B.normal_(0, 0.05)
         layer.base.weight.copy_(layer.base.weight.to(HALF).float())  # exact in half precision
@@ -190,6 +192,7 @@ def test_kernel_path_and_pytorch_path_are_both_unbiased():
     torch.manual_seed(0)
     layer = FusedLoRALinear(Conv1D(3 * 32, 64), r=4, alpha=8, dropout=0.25,
                             enable=(True, True, True)).to(DEVICE).train()
+    layer.fast_path = True
     with torch.no_grad():
         layer.lora_B.normal_(0, 0.05)
     x = torch.randn(256, 64, device=DEVICE).to(HALF)
@@ -206,3 +209,16 @@ def test_kernel_path_and_pytorch_path_are_both_unbiased():
     branch = (ref.float() - layer.base(x.float())).abs().mean()
     assert (kernel_path - ref.float()).abs().mean() < 0.3 * branch
     assert (torch_path - ref.float()).abs().mean() < 0.3 * branch
+
+
+def test_the_default_formula_path_never_launches_the_kernels(monkeypatch):
+    calls = []
+    real = kernels.dropout_and_copy
+    monkeypatch.setattr(kernels, "dropout_and_copy", lambda *a: calls.append(1) or real(*a))
+    layer = FusedLoRALinear(Conv1D(3 * 32, 64), r=4, dropout=0.1).to(DEVICE, HALF).train()
+    x = torch.randn(16, 64, device=DEVICE).to(HALF).requires_grad_(True)
+    layer(x).float().sum().backward()  # mode "always" (fixture), but fast_path is off
+    assert calls == []
+    layer.fast_path = True
+    layer(x).float().sum().backward()
+    assert calls == [1]

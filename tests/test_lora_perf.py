@@ -1,8 +1,10 @@
-"""The fast LoRA path (LoRAUpdate) computes what the plain formula computes; cast_frozen_ is exact.
+"""Both paths of a LoRA layer compute the formula: the plain one (default) and the fused one
+(``fast_path``, :mod:`lorakit.lora.fast`); the fast-path switch; ``cast_frozen_`` is exact.
 
-References below are the layers' previous, op-by-op forward: ``base(x) + s·B A dropout(x)``,
-per slice for a fused projection. Same seed -> same dropout mask (``native_dropout`` is the kernel
-``nn.Dropout`` uses), so outputs and gradients must agree to float64 rounding.
+References below are written out op by op, in float64: ``base(x) + s·B A dropout(x)``, per slice
+for a fused projection. Same seed -> same dropout mask (``native_dropout``, which the fused
+Functions call, is the kernel ``nn.Dropout`` uses), so outputs and gradients must agree to
+float64 rounding, with and without dropout.
 """
 
 from __future__ import annotations
@@ -18,11 +20,19 @@ from transformers.pytorch_utils import Conv1D
 
 import lorakit
 from lorakit import FusedLoRALinear, LoRAConfig, LoRALinear
-from lorakit.lora.layers import LoRAUpdate, block_diagonal_B
+from lorakit.lora.fast import (
+    LoRALinearFunction,
+    LoRAUpdate,
+    block_diagonal_B,
+    diagonal_blocks,
+    fast_path,
+    set_fast_path,
+)
 from lorakit.lora.precision import cast_frozen_, frozen_matmul_weights
-from lorakit.lora.update import diagonal_blocks
 
-SLICES = [(True, False, True), (True, True, True), (False, True, False), (False, False, True)]
+# q,v (the paper's), q,k,v, single slices, and 4 slices with uneven gaps (no single strided view)
+SLICES = [(True, False, True), (True, True, True), (False, True, False), (False, False, True),
+          (True, True, False, True)]
 
 
 def _randomise(layer, seed=1):
@@ -59,19 +69,23 @@ def _grads(layer, fn, x, seed):
     return y.detach(), grads
 
 
-def _fused(enable, k=12, d_s=6, r=2, dropout=0.0, conv=True):
+def _fused(enable, k=12, d_s=6, r=2, dropout=0.0, conv=True, fast=False):
     torch.manual_seed(0)
-    base = Conv1D(3 * d_s, k) if conv else nn.Linear(k, 3 * d_s)
-    layer = FusedLoRALinear(base.double(), r=r, alpha=3.0, dropout=dropout, enable=enable)
+    n = len(enable)
+    base = Conv1D(n * d_s, k) if conv else nn.Linear(k, n * d_s)
+    layer = FusedLoRALinear(base.double(), r=r, alpha=3.0, dropout=dropout, enable=enable,
+                            slice_names=("q", "k", "v", "o")[:n])
     _randomise(layer)
+    layer.fast_path = fast
     return layer
 
 
+@pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("enable", SLICES)
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 @pytest.mark.parametrize("conv", [True, False])
-def test_fused_forward_and_backward_equal_reference(enable, dropout, conv):
-    layer = _fused(enable, dropout=dropout, conv=conv).train()
+def test_fused_forward_and_backward_equal_reference(enable, dropout, conv, fast):
+    layer = _fused(enable, dropout=dropout, conv=conv, fast=fast).train()
     x = torch.randn(2, 5, 12, dtype=torch.float64)
     y_new, g_new = _grads(layer, layer, x, seed=3)
     y_ref, g_ref = _grads(layer, lambda t: _reference(layer, t), x, seed=3)
@@ -84,11 +98,15 @@ def test_fused_forward_and_backward_equal_reference(enable, dropout, conv):
                                    layer.base(x)[..., off:off + layer.d_slice])
 
 
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("conv", [False, True])
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_plain_layer_equals_reference_and_bias_still_trains(dropout):
+def test_plain_layer_equals_reference_and_bias_still_trains(dropout, conv, fast):
     torch.manual_seed(0)
-    layer = LoRALinear(nn.Linear(9, 7).double(), r=3, alpha=6, dropout=dropout).train()
+    base = Conv1D(7, 9) if conv else nn.Linear(9, 7)
+    layer = LoRALinear(base.double(), r=3, alpha=6, dropout=dropout).train()
     _randomise(layer)
+    layer.fast_path = fast
     layer.base.bias.requires_grad_(True)  # as mark_only_lora_trainable(bias="all") does
     x = torch.randn(4, 9, dtype=torch.float64)
     y_new, g_new = _grads(layer, layer, x, seed=5)
@@ -99,8 +117,9 @@ def test_plain_layer_equals_reference_and_bias_still_trains(dropout):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_dropout_semantics_train_eval_and_rate():
-    layer = _fused((True, False, True), k=64, d_s=32, r=4, dropout=0.5)
+@pytest.mark.parametrize("fast", [False, True])
+def test_dropout_semantics_train_eval_and_rate(fast):
+    layer = _fused((True, False, True), k=64, d_s=32, r=4, dropout=0.5, fast=fast)
     x = torch.randn(8, 64, dtype=torch.float64)
     layer.train()
     torch.manual_seed(0)
@@ -150,19 +169,25 @@ def test_lora_update_gradcheck_and_block_layout():
         lambda o, x_, a, b: LoRAUpdate.apply(o, x_, a, b, 0.0, 0.5, uneven), (out4, x4, A4, B4))
 
 
-def test_double_backward_is_refused_with_a_clear_error():
-    layer = _fused((True, True, True))
+def test_double_backward_is_refused_on_the_fast_path_and_works_on_the_formula():
+    layer = _fused((True, True, True), fast=True)
     x = torch.randn(3, 12, dtype=torch.float64, requires_grad=True)
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad(layer(x).sum(), x, create_graph=True)
     (g,) = torch.autograd.grad(layer(x).sum(), x)  # first order is fine
     assert g.shape == x.shape
+    layer.fast_path = False  # plain ops: autograd differentiates twice
+    (g2,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g2.sum(), x)
+    assert gg.shape == x.shape and torch.isfinite(gg).all()
 
 
-def test_bf16_autocast_matches_reference_within_bf16_rounding():
+@pytest.mark.parametrize("fast", [False, True])
+def test_bf16_autocast_matches_reference_within_bf16_rounding(fast):
     torch.manual_seed(0)
     layer = FusedLoRALinear(Conv1D(3 * 16, 32), r=4, alpha=8, enable=(True, False, True))
     _randomise(layer)
+    layer.fast_path = fast
     x = torch.randn(2, 7, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y_new, g_new = _grads(layer, layer, x, seed=0)
@@ -174,8 +199,9 @@ def test_bf16_autocast_matches_reference_within_bf16_rounding():
         torch.testing.assert_close(a.float(), b.float(), rtol=3e-2, atol=3e-2)
 
 
-def test_merge_unmerge_still_exact_with_the_fast_path():
-    layer = _fused((True, False, True), dropout=0.1).eval()
+@pytest.mark.parametrize("fast", [False, True])
+def test_merge_unmerge_exact_on_both_paths(fast):
+    layer = _fused((True, False, True), dropout=0.1, fast=fast).eval()
     x = torch.randn(3, 12, dtype=torch.float64)
     before = layer(x)
     layer.merge()  # merge adds ΔW in fp32 (layers.LoRALinear._apply_delta): fp32 tolerance
@@ -186,12 +212,13 @@ def test_merge_unmerge_still_exact_with_the_fast_path():
 
 # --- cast_frozen_ -----------------------------------------------------------------------------
 
-def _lora_gpt2(targets=("q", "v")):
+def _lora_gpt2(targets=("q", "v"), fast=False):
     model = make_tiny_gpt2()
     lorakit.apply_lora(model, LoRAConfig(r=2, alpha=4, targets=list(targets), dropout=0.0))
     for layer in model.modules():
         if isinstance(layer, FusedLoRALinear):
             _randomise(layer)
+    set_fast_path(model, fast)
     return model.train()
 
 
@@ -204,8 +231,9 @@ def _loss_and_grads(model, ids):
     return loss.detach(), grads
 
 
-def test_cast_frozen_is_exact_under_autocast_and_casts_only_frozen_matmul_weights():
-    model = _lora_gpt2()
+@pytest.mark.parametrize("fast", [False, True])
+def test_cast_frozen_is_exact_under_autocast_and_casts_only_frozen_matmul_weights(fast):
+    model = _lora_gpt2(fast=fast)
     cast = copy.deepcopy(model)
     names = cast_frozen_(cast, torch.bfloat16)
     assert "transformer.h.0.attn.c_attn.base.weight" in names
@@ -250,8 +278,6 @@ def test_cast_frozen_errors_leave_the_model_untouched():
 
 @pytest.mark.parametrize("in_by_out", [True, False])
 def test_lora_linear_function_gradcheck_with_every_input_trainable(in_by_out):
-    from lorakit.lora.update import LoRALinearFunction
-
     torch.manual_seed(0)
     x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
     w = torch.randn((6, 12) if in_by_out else (12, 6), dtype=torch.float64, requires_grad=True)
@@ -267,7 +293,8 @@ def test_lora_linear_function_gradcheck_with_every_input_trainable(in_by_out):
                                LoRAUpdate.apply(base, x, A, B, 0.0, 1.5, enable))
 
 
-def test_a_hooked_or_subclassed_base_keeps_its_own_forward():
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_hooked_or_subclassed_base_keeps_its_own_forward(fast):
     class Scaled(nn.Linear):
         def forward(self, x):
             return 2 * super().forward(x)
@@ -278,6 +305,7 @@ def test_a_hooked_or_subclassed_base_keeps_its_own_forward():
         if type(base) is nn.Linear:
             base.register_forward_hook(lambda m, i, o, calls=calls: calls.append(1))
         layer = LoRALinear(base.double(), r=2)
+        layer.fast_path = fast
         x = torch.randn(3, 6, dtype=torch.float64)
         torch.testing.assert_close(layer(x), base(x))  # B = 0: exactly the (hooked) base
         if type(base) is nn.Linear:
@@ -286,9 +314,50 @@ def test_a_hooked_or_subclassed_base_keeps_its_own_forward():
 
 @pytest.mark.parametrize("conv", [True, False])
 def test_inference_path_equals_training_path(conv):
-    """Without autograd (evaluation, generation) the layers use LoRAUpdate, not the stacked matmul."""
-    layer = _fused((True, False, True), conv=conv).eval()
+    """Without autograd (evaluation, generation) the fast path uses LoRAUpdate, not the stacked matmul."""
+    layer = _fused((True, False, True), conv=conv, fast=True).eval()
     x = torch.randn(2, 5, 12, dtype=torch.float64)
     with_grad = layer(x)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), with_grad, rtol=1e-12, atol=1e-12)
+
+
+# --- the switch --------------------------------------------------------------------------------
+
+def _path_of(layer, x):
+    """Which computation made the output: the formula's last op is an add, the fused path's is
+    one of its Functions (then a reshape back to ``x``'s leading shape)."""
+    fn = layer(x).grad_fn
+    if type(fn).__name__ == "ViewBackward0":
+        fn = fn.next_functions[0][0]
+    return type(fn).__name__
+
+
+def test_layers_compute_the_formula_by_default_and_the_fused_path_when_switched_on():
+    model = _lora_gpt2(targets=("q", "v", "o"))
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    assert len(layers) == 4 and not any(m.fast_path for m in layers)  # 2 blocks × (c_attn, o)
+    x = torch.randn(2, 3, 32, requires_grad=True)
+    assert _path_of(layers[0], x) == "AddBackward0"
+    assert set_fast_path(model, True) == 4 and all(m.fast_path for m in layers)
+    assert _path_of(layers[0], x) == "LoRALinearFunctionBackward"
+    assert "fast_path=True" in repr(layers[0])
+    assert set_fast_path(model, False) == 4 and _path_of(layers[0], x) == "AddBackward0"
+    assert "fast_path" not in repr(layers[0])
+
+
+def test_fast_path_context_restores_each_layer_and_embeddings_are_not_counted():
+    model = _lora_gpt2(targets=("q", "v", "o", "re:transformer\\.wpe$"))
+    assert sum(isinstance(m, lorakit.LoRAEmbedding) for m in model.modules()) == 1
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    layers[1].fast_path = True  # a mix: the context must give each layer its own value back
+    with fast_path(model) as n:
+        assert n == 4 and all(m.fast_path for m in layers)
+    assert [m.fast_path for m in layers] == [False, True, False, False]
+    with pytest.raises(RuntimeError, match="inside"), fast_path(model, False):
+        assert not any(m.fast_path for m in layers)
+        raise RuntimeError("inside")
+    assert [m.fast_path for m in layers] == [False, True, False, False]  # restored on errors too
+    assert set_fast_path(nn.Linear(3, 3)) == 0  # no LoRA layer: nothing to set
+    with pytest.raises(TypeError, match="True or False"):
+        set_fast_path(model, "auto")

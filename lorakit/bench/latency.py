@@ -56,8 +56,10 @@ def make_variant(base: nn.Module, method: str, args: argparse.Namespace):
         report = apply_method(model, method, r=args.adapter_r)
     elif method.startswith("lora"):
         from lorakit.lora import merge_lora
+        from lorakit.lora.fast import set_fast_path
 
         report = apply_method(model, "lora", r=args.lora_r, alpha=2 * args.lora_r, targets=["q", "v"])
+        set_fast_path(model, True)  # unmerged: the branch as one fused node (lorakit.lora.fast)
         if method == "lora_merged":
             merge_lora(model)
     elif method == "prefix_layer":

@@ -42,9 +42,10 @@ What makes a LoRA step cheap on the GPU, for every method alike or in lorakit's 
 * GPT-2's tanh-GELU runs as one fused kernel (``--activation gelu_pytorch_tanh``, the same
   function as HF's ``gelu_new``);
 * lorakit's layers adapt q and v as slices of ``c_attn`` (k costs nothing) and fold the branch
-  into the base layer's matmul, ``[x | h] [W ; s·Bᵀ]`` (:class:`lorakit.lora.update.LoRALinearFunction`);
+  into the base layer's matmul, ``[x | h] [W ; s·Bᵀ]`` (the fused path, switched on here with
+  :func:`lorakit.lora.fast.set_fast_path`; :class:`lorakit.lora.fast.LoRALinearFunction`);
   in graph mode the branch's dropout runs in two Triton kernels that keep no mask
-  (:mod:`lorakit.lora.kernels`; the record's ``lora_kernels`` says when they ran).
+  (:mod:`lorakit.lora.fast.kernels`; the record's ``lora_kernels`` says when they ran).
 
 How it measures. Time: every model is built up front; each gets ``--warmup`` untimed steps; then
 ``--rounds`` rounds, in each of which every (mode, method) runs ``--steps`` steps in turn (the
@@ -74,7 +75,7 @@ import torch
 
 import lorakit
 from lorakit.bench import save_bench_record
-from lorakit.lora import kernels
+from lorakit.lora.fast import kernels, set_fast_path
 from lorakit.lora.precision import cast_frozen_
 from lorakit.presets import pick_device
 from lorakit.train import causal_lm_loss, label_positions
@@ -157,6 +158,7 @@ def apply_method(model, method: str):
     elif base in ("lorakit_qv", "lorakit_qkv"):
         targets = ["q", "v"] if base == "lorakit_qv" else ["q", "k", "v"]
         lorakit.apply_lora(model, lorakit.LoRAConfig(targets=targets, **LORA))
+        set_fast_path(model, True)  # the fused path (off by default in the layers)
     elif base == "peft_qkv":
         from peft import LoraConfig, get_peft_model
 

@@ -1,4 +1,5 @@
-"""LoRA layers and the functions that apply them to a model (paper §4)."""
+"""LoRA layers and the functions that apply them to a model (paper §4); the fused training path
+of the same layers is in :mod:`lorakit.lora.fast`."""
 
 from .apply import (
     ARCH_TARGETS,

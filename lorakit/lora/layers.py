@@ -8,20 +8,12 @@ serves ``nn.Linear`` (weight stored (out, in)) and transformers' ``Conv1D`` (wei
 (in, out), as in GPT-2). ``merge()`` folds ``(α/r)·BA`` into the base weight for inference with
 no extra latency; ``unmerge()`` takes it out again. Both are explicit and idempotent.
 
-Training speed: the branch ``(α/r)·B A dropout(x)`` is tiny in FLOPs, but written as plain
-PyTorch ops it launches many small kernels per layer and moves the (n, d) output through memory
-several times; these, not the FLOPs, are what a LoRA step pays for it. While training, the layers
-therefore run base and branch as one autograd node, :class:`LoRALinearFunction`, built on the
-identity ``W x + s·B A x = [W  s·B] [x ; A x]``: one dropout kernel, one small matmul for
-``h = A dropout(x)``, and the base layer's own matmul on the stacked input ``[x | h]`` and weight
-``[W ; s·Bᵀ]`` (the slices of a fused q/k/v projection go through one block-structured B, and the
-inner size is padded to a multiple of 8 for aligned matmuls). Backward keeps ``dropout(x)``, ``h``
-and the dropout's decisions, not ``x`` (the base weight is frozen). Inside a CUDA graph the
-dropout runs in Triton kernels that keep a seed instead of a mask (:mod:`lorakit.lora.kernels`).
-A base with hooks or a custom forward, and every call without autograd (evaluation, generation),
-use :class:`LoRAUpdate`, which adds the branch onto ``base(x)``. On GPT-2 medium (batch 8 × 512,
-bf16, one H200, whole steps as CUDA graphs) a q,k,v LoRA step costs 1.35 ms more than a step with
-no weight gradients at all, against PEFT's 4.0 ms (``python -m lorakit.bench train-step``).
+The forward of every layer here is that formula in plain PyTorch ops, so that what a reader
+opens is what autograd differentiates and what ``torch.compile`` traces. A faster, fused
+computation of the same formula (one stacked matmul, a hand-written backward, Triton kernels for
+the dropout) lives apart, in :mod:`lorakit.lora.fast`; it is off by default and switched on per
+layer (``layer.fast_path``) or per model (:func:`lorakit.lora.fast.set_fast_path`), as the
+trainer does when it replays steps as CUDA graphs.
 """
 
 from __future__ import annotations
@@ -33,14 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .update import (  # noqa: F401
-    LoRALinearFunction,
-    LoRAUpdate,
-    block_diagonal_B,
-    compute_dtype,
-    lora_linear,
-    lora_update,
-)
+from .fast.function import fused_forward
 
 INITS = ("gaussian", "kaiming")
 
@@ -60,13 +45,6 @@ def base_dims(base: nn.Module) -> tuple[int, int, bool]:
         f"LoRA can wrap nn.Linear or transformers' Conv1D, not {type(base).__name__}; "
         "target a linear projection instead."
     )
-
-
-def _plain_matmul(base: nn.Module) -> bool:
-    """Whether ``base`` is exactly ``nn.Linear`` or ``Conv1D`` with no hooks, so that its forward
-    is the matmul the LoRA layers can run themselves (:func:`lora_linear`)."""
-    plain = type(base) is nn.Linear or _is_conv1d(base)
-    return plain and not base._forward_hooks and not base._forward_pre_hooks
 
 
 def lora_scaling(alpha: float, r: int, rslora: bool = False) -> float:
@@ -159,7 +137,16 @@ class LoRALinear(_Mergeable):
         Use ``alpha / sqrt(r)`` instead of ``alpha / r``.
 
     Shapes: input ``(..., k)``, output ``(..., d)``; ``lora_A`` is ``(r, k)``, ``lora_B`` ``(d, r)``.
+
+    Attributes
+    ----------
+    fast_path : bool
+        ``False`` (default): :meth:`forward` is the formula in plain PyTorch ops. ``True``: the
+        same formula through the fused nodes of :mod:`lorakit.lora.fast`, except while
+        ``torch.compile`` traces the model (the compiler is given the formula either way).
     """
+
+    fast_path: bool
 
     def __init__(self, base: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
                  init: str = "gaussian", rslora: bool = False) -> None:
@@ -179,6 +166,7 @@ class LoRALinear(_Mergeable):
         self.lora_A = nn.Parameter(torch.empty(self._a_shape(), device=w.device, dtype=w.dtype))
         self.lora_B = nn.Parameter(torch.zeros(self._b_shape(), device=w.device, dtype=w.dtype))
         self.merged = False
+        self.fast_path = False  # the plain formula; lorakit.lora.fast.set_fast_path switches
         self.reset_lora_parameters()
 
     # shapes (overridden by the fused layer)
@@ -210,32 +198,30 @@ class LoRALinear(_Mergeable):
             w.copy_((w.to(torch.float32) + sign * delta).to(w.dtype))
 
     def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
-        """The LoRA branch ``(α/r)·B A dropout(x)``: ``(..., k) -> (..., d)``."""
+        """The LoRA branch ``(α/r)·B A dropout(x)``: ``(..., k) -> (..., d)``.
+
+        Dropout acts on the branch's input only; the frozen base layer sees ``x`` unchanged.
+        """
         return F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
 
-    def _dropout_p(self) -> float:
-        d = self.lora_dropout
-        return d.p if isinstance(d, nn.Dropout) and d.training else 0.0
-
-    def _enable(self) -> tuple[bool, ...] | None:
-        return None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``h = W0 x + (α/r)·B A dropout(x)`` (paper §4.1, eq. 3): ``(..., k) -> (..., d)``.
+
+        When merged, ``W0`` already holds ``ΔW`` and the base layer alone computes ``h``. With
+        ``fast_path`` on, :func:`lorakit.lora.fast.fused_forward` computes the same ``h`` in
+        fewer kernels (see :mod:`lorakit.lora.fast` for when that pays).
+        """
         if self.merged:
             self._check_not_training_merged()
             return self.base(x)
-        # cast once (autocast would cast x for the base matmul anyway): base and branch share it
-        x = x.to(compute_dtype(x))
-        base = self.base
-        if _plain_matmul(base) and torch.is_grad_enabled():  # training: one stacked matmul
-            return lora_linear(x, base.weight, base.bias, self.fan_in_fan_out, self.lora_A,
-                               self.lora_B, self._dropout_p(), self.scaling, self._enable())
-        return lora_update(base(x), x, self.lora_A, self.lora_B, self._dropout_p(),
-                           self.scaling, self._enable())
+        if self.fast_path:
+            return fused_forward(self, x)
+        return self.base(x) + self.lora_delta(x)
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha:g}, "
-                f"scaling={self.scaling:.4g}, merged={self.merged}")
+                f"scaling={self.scaling:.4g}, merged={self.merged}"
+                + (", fast_path=True" if self.fast_path else ""))
 
 
 class FusedLoRALinear(LoRALinear):
@@ -291,8 +277,21 @@ class FusedLoRALinear(LoRALinear):
             delta[i] = self.lora_B[j] @ self.lora_A[j * self.r:(j + 1) * self.r]
         return self.scaling * delta.reshape(self.out_features, self.in_features)
 
-    def _enable(self) -> tuple[bool, ...]:
-        return self.enable
+    def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The branch of every enabled slice ``i``, ``(α/r)·B_i A_i dropout(x)``, in that slice of
+        the output, zeros in the others: ``(..., k) -> (..., n·d_s)``.
+
+        One matmul with the stacked ``lora_A`` gives ``A_i dropout(x)`` for all enabled slices.
+        """
+        h = F.linear(self.lora_dropout(x), self.lora_A).split(self.r, dim=-1)  # (..., r) each
+        parts, j = [], 0
+        for on in self.enable:
+            if on:
+                parts.append(F.linear(h[j], self.lora_B[j]))  # B_i A_i dropout(x): (..., d_s)
+                j += 1
+            else:  # a slice without LoRA (k in the paper's q, v setting) gets no update
+                parts.append(h[0].new_zeros(*h[0].shape[:-1], self.d_slice))
+        return torch.cat(parts, dim=-1) * self.scaling
 
     def extra_repr(self) -> str:
         on = ",".join(n for n, e in zip(self.slice_names, self.enable) if e)

@@ -1,8 +1,8 @@
 """Two Triton kernels for the LoRA branch's dropout (CUDA, bf16/fp16): no mask kept, fewer passes.
 
 With PyTorch ops the dropout of the branch input costs, per layer and step of
-:class:`~lorakit.lora.update.LoRALinearFunction`: a dropout kernel that writes ``dropout(x)`` and
-a boolean mask, a concatenation that reads ``x`` again to build the stacked input ``[x | h]``;
+:class:`~lorakit.lora.fast.function.LoRALinearFunction` (the fused path): a dropout kernel that
+writes ``dropout(x)`` and a boolean mask, a concatenation that reads ``x`` again to build the stacked input ``[x | h]``;
 in backward, a matmul that writes the branch's input gradient ``gh A`` (n, k), a dropout-backward
 kernel that reads it with the mask and writes it again, and the base's gradient added onto it.
 Every one of these moves an (n, k) tensor through memory, and the mask is kept from forward to
@@ -18,15 +18,15 @@ backward. The kernels here do the same work in two passes:
   A's gradient ``ghᵀ dropout(x)``, which a skinny cuBLAS matmul (split over k) does slowly.
 
 Only element-wise work and the branch's products with R' ≤ 128 (``gh A`` and ``ghᵀ dropout(x)``)
-are done here: the large matmuls stay with cuBLAS. The seed is one int64 drawn on the device from PyTorch's generator per
-forward call (:func:`new_seed`), so ``torch.manual_seed`` makes runs repeatable and each replay of a
-CUDA graph draws a fresh mask. The decisions are not the ones ``nn.Dropout`` would make (another
+are done here: the large matmuls stay with cuBLAS. The seed is one int64 drawn on the device
+from PyTorch's generator per forward call (:func:`new_seed`), so ``torch.manual_seed`` makes runs
+repeatable and each replay of a CUDA graph draws a fresh mask. The decisions are not the ones ``nn.Dropout`` would make (another
 generator); their distribution is: each element is kept with probability ``1 - p`` and scaled by
 ``1 / (1 - p)``, with ``p`` rounded to a multiple of 2⁻¹⁶ (:func:`threshold`).
 
 :func:`usable` says when the kernels apply: Triton installed, a CUDA tensor in bf16 or fp16, and
-by default only while a CUDA graph is being captured (:func:`mode` says why); otherwise the layers
-use PyTorch ops. ``TRITON_INTERPRET=1`` runs the kernels on the CPU (tests).
+by default only while a CUDA graph is being captured (:func:`mode` says why); otherwise the fused
+path uses PyTorch ops. ``TRITON_INTERPRET=1`` runs the kernels on the CPU (tests).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 try:
     import triton
     import triton.language as tl
-except ImportError:  # CPU-only installs (CI): the layers use PyTorch ops
+except ImportError:  # CPU-only installs (CI): the fused path uses PyTorch ops
     triton = None
 
 DTYPES = (torch.bfloat16, torch.float16)
@@ -56,10 +56,10 @@ def mode() -> str:
     ``"always"``, or ``"never"``. Set with :func:`set_mode` or ``LORAKIT_TRITON`` (0, 1, graph).
 
     Why ``"graph"`` by default: a Triton launch from Python costs more host time than the
-    PyTorch ops it replaces (on the H200 machine here about 0.3 ms more per layer step), and an
-    eager LoRA step on GPT-2-sized models is bound by host time. Inside a CUDA graph launches
-    cost nothing on the host, and the kernels save GPU time (``python -m lorakit.bench
-    train-step``; :class:`lorakit.train.graph.CUDAGraphStep` captures whole steps).
+    PyTorch ops it replaces, and an eager LoRA step on GPT-2-sized models is bound by host time.
+    Inside a CUDA graph launches cost nothing on the host, and the kernels save GPU time
+    (``python -m lorakit.bench train-step`` measures both; :class:`lorakit.train.graph.CUDAGraphStep`
+    captures whole steps).
     """
     if _mode is not None:
         return _mode
