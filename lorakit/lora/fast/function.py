@@ -45,8 +45,8 @@ class LoRAUpdate(torch.autograd.Function):
     matrix, scaled and cast back to B's dtype in one kernel.
 
     This node takes the base layer's output ``out`` as given, so it serves any base module. For
-    a plain ``nn.Linear`` or ``Conv1D`` the layers use :class:`LoRALinearFunction`, which folds
-    the branch into the base layer's own matmul.
+    a plain ``nn.Linear`` or ``Conv1D`` under autograd, :func:`fused_forward` uses
+    :class:`LoRALinearFunction` instead, which folds the branch into the base layer's own matmul.
 
     Shapes: ``out`` (n, d), ``x`` (n, k), ``A`` (R, k); ``B`` (d, R), or for a fused layer
     ``(n_en, d_s, r)`` with ``enable`` giving the slices (see :func:`block_diagonal_B`).
@@ -94,11 +94,11 @@ class LoRALinearFunction(torch.autograd.Function):
 
     Backward keeps ``dropout(x)`` (for A's gradient), ``h`` (for B's) and the dropout's
     decisions, not ``x``: the base weight is frozen, so its matmul needs no input of forward.
-    Where :func:`lorakit.lora.fast.kernels.usable` says so (a CUDA bf16/fp16 input, Triton installed,
-    by default only while a CUDA graph is captured) the decisions are a seed for the kernels of
-    :mod:`lorakit.lora.fast.kernels`: in forward one pass writes ``x`` into the stacked input and
-    ``dropout(x)``; in backward one matmul ``g [W ; s·Bᵀ]ᵀ`` gives the stacked input's gradient
-    ``[g W | gh]`` (reading ``g`` once), and one pass adds the branch's share
+    Where :func:`~lorakit.lora.fast.kernels.usable` says so (a CUDA bf16/fp16 input, Triton
+    installed, by default only while a CUDA graph is captured) the decisions are a seed for the
+    kernels of :mod:`lorakit.lora.fast.kernels`: in forward one pass writes ``x`` into the
+    stacked input and ``dropout(x)``; in backward one matmul ``g [W ; s·Bᵀ]ᵀ`` gives the stacked
+    input's gradient ``[g W | gh]`` (reading ``g`` once), and one pass adds the branch's share
     ``dropout_backward(gh A)`` onto its first part and sums A's gradient: no mask stored, no
     (n, k) intermediate. Otherwise the decisions are ``native_dropout``'s boolean mask, and the
     base's input gradient is added onto the branch's in the matmul epilogue (``addmm_``).
