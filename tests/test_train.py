@@ -138,7 +138,7 @@ def test_train_learns_and_reports(tiny_gpt2):
     assert result.evals[-1]["eval_loss"] < result.evals[0]["eval_loss"]
     assert [h["step"] for h in result.history] == [5, 10, 15, 20, 24]
     assert result.history[-1]["lr"] == 0.0
-    assert set(result.history[0]) == {"step", "epoch", "loss", "lr", "tokens_per_s"}
+    assert set(result.history[0]) == {"step", "epoch", "loss", "lr", "tokens_per_s", "seconds"}
     assert result.tokens_seen == 3 * sum(int(b["attention_mask"].sum()) for b in batches)
     assert result.peak_mem_mb is None and result.wall_s > 0 and result.step_time_s > 0
 
