@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,16 @@ from lorakit.experiments import baselines as exp
 from lorakit.models import BaseInfo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FIXTURE = Path(__file__).parent / "fixtures" / "e2e_real"
+TIMINGS = {"train_wall_s", "generate_wall_s", "timing"}
+
+
+def without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if k not in TIMINGS}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj
 
 
 def test_ci_run_writes_a_record_of_table3_and_figure2(tmp_path, capsys):
@@ -62,6 +73,19 @@ def test_ci_run_writes_a_record_of_table3_and_figure2(tmp_path, capsys):
     table = exp.table3_text(res).splitlines()
     assert table[0].split()[:3] == ["method", "trainable", "formula"] and len(table) == 9
     assert "±" in table[-1]  # LoRA has two seeds in ci
+
+
+def test_jobs_2_writes_the_record_of_jobs_1_on_the_data_asked_for(tmp_path):
+    args = ["--preset", "ci", "--device", "cpu", "--quiet", "--data", str(FIXTURE)]
+    exp.main(args + ["--out", str(tmp_path / "one")])
+    exp.main(args + ["--out", str(tmp_path / "two"), "--jobs", "2"])
+    one, two = (json.loads((tmp_path / d / "ch07_baselines_ci.json").read_text())
+                for d in ("one", "two"))
+    assert without_timings(one["results"]) == without_timings(two["results"])
+    assert two["results"]["timing"]["jobs"] == 2 and two["config"]["jobs"] == 2
+    assert one["results"]["data"]["source"] == "dir" and one["results"]["data"]["train_mrs"] == 3
+    assert one["data"] == two["data"] and one["data"]["path"] == str(FIXTURE.resolve())
+    assert set(one["data"]["files"]) == {"trainset.csv", "devset.csv", "testset_w_refs.csv"}
 
 
 def test_plan_reuses_the_table3_point_in_the_sweep():

@@ -15,9 +15,35 @@ from lorakit.experiments import which_rank as wr
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     out = tmp_path_factory.mktemp("which_rank")
-    wr.main(["--preset", "ci", "--out", str(out), "--no-progress"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # faster for tiny models; and --jobs 2's workers use 1 thread too
+    try:
+        wr.main(["--preset", "ci", "--out", str(out), "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
     record = json.loads((out / "ch08_which_rank_ci.json").read_text())
     return record, out / "ch09_adapters_ci.safetensors"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_jobs_2_gives_the_record_and_tensors_of_jobs_1(recorded, tmp_path):
+    record, path = recorded
+    wr.main(["--preset", "ci", "--out", str(tmp_path), "--no-progress", "--jobs", "2"])
+    again = json.loads((tmp_path / "ch08_which_rank_ci.json").read_text())
+
+    def without_timings(obj):
+        if isinstance(obj, dict):
+            return {k: without_timings(v) for k, v in obj.items()
+                    if k not in ("train_s", "decode_s", "timing")}
+        return [without_timings(v) for v in obj] if isinstance(obj, list) else obj
+
+    assert without_timings(again["results"]) == without_timings(record["results"])
+    assert again["results"]["timing"]["jobs"] == 2 and again["data"] == record["data"]
+    assert record["data"]["source"] in ("synthetic", "real") and record["source_sha256"]
+    tensors, _ = wr.load_adapters(path)
+    tensors2, _ = wr.load_adapters(tmp_path / "ch09_adapters_ci.safetensors")
+    assert list(tensors) == list(tensors2)
+    assert all(torch.equal(tensors[k], tensors2[k]) for k in tensors)
 
 
 def test_plan_trains_each_configuration_once_and_table5_has_one_budget():

@@ -1,6 +1,7 @@
 """Chapter 7's experiment: the paper's Table 3 and Figure 2 on our E2E-style task (§5.1, §5.4).
 
-``python -m lorakit.experiments baselines [--preset P] [--base NAME] [--out DIR]``
+``python -m lorakit.experiments baselines [--preset P] [--base NAME] [--data SOURCE] [--jobs N]
+[--out DIR]``
 
 Every method of :mod:`lorakit.baselines` (FT, FT-Top2, BitFit, PreEmbed, PreLayer, AdapterL,
 AdapterH, LoRA r=4 on Wq, Wv with α=32) fine-tunes a copy of the same base Φ0 on the same batches
@@ -26,6 +27,15 @@ seed, a short sweep (minutes). ``gpu``: sized for one H200 in <= 4 minutes for e
 fine-tuning runs: 1,200 train MRs (~7k pairs) of which 160 steps of batch 32 see ~5k, 60 test MRs
 decoded with beam 10, so each run is a few seconds of (CPU-bound) training steps plus decoding.
 The record ``ch07_baselines_<preset>`` holds all results and the time of each part.
+
+``--data``: ``auto`` (default: the real E2E data when it is cached or can be downloaded, else the
+shipped synthetic set, with a notice), ``synthetic``, ``real``, or a folder holding the splits
+(``{split}.jsonl`` or the real E2E CSVs); see :func:`lorakit.data.sources.data_source`. The
+record stores the source used and the SHA-256 of its files.
+
+``--jobs N``: N runs at once, each in its own worker process (spread over the GPUs of the host);
+every run seeds itself, so the record is the one ``--jobs 1`` writes, timings aside
+(:mod:`lorakit.experiments._jobs`). The parts' times are then summed over runs, not wall time.
 """
 
 from __future__ import annotations
@@ -40,7 +50,9 @@ from torch import nn
 
 from lorakit.baselines import apply_method
 from lorakit.data import LengthBucketBatches, load_e2e, make_examples, pad_id_of
+from lorakit.data.sources import data_source
 from lorakit.evaluate import generate_texts, score_all
+from lorakit.experiments._jobs import Job, run_jobs
 from lorakit.presets import get_preset, pick_device, seed_everything
 from lorakit.runs import save_record
 from lorakit.train import TrainConfig, train
@@ -158,9 +170,9 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def _prepare_data(tokenizer, settings: dict, max_len: int, data_root=None) -> dict:
+def _prepare_data(tokenizer, settings: dict, max_len: int, source="auto") -> dict:
     def subset(split: str, n: int, refs: int | None):
-        records = load_e2e(split, data_root)[:n]
+        records = load_e2e(split, source)[:n]
         return records if refs is None else [type(r)(r.mr, r.refs[:refs]) for r in records]
 
     train_recs = subset("train", settings["train_mrs"], settings["refs_per_mr"])
@@ -182,14 +194,24 @@ def plan(settings: dict) -> list[tuple[str, str, int | None, int]]:
     return jobs
 
 
+def _run_job(ctx: dict, part: str, method: str, size: int | None, seed: int) -> tuple[dict, float]:
+    """One run of the grid (in this process or a worker): its result row and its seconds."""
+    start = time.perf_counter()
+    row = run_one(ctx["base"], ctx["tokenizer"], method, size, seed, ctx["data"], ctx["settings"],
+                  ctx["device"])
+    return {"part": part, **row}, time.perf_counter() - start
+
+
 def run_baselines(preset: str | None = None, base_name: str = "auto", device: str | None = None,
                   progress: bool = True, data_root=None, loaded: tuple | None = None,
-                  overrides: dict | None = None) -> dict:
+                  overrides: dict | None = None, source=None, jobs: int = 1) -> dict:
     """The whole experiment; returns ``{"base", "data", "settings", "table3", "figure2", "timing"}``.
 
     ``loaded`` may pass ``(model, tokenizer, info)`` from :func:`lorakit.models.load_base`
     (copied, never changed); else ``base_name`` is loaded. ``overrides`` replaces entries of
-    the preset's settings (e.g. ``{"steps": 120}``); unknown keys are an error.
+    the preset's settings (e.g. ``{"steps": 120}``); unknown keys are an error. ``source``: the
+    data (:func:`lorakit.data.sources.data_source`; default ``"auto"``, or ``data_root``, its
+    former name for a folder). ``jobs``: runs at once (:func:`lorakit.experiments._jobs.run_jobs`).
     """
     from lorakit.models import load_base
 
@@ -202,9 +224,9 @@ def run_baselines(preset: str | None = None, base_name: str = "auto", device: st
     settings, dev = {**PRESETS[preset], **(overrides or {})}, pick_device(device)
     say = print if progress else (lambda *a, **k: None)
     t0 = time.perf_counter()
+    src = data_source(source if source is not None else data_root or "auto")
     base, tokenizer, info = loaded if loaded is not None else \
         load_base(base_name, preset=preset, device="cpu", verbose=progress)
-    base = copy.deepcopy(base).to(dev)  # copies are then made on the device
     most_special = max([settings["sizes"][m] for m in ("prefix_embed", "prefix_layer")]
                        + [n for m in ("prefix_embed", "prefix_layer")
                           for n in settings["sweep"].get(m, ())])
@@ -213,23 +235,27 @@ def run_baselines(preset: str | None = None, base_name: str = "auto", device: st
         raise ValueError(f"The base's {base.config.n_positions} positions leave no room for "
                          f"{most_special} special tokens and {settings['max_new_tokens']} new "
                          "tokens; use a base with more positions or smaller prefix sizes.")
-    data = _prepare_data(tokenizer, settings, max_len, data_root)
-    timing = {"load_s": time.perf_counter() - t0, "table3_s": 0.0, "figure2_s": 0.0}
-    jobs = plan(settings)
-    say(f"[ch07 {preset}] base ready in {timing['load_s']:.1f} s; {len(jobs)} runs to do "
-        f"(budget {BUDGET_S[preset]} s)")
-    done: list[dict] = []
-    for k, (part, method, size, seed) in enumerate(jobs, 1):
-        start = time.perf_counter()
-        done.append({"part": part, **run_one(base, tokenizer, method, size, seed, data, settings,
-                                             dev)})
-        timing[f"{part}_s"] += time.perf_counter() - start
+    data = _prepare_data(tokenizer, settings, max_len, src)
+    timing = {"load_s": time.perf_counter() - t0, "table3_s": 0.0, "figure2_s": 0.0,
+              "jobs": jobs}
+    grid = plan(settings)
+    say(f"[ch07 {preset}] base ready in {timing['load_s']:.1f} s; {len(grid)} runs to do "
+        f"(budget {BUDGET_S[preset]} s, {jobs} at a time; {src})")
+
+    def report(k: int, job: Job, result: tuple[dict, float]) -> None:
+        r, seconds = result
+        timing[f"{r['part']}_s"] += seconds
         elapsed = time.perf_counter() - t0
-        r = done[-1]
-        say(f"[{k:2d}/{len(jobs)}] {part} {LABELS[method]:8s} size={size} seed={seed}: "
-            f"BLEU {r['metrics']['bleu']:.1f}, train {r['train_wall_s']:.1f} s, decode "
-            f"{r['generate_wall_s']:.1f} s | {elapsed:.0f} s elapsed, projected "
-            f"{timing['load_s'] + (elapsed - timing['load_s']) * len(jobs) / k:.0f} s")
+        say(f"[{k:2d}/{len(grid)}] {job.label}: BLEU {r['metrics']['bleu']:.1f}, train "
+            f"{r['train_wall_s']:.1f} s, decode {r['generate_wall_s']:.1f} s | {elapsed:.0f} s "
+            "elapsed, projected "
+            f"{timing['load_s'] + (elapsed - timing['load_s']) * len(grid) / k:.0f} s")
+
+    todo = [Job(f"{part} {LABELS[method]:8s} size={size} seed={seed}", (part, method, size, seed))
+            for part, method, size, seed in grid]
+    context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings}
+    done = [row for row, _ in run_jobs(_run_job, todo, context, jobs, device=device,
+                                       on_done=report)]
     timing["total_s"] = time.perf_counter() - t0
     if timing["total_s"] > BUDGET_S[preset]:
         say(f"WARNING: {timing['total_s']:.0f} s exceeds the {preset} budget of "
@@ -253,7 +279,7 @@ def run_baselines(preset: str | None = None, base_name: str = "auto", device: st
     return {
         "base": {"source": info.source, "name": info.name, "n_params": info.n_params,
                  "config": info.config, "notice": info.notice},
-        "data": {"train_mrs": data["n_train_mrs"], "train_pairs": len(data["train_examples"]),
+        "data": {"source": src.kind, "train_mrs": data["n_train_mrs"], "train_pairs": len(data["train_examples"]),
                  "pairs_seen": min(len(data["train_examples"]),
                                    settings["steps"] * settings["batch_size"]),
                  "dev_mrs": data["n_dev_mrs"], "test_mrs": len(data["test"])},
@@ -261,7 +287,7 @@ def run_baselines(preset: str | None = None, base_name: str = "auto", device: st
                      "note": (f"{preset} preset: {settings['steps']} steps of batch "
                               f"{settings['batch_size']} per run (the paper: 5 epochs), "
                               f"{settings['test_mrs']} test MRs, beam {settings['beams']}; sized "
-                              f"so that all {len(jobs)} runs fit {BUDGET_S[preset]} s")},
+                              f"so that all {len(grid)} runs fit {BUDGET_S[preset]} s")},
         "table3": table3, "figure2": figure2, "timing": timing,
     }
 
@@ -298,17 +324,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="folder for the record (default data/runs)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--test-mrs", type=int, default=None, help="override the test MRs")
+    parser.add_argument("--data", default="auto",
+                        help="auto (default), synthetic, real, or a folder with the splits")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, each in a worker process (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
     overrides = {k: v for k, v in (("steps", args.steps), ("test_mrs", args.test_mrs))
                  if v is not None}
     start = time.perf_counter()
+    src = data_source(args.data)
     results = run_baselines(preset, args.base, args.device, progress=not args.quiet,
-                            overrides=overrides)
+                            overrides=overrides, source=src, jobs=args.jobs)
     wall = time.perf_counter() - start
     path = save_record(f"ch07_baselines_{preset}", results, preset=preset,
-                       config={"base": args.base, "overrides": overrides}, wall_s=wall, seed=0,
-                       out_dir=args.out)
+                       config={"base": args.base, "overrides": overrides, "data": args.data,
+                               "jobs": args.jobs},
+                       wall_s=wall, seed=0, out_dir=args.out, data=src)
     print(table3_text(results))
     print(f"wrote {path} ({wall:.0f} s)")

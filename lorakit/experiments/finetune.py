@@ -1,6 +1,6 @@
 """Chapter 6's experiment: LoRA against full fine-tuning of GPT-2 on the E2E-style task.
 
-``python -m lorakit.experiments finetune [--preset P] [--base NAME] [--out DIR]``
+``python -m lorakit.experiments finetune [--preset P] [--base NAME] [--data SOURCE] [--out DIR]``
 
 Both methods start from the same base Φ0 (``lorakit.models.load_base``: real GPT-2 when it can be
 had, else the offline base), train on the same batches with :func:`lorakit.train.train`, decode the
@@ -29,6 +29,13 @@ Presets (sizes chosen to fit the time each preset promises; the paper trains 5 e
 The record ``ch06_finetune_<preset>`` holds per method: loss curve, dev loss per epoch, BLEU,
 ROUGE-L, NIST, trainable/total parameters, peak GPU memory, mean step time, checkpoint size and
 sample generations beside their references.
+
+``--data``: ``auto`` (default: the real E2E data when it is cached or can be downloaded, else the
+shipped synthetic set, with a notice), ``synthetic``, ``real``, or a folder holding the splits
+(``{split}.jsonl`` or the real E2E CSVs); see :func:`lorakit.data.sources.data_source`. The
+record stores the source used and the SHA-256 of its files. With internet access,
+``--base gpt2-medium --data real`` trains the paper's base on the real E2E data (at the
+preset's sizes).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import torch
 
 import lorakit
 from lorakit.data import load_e2e, make_batches
+from lorakit.data.sources import data_source
 from lorakit.evaluate import generate_texts, score_all
 from lorakit.presets import get_preset, pick_device, seed_everything
 from lorakit.runs import save_record
@@ -133,10 +141,13 @@ def run_method(base, tokenizer, method: str, data: dict, settings: dict, device:
 
 def run_finetune(preset: str | None = None, base_name: str = "auto", methods=METHODS,
                  device: str | None = None, progress: bool = True, data_root=None,
-                 loaded: tuple | None = None, lr: dict[str, float] | None = None) -> dict:
+                 loaded: tuple | None = None, lr: dict[str, float] | None = None,
+                 source=None) -> dict:
     """The whole experiment; returns ``{"base": ..., "settings": ..., "methods": {name: ...}}``.
 
     ``lr`` overrides the preset's learning rate per method, e.g. ``{"lora": 1e-3}``.
+    ``source``: the data (:func:`lorakit.data.sources.data_source`; default ``"auto"``, or
+    ``data_root``, its former name for a folder).
 
     ``loaded`` may pass an already loaded ``(model, tokenizer, info)`` from
     :func:`lorakit.models.load_base` (it is copied, never changed); else ``base_name`` is loaded.
@@ -153,13 +164,13 @@ def run_finetune(preset: str | None = None, base_name: str = "auto", methods=MET
             raise ValueError(f"lr given for unknown methods {sorted(unknown)}; use {METHODS}.")
         settings["lr"] = {**settings["lr"], **lr}
     dev = pick_device(device)
+    src = data_source(source if source is not None else data_root or "auto")
     base, tokenizer, info = loaded if loaded is not None else \
         load_base(base_name, preset=preset, device="cpu", verbose=progress)
     max_len = base.config.n_positions
-    train_recs = _subset(load_e2e("train", data_root), settings["train_mrs"],
-                         settings["refs_per_mr"])
-    dev_recs = _subset(load_e2e("dev", data_root), settings["dev_mrs"], settings["refs_per_mr"])
-    test = _subset(load_e2e("test", data_root), settings["test_mrs"], None)
+    train_recs = _subset(load_e2e("train", src), settings["train_mrs"], settings["refs_per_mr"])
+    dev_recs = _subset(load_e2e("dev", src), settings["dev_mrs"], settings["refs_per_mr"])
+    test = _subset(load_e2e("test", src), settings["test_mrs"], None)
     data = {"train_batches": make_batches(train_recs, tokenizer, settings["batch_size"], max_len,
                                           shuffle=True, seed=0),
             "dev_batches": list(make_batches(dev_recs, tokenizer, 32, max_len, shuffle=False)),
@@ -170,7 +181,7 @@ def run_finetune(preset: str | None = None, base_name: str = "auto", methods=MET
     return {
         "base": {"source": info.source, "name": info.name, "n_params": info.n_params,
                  "config": info.config, "notice": info.notice},
-        "data": {"train_mrs": len(train_recs), "train_pairs": len(data["train_batches"].examples),
+        "data": {"source": src.kind, "train_mrs": len(train_recs), "train_pairs": len(data["train_batches"].examples),
                  "dev_mrs": len(dev_recs), "test_mrs": len(test),
                  "padding_fraction": data["train_batches"].padding_fraction()},
         "settings": {**settings, "lora": LORA, "label_smoothing": 0.1, "weight_decay": 0.01,
@@ -219,17 +230,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="override LoRA's learning rate (default: the preset's)")
     parser.add_argument("--tag", default=None,
                         help="suffix of the record name: ch06_finetune_<preset>_<tag>")
+    parser.add_argument("--data", default="auto",
+                        help="auto (default), synthetic, real, or a folder with the splits")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
     start = time.perf_counter()
     lr = {"lora": args.lora_lr} if args.lora_lr is not None else None
+    src = data_source(args.data)
     results = run_finetune(preset, args.base, args.methods, args.device, not args.no_progress,
-                           lr=lr)
+                           lr=lr, source=src)
     wall = time.perf_counter() - start
     name = f"ch06_finetune_{preset}" + (f"_{args.tag}" if args.tag else "")
     path = save_record(name, results, preset=preset,
-                       config={"base": args.base, "methods": args.methods, "lr_override": lr},
-                       wall_s=wall, seed=0, out_dir=args.out)
+                       config={"base": args.base, "methods": args.methods, "lr_override": lr,
+                               "data": args.data},
+                       wall_s=wall, seed=0, out_dir=args.out, data=src)
     print(summary_table(results))
     print(f"wrote {path} ({wall:.0f} s)")

@@ -7,6 +7,11 @@ in the lorakit cache so later experiments on the same machine reuse it, and writ
 ``ch05_pretrain_<preset>``: tokens seen, tokens/s, model FLOPs utilisation against the bf16
 matmul rate measured in the same run, held-out perplexity, the corpus's size and hash, a
 subsampled loss curve and sample generations.
+
+No ``--data``: when the corpus mixes in restaurant descriptions, they are the train references of
+the shipped synthetic set (:func:`lorakit.data.domain_text`), whatever a machine has downloaded,
+because the cached base is keyed by its corpus's hash. The record's ``data`` then holds that
+file's SHA-256.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 import time
 
 from lorakit import runs
+from lorakit.data.sources import data_source
 from lorakit.presets import PRESETS, get_preset
 
 
@@ -61,8 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         "loss_curve": subsample(history), "samples": t["samples"],
     }
     name = f"ch05_pretrain_{preset}"
+    data = data_source("synthetic").provenance(("train",)) if info.domain_text_used else None
     path = runs.save_record(name, results, preset=preset, config=t["spec"],
-                            wall_s=time.perf_counter() - start, seed=0, out_dir=args.out)
+                            wall_s=time.perf_counter() - start, seed=0, out_dir=args.out,
+                            data=data)
     mfu = f"{results['mfu']:.1%}" if results["mfu"] is not None else "not measured"
     print(f"{name}: {results['tokens_seen']:,} tokens at {results['tokens_per_s']:,.0f} tokens/s, "
           f"MFU {mfu}, held-out perplexity {info.heldout_perplexity:.2f}; record {path}; "

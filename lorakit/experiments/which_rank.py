@@ -1,6 +1,7 @@
 """Chapters 8-9's experiment: which weight matrices and which rank to adapt (paper §7.1-§7.3).
 
-``python -m lorakit.experiments which-rank [--preset P] [--base NAME] [--out DIR]``
+``python -m lorakit.experiments which-rank [--preset P] [--base NAME] [--data SOURCE] [--jobs N]
+[--out DIR]``
 
 One set of fine-tunes of GPT-2 on the E2E-style task feeds both chapters, so each configuration
 is trained once:
@@ -22,6 +23,13 @@ on dev. The ``gpu`` preset has a time budget: extra seeds are skipped (and liste
 if the runs so far say they would not fit, so the whole command stays within 4 minutes on an H200.
 
 Record: ``ch08_which_rank_<preset>.json``; tensors: ``ch09_adapters_<preset>.safetensors``.
+
+``--data``: ``auto`` (default: the real E2E data when it is cached or can be downloaded, else the
+shipped synthetic set, with a notice), ``synthetic``, ``real``, or a folder holding the splits;
+see :func:`lorakit.data.sources.data_source`. The record stores the source used and the SHA-256
+of its files. ``--jobs N``: N fine-tunes at once, each in a worker process (spread over the GPUs
+of the host); every run seeds itself, so the record is the one ``--jobs 1`` writes, timings
+aside (:mod:`lorakit.experiments._jobs`). The budget then counts wall time with N at once.
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ import torch
 
 import lorakit
 from lorakit.data import LengthBucketBatches, load_e2e, make_batches, make_examples, pad_id_of
+from lorakit.data.sources import data_source
 from lorakit.evaluate import generate_texts, score_all
+from lorakit.experiments._jobs import Job, run_jobs
 from lorakit.experiments._which_rank_report import (  # noqa: F401  (re-exported for the chapters)
     _grid,
     _mean_std,
@@ -52,7 +62,7 @@ from lorakit.experiments._which_rank_report import (  # noqa: F401  (re-exported
     summarise,
     weights_label,
 )
-from lorakit.presets import get_preset, pick_device, seed_everything
+from lorakit.presets import get_preset, seed_everything
 from lorakit.runs import RUNS_DIR, save_record
 from lorakit.train import TrainConfig, evaluate_loss, train
 
@@ -158,11 +168,19 @@ def run_config(base, tokenizer, data: dict, targets, r: int, seed: int, settings
     return out, factors
 
 
-def _prepare(base, tokenizer, settings: dict, data_root=None) -> dict:
+def _run_spec(ctx: dict, spec: dict, score: bool, keep) -> tuple[dict, dict]:
+    """One fine-tune of the grid (here or in a worker); factors as NumPy arrays for the trip."""
+    row, factors = run_config(ctx["base"], ctx["tokenizer"], ctx["data"], spec["targets"],
+                              spec["r"], spec["seed"], ctx["settings"], ctx["device"], score=score,
+                              keep_layers=keep)
+    return row, {name: t.numpy() for name, t in factors.items()}
+
+
+def _prepare(base, tokenizer, settings: dict, source="auto") -> dict:
     max_len = base.config.n_positions
 
     def subset(split, n, refs=None):
-        recs = load_e2e(split, data_root)
+        recs = load_e2e(split, source)
         recs = recs if n is None else recs[:n]
         return recs if refs is None else [type(x)(x.mr, x.refs[:refs]) for x in recs]
 
@@ -176,7 +194,8 @@ def _prepare(base, tokenizer, settings: dict, data_root=None) -> dict:
 
 def run_which_rank(preset: str | None = None, base_name: str = "auto", device: str | None = None,
                    progress: bool = True, loaded: tuple | None = None,
-                   only_adapters: bool = False, data_root=None) -> tuple[dict, dict]:
+                   only_adapters: bool = False, data_root=None, source=None,
+                   jobs: int = 1) -> tuple[dict, dict]:
     """The whole experiment. Returns ``(results, tensors)``.
 
     ``results`` holds ``runs`` (one row per fine-tune), ``table5``, ``table6`` (mean ± std over
@@ -184,6 +203,9 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
     and base weights (fp32) named as :func:`subspace_analysis` expects. ``loaded`` may pass an
     already loaded ``(model, tokenizer, info)`` (it is copied, never changed). ``only_adapters``:
     just the four {Wq,Wv} runs chapter 9 needs, without decoding (for a quick live run).
+    ``source``: the data (:func:`lorakit.data.sources.data_source`; default ``"auto"``, or
+    ``data_root``, its former name for a folder). ``jobs``: fine-tunes at once
+    (:func:`lorakit.experiments._jobs.run_jobs`).
     """
     from lorakit.models import load_base
 
@@ -192,47 +214,64 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
     settings = PRESETS[preset]
-    dev = pick_device(device)
+    src = data_source(source if source is not None else data_root or "auto")
     base, tokenizer, info = loaded if loaded is not None else \
         load_base(base_name, preset=preset, device="cpu", verbose=progress)
     width, n_layer = base.config.n_embd, base.config.n_layer
     if max(settings["ranks"]) > width:
         raise ValueError(f"Preset {preset!r} trains ranks up to {max(settings['ranks'])} but the "
                          f"base is only {width} wide; use a wider base or a smaller preset.")
-    base = copy.deepcopy(base).to(dev)
-    data = _prepare(base, tokenizer, settings, data_root)
+    data = _prepare(base, tokenizer, settings, src)
     keys = adapter_keys(settings, n_layer)
     mid = n_layer // 2
     tensors = {f"W.l{mid}.{m}": base_weight(base, mid, m).float().cpu() for m in ("q", "v")}
-    jobs = plan_jobs(settings, only_adapters)
+    grid = plan_jobs(settings, only_adapters)
+    index = {id(job): n for n, job in enumerate(grid, 1)}
     rows, skipped, loop_start = [], [], time.perf_counter()
-    for n, job in enumerate(jobs, 1):
+
+    def over_budget(job: Job) -> bool:
+        spec = job.args[0]
         elapsed = time.perf_counter() - start
         mean = (time.perf_counter() - loop_start) / max(len(rows), 1)
-        if not job["required"] and settings["budget_s"] and elapsed + mean > settings["budget_s"]:
-            skipped.append({k: job[k] for k in ("targets", "r", "seed")})
-            print(f"[{n:2d}/{len(jobs)}] skipped {weights_label(job['targets'])} r={job['r']} "
-                  f"seed {job['seed']}: would exceed the {settings['budget_s']} s budget")
-            continue
-        keep = keys.get((job["r"], job["seed"]), []) if job["targets"] == ("q", "v") else []
-        row, factors = run_config(base, tokenizer, data, job["targets"], job["r"], job["seed"],
-                                  settings, dev, score=not only_adapters, keep_layers=keep)
-        for name, t in factors.items():
-            tensors[f"qv.r{job['r']}.s{job['seed']}.{name}"] = t
+        if not (settings["budget_s"] and elapsed + mean > settings["budget_s"]):
+            return False
+        skipped.append({k: spec[k] for k in ("targets", "r", "seed")})
+        print(f"[{index[id(spec)]:2d}/{len(grid)}] skipped {weights_label(spec['targets'])} "
+              f"r={spec['r']} seed {spec['seed']}: would exceed the {settings['budget_s']} s "
+              "budget")
+        return True
+
+    def report(k: int, job: Job, result: tuple[dict, dict]) -> None:
+        row = result[0]
         rows.append(row)
         if progress:
             score = f", BLEU {row['bleu']:.1f}, decode {row['decode_s']:.1f} s" \
                 if "bleu" in row else ""
-            print(f"[{n:2d}/{len(jobs)}] {weights_label(job['targets']):18s} r={job['r']:<3d} seed "
-                  f"{job['seed']}: train {row['train_s']:.1f} s, dev loss {row['dev_loss']:.3f}"
-                  f"{score} ({time.perf_counter() - start:.0f} s so far)")
+            print(f"[{k:2d}/{len(grid)}] {job.label:24s}: train {row['train_s']:.1f} s, dev loss "
+                  f"{row['dev_loss']:.3f}{score} ({time.perf_counter() - start:.0f} s so far)")
+
+    todo = []
+    for spec in grid:
+        keep = keys.get((spec["r"], spec["seed"]), []) if spec["targets"] == ("q", "v") else []
+        label = f"{weights_label(spec['targets'])} r={spec['r']} seed {spec['seed']}"
+        todo.append(Job(label, (spec, not only_adapters, keep), spec["required"]))
+    context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings}
+    if progress:
+        print(f"[ch08 {preset}] {len(grid)} fine-tunes, {jobs} at a time; {src}")
+    results = run_jobs(_run_spec, todo, context, jobs, device=device, skip=over_budget,
+                       on_done=report)
+    rows = [res[0] for res in results if res is not None]  # in the order of the plan
+    for spec, res in zip(grid, results):
+        for name, array in ({} if res is None else res[1]).items():
+            tensors[f"qv.r{spec['r']}.s{spec['seed']}.{name}"] = torch.from_numpy(array)
     meta = {"layers": keys[(R_LOW, 0)], "analysis_layer": mid, "r_low": R_LOW,
             "r_high": max(settings["ranks"]), "r_table7": [4, max(settings["ranks"])],
             "alpha": ALPHA}
     results = {
         "base": {"source": info.source, "name": info.name, "n_params": info.n_params,
                  "config": info.config, "notice": info.notice},
-        "data": {"train_pairs": len(data["examples"]), "test_mrs": len(data["test"])},
+        "data": {"source": src.kind, "train_pairs": len(data["examples"]),
+                 "test_mrs": len(data["test"])},
         "settings": {**settings, "alpha": ALPHA, "dropout": DROPOUT,
                      "label_smoothing": LABEL_SMOOTHING, "budget_rank": BUDGET_RANK},
         "runs": rows, "skipped": skipped, "adapters": meta,
@@ -241,7 +280,7 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
         "table6": [] if only_adapters else
         [summarise(rows, t, r) for t in TABLE6_SETS for r in settings["ranks"]],
         "subspace": subspace_analysis(tensors, meta),
-        "timing": {"total_s": time.perf_counter() - start,
+        "timing": {"total_s": time.perf_counter() - start, "jobs": jobs,
                    "train_s": sum(x["train_s"] for x in rows),
                    "decode_s": sum(x.get("decode_s", 0.0) for x in rows)},
     }
@@ -257,17 +296,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="folder for the record (default data/runs)")
+    parser.add_argument("--data", default="auto",
+                        help="auto (default), synthetic, real, or a folder with the splits")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="fine-tunes at once, each in a worker process (default 1)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
     start = time.perf_counter()
-    results, tensors = run_which_rank(preset, args.base, args.device, not args.no_progress)
+    src = data_source(args.data)
+    results, tensors = run_which_rank(preset, args.base, args.device, not args.no_progress,
+                                      source=src, jobs=args.jobs)
     out = Path(args.out) if args.out else RUNS_DIR
     results["adapters_file"] = save_adapters(tensors, results["adapters"],
                                              out / f"ch09_adapters_{preset}.safetensors").name
     wall = time.perf_counter() - start
     path = save_record(f"ch08_which_rank_{preset}", results, preset=preset,
-                       config={"base": args.base}, wall_s=wall, seed=0, out_dir=out)
+                       config={"base": args.base, "data": args.data, "jobs": args.jobs},
+                       wall_s=wall, seed=0, out_dir=out, data=src)
     print("Table 5 (one budget):\n" + format_table(results["table5"]))
     print("Table 6 (ranks):\n" + format_table(results["table6"]))
     print(f"wrote {path} and {results['adapters_file']} ({wall:.0f} s)")
