@@ -22,6 +22,7 @@ from lorakit.train.graphed import (
     bucket_length,
     label_capacity,
     pad_batch,
+    pad_length,
     why_not_static,
 )
 from lorakit.train.loop import EagerSteps, _param_groups
@@ -231,3 +232,13 @@ def test_every_baseline_trains_with_the_default_trainer_on_a_gpu(method, capsys)
     else:  # a method that cannot be captured says why, once, and trains eagerly
         assert said.count("could not be captured") == 1
     assert all(h["loss"] == h["loss"] for h in result.history)  # no NaN
+
+
+def test_widening_a_batch_for_compile_changes_no_loss(tiny_gpt2):
+    batch = _right_padded([9, 14, 6])
+    wide = pad_length(batch, 32)
+    assert wide["input_ids"].shape == (3, 32) and (wide["labels"][:, 14:] == -100).all()
+    ref, n = causal_lm_loss(tiny_gpt2, batch, 0.1)
+    got, m = causal_lm_loss(tiny_gpt2, wide, 0.1)
+    assert n == m
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)

@@ -94,6 +94,22 @@ def pad_batch(batch: Mapping[str, torch.Tensor], B: int, T: int
     return out_ids, LabelPositions(rows, target, torch.tensor(float(pos.n)), True), pos.n
 
 
+def pad_length(batch: Mapping[str, torch.Tensor], T: int) -> dict[str, torch.Tensor]:
+    """A right-padded CPU batch widened to length ``T`` (token 0, attention 0, label -100).
+
+    For ``torch.compile``: a few lengths instead of every length keeps it from compiling the
+    model again for each new shape.
+    """
+    fill = {"input_ids": 0, "attention_mask": 0, "labels": IGNORE_INDEX}
+    out = dict(batch)
+    for key, value in fill.items():
+        if key in batch and batch[key].shape[1] < T:
+            wide = batch[key].new_full((batch[key].shape[0], T), value)
+            wide[:, :batch[key].shape[1]] = batch[key]
+            out[key] = wide
+    return out
+
+
 class _Bucket:
     """Static device buffers of one (B, T, N) shape and, once captured, its graph."""
 
@@ -214,11 +230,23 @@ class StaticSteps:
 
     # -- capture --
     def _side_stream(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` eagerly on a side stream, as PyTorch asks before a capture.
+
+        Any operation that makes the host wait for the GPU (``.item()``, a data-dependent
+        shape) raises here (``torch.cuda.set_sync_debug_mode("error")``): such an operation
+        cannot be captured, and finding it eagerly keeps a failed capture from leaving the
+        random-number generator in capture mode.
+        """
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side), self.fast():
-            fn()
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        before = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            with torch.cuda.stream(side), self.fast():
+                fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(before)
+            torch.cuda.current_stream(self.device).wait_stream(side)
 
     def _capture_optimizer(self, bucket: _Bucket) -> None:
         """Warm up one whole step eagerly, undo it, then capture the optimizer step."""
@@ -257,4 +285,16 @@ class StaticSteps:
         with self.fast(), torch.cuda.graph(graph, pool=self.pool):
             self._forward_backward(bucket, self.loss_sum)
         bucket.graph = graph
+
+
+def reset_cuda_generators() -> None:
+    """Take the CUDA random-number generators out of capture mode after a failed capture.
+
+    A capture that raises ends without PyTorch's bookkeeping for the generators, which then
+    refuse every later random draw ("Offset increment outside graph capture"). A generator state
+    cloned at its current seed and offset has no capture in progress.
+    """
+    for gen in torch.cuda.default_generators:
+        if hasattr(gen, "graphsafe_set_state"):
+            gen.graphsafe_set_state(gen.clone_state())
 

@@ -13,6 +13,13 @@ from tqdm import tqdm
 from lorakit.presets import pick_device, seed_everything
 
 from .config import TrainConfig, TrainResult
+from .graphed import (
+    StaticSteps,
+    bucket_length,
+    pad_length,
+    reset_cuda_generators,
+    why_not_static,
+)
 from .loss import LabelPositions, backbone_and_head, causal_lm_loss, label_positions
 
 
@@ -93,13 +100,22 @@ class EagerSteps:
     """
 
     def __init__(self, params: list[nn.Parameter], optimizer: torch.optim.Optimizer, loss_fn,
-                 grad_accum: int, grad_clip: float | None, device: torch.device) -> None:
+                 grad_accum: int, grad_clip: float | None, device: torch.device,
+                 max_positions: int | None = None, pad_lengths: bool = False) -> None:
         self.params, self.opt, self.loss_fn = params, optimizer, loss_fn
         self.grad_accum, self.grad_clip, self.device = grad_accum, grad_clip, device
+        self.max_positions, self.pad_lengths = max_positions, pad_lengths
         self.loss_sum = torch.zeros((), device=device)
 
     def micro(self, batch: Mapping[str, torch.Tensor]) -> int:
-        """Forward + backward of one CPU batch; returns its number of tokens."""
+        """Forward + backward of one CPU batch; returns its number of tokens.
+
+        With ``pad_lengths`` (under ``torch.compile``) a right-padded batch is first widened to
+        :func:`~lorakit.train.graphed.bucket_length`, so that the compiler sees few shapes.
+        """
+        if self.pad_lengths and why_not_static(batch) is None:
+            batch = pad_length(batch, bucket_length(batch["input_ids"].shape[1],
+                                                    self.max_positions))
         moved, positions, ntok = _prepare(batch, self.device)
         loss, _ = self.loss_fn(moved, positions)
         (loss / self.grad_accum).backward()
@@ -152,8 +168,6 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     -------
     TrainResult
     """
-    from .graphed import StaticSteps, why_not_static
-
     device = pick_device(None if device is None else str(device))
     bf16 = (device.type == "cuda") if cfg.bf16 is None else bool(cfg.bf16)
     graphs = _use_graphs(cfg, device)
@@ -191,7 +205,8 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
                             fast=lambda: fast_path(model), max_positions=_max_positions(model))
         info = {"graphs": 0, "capture_s": 0.0, "eager_batches": 0, "fallback": None}
     else:
-        steps = EagerSteps(params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device)
+        steps = EagerSteps(params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device,
+                           _max_positions(model), pad_lengths=cfg.compile)
         info = None
 
     result = TrainResult()
@@ -217,6 +232,7 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
             info["fallback"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
             print(f"lorakit.train: this model's step could not be captured as a CUDA graph "
                   f"({info['fallback']}); training eagerly.")
+            reset_cuda_generators()
             torch.cuda.synchronize(device)
             return steps.eager_micro(batch)
         if steps.graphs != graphs_before:
