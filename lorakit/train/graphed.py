@@ -230,23 +230,12 @@ class StaticSteps:
 
     # -- capture --
     def _side_stream(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` eagerly on a side stream, as PyTorch asks before a capture.
-
-        Any operation that makes the host wait for the GPU (``.item()``, a data-dependent
-        shape) raises here (``torch.cuda.set_sync_debug_mode("error")``): such an operation
-        cannot be captured, and finding it eagerly keeps a failed capture from leaving the
-        random-number generator in capture mode.
-        """
+        """Run ``fn`` eagerly on a side stream, as PyTorch asks before a capture."""
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
-        before = torch.cuda.get_sync_debug_mode()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            with torch.cuda.stream(side), self.fast():
-                fn()
-        finally:
-            torch.cuda.set_sync_debug_mode(before)
-            torch.cuda.current_stream(self.device).wait_stream(side)
+        with torch.cuda.stream(side), self.fast():
+            fn()
+        torch.cuda.current_stream(self.device).wait_stream(side)
 
     def _capture_optimizer(self, bucket: _Bucket) -> None:
         """Warm up one whole step eagerly, undo it, then capture the optimizer step."""
