@@ -242,3 +242,10 @@ def test_widening_a_batch_for_compile_changes_no_loss(tiny_gpt2):
     got, m = causal_lm_loss(tiny_gpt2, wide, 0.1)
     assert n == m
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_and_forced_graphs_do_not_combine():
+    cfg = TrainConfig(compile=True, cuda_graphs=True, progress=False)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        from lorakit.train.loop import _use_graphs
+        _use_graphs(cfg, torch.device("cuda"))

@@ -24,14 +24,16 @@ class TrainConfig:
     bf16 : bf16 autocast; ``None`` means "on CUDA yes, elsewhere no".
     log_every : write a row of ``history`` every this many optimizer steps.
     seed : seeds dropout and everything else random inside the loop.
-    compile : wrap the backbone in ``torch.compile``.
+    compile : wrap the backbone in ``torch.compile`` (eager steps; right-padded batches are
+        widened to a few lengths so that it compiles once per length, not once per batch).
     progress : show a tqdm progress bar.
     cuda_graphs : ``"auto"`` (default), ``True`` or ``False``. On a CUDA device, ``"auto"`` pads
         each batch to one of a few shapes and replays each step as a CUDA graph
         (:mod:`lorakit.train.graphed`): the same training, without the host cost of launching
         every kernel from Python. A model whose step cannot be captured is said once and trains
-        eagerly. ``True`` insists (an error where graphs cannot be used); ``False`` trains
-        eagerly. Elsewhere (CPU, MPS) training is eager whatever the setting.
+        eagerly; with ``compile=True`` it compiles instead (the compiled step is not captured).
+        ``True`` insists (an error where graphs cannot be used); ``False`` trains eagerly.
+        Elsewhere (CPU, MPS) training is eager whatever the setting.
     cast_frozen : opt-in; with bf16 autocast on, store the *frozen* weights of the linear layers
         in bf16 before training (:func:`lorakit.lora.precision.cast_frozen_`). Autocast rounds
         those fp32 weights to bf16 before every matmul anyway, so the losses and gradients are

@@ -138,7 +138,10 @@ def _use_graphs(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.cuda_graphs is True and device.type != "cuda":
         raise ValueError(f"TrainConfig(cuda_graphs=True) needs a CUDA device, not {device}; use "
                          "cuda_graphs='auto' to train eagerly where there is none.")
-    return device.type == "cuda" and cfg.cuda_graphs in (True, "auto")
+    if cfg.cuda_graphs is True and cfg.compile:
+        raise ValueError("TrainConfig(compile=True) and cuda_graphs=True cannot be combined: the "
+                         "compiled step is not captured; choose one (cuda_graphs='auto' compiles).")
+    return device.type == "cuda" and not cfg.compile and cfg.cuda_graphs in (True, "auto")
 
 
 def _max_positions(model: nn.Module) -> int | None:
