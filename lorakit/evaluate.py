@@ -10,11 +10,18 @@ Metrics come from well-kept libraries, never from code of our own:
   averaged over the corpus. (The official E2E script uses the COCO-caption ROUGE-L, which pools the
   references differently, so numbers are close to but not identical with the paper's.)
 * NIST: NLTK's ``corpus_nist`` (pure Python, no downloads; NLTK comes with ``rouge-score``).
+* slot error rate (SER): :func:`slot_error_rate`, the E2E challenge's measure of whether a text
+  says what its MR says: (missing + added + wrong slot values) / slots in the MRs, in percent.
+  BLEU rewards wording close to the references and barely notices a dropped slot; SER checks
+  the content and ignores the wording, so the two are reported together. The slot values are
+  found by the regular expressions of :mod:`lorakit.data.lexicon` (written for E2E's values, so
+  it works on the real E2E data too); :func:`slot_errors` says which slots one text gets wrong.
 * METEOR and CIDEr are not offered: METEOR needs the WordNet corpus (a download; the official
   version needs Java), and CIDEr's usual implementation (``pycocoevalcap``) needs Java for its
   tokenizer. The paper reports them; we say so where we compare.
 
-All scores are on a 0-100 scale except NIST (unbounded, about 8-9 on real E2E).
+All scores are on a 0-100 scale except NIST (unbounded, about 8-9 on real E2E); SER is in
+percent, lower is better.
 ``rouge-score`` and ``nltk`` are imported inside the functions that use them, so decoding and BLEU
 work on machines without them.
 """
@@ -27,9 +34,13 @@ import torch
 from torch import nn
 
 from lorakit.data.collate import pad_id_of, prompt_batches
+from lorakit.data.lexicon import slot_error_rate, slot_errors
 from lorakit.presets import pick_device
 
 PAPER_DECODING = {"num_beams": 10, "no_repeat_ngram_size": 4, "length_penalty": 0.9}
+
+__all__ = ["PAPER_DECODING", "corpus_bleu", "corpus_nist", "generate_texts", "rouge_l",
+           "score_all", "slot_error_rate", "slot_errors"]
 
 
 @torch.no_grad()
@@ -131,12 +142,27 @@ def corpus_nist(hyps: Sequence[str], refs: Sequence[Sequence[str]], n: int = 5) 
     return float(_nist([[r.split() for r in rs] for rs in refs], hyp_tokens, n=n))
 
 
-def score_all(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, float | None]:
-    """BLEU, ROUGE-L and NIST together; a metric whose library is missing is ``None``."""
+def score_all(hyps: Sequence[str], refs: Sequence[Sequence[str]],
+              mrs: Sequence[str] | None = None) -> dict[str, float | None]:
+    """BLEU, ROUGE-L and NIST together, and the slot error rate ``"ser"`` when ``mrs`` is given.
+
+    Parameters
+    ----------
+    hyps : one text per item (N).
+    refs : the references of each item (N lists).
+    mrs : the meaning representation of each item (N), for the slot error rate.
+
+    A metric whose library is missing is ``None``.
+    """
     out: dict[str, float | None] = {"bleu": corpus_bleu(hyps, refs)}
     for key, fn in (("rouge_l", rouge_l), ("nist", corpus_nist)):
         try:
             out[key] = fn(hyps, refs)
         except ImportError:
             out[key] = None
+    if mrs is not None:
+        if len(mrs) != len(hyps):
+            raise ValueError(f"{len(hyps)} hypotheses but {len(mrs)} MRs; give one MR per "
+                             "hypothesis (or mrs=None to skip the slot error rate).")
+        out["ser"] = slot_error_rate(mrs, hyps)
     return out

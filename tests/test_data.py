@@ -12,6 +12,7 @@ from lorakit.data import (
     DATA_DIR,
     IGNORE_INDEX,
     SEPARATOR,
+    SPLITS,
     DataFileError,
     E2ERecord,
     LengthBucketBatches,
@@ -29,6 +30,7 @@ from lorakit.data import (
     read_jsonl,
 )
 from lorakit.data.__main__ import generate, main
+from lorakit.data.e2e_generate import DEFAULT_SIZES, REFS_PER_MR
 from lorakit.data.stats import sha256
 
 MR = "name[The Eagle], eatType[coffee shop], food[Japanese], near[Burger King]"
@@ -59,9 +61,10 @@ def test_generator_is_deterministic_and_disjoint():
     for rec in a["train"]:
         slots = rec.slots
         assert "name" in slots and len(slots) >= 3
-        assert 4 <= len(rec.refs) <= 8 and len(set(rec.refs)) == len(rec.refs)
+        assert min(REFS_PER_MR) <= len(rec.refs) <= max(REFS_PER_MR)
+        assert len(set(rec.refs)) == len(rec.refs)
         for ref in rec.refs:  # every reference names the venue and ends a sentence
-            assert slots["name"] in ref and ref.endswith(".")
+            assert slots["name"] in ref and ref.endswith((".", "!", "?"))
 
 
 def test_generator_verbalises_slots():
@@ -72,8 +75,8 @@ def test_generator_verbalises_slots():
         if near:
             total += len(rec.refs)
             hits += sum(near in ref for ref in rec.refs)
-    # "near" is said in most references (a few leave one slot out, as in E2E)
-    assert total > 0 and 0.75 < hits / total < 1.0
+    # "near" is said, word for word, in nearly every reference (a few leave one slot out)
+    assert total > 0 and 0.9 < hits / total <= 1.0
 
 
 def test_cli_regenerates_byte_identical(tmp_path):
@@ -91,7 +94,7 @@ def test_shipped_set_matches_manifest_and_sizes():
     for name, facts in manifest["files"].items():
         assert sha256(DATA_DIR / name) == facts["sha256"], f"{name} changed; regenerate it"
     train, dev, test = (load_e2e(s) for s in ("train", "dev", "test"))
-    assert (len(train), len(dev), len(test)) == (4800, 500, 600)
+    assert (len(train), len(dev), len(test)) == tuple(DEFAULT_SIZES[s] for s in SPLITS)
     assert not ({r.mr for r in train} & {r.mr for r in test})
     assert not ({r.mr for r in train} & {r.mr for r in dev})
 

@@ -1,16 +1,23 @@
-"""``python -m lorakit.data generate --out data/e2e``: (re)generate the synthetic E2E-style set."""
+"""``python -m lorakit.data``: (re)generate the synthetic E2E-style set and its statistics.
+
+* ``generate --out data/e2e``: write ``{train,dev,test}.jsonl`` and ``MANIFEST.json`` (seed,
+  sizes, SHA-256 of each file, and the data statistics); byte for byte the same on every run;
+* ``stats data/e2e``: add the test scores of the baselines (template, retrieval, the references
+  themselves, the generator's oracle) to the MANIFEST and print them (about half a minute).
+
+The shipped set is ``generate --out data/e2e`` followed by ``stats data/e2e``.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from lorakit.data.e2e_generate import generate_splits
+from lorakit.data.e2e_generate import DEFAULT_SIZES, generate_splits
 from lorakit.data.e2e_load import write_jsonl
-from lorakit.data.stats import write_manifest
+from lorakit.data.stats import add_baselines, write_manifest
 
 DEFAULT_SEED = 2017
-DEFAULT_SIZES = {"train": 4800, "dev": 500, "test": 600}
 
 
 def generate(out: str | Path, seed: int = DEFAULT_SEED, sizes: dict[str, int] | None = None,
@@ -36,11 +43,23 @@ def main(argv: list[str] | None = None) -> None:
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
     gen.add_argument("--sizes", type=int, nargs=3, metavar=("TRAIN", "DEV", "TEST"),
                      default=[DEFAULT_SIZES[s] for s in ("train", "dev", "test")],
-                     help="MRs per split (default: E2E's 4800 500 600)")
+                     help="MRs per split (default %(default)s: about E2E's references at 8.5 "
+                          "references per MR)")
+    st = sub.add_parser("stats", help="add the baselines' test scores to a set's MANIFEST")
+    st.add_argument("dir", nargs="?", default="data/e2e", help="the set's folder")
+    st.add_argument("--oracle-samples", type=int, default=100,
+                    help="texts drawn per MR for the oracle (default 100)")
     args = parser.parse_args(argv)
-    sizes = dict(zip(("train", "dev", "test"), args.sizes))
-    for path in generate(args.out, seed=args.seed, sizes=sizes):
-        print(f"wrote {path}")
+    if args.command == "generate":
+        sizes = dict(zip(("train", "dev", "test"), args.sizes))
+        for path in generate(args.out, seed=args.seed, sizes=sizes):
+            print(f"wrote {path}")
+        return
+    scores = add_baselines(args.dir, args.oracle_samples)
+    print(f"test split of {args.dir}:  BLEU    SER %")
+    for name, s in scores.items():
+        print(f"  {name:<12} {s['bleu']:>14.2f} {s['ser']:>8.2f}")
+    print(f"added to {Path(args.dir) / 'MANIFEST.json'}")
 
 
 if __name__ == "__main__":

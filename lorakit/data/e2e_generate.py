@@ -1,10 +1,13 @@
 """A synthetic E2E-style data set, written from scratch by this project (no E2E text is used).
 
 The real E2E NLG set (Novikova et al. 2017) has about 50k crowd-sourced restaurant descriptions;
-it is free to download but not ours to ship. This generator makes a set with the same shape:
-meaning representations over E2E's eight slots, and several references each, which vary in
-phrasing, slot order, aggregation (one or two sentences, modifiers folded into a noun phrase,
-pronouns) and, as in E2E, sometimes leave one slot out. The names are invented.
+it is free to download but not ours to ship. This generator makes a set of the same shape and
+about the same size: meaning representations over E2E's eight slots with E2E's values, and about
+8.5 references each (E2E: 8.1 on average), written by five writer styles with many sentence plans
+and several phrasings of every value (:mod:`lorakit.data.e2e_plans`,
+:mod:`lorakit.data.e2e_phrases`). Venue names and landmarks are invented
+(:mod:`lorakit.data.e2e_names`), and dev and test use names and landmarks that train never shows.
+As in E2E, a few references leave one slot out.
 
 Everything is driven by one ``random.Random(seed)``, so ``generate_splits(seed=...)`` returns the
 same records on every machine (Python's ``random`` is stable across versions for the calls used).
@@ -14,223 +17,221 @@ from __future__ import annotations
 
 import random
 
+from lorakit.data.e2e_names import name_pools
+from lorakit.data.e2e_plans import PlanWriter
+from lorakit.data.e2e_writer import cap
+from lorakit.data.lexicon import POLARITY, VALUES
 from lorakit.data.records import E2ERecord, format_mr
 
-NAMES = (
-    "The Copper Kettle", "Blue Heron", "The Old Granary", "Saffron Court", "The Lantern",
-    "Greenwood Tavern", "The Silver Spoon", "Marigold", "The Brass Anchor", "Juniper House",
-    "The Red Fox", "Olive Grove", "The Wandering Goose", "Cedar Table", "The Night Owl",
-    "Little Lotus", "The Stone Bridge Inn", "Harbour Lights", "The Painted Door", "Amber Room",
-    "The Golden Pear", "Rosemary & Thyme", "The Tin Cup", "Northgate Diner", "The Velvet Bean",
-    "Wildflower", "The Black Swan Inn", "Maple Corner", "The Quiet Otter", "Sunrise Kitchen",
-    "The Hollow Oak", "Pepper Mill", "The Clockmaker", "Bluebell Cafe", "The Iron Kettle",
-    "Cobblestone", "The Gilded Fig", "Riverbend", "The Hungry Heron", "Thistle & Rose",
-)
-LANDMARKS = (
-    "the Town Hall", "Crown Bridge", "the Museum of Clocks", "Elm Park", "the Old Mill",
-    "St. Anne's Church", "the Market Cross", "Kingsway Station", "the Corn Exchange",
-    "the Botanical Gardens", "Castle Green", "the Playhouse", "Harbour Quay", "the Library",
-)
-VALUES: dict[str, tuple[str, ...]] = {
-    "eatType": ("restaurant", "coffee shop", "pub"),
-    "food": ("English", "French", "Italian", "Chinese", "Indian", "Japanese", "Fast food"),
-    "priceRange": ("cheap", "moderate", "high", "less than £20", "£20-25", "more than £30"),
-    "customer rating": ("low", "average", "high", "1 out of 5", "3 out of 5", "5 out of 5"),
-    "area": ("city centre", "riverside"),
-    "familyFriendly": ("yes", "no"),
-}
-OPTIONAL_P = {"eatType": 0.85, "food": 0.6, "priceRange": 0.55, "customer rating": 0.55,
-              "area": 0.6, "familyFriendly": 0.5, "near": 0.45}
+GENERATOR_VERSION = 2
+DEFAULT_SIZES = {"train": 4950, "dev": 550, "test": 552}
+"""MRs per split: with 8.5 references each, about E2E's 42,061 / 4,672 / 4,693 references."""
+REFS_PER_MR = (7, 8, 8, 9, 9, 10)
+"""How many distinct references an MR gets: drawn uniformly from this tuple (mean 8.5)."""
+NAMES_PER_SPLIT = {"train": 3500, "dev": 250, "test": 250}
+LANDMARKS_PER_SPLIT = {"train": 1800, "dev": 160, "test": 160}
+OPTIONAL_P = {"eatType": 0.85, "food": 0.8, "priceRange": 0.7, "customer rating": 0.7,
+              "area": 0.75, "familyFriendly": 0.65, "near": 0.55}
+"""Chance that an MR has each slot (``name`` always; at least two others)."""
+
+OMIT_P = 0.04
+"""Chance that a reference of an MR with 3+ slots besides the name leaves one slot out."""
+STYLE_NAMES = {"p": "plain", "g": "guide-book", "c": "chatty reviewer", "a": "advertising",
+               "t": "terse"}
+_ORDER = {"p": "eatType food area near priceRange|customer rating|familyFriendly",
+          "g": "eatType area near food priceRange|customer rating|familyFriendly",
+          "c": "eatType food priceRange|customer rating|area near familyFriendly",
+          "a": "eatType food area near customer rating|priceRange|familyFriendly",
+          "t": "eatType food priceRange|area near customer rating|familyFriendly"}
+_CLOSERS = {"c": "Well worth a visit.|Worth a try.|Give it a go!|Definitely worth a look.|"
+                 "Worth checking out.|I would go back.|Pop in if you are passing.|"
+                 "You could do a lot worse.|Check it out.|I would give it a try.|"
+                 "Recommended.|Not a bad shout at all.|Worth a detour.|"
+                 "Good for a quick bite.|One to remember.",
+            "a": "Book your table today!|Why not pay a visit?|Come and see for yourself!|"
+                 "Don't miss it!|We look forward to seeing you!|Reserve your table now!|"
+                 "Your table is waiting!|Drop in soon!|See you there!|Treat yourself today!|"
+                 "Call in today!|Experience it for yourself!|We can't wait to welcome you!|"
+                 "Make it your next stop!|Visit us soon!"}
+_OPENERS = {"c": "Honestly,|To be honest,|I have to say,|If you ask me,|Frankly,|Take it from me:",
+            "g": "Visitors to the area will find that|Those exploring the city will find that|"
+                 "Travellers may like to know that",
+            "a": "Good news for food lovers:|Here is a treat:|Great news:"}
+_CONTRACTIONS = [(" is not ", " isn't "), ("It is ", "It's "), (" it is ", " it's "),
+                 ("does not ", "doesn't "), ("You will ", "You'll "), (" you will ", " you'll "),
+                 ("There is ", "There's "), ("you are ", "you're "), ("will not ", "won't "),
+                 ("I would ", "I'd ")]
+
+__all__ = ["DEFAULT_SIZES", "GENERATOR_VERSION", "VALUES", "generate_splits", "random_mr",
+           "realise", "style_weights"]
 
 
-def _food(v: str) -> str:
-    return "fast food" if v == "Fast food" else v
+def style_weights(slots: dict[str, str]) -> dict[str, float]:
+    """How likely each writer style is to describe this venue.
+
+    Writers are not spread evenly: upmarket, well-rated restaurants draw guide-book and
+    advertising copy, cheap pubs and fast food draw chatty and terse notes, and nobody
+    advertises a poorly rated place. Each feature of the venue multiplies some styles' weights;
+    the product is raised to the power 2.5, so that most venues have a clear majority style.
+    So the most likely wording of an MR depends on its values, which a model can learn and a
+    fixed template cannot follow.
+    """
+    w = {"p": 15.0, "g": 20.0, "c": 20.0, "a": 20.0, "t": 20.0}
+    factors = {("eatType", "restaurant"): "g3 a2 c0.6", ("eatType", "pub"): "c3 t1.5 g0.5",
+               ("eatType", "coffee shop"): "p2.5 c1.5", ("food", "Fast food"): "t3 c2 g0.4",
+               ("priceRange", "high"): "g2.5 a2 t0.6", ("priceRange", "more than £30"):
+               "g2.5 a2 t0.6", ("priceRange", "cheap"): "c2 t2 g0.5",
+               ("priceRange", "less than £20"): "c2 t2 g0.5", ("customer rating", "high"):
+               "a2.5 g1.5", ("customer rating", "5 out of 5"): "a2.5 g1.5",
+               ("customer rating", "low"): "a0.2 c2.5", ("customer rating", "1 out of 5"):
+               "a0.2 c2.5", ("familyFriendly", "yes"): "a1.5 p1.3"}
+    if "eatType" not in slots:
+        w["p"] *= 2
+        w["t"] *= 1.5
+    for item in slots.items():
+        for f in factors.get(item, "").split():
+            w[f[0]] *= float(f[1:])
+    return {k: v ** 2.5 for k, v in w.items()}
 
 
-# For each slot and value: adjective forms (go before the noun: "a cheap Italian pub"),
-# prepositional forms (after the noun: "... pub near the Library") and verb phrases
-# (third person singular: "... serves Italian food"). Any may be empty.
-def _adjectives(slot: str, v: str) -> list[str]:
-    if slot == "food":
-        return [_food(v)]
-    if slot == "priceRange":
-        return {"cheap": ["cheap", "low-priced", "inexpensive"],
-                "moderate": ["moderately priced", "mid-priced"],
-                "high": ["expensive", "high-priced", "pricey"]}.get(v, [])
-    if slot == "customer rating":
-        return {"low": ["low-rated", "poorly rated"], "average": ["average-rated"],
-                "high": ["highly rated", "well-reviewed"], "1 out of 5": ["one-star"],
-                "3 out of 5": ["three-star"], "5 out of 5": ["five-star"]}[v]
-    if slot == "familyFriendly":
-        return ["family-friendly", "kid-friendly", "child-friendly"] if v == "yes" else \
-            ["adults-only", "adult-oriented"]
-    if slot == "area":
-        return ["riverside"] if v == "riverside" else ["city centre", "city-centre"]
-    return []
+def _order(slots: dict[str, str], style: str, rng: random.Random) -> list[str]:
+    """The slots in the style's usual order, lightly shuffled; bad news tends to come last."""
+    order: list[str] = []
+    for item in _ORDER[style].replace("customer rating", "customer_rating").split():
+        block = [s.replace("_", " ") for s in item.split("|")]
+        rng.shuffle(block)
+        order += [s for s in block if s in slots]
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        i = rng.randrange(1, len(order)) if len(order) > 2 else 0
+        if i and order[i - 1] != "eatType":
+            order[i - 1], order[i] = order[i], order[i - 1]
+    if style in "gca" and rng.random() < 0.7:
+        order.sort(key=lambda s: POLARITY.get((s, slots[s]), 0) < 0)
+    return order
 
 
-def _prepositional(slot: str, v: str) -> list[str]:
-    if slot == "near":
-        return [f"near {v}", f"close to {v}", f"not far from {v}", f"by {v}"]
-    if slot == "area":
-        return ["by the river", "on the riverside", "in the riverside area"] if v == "riverside" \
-            else ["in the city centre", "in the centre of town", "in the heart of the city"]
-    numeric = any(ch.isdigit() for ch in v)
-    if slot == "customer rating":
-        return [f"with a customer rating of {v}", f"rated {v} by its customers"] if numeric \
-            else [f"with {_article(v)} {v} customer rating", f"with {v} ratings"]
-    if slot == "priceRange":
-        return [f"with {_price_noun(v)}"] + ([f"with a price range of {v}"] if numeric else [])
-    if slot == "food":
-        return [f"serving {_food(v)} food", f"offering {_food(v)} dishes"]
-    if slot == "familyFriendly":
-        return ["that welcomes children", "where children are welcome"] if v == "yes" else \
-            ["that does not cater for children"]
-    return []
+_SENTENCES = {"p": (1, 1, 2, 2), "g": (1, 1, 1, 2), "c": (1, 2, 2, 3), "a": (1, 2, 2, 3),
+              "t": (1, 1, 2, 3)}
 
 
-def _price_noun(v: str) -> str:
-    return {"cheap": "low prices", "moderate": "moderate prices", "high": "high prices",
-            "less than £20": "prices under £20", "£20-25": "prices of £20-25",
-            "more than £30": "prices above £30"}[v]
+def _groups(order: list[str], style: str, rng: random.Random) -> list[list[str]]:
+    """Cut the slots into sentences: how many depends on the number of slots and the style."""
+    n = len(order)
+    usual = _SENTENCES[style][(0, 0, 0, 0, 1, 1, 2, 3)[min(n, 7)]]
+    k = max(1, min(n, usual + rng.choices((-1, 0, 1), (1, 5, 1))[0]))
+    k = min(k, max(1, n // 2))  # every sentence says two slots or more
+    sizes = [min(n, 2)] + [2] * (k - 1)
+    for _ in range(n - sum(sizes)):
+        sizes[rng.choices(range(k), [2] + [1] * (k - 1))[0]] += 1
+    out, start = [], 0
+    for size in sizes:
+        out.append(order[start:start + size])
+        start += size
+    return out
 
 
-def _verb_phrases(slot: str, v: str) -> list[str]:
-    if slot == "food":
-        return [f"serves {_food(v)} food", f"offers {_food(v)} cuisine",
-                f"specialises in {_food(v)} dishes", f"has {_food(v)} food on the menu"]
-    if slot == "priceRange":
-        return [f"has {_price_noun(v)}", f"is in the {v} price range"] + \
-            ({"cheap": ["is cheap"], "moderate": ["is moderately priced"],
-              "high": ["is expensive", "is on the pricey side"]}.get(v, [f"costs {v}"]))
-    if slot == "customer rating":
-        return ([f"is rated {v} by customers", f"has a customer rating of {v}"]
-                if v[:1].isdigit() else [f"has {_article(v)} {v} customer rating"]) + \
-            ({"high": ["is highly rated"], "low": ["is poorly rated"],
-              "average": ["gets average reviews"]}.get(v, []))
-    if slot == "area":
-        return ["is located by the river", "is on the riverside", "sits by the river"] \
-            if v == "riverside" else ["is in the city centre", "is located in the city centre",
-                                      "is in the centre of the city"]
-    if slot == "familyFriendly":
-        return ["is family friendly", "welcomes families", "is kid friendly",
-                "is a good place for children"] if v == "yes" else \
-            ["is not family friendly", "is not suitable for children", "is not kid friendly",
-             "does not welcome families"]
-    if slot == "near":
-        return [f"is near {v}", f"is located close to {v}", f"can be found near {v}",
-                f"is just by {v}"]
-    return []
+def realise(slots: dict[str, str], rng: random.Random, style: str | None = None,
+            omit_p: float = OMIT_P) -> str:
+    """One reference text for the MR ``{slot: value}``, by a writer of a random (or given) style.
 
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" and not word.startswith(("one", "uni")) else "a"
-
-
-def _join(items: list[str], rng: random.Random) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    comma = "," if len(items) > 2 and rng.random() < 0.4 else ""
-    return ", ".join(items[:-1]) + f"{comma} and {items[-1]}"
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def realise(slots: dict[str, str], rng: random.Random) -> str:
-    """One reference text for an MR ``{slot: value}``, chosen at random among many phrasings."""
-    name = slots["name"]
-    noun = slots.get("eatType") or rng.choice(["place", "venue", "eatery", "spot"])
-    rest = [s for s in slots if s not in ("name", "eatType")]
-    if len(rest) >= 3 and rng.random() < 0.2:  # as in E2E, a text may leave one slot out
-        rest.pop(rng.randrange(len(rest)))
-    rng.shuffle(rest)
-    # fold a few slots into the noun phrase ("a cheap Italian pub near the Library")
-    adj_slots = [s for s in rest if _adjectives(s, slots[s])][:rng.choice([0, 1, 1, 2])]
-    pp_slots = [s for s in rest if s not in adj_slots][:rng.choice([0, 0, 1])]
-    verbs = [s for s in rest if s not in adj_slots and s not in pp_slots]
-    adj_order = ["priceRange", "customer rating", "familyFriendly", "area", "food"]
-    adjs = [rng.choice(_adjectives(s, slots[s])) for s in sorted(adj_slots, key=adj_order.index)]
-    core = " ".join(adjs + [noun])
-    np_ = f"{_article(core)} {core}"
-    if pp_slots:
-        np_ += " " + rng.choice(_prepositional(pp_slots[0], slots[pp_slots[0]]))
-    vps = [rng.choice(_verb_phrases(s, slots[s])) for s in verbs]
-
-    # split the verb phrases between the first sentence and an optional second one
-    n_first = rng.randint(0, len(vps)) if len(vps) <= 2 else rng.randint(0, 2)
-    first, second = vps[:n_first], vps[n_first:]
-    style = rng.randrange(6)
-    if not first and style in (2, 3, 5):
-        style = 0
-    if style == 0:
-        text = f"{name} is {np_}" + (" that " + _join(first, rng) if first else "")
-    elif style == 1:
-        text = f"There is {np_} called {name}" + (" which " + _join(first, rng) if first else "")
-    elif style == 2:
-        text = f"{_cap(np_)} named {name} {_join(first, rng)}"
-    elif style == 3:
-        text = f"{name}, {np_}, {_join(first, rng)}"
-    elif style == 4:
-        text = f"{name} is {np_}"
-        second = first + second
-    else:
-        text = f"{name} {_join(first, rng)}. It is {np_}"
-    sentences = [text]
-    if second:
-        subject = rng.choice(["It", "It", f"The {noun}", f"This {noun}", name])
-        if rng.random() < 0.3 and len(second) >= 3:
-            sentences.append(f"{subject} {second[0]}")
-            sentences.append(f"{rng.choice(['It', subject])} {_join(second[1:], rng)}")
+    Parameters
+    ----------
+    slots : the MR as ``{slot: value}``, with a ``name``.
+    rng : the random source (all choices are drawn from it).
+    style : one of :data:`STYLE_NAMES`' keys; default: drawn by :func:`style_weights`.
+    omit_p : chance of leaving one slot out when the MR has three or more besides the name.
+    """
+    if style is None:
+        w = style_weights(slots)
+        style = rng.choices(list(w), list(w.values()))[0]
+    content = {s: v for s, v in slots.items() if s != "name"}
+    if len(content) >= 3 and rng.random() < omit_p:
+        del content[rng.choice(sorted(content))]
+    writer = PlanWriter(slots, style, rng)
+    groups = _groups(_order(content, style, rng), style, rng)
+    first, left = writer.opening(groups[0])
+    sentences = [first]
+    polarity = writer.sign(groups[0])
+    if left:  # slots the opening had no room for go first in the next sentence
+        groups[1:2] = [left + (groups[1] if len(groups) > 1 else [])]
+    for group in groups[1:]:
+        sentences.append(writer.follow(group, polarity))
+        polarity += writer.sign(group)
+    if style in _OPENERS and rng.random() < 0.15 and not sentences[0].startswith("If "):
+        first = sentences[0]
+        first = first if first.startswith(slots["name"]) else first[:1].lower() + first[1:]
+        sentences[0] = rng.choice(_OPENERS[style].split("|")) + " " + first
+    text = " ".join(cap(s) + ("" if s.endswith(("?", "!")) else ".") for s in sentences)
+    if style == "a" and rng.random() < 0.3:
+        text = text[:-1] + "!"
+    if style in _CLOSERS and rng.random() < 0.35:
+        closer = rng.choice(_CLOSERS[style].split("|"))
+        if rng.random() < 0.85:  # "..., so book your table today!", "... - worth a try."
+            joint = " - " if style == "c" else ", so "
+            closer = closer if closer.startswith("I ") else closer[:1].lower() + closer[1:]
+            text = text[:-1] + joint + closer
         else:
-            sentences.append(f"{subject} {_join(second, rng)}")
-    return " ".join(_cap(s) + "." for s in sentences)
+            text += " " + closer
+    if style == "c" and rng.random() < 0.7 or style == "a" and rng.random() < 0.3:
+        for full, short in _CONTRACTIONS:
+            text = text.replace(full, short)
+    return text
 
 
-def random_mr(rng: random.Random) -> dict[str, str]:
-    """A random MR: always a name, at least two other slots, each with E2E's values."""
+def random_mr(rng: random.Random, names: list[str], landmarks: list[str]) -> dict[str, str]:
+    """A random MR: a name from ``names``, at least two other slots, each with E2E's values."""
     while True:
-        slots = {"name": rng.choice(NAMES)}
-        for slot in ("eatType", "food", "priceRange", "customer rating", "area",
-                     "familyFriendly", "near"):
-            if rng.random() < OPTIONAL_P[slot]:
-                if slot == "near":
-                    slots[slot] = rng.choice(LANDMARKS)
-                else:
-                    slots[slot] = rng.choice(VALUES[slot])
+        slots = {"name": rng.choice(names)}
+        for slot, p in OPTIONAL_P.items():
+            if rng.random() < p:
+                slots[slot] = rng.choice(landmarks) if slot == "near" else \
+                    rng.choice(VALUES[slot])
         if len(slots) >= 3:
             return slots
 
 
+def _pool_sizes(per_split: dict[str, int], sizes: dict[str, int]) -> dict[str, int]:
+    # small test sets get small pools, so names still repeat across MRs as in the real set
+    return {s: max(2, min(per_split.get(s, per_split["dev"]), n // 3 + 2))
+            for s, n in sizes.items()}
+
+
 def generate_splits(sizes: dict[str, int] | None = None, seed: int = 2017,
-                    refs_range: tuple[int, int] = (4, 8)) -> dict[str, list[E2ERecord]]:
-    """Generate ``{split: records}`` with no MR shared across splits.
+                    refs_per_mr: tuple[int, ...] = REFS_PER_MR, omit_p: float = OMIT_P
+                    ) -> dict[str, list[E2ERecord]]:
+    """Generate ``{split: records}``; no MR, venue name or landmark is shared across splits.
 
     Parameters
     ----------
-    sizes : MRs per split; default E2E's sizes ``{"train": 4800, "dev": 500, "test": 600}``.
+    sizes : MRs per split, in the order to generate; default :data:`DEFAULT_SIZES`.
     seed : the one seed of the whole set.
-    refs_range : inclusive range of references per MR (distinct texts).
+    refs_per_mr : each MR gets ``rng.choice(refs_per_mr)`` distinct references.
+    omit_p : chance that a reference leaves one slot out (see :func:`realise`).
+
+    Returns
+    -------
+    dict[str, list[E2ERecord]] : the records of each split, in generation order.
     """
-    sizes = sizes or {"train": 4800, "dev": 500, "test": 600}
-    lo, hi = refs_range
-    if lo < 1 or hi < lo:
-        raise ValueError(f"refs_range must satisfy 1 <= lo <= hi, got {refs_range}.")
+    sizes = DEFAULT_SIZES if sizes is None else sizes
+    if not refs_per_mr or min(refs_per_mr) < 1:
+        raise ValueError(f"refs_per_mr must be a non-empty tuple of counts >= 1, "
+                         f"got {refs_per_mr!r}.")
     rng = random.Random(seed)
+    names, landmarks = name_pools(_pool_sizes(NAMES_PER_SPLIT, sizes),
+                                  _pool_sizes(LANDMARKS_PER_SPLIT, sizes), rng)
     seen: set[str] = set()
     out: dict[str, list[E2ERecord]] = {}
     for split, n in sizes.items():
         records = []
         while len(records) < n:
-            slots = random_mr(rng)
+            slots = random_mr(rng, names[split], landmarks[split])
             mr = format_mr(slots)
             if mr in seen:
                 continue
             seen.add(mr)
-            want, refs = rng.randint(lo, hi), []
+            want, refs = rng.choice(refs_per_mr), []
             for _ in range(10 * want):
-                ref = realise(slots, rng)
+                ref = realise(slots, rng, omit_p=omit_p)
                 if ref not in refs:
                     refs.append(ref)
                 if len(refs) == want:
