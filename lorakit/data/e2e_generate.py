@@ -164,7 +164,7 @@ def realise(slots: dict[str, str], rng: random.Random, style: str | None = None,
     text = " ".join(cap(s) + ("" if s.endswith(("?", "!")) else ".") for s in sentences)
     if style == "a" and rng.random() < 0.3:
         text = text[:-1] + "!"
-    if style in _CLOSERS and rng.random() < 0.35:
+    if style in _CLOSERS and rng.random() < 0.35 and writer.sign(list(content)) >= 0:
         closer = rng.choice(_CLOSERS[style].split("|"))
         if rng.random() < 0.85:  # "..., so book your table today!", "... - worth a try."
             joint = " - " if style == "c" else ", so "

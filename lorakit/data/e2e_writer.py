@@ -182,7 +182,9 @@ class Writer:
             if together and s in ("area", "near"):  # "is located in the city centre near X"
                 if s == "area":
                     where = f"{self.say('area', 'post')} {self.say('near', 'post')}"
-                    units.append(("adj", rng.choice(["", "located "]) + where, 0))
+                    lead = "" if where.startswith(("located", "situated")) else \
+                        rng.choice(["", "located "])
+                    units.append(("adj", lead + where, 0))
                 continue
             modes = [(m, w) for m, w in (("adj", 4), ("vp", 3), ("np", 1.5)) if self.has(s, m)]
             mode = uniform or rng.choices(*zip(*modes))[0]
@@ -208,7 +210,7 @@ class Writer:
         units = merged
         texts = []
         for i, (mode, phrase, sign) in enumerate(units):
-            adverb = "also " if also and i == 0 else ""
+            adverb = "also " if also and i == 0 and "also " not in phrase else ""
             if mode == "adj":
                 texts.append(f"is {adverb}{phrase}")
             elif mode == "np":

@@ -165,7 +165,7 @@ _COMPILED = [(slot, value, re.compile(p, re.IGNORECASE)) for slot, value, p in P
 _NEAR_RE = re.compile(r"(?i:\b(?:near|close to|next to|beside|opposite|handy for|"
                       r"(?:a)?round the corner from|"
                       r"(?:walk|stroll|walking distance|stone's throw|minutes?|road|far|distance)\s+"
-                      r"(?:away\s+)?(?:from|of)|vicinity of))\s+(?:[Tt]he\s+)?[A-Z][\w']*")
+                      r"(?:away\s+)?(?:from|of)|vicinity of|doorstep of))\s+(?:[Tt]he\s+)?[A-Z][\w']*")
 
 
 def _blank(text: str, spans: Iterable[tuple[int, int]]) -> str:
@@ -197,13 +197,13 @@ def find_values(text: str, literals: Iterable[str] = ()) -> dict[str, list[str]]
     mentions that is not one of ``literals``.
     """
     masked = _blank(text, [s for lit in literals for s in literal_spans(text, lit)])
+    others = [m.group(0) for m in _NEAR_RE.finditer(masked)]  # before "Café" counts as a café
     found: dict[str, list[str]] = {}
     for slot, value, regex in _COMPILED:
         spans = [m.span() for m in regex.finditer(masked)]
         if spans:
             found.setdefault(slot, []).append(value)
             masked = _blank(masked, spans)
-    others = [m.group(0) for m in _NEAR_RE.finditer(masked)]
     if others:
         found["near"] = others
     return found
