@@ -2,12 +2,25 @@
 
 The real E2E NLG set (Novikova et al. 2017) has about 50k crowd-sourced restaurant descriptions;
 it is free to download but not ours to ship. This generator makes a set of the same shape and
-about the same size: meaning representations over E2E's eight slots with E2E's values, and about
-8.5 references each (E2E: 8.1 on average), written by five writer styles with many sentence plans
-and several phrasings of every value (:mod:`lorakit.data.e2e_plans`,
-:mod:`lorakit.data.e2e_phrases`). Venue names and landmarks are invented
-(:mod:`lorakit.data.e2e_names`), and dev and test use names and landmarks that train never shows.
-As in E2E, a few references leave one slot out.
+size: meaning representations over E2E's eight slots with E2E's values, 8.5 references each on
+average (E2E: 7.4 to 8.7 per split), 42k / 4.7k / 4.7k references as in E2E.
+
+The references are meant to be varied enough that one fixed template cannot imitate them, yet
+structured enough to be learned:
+
+* five writer styles (:data:`STYLE_NAMES`), drawn by :func:`style_weights` from the venue's
+  values (an upmarket restaurant gets guide-book and advertising copy, a cheap pub chatty notes),
+  each with its own favourite frames, phrasings, connectives, openers and closing remarks;
+* sentence plans (:mod:`lorakit.data.e2e_plans`): slot orders, one to three sentences,
+  aggregation into noun phrases and predicate lists, relative clauses, fronting, appositions,
+  "but" between good and bad news;
+* weighted phrasings of every value in every role (:mod:`lorakit.data.e2e_phrases`,
+  :mod:`lorakit.data.e2e_food`, :mod:`lorakit.data.e2e_scales`);
+* invented venue names and landmarks (:mod:`lorakit.data.e2e_names`); dev and test use names and
+  landmarks that train never shows, so a model has to copy them from the MR.
+
+As in E2E, a few references leave one slot out (:data:`OMIT_P`). The statistics that show all this
+are in ``data/e2e/MANIFEST.json`` (:mod:`lorakit.data.stats`).
 
 Everything is driven by one ``random.Random(seed)``, so ``generate_splits(seed=...)`` returns the
 same records on every machine (Python's ``random`` is stable across versions for the calls used).
