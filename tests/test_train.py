@@ -221,9 +221,13 @@ def test_save_and_load_trainable(tiny_gpt2, tmp_path):
         load_trainable(other, tmp_path / "junk.safetensors")
 
 
-def test_finetune_experiment_runs_both_methods(tiny_gpt2, tiny_tokenizer):
+def test_finetune_experiment_runs_both_methods(tiny_tokenizer):
+    from conftest import make_tiny_gpt2
+
     from lorakit.experiments.finetune import prepare_method, run_finetune, summary_table
     from lorakit.models import BaseInfo
+
+    tiny_gpt2 = make_tiny_gpt2(n_positions=512)  # the byte-level tiny tokenizer makes long MRs
 
     info = BaseInfo(source="test", name="tiny", n_params=0, tokenizer="tiny", vocab_size=300)
     before = {n: p.detach().clone() for n, p in tiny_gpt2.named_parameters()}
@@ -233,10 +237,13 @@ def test_finetune_experiment_runs_both_methods(tiny_gpt2, tiny_tokenizer):
     lora, full = out["methods"]["lora"], out["methods"]["full"]
     assert lora["trainable_params"] < full["trainable_params"] == full["total_params"]
     assert lora["checkpoint_bytes"] < full["checkpoint_bytes"]
-    assert len(lora["samples"]) == 4 and set(lora["metrics"]) == {"bleu", "rouge_l", "nist"}
+    assert len(lora["samples"]) == 4
+    assert set(lora["metrics"]) == {"bleu", "rouge_l", "nist", "ser"}
     assert lora["evals"] and lora["history"]
+    assert out["template"]["metrics"]["ser"] == 0.0  # the template says every slot
     table = summary_table(out).splitlines()
-    assert table[0].split()[:3] == ["method", "BLEU", "ROUGE-L"] and len(table) == 3
+    assert table[0].split()[:3] == ["method", "BLEU", "ROUGE-L"] and len(table) == 4
+    assert table[1].split()[0] == "template"
     with pytest.raises(ValueError, match="Unknown method"):
         prepare_method(tiny_gpt2, "adapter")
     with pytest.raises(ValueError, match="Unknown preset"):
