@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             ratios[key] = {"label": label, "value": value}
             if limit:
                 ratios[key].update(goal=f"<= {limit[0]}", met=value <= limit[0])
-    for key, r in ratios.items():
+    for r in ratios.values():
         met = "" if "met" not in r else ("  goal " + r["goal"] + (": met" if r["met"] else
                                                                     ": NOT met"))
         print(f"{r['label']}: {r['value']:.3f}{met}")

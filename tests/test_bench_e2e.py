@@ -1,0 +1,29 @@
+"""python -m lorakit.bench e2e-step: a small run on the CPU writes a record with rows and ratios."""
+
+from __future__ import annotations
+
+import json
+
+from lorakit.bench import e2e_step
+
+
+def test_e2e_step_small_run_writes_rows_and_ratios(tmp_path, capsys):
+    out = tmp_path / "e2e.json"
+    e2e_step.main(["--small", "--device", "cpu", "--steps", "6", "--out", str(out),
+                   "--rows", "lorakit_default", "lorakit_eager", "full_default"])
+    record = json.loads(out.read_text())
+    rows = record["results"]["rows"]
+    assert set(rows) == {"lorakit_default", "lorakit_eager", "full_default"}
+    for row in rows.values():
+        assert row["steps"] == 6 and row["step_ms"] > 0 and row["cuda_graphs"] is None  # a CPU
+    assert rows["lorakit_default"]["trainable_params"] < rows["full_default"]["trainable_params"]
+    ratio = record["results"]["ratios"]["default_vs_full_default"]
+    assert ratio["value"] == rows["lorakit_default"]["step_ms"] / rows["full_default"]["step_ms"]
+    assert record["source_sha256"] and record["device"]
+    assert "ms/step" in capsys.readouterr().out
+
+
+def test_e2e_examples_are_shaped_like_the_task():
+    examples = e2e_step.e2e_examples(200, vocab=100)
+    assert all(40 <= len(e.input_ids) <= 100 and 18 <= e.n_prompt <= 32 for e in examples)
+    assert e2e_step.e2e_examples(5, 100) == e2e_step.e2e_examples(5, 100)  # seeded
