@@ -12,6 +12,9 @@ from conftest import make_tiny_gpt2
 
 from lorakit import analysis
 from lorakit.baselines import METHODS, apply_method
+from lorakit.data import load_e2e
+from lorakit.data.template import template_texts
+from lorakit.evaluate import score_all
 from lorakit.experiments import baselines as exp
 from lorakit.models import BaseInfo
 
@@ -43,8 +46,9 @@ def test_ci_run_writes_a_record_of_table3_and_figure2(tmp_path, capsys):
         assert row["seeds"] == list(seeds) and len(row["runs"]) == len(seeds)
         assert row["lr"] == exp.LR[method] and 0 < row["trainable_params"] <= row["total_params"]
         for run in row["runs"]:
-            assert set(run["metrics"]) == {"bleu", "rouge_l", "nist"}
+            assert set(run["metrics"]) == {"bleu", "rouge_l", "nist", "ser"}
             assert all(math.isfinite(v) for v in run["metrics"].values())
+            assert run["metrics"]["ser"] >= 0  # a percentage; it can pass 100 (added slots)
             assert math.isfinite(run["final_loss"]) and math.isfinite(run["dev_loss"])
             assert run["steps"] == settings["steps"] and len(run["samples"]) == 3
             assert all("\ufffd" not in s["generated"] for s in run["samples"])
@@ -70,9 +74,35 @@ def test_ci_run_writes_a_record_of_table3_and_figure2(tmp_path, capsys):
         assert counts == sorted(counts) and all(p["formula"] == p["trainable_params"] for p in points)
     timing = res["timing"]
     assert timing["total_s"] >= timing["table3_s"] + timing["figure2_s"] > 0
+    test = load_e2e("test", res["data"]["source"])[:settings["test_mrs"]]
+    assert res["template"]["metrics"] == score_all(template_texts([r.mr for r in test]),
+                                                   [list(r.refs) for r in test],
+                                                   mrs=[r.mr for r in test])
+    assert res["template"]["metrics"]["ser"] == 0.0  # it says every slot, by construction
     table = exp.table3_text(res).splitlines()
-    assert table[0].split()[:3] == ["method", "trainable", "formula"] and len(table) == 9
+    assert table[0].split()[:3] == ["method", "trainable", "formula"] and len(table) == 10
+    assert table[0].split()[-2:] == ["SER", "%"]
+    assert table[1].split()[0] == "template" and "not recorded" not in "\n".join(table)
+    assert f"{res['template']['metrics']['bleu']:.1f}" in table[1]
     assert "±" in table[-1]  # LoRA has two seeds in ci
+    assert "template" in out.split("wrote")[0]  # the printed table has the template row
+
+
+def test_table3_of_a_record_without_ser_or_template_says_not_recorded():
+    def run(bleu):
+        return {"seed": 0, "metrics": {"bleu": bleu, "rouge_l": 50.0, "nist": 2.0}}
+
+    old = {"table3": {m: {"label": exp.LABELS[m], "size": None, "trainable_params": 10,
+                          "formula": None, "lr": exp.LR[m], "seeds": [0],
+                          "runs": [run(40.0)], **exp.summarise([run(40.0)])}
+                      for m in exp.TABLE3}}
+    table = exp.table3_text(old).splitlines()
+    assert table[1].split()[0] == "template" and table[1].count("not recorded") == 4
+    assert all(line.endswith("not recorded") for line in table[2:])  # the SER column
+    assert all("40.0" in line for line in table[2:])
+    new = {**old, "template": {"metrics": {"bleu": 48.5, "rouge_l": 60.0, "nist": 5.0,
+                                           "ser": 0.0}}}
+    assert exp.table3_text(new).splitlines()[1].split()[-4:] == ["48.5", "60.0", "5.00", "0.0"]
 
 
 def test_jobs_2_writes_the_record_of_jobs_1_on_the_data_asked_for(tmp_path):

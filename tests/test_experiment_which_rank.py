@@ -9,6 +9,9 @@ import pytest
 import torch
 
 import lorakit
+from lorakit.data import load_e2e
+from lorakit.data.template import template_texts
+from lorakit.evaluate import score_all
 from lorakit.experiments import which_rank as wr
 
 
@@ -67,11 +70,34 @@ def test_record_tables_and_metrics(recorded):
     ranks = wr.PRESETS["ci"]["ranks"]
     assert len(res["table6"]) == len(wr.TABLE6_SETS) * len(ranks)
     for run in res["runs"]:
-        for key in ("dev_loss", "bleu", "rouge_l", "train_s"):
+        for key in ("dev_loss", "bleu", "rouge_l", "ser", "train_s"):
             assert math.isfinite(run[key]), (key, run)
         assert 0 <= run["bleu"] <= 100 and run["steps"] == wr.PRESETS["ci"]["steps"]
+        assert run["ser"] >= 0  # a percentage; it can pass 100 (added slots)
     qv = {x["r"]: x["trainable_params"] for x in res["table6"] if x["targets"] == ["q", "v"]}
     assert qv[2] == 2 * qv[1] and qv[8] == 8 * qv[1]  # linear in r
+    for row in t5 + res["table6"]:
+        assert row["ser_mean"] == pytest.approx(
+            sum(row["ser"]) / len(row["ser"])) and len(row["ser"]) == len(row["seeds"])
+    test = load_e2e("test", res["data"]["source"])[:wr.PRESETS["ci"]["test_mrs"]]
+    assert res["template"]["metrics"] == score_all(template_texts([x.mr for x in test]),
+                                                   [list(x.refs) for x in test],
+                                                   mrs=[x.mr for x in test])
+    assert res["template"]["metrics"]["ser"] == 0.0  # it says every slot, by construction
+    table = wr.format_table(t5, res["template"]).splitlines()
+    assert "SER %" in table[0] and table[1].split()[0] == "template"
+    assert f"{res['template']['metrics']['bleu']:.1f}" in table[1]
+    assert "not recorded" not in "\n".join(table) and len(table) == len(t5) + 2
+
+
+def test_tables_of_a_record_without_ser_or_template_say_not_recorded(recorded):
+    keep = ("targets", "r", "seeds", "trainable_params", "bleu", "bleu_mean", "bleu_std",
+            "rouge_l", "rouge_l_mean", "rouge_l_std", "dev_loss", "dev_loss_mean", "dev_loss_std")
+    old = [{k: x[k] for k in keep} for x in recorded[0]["results"]["table5"]]
+    table = wr.format_table(old, None).splitlines()
+    assert table[1].split()[0] == "template" and table[1].count("not recorded") == 3
+    assert all("not recorded" in line for line in table[2:])  # the SER column
+    assert all(line.count("not recorded") == 1 for line in table[2:])
 
 
 def test_subspace_grids_are_similarities(recorded):
@@ -120,7 +146,8 @@ def test_claims_are_evaluated_from_the_record(recorded):
         [(True, False)] * 2 + [(False, True)] * 2  # Table 7 checked for both matrices
     text = wr.format_claims(rows)
     assert text.count("ours:") == 7 and ("yes" in text or "no" in text)
-    assert wr.format_table(recorded[0]["results"]["table5"]).count("\n") == len(wr.TABLE5)
+    res = recorded[0]["results"]
+    assert wr.format_table(res["table5"], res["template"]).count("\n") == len(wr.TABLE5) + 1
 
 
 def test_base_weight_is_the_slice_that_lora_updates(tiny_gpt2):

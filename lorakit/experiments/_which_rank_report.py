@@ -30,11 +30,14 @@ def summarise(rows: list[dict], targets, r: int) -> dict:
     mine = [x for x in rows if tuple(x["targets"]) == tuple(targets) and x["r"] == r]
     out = {"targets": list(targets), "r": r, "seeds": [x["seed"] for x in mine],
            "trainable_params": mine[0]["trainable_params"] if mine else None}
-    for key in ("bleu", "rouge_l", "dev_loss"):
+    for key in ("bleu", "rouge_l", "ser", "dev_loss"):
         vals = [x[key] for x in mine if x.get(key) is not None]
         out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(vals)
         out[key] = vals
     return out
+
+
+NOT_RECORDED = "not recorded"
 
 
 def _pm(mean, std, fmt: str) -> str:
@@ -43,14 +46,29 @@ def _pm(mean, std, fmt: str) -> str:
     return format(mean, fmt) + ("" if std is None else " ± " + format(std, fmt))
 
 
-def format_table(rows: list[dict]) -> str:
-    """Table 5 or 6 rows as text: weight set, r, trainable, BLEU, ROUGE-L, dev loss, seeds."""
-    head = ("weights", "r", "trainable", "BLEU", "ROUGE-L", "dev loss", "seeds")
-    lines = [head] + [(weights_label(x["targets"]), str(x["r"]), f"{x['trainable_params'] or 0:,}",
-                       _pm(x["bleu_mean"], x["bleu_std"], ".1f"),
-                       _pm(x["rouge_l_mean"], x["rouge_l_std"], ".1f"),
-                       _pm(x["dev_loss_mean"], x["dev_loss_std"], ".3f"), str(len(x["seeds"])))
-                      for x in rows]
+def _cell(row: dict, key: str, fmt: str) -> str:
+    """Mean ± std of ``key`` in a :func:`summarise` row; "not recorded" when the row predates it."""
+    if f"{key}_mean" not in row:
+        return NOT_RECORDED
+    return _pm(row[f"{key}_mean"], row[f"{key}_std"], fmt)
+
+
+def format_table(rows: list[dict], template: dict | None) -> str:
+    """Table 5 or 6 as text: the template's row, then per row of :func:`summarise` the weight
+    set, r, trainable parameters, BLEU, ROUGE-L, SER (%) and dev loss (mean ± std), seeds.
+
+    ``template`` is the results' ``"template"`` entry (its ``"metrics"`` are shown), or ``None``
+    for a record made before the template row existed; its cells, and the SER of rows recorded
+    before the slot error rate, then read "not recorded".
+    """
+    head = ("weights", "r", "trainable", "BLEU", "ROUGE-L", "SER %", "dev loss", "seeds")
+    scores = {} if template is None else {f"{k}_mean": v for k, v in template["metrics"].items()}
+    scores |= {f"{k}_std": None for k in ("bleu", "rouge_l", "ser")}
+    lines = [head, ("template", "-", "0", *(_cell(scores, k, ".1f")
+                                            for k in ("bleu", "rouge_l", "ser")), "-", "-")]
+    lines += [(weights_label(x["targets"]), str(x["r"]), f"{x['trainable_params'] or 0:,}",
+               *(_cell(x, k, ".1f") for k in ("bleu", "rouge_l", "ser")),
+               _cell(x, "dev_loss", ".3f"), str(len(x["seeds"]))) for x in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(line, widths))) for line in lines)

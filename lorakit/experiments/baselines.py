@@ -8,13 +8,17 @@ AdapterH, LoRA r=4 on Wq, Wv with α=32) fine-tunes a copy of the same base Φ0 
 (a seed fixes their order) with the same loop, :func:`lorakit.train.train` (AdamW, weight decay
 0.01, linear warm-up then decay, label smoothing 0.1, batch ``batch_size``), decodes the test MRs
 (the paper's beam search in the ``gpu`` preset: beam 10, no-repeat 4-grams, length penalty 0.9)
-and is scored with BLEU, ROUGE-L and NIST (:func:`lorakit.evaluate.score_all`). The prefix
-methods' special tokens go into the training batches and into the decoding prompts alike.
+and is scored with BLEU, ROUGE-L, NIST and the slot error rate, SER
+(:func:`lorakit.evaluate.score_all` with the test MRs). The prefix methods' special tokens go
+into the training batches and into the decoding prompts alike. The ``template`` entry scores the
+deterministic rule-based realizer of :mod:`lorakit.data.template` on the same test MRs, so that
+every table shows what learning adds.
 
-*Table 3*: one row per method, with its trainable parameters beside the paper's formula, and the
-mean ± std over the seeds in ``seeds`` (3 in ``gpu`` for LoRA and the adapters, whose scores are
-close). *Figure 2*: score against trainable parameters as the prefix length ``l_p + l_i``, the
-adapter bottleneck and the LoRA rank grow (the Table 3 point is reused, not trained again).
+*Table 3*: the template's row, then one row per method, with its trainable parameters beside the
+paper's formula, and the mean ± std over the seeds in ``seeds`` (3 in ``gpu`` for LoRA and the
+adapters, whose scores are close). *Figure 2*: score against trainable parameters as the prefix
+length ``l_p + l_i``, the adapter bottleneck and the LoRA rank grow (the Table 3 point is reused,
+not trained again).
 
 Learning rates, one per method (the paper tunes each; ours are usual values, raised for runs of a
 few hundred steps instead of the paper's five epochs): FT 2e-4, FT-Top2 5e-4, BitFit 2e-3,
@@ -24,8 +28,9 @@ after 60 steps (BLEU 8 and 5 against 21-23): too small for runs this short.
 
 Presets: ``ci`` is a smoke test (seconds on a CPU, no learning). ``cpu``: a few hundred MRs, one
 seed, a short sweep (minutes). ``gpu``: sized for one H200 in <= 4 minutes for everything, 23
-fine-tuning runs: 1,200 train MRs (~7k pairs) of which 160 steps of batch 32 see ~5k, 60 test MRs
-decoded with beam 10, so each run is a few seconds of (CPU-bound) training steps plus decoding.
+fine-tuning runs: 1,200 train MRs (~10k pairs on the shipped set) of which 160 steps of batch 32
+see ~5k, 60 test MRs decoded with beam 10, so each run is a few seconds of (CPU-bound) training
+steps plus decoding.
 The record ``ch07_baselines_<preset>`` holds all results and the time of each part.
 
 ``--data``: ``auto`` (default: the real E2E data when it is cached or can be downloaded, else the
@@ -53,6 +58,7 @@ from lorakit.data import LengthBucketBatches, load_e2e, make_examples, pad_id_of
 from lorakit.data.sources import data_source
 from lorakit.evaluate import generate_texts, score_all
 from lorakit.experiments._jobs import Job, run_jobs
+from lorakit.experiments.finetune import template_row
 from lorakit.presets import get_preset, pick_device, seed_everything
 from lorakit.runs import save_record
 from lorakit.train import TrainConfig, train
@@ -153,7 +159,7 @@ def run_one(base: nn.Module, tokenizer, method: str, size: int | None, seed: int
     return {"method": method, "size": size, "seed": seed, "config": report.config,
             "lr": cfg.lr, "trainable_params": report.trainable, "total_params": report.total,
             "formula": report.formula, "formula_text": report.formula_text,
-            "metrics": score_all(hyps, [list(r.refs) for r in test]),
+            "metrics": score_all(hyps, [list(r.refs) for r in test], mrs=[r.mr for r in test]),
             "final_loss": result.history[-1]["loss"], "dev_loss": result.evals[-1]["eval_loss"],
             "steps": result.steps, "train_wall_s": result.wall_s, "generate_wall_s": gen_s,
             "samples": [{"mr": r.mr, "generated": h, "references": list(r.refs[:2])}
@@ -205,7 +211,8 @@ def _run_job(ctx: dict, part: str, method: str, size: int | None, seed: int) -> 
 def run_baselines(preset: str | None = None, base_name: str = "auto", device: str | None = None,
                   progress: bool = True, data_root=None, loaded: tuple | None = None,
                   overrides: dict | None = None, source=None, jobs: int = 1) -> dict:
-    """The whole experiment; returns ``{"base", "data", "settings", "table3", "figure2", "timing"}``.
+    """The whole experiment; returns ``{"base", "data", "settings", "template", "table3", "figure2",
+    "timing"}``.
 
     ``loaded`` may pass ``(model, tokenizer, info)`` from :func:`lorakit.models.load_base`
     (copied, never changed); else ``base_name`` is loaded. ``overrides`` replaces entries of
@@ -246,8 +253,9 @@ def run_baselines(preset: str | None = None, base_name: str = "auto", device: st
         r, seconds = result
         timing[f"{r['part']}_s"] += seconds
         elapsed = time.perf_counter() - t0
-        say(f"[{k:2d}/{len(grid)}] {job.label}: BLEU {r['metrics']['bleu']:.1f}, train "
-            f"{r['train_wall_s']:.1f} s, decode {r['generate_wall_s']:.1f} s | {elapsed:.0f} s "
+        say(f"[{k:2d}/{len(grid)}] {job.label}: BLEU {r['metrics']['bleu']:.1f}, SER "
+            f"{r['metrics']['ser']:.1f}%, train {r['train_wall_s']:.1f} s, decode "
+            f"{r['generate_wall_s']:.1f} s | {elapsed:.0f} s "
             "elapsed, projected "
             f"{timing['load_s'] + (elapsed - timing['load_s']) * len(grid) / k:.0f} s")
 
@@ -288,8 +296,12 @@ def run_baselines(preset: str | None = None, base_name: str = "auto", device: st
                               f"{settings['batch_size']} per run (the paper: 5 epochs), "
                               f"{settings['test_mrs']} test MRs, beam {settings['beams']}; sized "
                               f"so that all {len(grid)} runs fit {BUDGET_S[preset]} s")},
-        "table3": table3, "figure2": figure2, "timing": timing,
+        "template": template_row(data["test"]), "table3": table3, "figure2": figure2,
+        "timing": timing,
     }
+
+
+NOT_RECORDED = "not recorded"
 
 
 def _pm(mean, std, fmt: str) -> str:
@@ -298,18 +310,31 @@ def _pm(mean, std, fmt: str) -> str:
     return format(mean, fmt) + ("" if std is None else " ± " + format(std, fmt))
 
 
+def _stat(row: dict, key: str, fmt: str) -> str:
+    """``row``'s mean ± std of metric ``key``; "not recorded" when a record predates the metric."""
+    if key not in row["mean"]:
+        return NOT_RECORDED
+    return _pm(row["mean"][key], row["std"].get(key), fmt)
+
+
 def table3_text(results: dict) -> str:
-    """Table 3 as text: trainable parameters (and the paper's formula), BLEU, ROUGE-L, NIST."""
-    head = ("method", "trainable", "formula", "lr", "seeds", "BLEU", "ROUGE-L", "NIST")
-    rows = [head]
+    """Table 3 as text: the template's row, then per method its trainable parameters (and the
+    paper's formula), learning rate, seeds, BLEU, ROUGE-L, NIST and SER (%), mean ± std.
+
+    A record made before the slot error rate and the template row existed shows those cells as
+    "not recorded".
+    """
+    head = ("method", "trainable", "formula", "lr", "seeds", "BLEU", "ROUGE-L", "NIST", "SER %")
+    metrics = (("bleu", ".1f"), ("rouge_l", ".1f"), ("nist", ".2f"), ("ser", ".1f"))
+    template = results.get("template")
+    scores = ({"mean": template["metrics"], "std": {}} if template is not None
+              else {"mean": {}, "std": {}})
+    rows = [head, ("template", "0", "-", "-", "-", *(_stat(scores, k, f) for k, f in metrics))]
     for m, r in results["table3"].items():
         size = "" if r["size"] is None else f" ({SIZE_NAME[m]}={r['size']})"
-        mean, std = r["mean"], r["std"]
         rows.append((r["label"] + size, f"{r['trainable_params']:,}",
                      "-" if r["formula"] is None else f"{r['formula']:,}", f"{r['lr']:g}",
-                     str(len(r["seeds"])), _pm(mean["bleu"], std["bleu"], ".1f"),
-                     _pm(mean["rouge_l"], std["rouge_l"], ".1f"),
-                     _pm(mean["nist"], std["nist"], ".2f")))
+                     str(len(r["seeds"])), *(_stat(r, k, f) for k, f in metrics)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(row, widths))) for row in rows)

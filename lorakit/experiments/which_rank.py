@@ -17,10 +17,12 @@ is trained once:
 
 Every run is short: a fixed number of optimizer steps over a subset, with a larger batch than the
 paper's (fewer, CPU-bound steps), α = 32 for every r (the paper fixes α and scales by α/r), LoRA
-dropout 0.1, label smoothing 0.1. Score: BLEU/ROUGE-L/NIST of beam-search decodes (the paper's
-beam 10 in the ``gpu`` preset) on a test subset; validation loss: :func:`lorakit.train.evaluate_loss`
-on dev. The ``gpu`` preset has a time budget: extra seeds are skipped (and listed in the record)
-if the runs so far say they would not fit, so the whole command stays within 4 minutes on an H200.
+dropout 0.1, label smoothing 0.1. Score: BLEU/ROUGE-L/NIST and the slot error rate (SER, %) of
+beam-search decodes (the paper's beam 10 in the ``gpu`` preset) on a test subset; validation loss:
+:func:`lorakit.train.evaluate_loss` on dev. The ``template`` entry scores the deterministic
+rule-based realizer of :mod:`lorakit.data.template` on the same test MRs: a row of every table.
+The ``gpu`` preset has a time budget: extra seeds are skipped (and listed in the record) if the
+runs so far say they would not fit, so the whole command stays within 4 minutes on an H200.
 
 Record: ``ch08_which_rank_<preset>.json``; tensors: ``ch09_adapters_<preset>.safetensors``.
 
@@ -62,6 +64,7 @@ from lorakit.experiments._which_rank_report import (  # noqa: F401  (re-exported
     summarise,
     weights_label,
 )
+from lorakit.experiments.finetune import template_row
 from lorakit.presets import get_preset, seed_everything
 from lorakit.runs import RUNS_DIR, save_record
 from lorakit.train import TrainConfig, evaluate_loss, train
@@ -160,7 +163,7 @@ def run_config(base, tokenizer, data: dict, targets, r: int, seed: int, settings
                               max_new_tokens=settings["max_new_tokens"],
                               num_beams=settings["beams"], device=device)
         out["decode_s"] = time.perf_counter() - start
-        out.update(score_all(hyps, [list(x.refs) for x in test]))
+        out.update(score_all(hyps, [list(x.refs) for x in test], mrs=[x.mr for x in test]))
         out["sample"] = {"mr": test[0].mr, "generated": hyps[0]}
     del model
     if device.type == "cuda":
@@ -199,8 +202,10 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
     """The whole experiment. Returns ``(results, tensors)``.
 
     ``results`` holds ``runs`` (one row per fine-tune), ``table5``, ``table6`` (mean ± std over
-    seeds), ``subspace`` (:func:`subspace_analysis`) and timing; ``tensors`` the chapter-9 factors
-    and base weights (fp32) named as :func:`subspace_analysis` expects. ``loaded`` may pass an
+    seeds), ``template`` (the template baseline's metrics on the same test MRs, as
+    :func:`lorakit.experiments.finetune.template_row`), ``subspace`` (:func:`subspace_analysis`)
+    and timing; ``tensors`` the chapter-9 factors and base weights (fp32) named as
+    :func:`subspace_analysis` expects. ``loaded`` may pass an
     already loaded ``(model, tokenizer, info)`` (it is copied, never changed). ``only_adapters``:
     just the four {Wq,Wv} runs chapter 9 needs, without decoding (for a quick live run).
     ``source``: the data (:func:`lorakit.data.sources.data_source`; default ``"auto"``, or
@@ -245,8 +250,8 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
         row = result[0]
         rows.append(row)
         if progress:
-            score = f", BLEU {row['bleu']:.1f}, decode {row['decode_s']:.1f} s" \
-                if "bleu" in row else ""
+            score = (f", BLEU {row['bleu']:.1f}, SER {row['ser']:.1f}%, decode "
+                     f"{row['decode_s']:.1f} s") if "bleu" in row else ""
             print(f"[{k:2d}/{len(grid)}] {job.label:24s}: train {row['train_s']:.1f} s, dev loss "
                   f"{row['dev_loss']:.3f}{score} ({time.perf_counter() - start:.0f} s so far)")
 
@@ -274,7 +279,7 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
                  "test_mrs": len(data["test"])},
         "settings": {**settings, "alpha": ALPHA, "dropout": DROPOUT,
                      "label_smoothing": LABEL_SMOOTHING, "budget_rank": BUDGET_RANK},
-        "runs": rows, "skipped": skipped, "adapters": meta,
+        "runs": rows, "skipped": skipped, "adapters": meta, "template": template_row(data["test"]),
         "table5": [] if only_adapters else
         [summarise(rows, t, BUDGET_RANK // len(t)) for t in TABLE5],
         "table6": [] if only_adapters else
@@ -314,6 +319,6 @@ def main(argv: list[str] | None = None) -> None:
     path = save_record(f"ch08_which_rank_{preset}", results, preset=preset,
                        config={"base": args.base, "data": args.data, "jobs": args.jobs},
                        wall_s=wall, seed=0, out_dir=out, data=src)
-    print("Table 5 (one budget):\n" + format_table(results["table5"]))
-    print("Table 6 (ranks):\n" + format_table(results["table6"]))
+    print("Table 5 (one budget):\n" + format_table(results["table5"], results["template"]))
+    print("Table 6 (ranks):\n" + format_table(results["table6"], results["template"]))
     print(f"wrote {path} and {results['adapters_file']} ({wall:.0f} s)")
