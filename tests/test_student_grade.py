@@ -2,7 +2,9 @@
 
 Proves: student versions hold no solution text and a stub per exercise; a student chapter runs to
 its end under nbval; grading reports every exercise (all PASS for the solutions, all FAIL for the
-student versions) and turns a learner's crash into feedback instead of a crash of the grader.
+student versions, in minutes for every chapter: widget cells do not wait for the timeout) and
+turns a learner's crash, or a cell that never ends, into feedback instead of a crash of the grader.
+(What the grader refuses to be fooled by is in test_grader_isolation.py.)
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def test_grading_solutions_pass_and_student_versions_fail(student_dir, tmp_path)
     assert sorted(expected) == [n for n in names() if n.startswith("ch03.")]
     for result in (solution, returned):
         assert result["error"] is None and result["cell_errors"] == [], result
+        assert result["chapter"] == CH03.name
         assert [e["name"] for e in result["exercises"]] == expected
     assert all(e["passed"] for e in solution["exercises"]) and solution["passed"] == 4
     assert returned["passed"] == 0 and returned["total"] == 4
@@ -146,39 +149,71 @@ def _notebook(path: Path, *sources: str) -> Path:
 
 def test_grader_turns_learner_errors_into_feedback(tmp_path, capsys):
     returned = _notebook(
-        tmp_path / "returned.ipynb",
+        tmp_path / CH03.name,
         "import lorakit.exercises",
         "def lora_forward(x, W0, A, B, alpha):\n    return x @ W0",  # wrong shapes
         'lorakit.exercises.check("ch03.lora_forward", lora_forward);',
         "def merge_lora(W0, A, B, alpha)\n    return W0",  # syntax error: never defined
         'lorakit.exercises.check("ch03.merge_lora", merge_lora);',
         "1 / 0",
-        "from lorakit.exercises.ch03 import unmerge_lora",
+        "import time\ntime.sleep(30)",  # interrupted at the timeout; the next cells still run
+        "def unmerge_lora(W, A, B, alpha):\n    return W - (alpha / A.shape[0]) * (B @ A)",
         'lorakit.exercises.check("ch03.unmerge_lora", unmerge_lora);',
     )
-    slow = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(30)",
-                     'print("PASS ch03.lora_layer")')
     corrupt = tmp_path / "corrupt.ipynb"
     corrupt.write_text("{ not json")
+    unknown = _notebook(tmp_path / "homework.ipynb", 'print("PASS ch03.lora_layer")')
     out = tmp_path / "g.json"
-    assert main(["grade", str(returned), str(corrupt), str(slow), "--json", str(out),
-                 "--timeout", "3"]) == 0
+    assert main(["grade", str(returned), str(corrupt), str(unknown), "--json", str(out),
+                 "--timeout", "5"]) == 0
     table = capsys.readouterr().out
-    assert "returned.ipynb: 1/3 passed (3 cell(s) with errors)" in table
+    assert f"{CH03.name}: 1/4 passed (4 cell(s) with errors)" in table
     results = {Path(r["notebook"]).name: r for r in json.loads(out.read_text())["notebooks"]}
-    ex = {e["name"]: e for e in results["returned.ipynb"]["exercises"]}
+    got = results[CH03.name]
+    assert got["chapter"] == CH03.name and got["error"] is None
+    ex = {e["name"]: e for e in got["exercises"]}
     assert ex["ch03.unmerge_lora"]["passed"] is True
     assert "your code raised RuntimeError (in lora_forward, line 2)" in ex["ch03.lora_forward"]["reason"]
-    reason = ex["ch03.merge_lora"]["reason"]
-    assert "NameError" in reason and "earlier cell (3) raised SyntaxError" in reason
+    assert ex["ch03.merge_lora"]["reason"].startswith(
+        "`merge_lora` was not defined by any cell of this run; cell 3, which defines it, raised "
+        "SyntaxError")
+    assert ex["ch03.lora_layer"]["reason"].startswith("`LoRAFromScratch` was not defined")
+    errors = {e["cell"]: e["error"] for e in got["cell_errors"]}
+    assert sorted(errors) == [3, 4, 5, 6] and errors[6].startswith("KeyboardInterrupt")
     assert results["corrupt.ipynb"]["error"].startswith("could not read the notebook")
     assert results["corrupt.ipynb"]["total"] == 0
-    assert "stopped early" in results["slow.ipynb"]["error"]
+    assert results["homework.ipynb"]["error"].startswith("cannot tell which chapter this is")
+    assert results["homework.ipynb"]["total"] == 0
+
+
+def test_a_cell_that_ignores_the_interrupt_stops_the_notebook(tmp_path):
+    returned = _notebook(
+        tmp_path / CH03.name,
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+        "def lora_forward(x, W0, A, B, alpha):\n    return x",
+    )
+    [result] = grade([returned], timeout=3)
+    assert result.error.startswith("cell 0 ran past the 3 s limit and did not stop when interrupted")
+    assert result.passed == 0 and all(e.reason.startswith("not checked: cell 0") for e in result.exercises)
+
+
+def test_grading_with_the_manifest_of_the_student_versions(student_dir, tmp_path):
+    manifest = student_dir / "lorakit_exercises.json"
+    data = json.loads(manifest.read_text())
+    assert data["notebooks"][CH03.name] == [{"name": n, "object": o} for n, o in [
+        ("ch03.lora_forward", "lora_forward"), ("ch03.lora_layer", "LoRAFromScratch"),
+        ("ch03.merge_lora", "merge_lora"), ("ch03.unmerge_lora", "unmerge_lora")]]
+    returned = _notebook(tmp_path / f"bob-{CH03.name}", "lora_forward = 1")
+    [result] = grade([returned], timeout=60, course=manifest)
+    assert result.chapter == CH03.name and result.total == 4 and result.passed == 0
+    assert "your code raised TypeError" in result.exercises[0].reason
 
 
 def test_grade_and_student_refuse_bad_paths(tmp_path, capsys):
     assert main(["grade", str(tmp_path / "missing.ipynb")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["grade", str(CH03), "--course", str(tmp_path / "nowhere")]) == 2
+    assert "--course" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="check the paths"):
         grade([tmp_path / "missing.ipynb"])
     assert main(["student", str(tmp_path / "nope"), "--out", str(tmp_path / "s")]) == 2

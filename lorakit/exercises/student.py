@@ -29,6 +29,8 @@ from pathlib import Path
 
 import nbformat
 
+from lorakit.exercises.course import chapter_exercises, write_manifest
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 _BEGIN_RE = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
@@ -160,6 +162,9 @@ def write_student_versions(sources: list[str | Path] | str | Path, out: str | Pa
     folder (images, data the chapters read) are copied as they are. Every notebook is converted in
     memory before anything is written, so an error leaves ``out`` untouched.
 
+    Beside them it writes ``lorakit_exercises.json``, the exercises each chapter expects (what
+    the grader's ``--course`` takes when the chapters themselves are not at hand).
+
     Returns
     -------
     list of Path
@@ -180,9 +185,10 @@ def write_student_versions(sources: list[str | Path] | str | Path, out: str | Pa
         if src.is_dir() and out.resolve() == src.resolve():
             raise ValueError(f"--out {out} is the source folder; that would overwrite the solutions. "
                              "Choose another folder, e.g. student/")
-    converted = []
+    converted, course = [], {}
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
+        course[path.name] = chapter_exercises(nb, path.name)
         converted.append((path, make_student_notebook(nb, path.name)))
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -192,6 +198,7 @@ def write_student_versions(sources: list[str | Path] | str | Path, out: str | Pa
             raise ValueError(f"{target} is the solution notebook itself; choose another --out folder")
         nbformat.write(nb, target)
         written.append(target)
+    write_manifest(out, course)
     for src in srcs:
         if src.is_dir():
             for item in src.iterdir():
