@@ -150,3 +150,12 @@ def test_unknown_preset_and_a_base_too_short_for_the_prefixes(tiny_tokenizer):
     with pytest.raises(ValueError, match="no room for"):
         exp.run_baselines("ci", loaded=(short, tiny_tokenizer, info), device="cpu",
                           progress=False)
+
+
+def test_progress_lines_name_the_shipped_data_without_this_machines_path():
+    from lorakit.data.sources import data_source
+
+    shipped = data_source("synthetic")
+    label = exp.data_label(shipped)
+    assert "data/e2e" in label and str(shipped.root.resolve()) not in label
+    assert str(FIXTURE) in exp.data_label(data_source(FIXTURE))  # a folder the user gave

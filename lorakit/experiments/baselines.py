@@ -191,6 +191,13 @@ def _prepare_data(tokenizer, settings: dict, max_len: int, source="auto") -> dic
             "n_train_mrs": len(train_recs), "n_dev_mrs": len(dev_recs)}
 
 
+def data_label(src) -> str:
+    """A :class:`lorakit.data.sources.DataSource` for a progress line, without this machine's
+    paths for the shipped set and the real data's cache (a folder the user gave is shown)."""
+    return {"synthetic": "the shipped synthetic E2E set, data/e2e",
+            "real": "the real E2E data, from the lorakit cache"}.get(src.kind, str(src))
+
+
 def plan(settings: dict) -> list[tuple[str, str, int | None, int]]:
     """Every run as ``(part, method, size, seed)``: Table 3 (with seeds), then Figure 2's extra points."""
     jobs = [("table3", m, settings["sizes"].get(m), s) for m in TABLE3
@@ -247,7 +254,7 @@ def run_baselines(preset: str | None = None, base_name: str = "auto", device: st
               "jobs": jobs}
     grid = plan(settings)
     say(f"[ch07 {preset}] base ready in {timing['load_s']:.1f} s; {len(grid)} runs to do "
-        f"(budget {BUDGET_S[preset]} s, {jobs} at a time; {src})")
+        f"(budget {BUDGET_S[preset]} s, {jobs} at a time; {data_label(src)})")
 
     def report(k: int, job: Job, result: tuple[dict, float]) -> None:
         r, seconds = result

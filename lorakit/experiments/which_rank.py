@@ -64,6 +64,7 @@ from lorakit.experiments._which_rank_report import (  # noqa: F401  (re-exported
     summarise,
     weights_label,
 )
+from lorakit.experiments.baselines import data_label
 from lorakit.experiments.finetune import template_row
 from lorakit.presets import get_preset, seed_everything
 from lorakit.runs import RUNS_DIR, save_record
@@ -262,7 +263,7 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
         todo.append(Job(label, (spec, not only_adapters, keep), spec["required"]))
     context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings}
     if progress:
-        print(f"[ch08 {preset}] {len(grid)} fine-tunes, {jobs} at a time; {src}")
+        print(f"[ch08 {preset}] {len(grid)} fine-tunes, {jobs} at a time; {data_label(src)}")
     results = run_jobs(_run_spec, todo, context, jobs, device=device, skip=over_budget,
                        on_done=report)
     rows = [res[0] for res in results if res is not None]  # in the order of the plan
