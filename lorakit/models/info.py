@@ -7,8 +7,16 @@ from pathlib import Path
 from typing import Any
 
 
+_REPO = Path(__file__).resolve().parents[2]  # the checkout that holds lorakit/ and data/
+
+
 def short_path(path: str | Path) -> str:
-    """``path`` with the home directory written as ``~`` (for printing)."""
+    """``path`` for printing: relative to the repository when inside it (``data/e2e``), else with
+    the home directory written as ``~``."""
+    try:
+        return str(Path(path).resolve().relative_to(_REPO))
+    except ValueError:
+        pass
     home, p = str(Path.home()), str(path)
     return "~" + p[len(home):] if home not in ("", "/") and p.startswith(home) else p
 
