@@ -1,71 +1,85 @@
-"""Saving and loading LoRA adapters: ``adapter.safetensors`` + ``adapter_config.json``.
+"""Saving and loading LoRA adapters: ``adapter.safetensors`` + ``lorakit_adapter.json``.
 
-The JSON holds the LoRA settings, the lorakit version and the identity of the base: every
-adapted module's name, kind and shape. Loading checks all of it *before* touching the model,
-so an adapter made for another base, or a truncated or foreign file, gives a clear error and
-leaves the model as it was.
+The JSON holds the LoRA settings, the lorakit version, the identity of the base (every adapted
+module's name, kind and shape) and the SHA-256 of the weights file. Loading checks all of it
+*before* touching the model, so an adapter made for another base, or a truncated, edited or
+foreign file, gives a clear error and leaves the model as it was.
+
+The config's name is lorakit's own: ``adapter_config.json`` is PEFT's, and saving into a PEFT
+folder must not overwrite it. Adapters saved by earlier lorakit versions, whose config was called
+``adapter_config.json`` and carries ``"format": "lorakit-adapter"``, still load.
+
+A save is all-or-nothing: the new weights go to a hidden temporary file, then the config (which
+names the weights' hash) replaces the old one in one rename, the commit point, then the weights
+take their place. A save killed at any moment leaves the previous adapter or the new one, never a
+mix: the loader checks the hash, and reads the new weights from the temporary file when the kill
+fell between the last two renames. Temporary files of killed saves are removed by the next save.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .lora.apply import (
-    LoRAConfig,
-    _adaptable,
-    apply_lora,
-    lora_layers,
-    lora_state_dict,
+from .adapter_meta import (
+    FORMAT,
+    FORMAT_VERSION,
+    AdapterError,
+    check_base,
+    implied_shapes,
+    module_identity,
+    unexpected_keys,
+    validate_meta,
 )
-from .lora.layers import FusedLoRALinear, LoRAEmbedding, base_dims, lora_scaling
+from .fileio import atomic_write, fsync_dir, write_synced
+from .lora.apply import LoRAConfig, apply_lora, lora_layers, lora_state_dict
+from .lora.layers import lora_scaling
 
-FORMAT = "lorakit-adapter"
-FORMAT_VERSION = 1
+__all__ = ["AdapterError", "CONFIG", "FORMAT", "FORMAT_VERSION", "LEGACY_CONFIG", "WEIGHTS",
+           "atomic_write", "load_adapter", "read_adapter", "save_adapter"]
+
 WEIGHTS = "adapter.safetensors"
-CONFIG = "adapter_config.json"
+CONFIG = "lorakit_adapter.json"
+LEGACY_CONFIG = "adapter_config.json"  # lorakit < format 2 (and PEFT's name: never written)
+_PENDING = f".{WEIGHTS}."  # prefix of the hidden weights of a save in progress
 
 
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    A crash or an error mid-write leaves any earlier file at ``path`` as it was, never a
-    half-written one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside ``torch.compile`` (``_orig_mod``) and (Distributed)DataParallel."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
 
 
-class AdapterError(ValueError):
-    """An adapter that cannot be loaded into this model (wrong base, corrupt or foreign file)."""
+_WRAPPED = re.compile(r"(^|\.)_orig_mod(?=\.|$)")
 
 
-def _module_identity(name: str, mod: nn.Module) -> dict:
-    if isinstance(mod, LoRAEmbedding):
-        return {"kind": "embedding", "shape": list(mod.base.weight.shape)}
-    if isinstance(mod, nn.Embedding):
-        return {"kind": "embedding", "shape": list(mod.weight.shape)}
-    layer_base = getattr(mod, "base", mod)
-    k, d, fan = base_dims(layer_base)
-    info = {"kind": "conv1d" if fan else "linear", "in": k, "out": d}
-    if isinstance(mod, FusedLoRALinear):
-        info["enable"] = list(mod.enable)
-    return info
+def _plain_name(name: str) -> str:
+    """A module or tensor name without the ``_orig_mod`` of compiled submodules."""
+    return _WRAPPED.sub("", name).lstrip(".")
+
+
+def _clean_stale(folder: Path) -> None:
+    """Remove what killed saves left: hidden temporary files, and the ``tmp*`` folders of old saves."""
+    for item in folder.iterdir():
+        if item.is_file() and item.name.startswith((_PENDING, f".{CONFIG}.")) \
+                and item.name.endswith(".tmp"):
+            item.unlink(missing_ok=True)
+        elif item.is_dir() and item.name.startswith("tmp") \
+                and {p.name for p in item.iterdir()} <= {WEIGHTS, LEGACY_CONFIG}:
+            shutil.rmtree(item, ignore_errors=True)
 
 
 def _lora_config_of(model: nn.Module) -> dict:
@@ -73,16 +87,33 @@ def _lora_config_of(model: nn.Module) -> dict:
     return cfg.to_dict() if isinstance(cfg, LoRAConfig) else {}
 
 
+def _target_folder(path: str | os.PathLike) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; save_adapter writes a folder ({WEIGHTS} + {CONFIG}). "
+                         "Pass the path of a folder (it is created if missing).")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{parent} is a file, so the folder {out} cannot be created there; "
+                                 "choose another path.")
+            break
+    return out
+
+
 def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig | None = None) -> Path:
     """Save only the LoRA weights of ``model`` (and its settings) to the folder ``path``.
 
-    Returns the folder. Files are written to temporary names and renamed, so an interrupted
-    save never leaves a half-written adapter behind.
+    ``model`` may be wrapped by ``torch.compile`` or ``(Distributed)DataParallel``: the names on
+    disk are those of the plain model. Other files in the folder are left alone. Returns the
+    folder. The save is all-or-nothing (see the module docstring).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save as to_bytes
 
     from . import __version__
 
+    out = _target_folder(path)
+    model = _unwrap(model)
     layers = list(lora_layers(model))
     if not layers:
         raise ValueError("Cannot save an adapter: the model has no LoRA layers. "
@@ -90,114 +121,126 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig |
     if any(layer.merged for _, layer in layers):
         raise ValueError("The model's LoRA layers are merged; call lorakit.unmerge_lora(model) "
                          "before saving so that the base weights and the adapter stay separate.")
-    first = layers[0][1]
     cfg = config.to_dict() if config is not None else _lora_config_of(model)
-    if not cfg:  # LoRA layers built by hand: their settings must agree to describe them in one config
-        settings = {(layer.r, layer.alpha, layer.scaling) for _, layer in layers}
-        if len(settings) > 1:
-            raise ValueError("The LoRA layers have different ranks or alphas; pass "
-                             "config=LoRAConfig(...) describing them, or save them separately.")
+    if not cfg:  # LoRA layers built by hand: describe them by the first one
+        first = layers[0][1]
         cfg = {"r": first.r, "alpha": first.alpha,
                "rslora": abs(first.scaling - first.alpha / first.r) > 1e-12}
+    want = lora_scaling(cfg.get("alpha") or cfg["r"], cfg["r"], cfg.get("rslora", False))
+    odd = [n for n, layer in layers if layer.r != cfg["r"] or abs(layer.scaling - want) > 1e-9 * want]
+    if odd:
+        raise ValueError(f"The LoRA layers {odd[:3]} have another rank or scaling than r={cfg['r']}, "
+                         f"scaling={want:g}; one adapter file describes one setting. Pass "
+                         "config=LoRAConfig(...) that matches all layers, or save them separately.")
     bias = cfg.get("bias", "none")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in lora_state_dict(model, bias).items()}
+    tensors = {_plain_name(k): v.detach().contiguous().cpu()
+               for k, v in lora_state_dict(model, bias).items()}
+    data = to_bytes(tensors, metadata={"format": FORMAT})
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lorakit_version": __version__,
         "lora": cfg,
-        "modules": {name: _module_identity(name, layer) for name, layer in layers},
+        "modules": {_plain_name(name): module_identity(name, layer) for name, layer in layers},
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
         "dtype": str(next(iter(tensors.values())).dtype),
+        "weights": {"file": WEIGHTS, "sha256": hashlib.sha256(data).hexdigest()},
     }
-    out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        save_file(tensors, os.path.join(tmp, WEIGHTS), metadata={"format": FORMAT})
-        Path(tmp, CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(os.path.join(tmp, WEIGHTS), out / WEIGHTS)
-        os.replace(os.path.join(tmp, CONFIG), out / CONFIG)
+    _clean_stale(out)
+    fd, pending = tempfile.mkstemp(dir=out, prefix=_PENDING, suffix=".tmp")
+    os.close(fd)
+    write_synced(Path(pending), data)
+    text = json.dumps(meta, indent=2) + "\n"
+    atomic_write(out / CONFIG, lambda tmp: Path(tmp).write_text(text))  # the commit point
+    os.replace(pending, out / WEIGHTS)
+    fsync_dir(out)
     return out
+
+
+def _find_config(folder: Path) -> Path:
+    if folder.is_file():
+        raise FileNotFoundError(f"{folder} is a file; pass the adapter's folder (it holds {CONFIG} "
+                                f"and {WEIGHTS}).")
+    if (folder / CONFIG).is_file():
+        return folder / CONFIG
+    legacy = folder / LEGACY_CONFIG
+    if legacy.is_file():
+        return legacy  # an adapter of an earlier lorakit, or another library's (refused below)
+    raise FileNotFoundError(f"{folder / CONFIG} does not exist: an adapter folder written by "
+                            f"lorakit.save_adapter holds {CONFIG} and {WEIGHTS}.")
+
+
+def _weights_bytes(folder: Path, meta: dict) -> bytes:
+    """The weights' bytes: the file whose SHA-256 the config names (see the module docstring)."""
+    w_path = folder / WEIGHTS
+    want = (meta.get("weights") or {}).get("sha256")
+    candidates = [w_path] + sorted(folder.glob(f"{_PENDING}*.tmp")) if want else [w_path]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if want is None or hashlib.sha256(data).hexdigest() == want:
+            return data
+    if not w_path.is_file():
+        raise FileNotFoundError(f"{w_path} does not exist: an adapter folder written by "
+                                f"lorakit.save_adapter holds {CONFIG} and {WEIGHTS}.")
+    raise AdapterError(f"{w_path} is not the file its config describes (SHA-256 differs): it is "
+                       "truncated, edited, or from another save. Save the adapter again.")
 
 
 def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read and validate an adapter folder: ``(config, tensors)``; raises :class:`AdapterError`."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as from_bytes
 
     folder = Path(path)
-    cfg_path, w_path = folder / CONFIG, folder / WEIGHTS
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} does not exist: an adapter folder written by "
-                                    f"lorakit.save_adapter holds {CONFIG} and {WEIGHTS}.")
+    cfg_path = _find_config(folder)
     try:
-        meta = json.loads(cfg_path.read_text())
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AdapterError(f"{cfg_path} is not valid JSON ({e}); the file is corrupt. "
                            "Save the adapter again.") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise AdapterError(f"{cfg_path} is not a lorakit adapter config (no format={FORMAT!r}). "
-                           "Was it written by another library? Use lorakit.save_adapter.")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise AdapterError(f"{cfg_path} has format version {meta['format_version']}, newer than this "
-                           f"lorakit understands ({FORMAT_VERSION}); upgrade lorakit.")
+    if cfg_path.name == LEGACY_CONFIG and isinstance(meta, dict) and meta.get("format") != FORMAT:
+        kind = "a PEFT adapter (peft_type)" if "peft_type" in meta else "another library's adapter"
+        raise AdapterError(f"{cfg_path} is not a lorakit adapter config but {kind}; lorakit reads "
+                           f"folders written by lorakit.save_adapter ({CONFIG}).")
+    validate_meta(meta, cfg_path)
+    w_path = folder / WEIGHTS
+    data = _weights_bytes(folder, meta)
     try:
-        tensors = load_file(str(w_path))
-    except (SafetensorError, OSError, ValueError) as e:
+        tensors = from_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
         raise AdapterError(f"{w_path} cannot be read as safetensors ({e}): it is truncated or not "
                            "an adapter file. Save the adapter again.") from e
-    expected = meta.get("tensors", {})
+    expected = meta["tensors"]
     if set(expected) != set(tensors) or any(list(tensors[k].shape) != v for k, v in expected.items()):
         raise AdapterError(f"{w_path} does not hold the tensors its config lists; the folder mixes "
                            "files from different saves. Save the adapter again.")
-    implied = _implied_shapes(meta, cfg_path)
+    implied = implied_shapes(meta)
     wrong = [k for k, shape in implied.items() if k not in tensors or list(tensors[k].shape) != shape]
-    extra = [k for k in tensors if k not in implied and not k.endswith("bias")]
+    extra = unexpected_keys(meta, list(tensors))
     if wrong or extra:
-        raise AdapterError(f"{cfg_path}: its LoRA settings (r={meta['lora'].get('r')}) do not match the "
-                           f"tensors {(wrong + extra)[:4]} in {w_path.name}; the config was edited or "
-                           "the files come from different saves. Save the adapter again.")
+        raise AdapterError(f"{cfg_path}: its LoRA settings (r={meta['lora']['r']}, bias="
+                           f"{meta['lora'].get('bias', 'none')!r}) do not account for the tensors "
+                           f"{(wrong + extra)[:4]} in {w_path.name}; the config was edited or the "
+                           "files come from different saves. Save the adapter again.")
     return meta, tensors
 
 
-def _implied_shapes(meta: dict, cfg_path: Path) -> dict[str, list[int]]:
-    """The ``lora_A``/``lora_B`` shapes that the config's rank and module list imply."""
-    try:
-        r = int(meta["lora"]["r"])
-        shapes = {}
-        for name, mod in meta["modules"].items():
-            if mod["kind"] == "embedding":
-                V, d = mod["shape"]
-                a, b = [r, V], [d, r]
-            elif mod.get("enable"):
-                n_on, n = sum(map(bool, mod["enable"])), len(mod["enable"])
-                a, b = [n_on * r, mod["in"]], [n_on, mod["out"] // n, r]
-            else:
-                a, b = [r, mod["in"]], [mod["out"], r]
-            shapes[f"{name}.lora_A"], shapes[f"{name}.lora_B"] = a, b
-        return shapes
-    except (KeyError, TypeError, ValueError) as e:
-        raise AdapterError(f"{cfg_path} lacks a LoRA setting or module description ({e!r}); "
-                           "it is corrupt or from another tool. Save the adapter again.") from e
+def _target_names(model: nn.Module, meta: dict, tensors: dict, adapted: bool) -> list[str]:
+    """Tensors that do not fit ``model`` by name and shape, as they will be named once loaded.
 
-
-def _check_base(model: nn.Module, meta: dict) -> None:
-    modules = _adaptable(model)
-    problems = []
-    for name, want in meta["modules"].items():
-        mod = modules.get(name)
-        if mod is None:
-            problems.append(f"{name}: not in this model")
+    In a model without LoRA yet, ``<module>.base.bias`` is still ``<module>.bias`` and the LoRA
+    tensors do not exist: those are checked by :func:`_check_base` and the implied shapes.
+    """
+    sd = model.state_dict()
+    wrong = []
+    for key, value in tensors.items():
+        if not adapted and "lora_" in key.rsplit(".", 1)[-1]:
             continue
-        have = _module_identity(name, mod)
-        have.pop("enable", None)
-        want_base = {k: v for k, v in want.items() if k != "enable"}
-        if have != want_base:
-            problems.append(f"{name}: adapter made for {want_base}, this model has {have}")
-    if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise AdapterError("This adapter was made for a different base model: "
-                           + "; ".join(problems[:5]) + more
-                           + ". Load it into the base it was trained on.")
+        name = key if adapted else key.replace(".base.", ".")
+        if name not in sd or sd[name].shape != value.shape:
+            wrong.append(key)
+    return wrong
 
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -205,10 +248,13 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
     A model without LoRA gets LoRA applied with the saved settings first. A model that already
     has LoRA on the same modules gets its A and B replaced (task switching); merged layers are
-    unmerged, updated and merged again.
+    unmerged, updated and merged again. Every tensor is checked against the config and the model
+    before anything changes. ``model`` may be wrapped by ``torch.compile`` or DataParallel.
     """
+    outer = model
+    model = _unwrap(model)
     meta, tensors = read_adapter(path)
-    _check_base(model, meta)
+    check_base(model, meta)
     existing = dict(lora_layers(model))
     if existing:
         if set(existing) != set(meta["modules"]):
@@ -226,18 +272,13 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                     f"{name}: the adapter was trained with scaling {want_scaling:g} (alpha/r), the "
                     f"model's LoRA layer uses {existing[name].scaling:g}; load it into a fresh base, "
                     "where LoRA is applied with the adapter's own settings.")
-    sd = model.state_dict()
-    if existing:
-        wrong = [k for k, v in tensors.items() if k not in sd or sd[k].shape != v.shape]
-        if wrong:
-            raise AdapterError(f"Tensors {wrong[:4]} do not fit this model's LoRA layers (rank or "
-                               "shape differs); load it into a fresh base instead.")
-    else:
-        fresh_names = {k.replace(".base.", "."): v for k, v in tensors.items() if "lora_" not in k}
-        wrong = [k for k, v in fresh_names.items() if k not in sd or sd[k].shape != v.shape]
-        if wrong:
-            raise AdapterError(f"Bias tensors {wrong[:4]} of the adapter do not fit this model.")
-        lora = dict(meta["lora"])
+    wrong = _target_names(model, meta, tensors, bool(existing))
+    if wrong:
+        what = "LoRA layers (rank or shape differs)" if existing else "model"
+        raise AdapterError(f"Tensors {wrong[:4]} of the adapter do not fit this {what}; load it into "
+                           "the base it was trained on (a fresh one to change the rank).")
+    if not existing:
+        lora = {k: v for k, v in meta["lora"].items() if k in LoRAConfig.__dataclass_fields__}
         names = list(meta["modules"])
         if any(w.get("enable") for w in meta["modules"].values()):
             on = [s for s, e in zip("qkv", next(w["enable"] for w in meta["modules"].values()
@@ -253,10 +294,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     merged = [layer for layer in dict(lora_layers(model)).values() if layer.merged]
     for layer in merged:
         layer.unmerge()
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if unexpected:
-        raise AdapterError(f"Unexpected tensors {unexpected[:4]} in the adapter.")
+    model.load_state_dict(tensors, strict=False)  # every key was checked above
     for layer in merged:
         layer.merge()
-    return model
-
+    return outer

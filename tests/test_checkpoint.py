@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -11,6 +17,7 @@ from transformers import BertConfig, BertForSequenceClassification, GPT2Config, 
 
 import lorakit
 from lorakit import AdapterError, LoRAConfig
+from lorakit.checkpoint import CONFIG, LEGACY_CONFIG, WEIGHTS
 
 
 def _gpt2(n_embd=32, seed=0):
@@ -41,7 +48,7 @@ def test_save_then_load_into_fresh_model_gives_identical_outputs(tmp_path):
     _train_a_bit(model, x)
     expected = model(x).logits
     lorakit.save_adapter(model, tmp_path / "ad")
-    meta = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
+    meta = json.loads((tmp_path / "ad" / CONFIG).read_text())
     assert meta["lora"]["r"] == 2 and meta["modules"]["transformer.h.0.attn.c_attn"]["enable"] == [True, False, True]
     fresh = _gpt2()  # same seed -> same base weights
     lorakit.load_adapter(fresh, tmp_path / "ad")
@@ -93,14 +100,16 @@ def test_truncated_and_foreign_files(tmp_path):
         lorakit.load_adapter(fresh, folder)
     assert _snapshot(folder) == snap and not list(lorakit.lora_layers(fresh))
     weights.write_bytes(data)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    with pytest.raises(AdapterError, match="not a lorakit adapter"):
-        lorakit.load_adapter(fresh, folder)
-    (folder / "adapter_config.json").write_text("{not json")
+    (folder / CONFIG).write_text("{not json")
     with pytest.raises(AdapterError, match="not valid JSON"):
         lorakit.load_adapter(fresh, folder)
-    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+    (folder / CONFIG).unlink()
+    (folder / LEGACY_CONFIG).write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    with pytest.raises(AdapterError, match="not a lorakit adapter config but a PEFT adapter"):
+        lorakit.load_adapter(fresh, folder)
+    with pytest.raises(FileNotFoundError, match=CONFIG):
         lorakit.load_adapter(fresh, tmp_path / "nowhere")
+    assert not list(lorakit.lora_layers(fresh))
 
 
 def test_saving_requires_lora_and_unmerged(tmp_path):
@@ -217,11 +226,11 @@ def test_edited_config_is_refused_before_the_model_changes(tmp_path):
     model = _gpt2()
     lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
     folder = lorakit.save_adapter(model, tmp_path / "ad")
-    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg = json.loads((folder / CONFIG).read_text())
     cfg["lora"]["r"] = 4  # edited by hand: the tensors say r = 2
-    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    (folder / CONFIG).write_text(json.dumps(cfg))
     fresh = _gpt2()
-    with pytest.raises(AdapterError, match="do not match"):
+    with pytest.raises(AdapterError, match="do not account for"):
         lorakit.load_adapter(fresh, folder)
     assert not list(lorakit.lora_layers(fresh))
     assert all(p.requires_grad for p in fresh.parameters())
@@ -229,7 +238,7 @@ def test_edited_config_is_refused_before_the_model_changes(tmp_path):
 
 def test_hand_built_layers_with_mixed_ranks_need_a_config(tmp_path):
     mlp = nn.Sequential(lorakit.LoRALinear(nn.Linear(4, 4), r=1), lorakit.LoRALinear(nn.Linear(4, 4), r=2))
-    with pytest.raises(ValueError, match="different ranks"):
+    with pytest.raises(ValueError, match="another rank or scaling"):
         lorakit.save_adapter(mlp, tmp_path / "x")
     assert not (tmp_path / "x" / "adapter.safetensors").exists()
 
@@ -248,3 +257,187 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]  # no temp file left
+
+
+# ---- all-or-nothing saves, one setting per adapter, lorakit's own file name, wrappers ----------
+
+_SAVER = """
+import sys, torch, lorakit
+from torch import nn
+
+def model(value, alpha):
+    m = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 256))
+    lorakit.apply_lora(m, lorakit.LoRAConfig(r=64, alpha=alpha, targets=["0", "1"]))
+    for name, p in m.named_parameters():
+        if "lora_" in name:
+            p.data.fill_(value)
+    return m
+
+a, b = model(1.0, 8.0), model(2.0, 16.0)
+lorakit.save_adapter(a, sys.argv[1])
+print("ready", flush=True)
+i = 1
+while True:
+    lorakit.save_adapter(b if i % 2 else a, sys.argv[1])
+    i += 1
+"""
+
+
+def test_a_save_killed_at_any_moment_leaves_one_whole_adapter(tmp_path):
+    """Item 6: kill -9 during saves alternating two adapters (same shapes, other alpha)."""
+    folder = tmp_path / "ad"
+    rng = random.Random(0)
+    for _ in range(5):
+        child = subprocess.Popen([sys.executable, "-c", _SAVER, str(folder)], stdout=subprocess.PIPE,
+                                 text=True)
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        meta, tensors = lorakit.read_adapter(folder)
+        values = {v.unique().item() for v in tensors.values()}
+        assert (meta["lora"]["alpha"], values) in [(8.0, {1.0}), (16.0, {2.0})]
+        assert not [p for p in folder.iterdir() if p.is_dir()]  # no tmp* folders
+    model = nn.Sequential(nn.Linear(4, 4))
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["0"]))
+    lorakit.save_adapter(model, folder)  # the next save removes what the killed ones left
+    assert sorted(p.name for p in folder.iterdir()) == [WEIGHTS, CONFIG]
+
+
+def test_lora_applied_twice_needs_the_same_settings(tmp_path):
+    """Item 7: other settings are refused before anything changes; same settings add targets."""
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=4, alpha=8, targets=["q", "v"]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for other in (LoRAConfig(r=8, alpha=8, targets=["mlp_in"]), LoRAConfig(r=4, alpha=16, targets=["mlp_in"])):
+        with pytest.raises(ValueError, match="already has LoRA with other settings"):
+            lorakit.apply_lora(model, other)
+    assert model.state_dict().keys() == before.keys()
+    lorakit.apply_lora(model, LoRAConfig(r=4, alpha=8, targets=["mlp_in"]))
+    x = torch.randint(0, 100, (2, 8))
+    _train_a_bit(model, x)
+    expected = model(x).logits
+    lorakit.save_adapter(model, tmp_path / "ad")
+    fresh = _gpt2()
+    lorakit.load_adapter(fresh, tmp_path / "ad")
+    torch.testing.assert_close(fresh(x).logits, expected)
+    with pytest.raises(ValueError, match="another rank or scaling"):
+        lorakit.save_adapter(model, tmp_path / "x", config=LoRAConfig(r=4, alpha=32))
+
+
+def test_saving_into_a_peft_folder_keeps_its_files_and_old_adapters_still_load(tmp_path):
+    """Item 8: lorakit's config has its own name; adapters saved as adapter_config.json still load."""
+    folder = tmp_path / "peft"
+    folder.mkdir()
+    peft_cfg = json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ["c_attn"]})
+    (folder / LEGACY_CONFIG).write_text(peft_cfg)
+    (folder / "adapter_model.safetensors").write_bytes(b"peft weights")
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, alpha=4, targets=["q", "v"]))
+    x = torch.randint(0, 100, (2, 8))
+    _train_a_bit(model, x)
+    lorakit.save_adapter(model, folder)
+    assert (folder / LEGACY_CONFIG).read_text() == peft_cfg
+    assert (folder / "adapter_model.safetensors").read_bytes() == b"peft weights"
+    fresh = _gpt2()
+    lorakit.load_adapter(fresh, folder)  # lorakit's own config wins over PEFT's
+    torch.testing.assert_close(fresh(x).logits, model(x).logits)
+    old = tmp_path / "old"  # an adapter as lorakit wrote it before: adapter_config.json, format 1
+    lorakit.save_adapter(model, old)
+    meta = json.loads((old / CONFIG).read_text())
+    meta.update(format_version=1)
+    meta.pop("weights")
+    (old / LEGACY_CONFIG).write_text(json.dumps(meta))
+    (old / CONFIG).unlink()
+    fresh = _gpt2()
+    lorakit.load_adapter(fresh, old)
+    torch.testing.assert_close(fresh(x).logits, model(x).logits)
+
+
+def _rewrite(folder, meta, tensors):
+    from safetensors.torch import save_file
+
+    meta = dict(meta, tensors={k: list(v.shape) for k, v in tensors.items()})
+    meta.pop("weights", None)  # as an older save, or a crafted file, would have it
+    save_file(tensors, str(folder / WEIGHTS))
+    (folder / CONFIG).write_text(json.dumps(meta))
+
+
+def test_tensors_the_config_does_not_allow_are_refused_before_the_model_changes(tmp_path):
+    """Item 9: a bias with bias="none", or any other module's tensor, never reaches the model."""
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    folder = lorakit.save_adapter(model, tmp_path / "ad")
+    meta, tensors = lorakit.read_adapter(folder)
+    crafted = [{"transformer.h.0.attn.c_attn.base.bias": torch.full((96,), 5.0)},
+               {"transformer.h.0.ln_1.bias": torch.full((32,), 5.0)},
+               {"transformer.h.0.mlp.c_fc.weight": torch.zeros(32, 128)}]
+    for extra in crafted:
+        _rewrite(folder, meta, {**tensors, **extra})
+        for target in (_gpt2(), model):  # a fresh base, and an adapted one (task switching)
+            before = {k: v.clone() for k, v in target.state_dict().items()}
+            with pytest.raises(AdapterError, match="do not account for"):
+                lorakit.load_adapter(target, folder)
+            after = target.state_dict()
+            assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    meta["lora"]["bias"] = "lora_only"
+    _rewrite(folder, meta, {**tensors, "transformer.h.0.attn.c_attn.base.bias": torch.full((96,), 5.0)})
+    fresh = _gpt2()
+    lorakit.load_adapter(fresh, folder)  # allowed by its config: loaded
+    assert torch.equal(fresh.transformer.h[0].attn.c_attn.base.bias, torch.full((96,), 5.0))
+
+
+def test_adapters_of_compiled_and_data_parallel_models_load_into_the_plain_model(tmp_path):
+    """Item 10: ``_orig_mod.`` and ``module.`` are not written to disk."""
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    x = torch.randint(0, 100, (2, 8))
+    _train_a_bit(model, x)
+    expected = model(x).logits
+    nested = _gpt2()
+    nested.transformer = torch.compile(nested.transformer)  # a compiled submodule
+    lorakit.apply_lora(nested, LoRAConfig(r=2, targets=["q", "v"]))
+    for wrapped in (torch.compile(model), nn.DataParallel(model), nested):
+        folder = lorakit.save_adapter(wrapped, tmp_path / type(wrapped).__name__)
+        meta, tensors = lorakit.read_adapter(folder)
+        assert not [k for k in [*meta["modules"], *tensors] if "_orig_mod" in k or k.startswith("module.")]
+        fresh = _gpt2()
+        lorakit.load_adapter(fresh, folder)
+        if wrapped is not nested:
+            torch.testing.assert_close(fresh(x).logits, expected)
+    lorakit.load_adapter(torch.compile(_gpt2()), tmp_path / "DataParallel")  # into a wrapped model too
+
+
+@pytest.mark.parametrize("field,value,match", [
+    (("lora", "r"), "4", "lora.r should be a positive integer"),
+    (("lora", "alpha"), "32", "lora.alpha should be a positive number"),
+    (("lora", "rslora"), "no", "lora.rslora should be true or false"),
+    (("modules",), [], "modules should be an object"),
+    (("tensors",), {"x": "8"}, "tensors should be an object"),
+])
+def test_config_fields_of_the_wrong_type_are_named(tmp_path, field, value, match):
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
+    folder = lorakit.save_adapter(model, tmp_path / "ad")
+    meta = json.loads((folder / CONFIG).read_text())
+    target = meta
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    (folder / CONFIG).write_text(json.dumps(meta))
+    fresh = _gpt2()
+    with pytest.raises(AdapterError, match=match):
+        lorakit.load_adapter(fresh, folder)
+    assert not list(lorakit.lora_layers(fresh))
+
+
+def test_saving_to_a_path_that_is_a_file_is_refused(tmp_path):
+    model = _gpt2()
+    lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q"]))
+    file = tmp_path / "adapter.bin"
+    file.write_bytes(b"keep me")
+    with pytest.raises(ValueError, match="is a file; save_adapter writes a folder"):
+        lorakit.save_adapter(model, file)
+    with pytest.raises(ValueError, match="is a file, so the folder"):
+        lorakit.save_adapter(model, file / "sub")
+    assert file.read_bytes() == b"keep me"

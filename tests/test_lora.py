@@ -314,3 +314,45 @@ def test_lora_embedding_merge_in_bf16_and_merged_training_guard():
     layer.train()
     with pytest.raises(RuntimeError, match="unmerge"):
         layer(ids)
+
+
+def test_a_merge_that_would_overflow_fp16_is_refused_and_changes_nothing():
+    """Item 12: W0 + ΔW beyond fp16's range: refused before any layer is written."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)).half()
+    lorakit.apply_lora(model, LoRAConfig(r=2, alpha=2, targets=["0", "1"]))
+    with torch.no_grad():
+        model[1].base.weight.fill_(60000.0)
+        for layer in (model[0], model[1]):
+            layer.lora_A.fill_(100.0)
+            layer.lora_B.fill_(100.0)  # ΔW = 1 * B A = 20000 everywhere
+    before = [layer.base.weight.clone() for layer in (model[0], model[1])]
+    with pytest.raises(ValueError, match=r"^1: Merging this LoRA layer would give non-finite weights"):
+        lorakit.merge_lora(model)
+    assert [layer.merged for layer in (model[0], model[1])] == [False, False]
+    assert all(torch.equal(b, layer.base.weight) for b, layer in zip(before, (model[0], model[1])))
+    with pytest.raises(ValueError, match="non-finite"):
+        model[1].merge()
+    assert not model[1].merged and torch.equal(model[1].base.weight, before[1])
+    model[0].merge()  # the layer that fits merges, and unmerges back to its base
+    model[0].unmerge()
+    assert torch.isfinite(model[0].base.weight).all()
+
+
+def test_multihead_attention_projections_are_refused_before_anything_changes():
+    """Item 13: nn.MultiheadAttention reads out_proj.weight itself; wrapping it would break forward."""
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(2, 5, 8)
+    expected = mha(x, x, x)[0]
+    for model, target in ((mha, "out_proj"), (nn.TransformerEncoderLayer(8, 2, 16).eval(), "linear1")):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ValueError, match="reads its layers' .weight directly"):
+            lorakit.apply_lora(model, LoRAConfig(r=2, targets=[target]))
+        assert not list(lorakit.lora_layers(model)) and all(p.requires_grad for p in model.parameters())
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    torch.testing.assert_close(mha(x, x, x)[0], expected)
+    decoder = nn.TransformerDecoderLayer(8, 2, 16, batch_first=True).eval()  # calls linear1/linear2
+    out = decoder(x, x)
+    lorakit.apply_lora(decoder, LoRAConfig(r=2, targets=["linear1", "linear2"]))
+    torch.testing.assert_close(decoder(x, x), out)

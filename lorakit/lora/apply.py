@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 
 from torch import nn
 
-from .layers import INITS, FusedLoRALinear, LoRAEmbedding, LoRALinear, base_dims, check_rank
+from .config import BIAS_MODES, LoRAConfig, LoRAReport
+from .layers import (
+    FusedLoRALinear,
+    LoRAEmbedding,
+    LoRALinear,
+    base_dims,
+    check_rank,
+    lora_scaling,
+)
 
 LORA_TYPES = (LoRALinear, LoRAEmbedding)
-BIAS_MODES = ("none", "all", "lora_only")
 
 # Short names -> module-name suffixes, per architecture. GPT-2's q, k, v are slices of c_attn.
 GPT2_FUSED = "attn.c_attn"
@@ -28,82 +35,6 @@ ARCH_TARGETS: dict[str, dict[str, str]] = {
               "o": "self_attn.o_proj", "mlp_in": "mlp.up_proj", "mlp_out": "mlp.down_proj"},
 }
 SHORT_NAMES = ("q", "k", "v", "o", "mlp_in", "mlp_out")
-
-
-@dataclass
-class LoRAConfig:
-    """Settings of a LoRA adaptation (paper's GPT-2 E2E setting: r=4, alpha=32, q and v, dropout 0.1).
-
-    Parameters
-    ----------
-    r : int
-        Rank of every update.
-    alpha : float, optional
-        The update is scaled by ``alpha / r`` (``alpha / sqrt(r)`` with ``rslora``); default ``r``.
-    targets : list of str
-        Short names (``q k v o mlp_in mlp_out``), module-name suffixes, or ``"re:<regex>"``.
-    dropout : float
-        Dropout on the LoRA branch's input.
-    init : {"gaussian", "kaiming"}
-        How A is initialised; B is always zero.
-    rslora : bool
-        Rank-stabilised scaling ``alpha / sqrt(r)``.
-    bias : {"none", "all", "lora_only"}
-        Which biases train along with A and B.
-    """
-
-    r: int = 4
-    alpha: float | None = None
-    targets: list[str] = field(default_factory=lambda: ["q", "v"])
-    dropout: float = 0.0
-    init: str = "gaussian"
-    rslora: bool = False
-    bias: str = "none"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.targets, str):
-            self.targets = [self.targets]
-        self.targets = list(self.targets)
-        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
-            raise ValueError(f"r must be a positive integer, got {self.r!r}; r = 4 or 8 is typical.")
-        if self.alpha is not None and not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha!r}; the paper uses alpha = 32 "
-                             "with r = 4 for GPT-2 (or leave it unset for alpha = r).")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
-        if self.bias not in BIAS_MODES:
-            raise ValueError(f"bias must be one of {BIAS_MODES}, got {self.bias!r}.")
-        if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
-            raise ValueError(f"targets must be a non-empty list of names, got {self.targets!r}.")
-
-    def to_dict(self) -> dict:
-        """The settings as a plain dict (what ``save_adapter`` writes into its JSON)."""
-        return asdict(self)
-
-
-@dataclass
-class LoRAReport:
-    """What :func:`apply_lora` adapted: module names (GPT-2 fused ones as ``name[q,v]``), counts."""
-
-    adapted: list[str]
-    shapes: dict[str, tuple[int, int]]
-    trainable: int
-    total: int
-    config: LoRAConfig
-
-    def __str__(self) -> str:
-        pct = 100.0 * self.trainable / max(self.total, 1)
-        head = (f"LoRA r={self.config.r} alpha={self.config.alpha if self.config.alpha else self.config.r:g}"
-                f" on {len(self.adapted)} modules; trainable {self.trainable:,} of "
-                f"{self.total:,} parameters ({pct:.3f}%)")
-        lines = [head] + [f"  {n}  (d, k) = {self.shapes[n]}" for n in self.adapted[:8]]
-        if len(self.adapted) > 8:
-            lines.append(f"  ... and {len(self.adapted) - 8} more")
-        return "\n".join(lines)
-
-    __repr__ = __str__
 
 
 def architecture(model: nn.Module) -> str | None:
@@ -200,12 +131,63 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+def _check_same_settings(model: nn.Module, config: LoRAConfig) -> LoRAConfig | None:
+    """The model's earlier config, if it has LoRA; raise if ``config`` has other settings."""
+    existing = list(lora_layers(model))
+    if not existing:
+        return None
+    prev = getattr(model, "_lorakit_config", None)
+    if isinstance(prev, LoRAConfig):
+        same = prev.settings() == config.settings()
+        have = f"r={prev.r}, alpha={prev.alpha or prev.r:g}, dropout={prev.dropout:g}, bias={prev.bias!r}"
+    else:  # layers built by hand
+        first = existing[0][1]
+        same = first.r == config.r and abs(first.scaling - lora_scaling(
+            config.alpha or config.r, config.r, config.rslora)) <= 1e-9 * first.scaling
+        have = f"r={first.r}, scaling={first.scaling:g}"
+    if not same:
+        raise ValueError(
+            f"This model already has LoRA with other settings ({have}) on "
+            f"{_summarise([n for n, _ in existing])}; one adapter has one setting for all its layers, "
+            "so save_adapter could not describe both. Apply LoRA once with all the targets, or "
+            "again with the same r, alpha, dropout, init, rslora and bias, or start from a fresh base.")
+    return prev
+
+
+# PyTorch modules that read their sub-layers' ``.weight`` directly instead of calling them
+# (F.multi_head_attention_forward, the encoder's fused fast path): a LoRA wrapper inside them
+# would break every forward.
+_READ_WEIGHTS_DIRECTLY = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder)
+
+
+def _check_called_as_module(model: nn.Module, name: str) -> None:
+    """Refuse a module that an enclosing PyTorch module uses through its weight, not its forward."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, -1, -1):
+        owner = model.get_submodule(".".join(parts[:i])) if i else model
+        if isinstance(owner, _READ_WEIGHTS_DIRECTLY):
+            raise ValueError(
+                f"{name} is inside {type(owner).__name__}, which reads its layers' .weight directly "
+                "(F.multi_head_attention_forward, the encoder's fused fast path) instead of calling "
+                "them, so a LoRA wrapper would break every forward. Adapt a model whose attention "
+                "calls its projections as modules (GPT-2, BERT, LLaMA...), or target other layers.")
+
+
 def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
     """Wrap the target modules of ``model`` with LoRA in place and freeze everything else.
 
-    Every target is resolved and checked (type, rank, not already adapted) before anything is
-    changed, so a bad config leaves the model exactly as it was.
+    Every target is resolved and checked (type, rank, not already adapted, a parent that calls
+    it as a module) before anything is changed, so a bad config leaves the model exactly as it was. A model
+    that already has LoRA takes more targets only with the same settings (one adapter, one
+    setting).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"apply_lora needs a torch.nn.Module, got {type(model).__name__}; pass the "
+                        "model itself, e.g. apply_lora(model, LoRAConfig(r=4, targets=['q', 'v'])).")
+    if not isinstance(config, LoRAConfig):
+        raise TypeError(f"apply_lora needs a lorakit.LoRAConfig, got {type(config).__name__}; write "
+                        "apply_lora(model, LoRAConfig(r=4, alpha=32, targets=['q', 'v'])).")
+    prev = _check_same_settings(model, config)
     targets = resolve_targets(model, config.targets)
     modules = _adaptable(model)
     holders = _weight_holders(model)
@@ -215,6 +197,7 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
         if isinstance(mod, LORA_TYPES):
             raise ValueError(f"{name} already has LoRA. Apply LoRA once per model: load a fresh base, "
                              "or use lorakit.load_adapter to swap adapters.")
+        _check_called_as_module(model, name)
         others = [h for h in holders.get(id(getattr(mod, "weight", None)), []) if h != name]
         if others:
             raise ValueError(
@@ -246,6 +229,8 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
         _set_module(model, name, new)
         report_names.append(name if mask is None else name_shown)
     mark_only_lora_trainable(model, config.bias)
+    if prev is not None:  # same settings, more targets
+        config = replace(prev, targets=list(dict.fromkeys(prev.targets + config.targets)))
     model._lorakit_config = config  # remembered by save_adapter
     trainable, total = count_parameters(model)
     return LoRAReport(report_names, shapes, trainable, total, config)
@@ -267,8 +252,18 @@ def _require_lora(model: nn.Module, what: str) -> list[tuple[str, nn.Module]]:
 
 
 def merge_lora(model: nn.Module) -> None:
-    """Fold every LoRA update into its base weight (idempotent)."""
-    for _, layer in _require_lora(model, "merge LoRA"):
+    """Fold every LoRA update into its base weight (idempotent).
+
+    Every layer is checked first: if one would overflow its dtype, ``ValueError`` names it and
+    no layer is merged.
+    """
+    layers = _require_lora(model, "merge LoRA")
+    for name, layer in layers:
+        try:
+            layer.check_merge()
+        except ValueError as e:
+            raise ValueError(f"{name}: {e} No layer of the model was merged.") from None
+    for _, layer in layers:
         layer.merge()
 
 

@@ -91,15 +91,45 @@ def check_rank(r: int, d: int, k: int, where: str = "this layer") -> None:
 
 
 class _Mergeable(nn.Module):
-    """Explicit, idempotent merge/unmerge shared by the LoRA layers (each defines ``_apply_delta``)."""
+    """Explicit, idempotent merge/unmerge shared by the LoRA layers (each defines ``_delta_in_base``).
+
+    The new base weight is computed in fp32 and cast back; a result that is not finite (a
+    merge that overflows fp16, say) is refused before the weight is written, so ``unmerge``
+    can always restore the base.
+    """
 
     merged: bool
 
-    def _apply_delta(self, sign: float) -> None:
+    def _delta_in_base(self) -> torch.Tensor:
+        """``ΔW`` in fp32, in the base weight's own layout."""
         raise NotImplementedError
 
+    def _new_weight(self, sign: float) -> torch.Tensor:
+        w = self.base.weight
+        new = (w.to(torch.float32) + sign * self._delta_in_base()).to(w.dtype)
+        if not torch.isfinite(new).all():
+            what = "Merging" if sign > 0 else "Unmerging"
+            raise ValueError(
+                f"{what} this LoRA layer would give non-finite weights in {w.dtype} (W0 ± ΔW overflows "
+                f"its range, ±{torch.finfo(w.dtype).max:.3g}); the layer was left as it was. Keep it "
+                "unmerged, or merge in a wider dtype (e.g. model.float() or bf16) first.")
+        return new
+
+    def _apply_delta(self, sign: float) -> None:
+        with torch.no_grad():
+            self.base.weight.copy_(self._new_weight(sign))
+
+    def check_merge(self) -> None:
+        """Raise ``ValueError`` if :meth:`merge` would overflow (nothing is changed)."""
+        if not self.merged:
+            with torch.no_grad():
+                self._new_weight(+1.0)
+
     def merge(self) -> None:
-        """Fold ΔW into the base weight (no extra latency at inference). Idempotent."""
+        """Fold ΔW into the base weight (no extra latency at inference). Idempotent.
+
+        Raises ``ValueError``, leaving the layer unmerged, if the merged weight would not be finite.
+        """
         if not self.merged:
             self._apply_delta(+1.0)
             self.merged = True
@@ -189,13 +219,9 @@ class LoRALinear(_Mergeable):
         """``ΔW = (α/r)·B A`` in the paper's layout ``(d, k)`` = (out, in)."""
         return self.scaling * (self.lora_B @ self.lora_A)
 
-    def _apply_delta(self, sign: float) -> None:
-        with torch.no_grad():
-            delta = self.delta_weight().to(torch.float32)
-            if self.fan_in_fan_out:
-                delta = delta.T
-            w = self.base.weight
-            w.copy_((w.to(torch.float32) + sign * delta).to(w.dtype))
+    def _delta_in_base(self) -> torch.Tensor:
+        delta = self.delta_weight().to(torch.float32)
+        return delta.T if self.fan_in_fan_out else delta
 
     def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
         """The LoRA branch ``(α/r)·B A dropout(x)``: ``(..., k) -> (..., d)``.
@@ -328,10 +354,8 @@ class LoRAEmbedding(_Mergeable):
         """``ΔW`` in the table's layout ``(V, d)``."""
         return self.scaling * (self.lora_B @ self.lora_A).T
 
-    def _apply_delta(self, sign: float) -> None:
-        with torch.no_grad():  # in fp32, as LoRALinear does, so bf16 round trips drift alike
-            w = self.base.weight
-            w.copy_((w.to(torch.float32) + sign * self.delta_weight().to(torch.float32)).to(w.dtype))
+    def _delta_in_base(self) -> torch.Tensor:  # in fp32, as LoRALinear, so round trips drift alike
+        return self.delta_weight().to(torch.float32)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.base(ids)

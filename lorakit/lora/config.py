@@ -1,0 +1,104 @@
+"""The settings of a LoRA adaptation (:class:`LoRAConfig`) and what applying them did (:class:`LoRAReport`)."""
+
+from __future__ import annotations
+
+import numbers
+import re
+from dataclasses import asdict, dataclass, field
+
+from .layers import INITS
+
+BIAS_MODES = ("none", "all", "lora_only")
+
+
+@dataclass
+class LoRAConfig:
+    """Settings of a LoRA adaptation (paper's GPT-2 E2E setting: r=4, alpha=32, q and v, dropout 0.1).
+
+    Parameters
+    ----------
+    r : int
+        Rank of every update.
+    alpha : float, optional
+        The update is scaled by ``alpha / r`` (``alpha / sqrt(r)`` with ``rslora``); default ``r``.
+    targets : list of str
+        Short names (``q k v o mlp_in mlp_out``), module-name suffixes, or ``"re:<regex>"``.
+    dropout : float
+        Dropout on the LoRA branch's input.
+    init : {"gaussian", "kaiming"}
+        How A is initialised; B is always zero.
+    rslora : bool
+        Rank-stabilised scaling ``alpha / sqrt(r)``.
+    bias : {"none", "all", "lora_only"}
+        Which biases train along with A and B.
+    """
+
+    r: int = 4
+    alpha: float | None = None
+    targets: list[str] = field(default_factory=lambda: ["q", "v"])
+    dropout: float = 0.0
+    init: str = "gaussian"
+    rslora: bool = False
+    bias: str = "none"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        if not isinstance(self.targets, (list, tuple)) or not self.targets \
+                or not all(isinstance(t, str) and t for t in self.targets):
+            raise ValueError(f"targets must be a non-empty list of names, got {self.targets!r}; e.g. "
+                             "['q', 'v'] for GPT-2, module-name suffixes, or 're:<regex>'.")
+        self.targets = list(self.targets)
+        for t in self.targets:
+            if t.startswith("re:"):
+                try:
+                    re.compile(t[3:])
+                except re.error as e:
+                    raise ValueError(f"target {t!r} is not a valid regular expression ({e}); write "
+                                     "e.g. 're:.*\\.mlp\\.c_fc'.") from None
+        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
+            raise ValueError(f"r must be a positive integer, got {self.r!r}; r = 4 or 8 is typical.")
+        if self.alpha is not None and (not isinstance(self.alpha, numbers.Real)
+                                       or isinstance(self.alpha, bool) or not self.alpha > 0):
+            raise ValueError(f"alpha must be a number > 0, got {self.alpha!r}; the paper uses alpha = "
+                             "32 with r = 4 for GPT-2 (or leave it unset for alpha = r).")
+        if not isinstance(self.dropout, numbers.Real) or isinstance(self.dropout, bool) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}.")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
+        if not isinstance(self.rslora, bool):
+            raise ValueError(f"rslora must be True or False, got {self.rslora!r}.")
+        if self.bias not in BIAS_MODES:
+            raise ValueError(f"bias must be one of {BIAS_MODES}, got {self.bias!r}.")
+
+    def settings(self) -> tuple:
+        """What one adapter must share across its layers: ``(r, alpha, dropout, init, rslora, bias)``."""
+        return (self.r, self.alpha or self.r, self.dropout, self.init, self.rslora, self.bias)
+
+    def to_dict(self) -> dict:
+        """The settings as a plain dict (what ``save_adapter`` writes into its JSON)."""
+        return asdict(self)
+
+
+@dataclass
+class LoRAReport:
+    """What :func:`apply_lora` adapted: module names (GPT-2 fused ones as ``name[q,v]``), counts."""
+
+    adapted: list[str]
+    shapes: dict[str, tuple[int, int]]
+    trainable: int
+    total: int
+    config: LoRAConfig
+
+    def __str__(self) -> str:
+        pct = 100.0 * self.trainable / max(self.total, 1)
+        head = (f"LoRA r={self.config.r} alpha={self.config.alpha if self.config.alpha else self.config.r:g}"
+                f" on {len(self.adapted)} modules; trainable {self.trainable:,} of "
+                f"{self.total:,} parameters ({pct:.3f}%)")
+        lines = [head] + [f"  {n}  (d, k) = {self.shapes[n]}" for n in self.adapted[:8]]
+        if len(self.adapted) > 8:
+            lines.append(f"  ... and {len(self.adapted) - 8} more")
+        return "\n".join(lines)
+
+    __repr__ = __str__
