@@ -109,3 +109,23 @@ def test_unknown_method_is_an_error():
     for bad in (["--steps", "0"], ["--rounds", "0"], ["--warmup", "-1"]):
         with pytest.raises(SystemExit):
             main(["--small", "--device", "cpu", *bad])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--steps", "-5"], "--steps: must be a whole number >= 1"),
+    (["--batch", "-2"], "--batch: must be a whole number >= 1"),
+    (["--dropout", "5"], "--dropout: must be in [0, 1)"),
+    (["--warmup", "x"], "'x' is not an integer"),
+    (["--out", "/proc/lorakit/bench"], "cannot be written"),
+])
+def test_out_of_range_arguments_are_refused_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--small", "--device", "cpu", *argv])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["--small", "--device", "cuda"])
+    assert "CUDA is not available on this machine" in capsys.readouterr().err

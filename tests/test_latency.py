@@ -39,7 +39,8 @@ def test_small_cpu_run_writes_a_record_with_every_method(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--shapes", "16by256"], ["--trials", "1"],
-                                  ["--methods", "adapter_x"]])
+                                  ["--methods", "adapter_x"], ["--warmup", "-1"], ["--lora-r", "0"],
+                                  ["--threads", "-2"], ["--out", "/proc/lorakit/out"]])
 def test_bad_arguments_exit_with_a_message(argv, capsys):
     with pytest.raises(SystemExit):
         latency.main(["--small", "--device", "cpu", *argv])
@@ -50,3 +51,27 @@ def test_a_sequence_longer_than_the_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="positions"):
         latency.main(["--small", "--device", "cpu", "--shapes", "1x126", "--prefix", "4",
                       "--out", str(tmp_path)])
+
+
+def test_a_smoke_run_never_writes_over_a_recorded_run(tmp_path, monkeypatch, capsys):
+    """Item 14: --small without --out goes to a temporary folder; a full-size record is never replaced."""
+    import lorakit.bench
+    from lorakit.runs import RUNS_DIR
+
+    recorded = RUNS_DIR / "bench" / "latency.json"
+    before = recorded.read_bytes() if recorded.exists() else None
+    monkeypatch.setattr(lorakit.bench, "SMALL_DIR", tmp_path / "small")
+    small = ["--small", "--device", "cpu", "--trials", "2", "--warmup", "0", "--threads", "1",
+             "--shapes", "1x8", "--methods", "lora_merged"]
+    latency.main(small)
+    assert json.loads((tmp_path / "small" / "latency.json").read_text())["preset"] == "small"
+    assert (recorded.read_bytes() if recorded.exists() else None) == before
+    gpu = tmp_path / "recorded"
+    gpu.mkdir()
+    (gpu / "latency.json").write_text(json.dumps({"name": "latency", "preset": "gpu"}))
+    for out in (gpu, gpu / "latency.json"):
+        with pytest.raises(SystemExit):
+            latency.main([*small, "--out", str(out)])
+        assert "does not write over it" in capsys.readouterr().err
+    assert json.loads((gpu / "latency.json").read_text()) == {"name": "latency", "preset": "gpu"}
+    latency.main([*small, "--out", str(tmp_path / "small")])  # a smoke record may replace a smoke record

@@ -1,24 +1,61 @@
 """Benchmarks that report ratios measured in one run: ``python -m lorakit.bench NAME``.
 
 Results go to ``data/runs/bench/``. Speed and memory goals live here, never in timed tests.
+A ``--small`` smoke run writes to a temporary folder unless ``--out`` says otherwise, and never
+writes over a full-size record (one whose preset is not ``small``), wherever it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 import time
 from pathlib import Path
 
+SMALL_DIR = Path(tempfile.gettempdir()) / "lorakit-bench-small"
 
-def save_bench_record(default_name: str, args: argparse.Namespace, results: dict, start: float):
-    """Write a benchmark's record: ``--out`` may be a folder or a ``.json`` file (default data/runs/bench)."""
-    from lorakit.presets import get_preset
-    from lorakit.runs import RUNS_DIR, save_record
 
-    out = Path(args.out) if args.out else RUNS_DIR / "bench"
+def bench_target(default_name: str, args: argparse.Namespace) -> Path:
+    """The record's path for ``args`` (``--out`` folder or ``.json`` file), checked before the run.
+
+    Default: ``data/runs/bench/NAME.json``, or ``SMALL_DIR/NAME.json`` for ``--small``.
+
+    Raises
+    ------
+    ValueError
+        If the folder cannot be written, or a ``--small`` run would replace a full-size record.
+    """
+    from lorakit.cli import check_writable
+    from lorakit.runs import RUNS_DIR
+
+    out = Path(args.out) if args.out else SMALL_DIR if args.small else RUNS_DIR / "bench"
     name = default_name
     if out.suffix == ".json":
         out, name = out.parent, out.stem
+    try:
+        check_writable(out)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--out {e}") from None
+    target = out / f"{name}.json"
+    if args.small and target.is_file():
+        try:
+            preset = json.loads(target.read_text()).get("preset")
+        except (ValueError, OSError, AttributeError):
+            preset = None
+        if preset != "small":
+            raise ValueError(f"{target} holds a recorded full-size run (preset {preset!r}); a --small "
+                             "smoke run does not write over it. Pass another --out, or leave --out "
+                             f"out (smoke runs then go to {SMALL_DIR}).")
+    return target
+
+
+def save_bench_record(default_name: str, args: argparse.Namespace, results: dict, start: float):
+    """Write a benchmark's record where :func:`bench_target` says; returns its path."""
+    from lorakit.presets import get_preset
+    from lorakit.runs import save_record
+
+    target = bench_target(default_name, args)
     config = {k: v for k, v in vars(args).items() if k != "out"}
-    return save_record(name, results, preset="small" if args.small else get_preset(),
-                       config=config, wall_s=time.perf_counter() - start, out_dir=out)
+    return save_record(target.stem, results, preset="small" if args.small else get_preset(),
+                       config=config, wall_s=time.perf_counter() - start, out_dir=target.parent)

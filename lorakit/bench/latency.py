@@ -14,7 +14,8 @@
 Each cell is the mean ± std over ``--trials`` forward passes after ``--warmup`` passes, each
 timed with CUDA events between two synchronisations (wall clock on a CPU), and reported as a
 ratio to the base at the same shape. The JSON record goes to ``data/runs/bench/latency.json``
-(or ``--out DIR`` / ``--out FILE.json``). ``--small --device cpu`` runs a tiny model in seconds.
+(or ``--out DIR`` / ``--out FILE.json``). ``--small --device cpu`` runs a tiny model in seconds; its
+record goes to a temporary folder unless ``--out`` is given, and never replaces a full-size one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import time
 import torch
 from torch import nn
 
-from lorakit.bench import save_bench_record
+from lorakit.bench import bench_target, save_bench_record
+from lorakit.cli import device, nonnegative_int, positive_int, writable_output
 from lorakit.presets import pick_device
 
 METHODS = ("base", "adapter_l", "adapter_h", "lora_merged", "lora_unmerged", "prefix_layer")
@@ -168,27 +170,34 @@ def _shape(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lorakit.bench latency", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: picked by hardware)")
+    p.add_argument("--device", type=device, default=None,
+                   help="cuda, cpu, ... (default: picked by hardware)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                    help="default fp16 on CUDA, fp32 elsewhere")
     p.add_argument("--small", action="store_true", help="tiny model and shapes: a seconds-long smoke run")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--shapes", nargs="+", type=_shape, default=None, help="e.g. 1x128 16x256 32x512")
-    p.add_argument("--trials", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--adapter-r", type=int, default=64, help="adapter bottleneck (default 64)")
-    p.add_argument("--lora-r", type=int, default=4)
-    p.add_argument("--prefix", type=int, default=16, help="prefix_layer special tokens (default 16)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--trials", type=positive_int, default=None)
+    p.add_argument("--warmup", type=nonnegative_int, default=None)
+    p.add_argument("--adapter-r", type=positive_int, default=64, help="adapter bottleneck (default 64)")
+    p.add_argument("--lora-r", type=positive_int, default=4)
+    p.add_argument("--prefix", type=positive_int, default=16,
+                   help="prefix_layer special tokens (default 16)")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (1 gives steadier CPU timings on a busy machine)")
-    p.add_argument("--out", default=None, help="directory, or a .json file (default data/runs/bench)")
+    p.add_argument("--out", type=writable_output, default=None,
+                   help="directory, or a .json file (default data/runs/bench; --small: a temp folder)")
     args = p.parse_args(argv)
+    try:
+        bench_target("latency", args)  # checked now, not after the run
+    except ValueError as e:
+        p.error(str(e))
     if "base" not in args.methods:
         args.methods = ["base", *args.methods]  # every ratio is relative to the base
     if args.trials is not None and args.trials < 2:
         p.error("--trials must be >= 2 (a std needs two samples)")
     if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     results = run(args)
     path = save_bench_record("latency", args, results, start)

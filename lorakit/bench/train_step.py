@@ -60,7 +60,8 @@ lorakit q,v step <= 0.75 x full fine-tuning (theory: about 2/3), peak memory <= 
 fine-tuning, lorakit q,k,v <= 0.9 x PEFT q,k,v with each library's standard recipe (fp32 frozen
 weights). Beside them: ``floor / PEFT``, the lowest lorakit / PEFT ratio any LoRA implementation
 could reach, and the branch costs ``(step - floor)`` of lorakit over PEFT's. Written to
-``data/runs/bench/train_step.json`` (or ``--out DIR`` / ``--out FILE.json``). ``--small --device
+``data/runs/bench/train_step.json`` (or ``--out DIR`` / ``--out FILE.json``; a ``--small`` run's
+record goes to a temporary folder unless ``--out`` is given). ``--small --device
 cpu`` runs a tiny model in seconds (eager only).
 """
 
@@ -74,7 +75,8 @@ import time
 import torch
 
 import lorakit
-from lorakit.bench import save_bench_record
+from lorakit.bench import bench_target, save_bench_record
+from lorakit.cli import device, nonnegative_int, positive_int, probability, writable_output
 from lorakit.lora.fast import kernels, set_fast_path
 from lorakit.lora.precision import cast_frozen_
 from lorakit.presets import pick_device
@@ -449,17 +451,19 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lorakit.bench train-step", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: picked by hardware)")
-    p.add_argument("--small", action="store_true", help="tiny model: a seconds-long smoke run")
+    p.add_argument("--device", type=device, default=None,
+                   help="cuda, cpu, ... (default: picked by hardware)")
+    p.add_argument("--small", action="store_true",
+                   help="tiny model: a seconds-long smoke run (record in a temp folder by default)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
                    help="eager steps, CUDA-graphed steps, or both (default; graph needs CUDA)")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--seq", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps per method")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per method per round")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (median)")
-    p.add_argument("--dropout", type=float, default=0.0,
+    p.add_argument("--batch", type=positive_int, default=None)
+    p.add_argument("--seq", type=positive_int, default=None)
+    p.add_argument("--warmup", type=nonnegative_int, default=None, help="untimed steps per method")
+    p.add_argument("--steps", type=positive_int, default=None, help="timed steps per method per round")
+    p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds (median)")
+    p.add_argument("--dropout", type=probability, default=0.0,
                    help="the model's own dropout, the same for every method (default 0)")
     p.add_argument("--activation", default="gelu_pytorch_tanh",
                    choices=["gelu_pytorch_tanh", "gelu_new"],
@@ -467,13 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the backbone of every method (off by default; compiling "
                         "seven models adds minutes)")
-    p.add_argument("--out", default=None, help="directory, or a .json file (default data/runs/bench)")
+    p.add_argument("--out", type=writable_output, default=None,
+                   help="directory, or a .json file (default data/runs/bench; --small: a temp folder)")
     args = p.parse_args(argv)
-    for key in ("steps", "rounds"):
-        if getattr(args, key) is not None and getattr(args, key) < 1:
-            p.error(f"--{key} must be >= 1")
-    if args.warmup is not None and args.warmup < 0:
-        p.error("--warmup must be >= 0")
+    try:
+        bench_target("train_step", args)  # checked now, not after the run
+    except ValueError as e:
+        p.error(str(e))
     start = time.perf_counter()
     results = run(args)
     path = save_bench_record("train_step", args, results, start)

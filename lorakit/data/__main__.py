@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lorakit.cli import nonnegative_int, positive_int
 from lorakit.data.e2e_generate import DEFAULT_SIZES, generate_splits
 from lorakit.data.e2e_load import write_jsonl
 from lorakit.data.stats import add_baselines, write_manifest
@@ -41,13 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     gen = sub.add_parser("generate", help="write the synthetic E2E-style set as JSONL")
     gen.add_argument("--out", default="data/e2e", help="output folder (default data/e2e)")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    gen.add_argument("--sizes", type=int, nargs=3, metavar=("TRAIN", "DEV", "TEST"),
+    gen.add_argument("--sizes", type=nonnegative_int, nargs=3, metavar=("TRAIN", "DEV", "TEST"),
                      default=[DEFAULT_SIZES[s] for s in ("train", "dev", "test")],
                      help="MRs per split (default %(default)s: about E2E's references at 8.5 "
                           "references per MR)")
     st = sub.add_parser("stats", help="add the baselines' test scores to a set's MANIFEST")
     st.add_argument("dir", nargs="?", default="data/e2e", help="the set's folder")
-    st.add_argument("--oracle-samples", type=int, default=100,
+    st.add_argument("--oracle-samples", type=positive_int, default=100,
                     help="texts drawn per MR for the oracle (default 100)")
     args = parser.parse_args(argv)
     if args.command == "generate":

@@ -15,6 +15,7 @@ user's) is decided by :func:`lorakit.data.sources.data_source`; :func:`load_e2e`
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -28,6 +29,18 @@ E2E_URL = "https://github.com/tuetschek/e2e-dataset"
 
 class DataFileError(ValueError):
     """A data file exists but a line in it is not what the format needs (says which file/line)."""
+
+
+def _read_text(path: Path) -> str:
+    """The file's text as UTF-8 (a leading BOM dropped); a clear error, with the line, if it is not."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise DataFileError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                            "E2E files are UTF-8. Re-save the file as UTF-8 (e.g. `iconv -f "
+                            "latin1 -t utf-8`).") from None
 
 
 def _check_split(split: str) -> None:
@@ -52,21 +65,24 @@ def read_jsonl(path: str | Path) -> list[E2ERecord]:
         raise FileNotFoundError(f"No data file at {path}. Regenerate the synthetic set with "
                                 "`python -m lorakit.data generate --out data/e2e`.")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                mr, refs = obj["mr"], obj["refs"]
-                parse_mr(mr)
-                if not refs or not all(isinstance(r, str) and r.strip() for r in refs):
-                    raise ValueError("'refs' must be a non-empty list of non-empty strings")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise DataFileError(f"{path}, line {lineno}: not a record "
-                                    f"{{\"mr\": ..., \"refs\": [...]}} ({err}). Fix or "
-                                    "regenerate the file.") from err
-            records.append(E2ERecord(mr, tuple(refs)))
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            mr, refs = obj["mr"], obj["refs"]
+            parse_mr(mr)
+            if isinstance(refs, str):
+                raise ValueError("'refs' is one string; it must be a list of strings, "
+                                 "e.g. [\"The Eagle is a pub.\"]")
+            if not isinstance(refs, list) or not refs \
+                    or not all(isinstance(r, str) and r.strip() for r in refs):
+                raise ValueError("'refs' must be a non-empty list of non-empty strings")
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise DataFileError(f"{path}, line {lineno}: not a record "
+                                f"{{\"mr\": ..., \"refs\": [...]}} ({err}). Fix or "
+                                "regenerate the file.") from err
+        records.append(E2ERecord(mr, tuple(refs)))
     return records
 
 
@@ -85,7 +101,7 @@ def read_e2e_csv(path: str | Path) -> list[E2ERecord]:
         raise FileNotFoundError(f"No E2E file at {path}. Download the E2E NLG data from {E2E_URL} "
                                 f"and put {', '.join(E2E_CSV.values())} in one folder.")
     grouped: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8-sig", newline="") as f:  # "-sig": a leading BOM is skipped
+    with io.StringIO(_read_text(path), newline="") as f:  # a leading BOM is dropped
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         if "mr" not in header or "ref" not in header:

@@ -32,6 +32,13 @@ class E2ERecord:
     mr: str
     refs: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        if isinstance(self.refs, str):
+            raise TypeError(f"refs must be a list of texts, not one string ({self.refs[:40]!r}...); "
+                            "write E2ERecord(mr, (text,)) for a single reference.")
+        if not isinstance(self.refs, tuple):
+            object.__setattr__(self, "refs", tuple(self.refs))
+
     @property
     def slots(self) -> dict[str, str]:
         """The MR as an ordered ``{slot: value}`` dict."""

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from lorakit.baselines import apply_method
+from lorakit.cli import device, positive_int, writable_folder
 from lorakit.data import LengthBucketBatches, load_e2e, make_examples, pad_id_of
 from lorakit.data.sources import data_source
 from lorakit.evaluate import generate_texts, score_all
@@ -352,13 +353,15 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=None, help="folder for the record (default data/runs)")
-    parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
-    parser.add_argument("--test-mrs", type=int, default=None, help="override the test MRs")
+    parser.add_argument("--device", type=device, default=None)
+    parser.add_argument("--out", type=writable_folder, default=None,
+                        help="folder for the record (default data/runs)")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="override the preset's steps")
+    parser.add_argument("--test-mrs", type=positive_int, default=None, help="override the test MRs")
     parser.add_argument("--data", default="auto",
                         help="auto (default), synthetic, real, or a folder with the splits")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=positive_int, default=1,
                         help="runs at once, each in a worker process (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)

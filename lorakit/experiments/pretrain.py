@@ -21,6 +21,7 @@ import math
 import time
 
 from lorakit import runs
+from lorakit.cli import positive_int, writable_folder
 from lorakit.data.sources import data_source
 from lorakit.presets import PRESETS, get_preset
 
@@ -40,8 +41,10 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=PRESETS, default=None,
                         help="size of the base (default: LORAKIT_PRESET, or by hardware)")
-    parser.add_argument("--out", default=None, help="where to write the record (default data/runs)")
-    parser.add_argument("--max-steps", type=int, default=None, help="override the preset's steps")
+    parser.add_argument("--out", type=writable_folder, default=None,
+                        help="where to write the record (default data/runs)")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
+                        help="override the preset's steps")
     parser.add_argument("--no-measure-peak", action="store_true",
                         help="skip measuring the matmul rate (no MFU in the record)")
     args = parser.parse_args(argv)

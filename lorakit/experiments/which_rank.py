@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 import lorakit
+from lorakit.cli import device, positive_int, writable_folder
 from lorakit.data import LengthBucketBatches, load_e2e, make_batches, make_examples, pad_id_of
 from lorakit.data.sources import data_source
 from lorakit.evaluate import generate_texts, score_all
@@ -300,11 +301,12 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=None, help="folder for the record (default data/runs)")
+    parser.add_argument("--device", type=device, default=None)
+    parser.add_argument("--out", type=writable_folder, default=None,
+                        help="folder for the record (default data/runs)")
     parser.add_argument("--data", default="auto",
                         help="auto (default), synthetic, real, or a folder with the splits")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=positive_int, default=1,
                         help="fine-tunes at once, each in a worker process (default 1)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)

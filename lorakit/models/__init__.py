@@ -9,10 +9,16 @@ Modules: :mod:`.loading` (``load_base``), :mod:`.corpus` (installed prose), :mod
 
 from lorakit.models.corpus import Corpus, gather_corpus
 from lorakit.models.info import BaseInfo
-from lorakit.models.loading import HUB_NAMES, BaseNotFoundError, BaseUnavailableError, load_base
+from lorakit.models.loading import (
+    HUB_NAMES,
+    BaseCorruptError,
+    BaseNotFoundError,
+    BaseUnavailableError,
+    load_base,
+)
 from lorakit.models.pretrain import SPECS, BaseSpec, pretrain_base
 from lorakit.models.tokenizer import train_tokenizer
 
-__all__ = ["HUB_NAMES", "SPECS", "BaseInfo", "BaseNotFoundError", "BaseSpec",
+__all__ = ["HUB_NAMES", "SPECS", "BaseCorruptError", "BaseInfo", "BaseNotFoundError", "BaseSpec",
            "BaseUnavailableError", "Corpus", "gather_corpus", "load_base", "pretrain_base",
            "train_tokenizer"]

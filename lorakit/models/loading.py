@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 import torch
 
 from lorakit.lora import count_parameters
+from lorakit.models.gpt2 import guard_positions
 from lorakit.models.info import BaseInfo, short_path
 from lorakit.models.tokenizer import describe_tokenizer
 from lorakit.presets import get_preset, pick_device
@@ -20,6 +21,10 @@ _TRUE = {"1", "true", "yes", "on"}
 
 class BaseNotFoundError(FileNotFoundError):
     """A local model directory that does not exist or holds no model."""
+
+
+class BaseCorruptError(ValueError):
+    """A local model directory whose config or weights file is damaged (truncated, not JSON)."""
 
 
 class BaseUnavailableError(RuntimeError):
@@ -107,7 +112,14 @@ def load_local(path: str | os.PathLike):
         raise BaseNotFoundError(f"{path} has no config.json, so it holds no saved model. {what}")
     import json
 
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"a JSON {type(config).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BaseCorruptError(f"{path / 'config.json'} is not a model config ({err}); the saved "
+                               "model is corrupt. Save it again with model.save_pretrained(dir).") from None
+    model_type = config.get("model_type")
     if model_type != "gpt2":
         raise ValueError(f"{path} holds a {model_type!r} model; load_base loads GPT-2 models "
                          "(model_type 'gpt2'). Load other models with transformers directly.")
@@ -117,8 +129,15 @@ def load_local(path: str | os.PathLike):
                                 f"vocab.json + merges.txt). {what}")
     try:
         model, tokenizer = _from_pretrained(str(path), local_only=True)
-    except (OSError, ValueError) as err:
-        raise BaseNotFoundError(f"{path} could not be loaded ({type(err).__name__}: {err}); "
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own type
+        first = " ".join(str(err).split())[:300]
+        if type(err).__name__ == "SafetensorError" or "deserializ" in first:
+            raise BaseCorruptError(f"{path}: a weights file cannot be read ({first}); it is truncated "
+                                   "or corrupt. Save the model again with model.save_pretrained(dir)."
+                                   ) from None
+        if not isinstance(err, (OSError, ValueError)):
+            raise
+        raise BaseNotFoundError(f"{path} could not be loaded ({type(err).__name__}: {first}); "
                                 f"is the tokenizer saved there too? {what}") from err
     return model, tokenizer, _hub_info("local", str(path), model, tokenizer)
 
@@ -169,13 +188,16 @@ def load_base(name: str | os.PathLike = "auto", *, preset: str | None = None,
     Returns
     -------
     (model, tokenizer, info)
-        A ``GPT2LMHeadModel`` in eval mode (SDPA attention), a ``PreTrainedTokenizerFast`` whose
-        pad token is ``<|endoftext|>``, and a :class:`BaseInfo`.
+        A ``GPT2LMHeadModel`` in eval mode (SDPA attention) that refuses inputs longer than its
+        ``n_positions`` with a clear error, a ``PreTrainedTokenizerFast`` whose pad token is
+        ``<|endoftext|>``, and a :class:`BaseInfo`.
 
     Raises
     ------
     BaseNotFoundError
         ``name`` is a directory that does not exist or holds no saved model.
+    BaseCorruptError
+        ``name`` is a directory whose ``config.json`` or weights file is damaged.
     BaseUnavailableError
         A GPT-2 name was asked for but it cannot be loaded (no network, not cached).
     """
@@ -204,4 +226,4 @@ def load_base(name: str | os.PathLike = "auto", *, preset: str | None = None,
                 "or use load_base('offline') or load_base('auto').") from err
     else:
         model, tokenizer, info = load_local(key)
-    return model.to(dev).eval(), tokenizer, info
+    return guard_positions(model.to(dev).eval()), tokenizer, info

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 
@@ -17,7 +19,9 @@ class TrainConfig:
     max_steps : stop after this many optimizer steps (``None``: run all epochs).
     warmup_steps : linear warm-up length in optimizer steps.
     label_smoothing : label smoothing of the training loss (the paper uses 0.1).
-    grad_clip : clip the global gradient norm to this value (``None`` or 0: no clipping).
+    grad_clip : clip the global gradient norm to this value (``None`` or 0: no clipping, as
+        Hugging Face's Trainer does for ``max_grad_norm <= 0``; a negative value is an error,
+        since it would turn every step into gradient ascent).
     grad_accum : micro-batches per optimizer step. An epoch whose batch count is not a multiple
         of it ends with a shorter accumulation whose loss is still divided by ``grad_accum``
         (that last step is slightly smaller).
@@ -61,22 +65,42 @@ class TrainConfig:
     cuda_graphs: bool | str = "auto"
 
     def __post_init__(self) -> None:
+        def whole(name: str, low: int, none_ok: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and none_ok:
+                return
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
+                raise ValueError(f"TrainConfig.{name} must be a whole number >= {low}"
+                                 f"{' or None' if none_ok else ''}, got {v!r}.")
+
+        def number(name: str, low: float, low_ok: bool, high: float | None = None) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) \
+                and (v >= low if low_ok else v > low) and (high is None or v < high)
+            if not ok:
+                rng = f"{'>=' if low_ok else '>'} {low:g}" + (f" and < {high:g}" if high else "")
+                raise ValueError(f"TrainConfig.{name} must be a finite number {rng}, got {v!r}.")
+
         if self.cuda_graphs not in (True, False, "auto"):
             raise ValueError(f"TrainConfig.cuda_graphs must be 'auto', True or False, got "
                              f"{self.cuda_graphs!r}.")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}.")
-        if self.epochs < 1:
-            raise ValueError(f"TrainConfig.epochs must be >= 1, got {self.epochs}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TrainConfig.max_steps must be >= 1 or None, got {self.max_steps}.")
-        if self.grad_accum < 1:
-            raise ValueError(f"TrainConfig.grad_accum must be >= 1, got {self.grad_accum}.")
-        if self.warmup_steps < 0 or self.log_every < 1:
-            raise ValueError("TrainConfig.warmup_steps must be >= 0 and log_every >= 1.")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(
-                f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        number("lr", 0.0, False)
+        number("weight_decay", 0.0, True)
+        number("label_smoothing", 0.0, True, 1.0)
+        if self.grad_clip is not None:
+            number("grad_clip", 0.0, True)  # 0 means no clipping, as None; < 0 would ascend
+        whole("epochs", 1)
+        whole("max_steps", 1, none_ok=True)
+        whole("warmup_steps", 0)
+        whole("grad_accum", 1)
+        whole("log_every", 1)
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
+            raise ValueError(f"TrainConfig.seed must be a whole number, got {self.seed!r}.")
+        for flag in ("compile", "progress", "cast_frozen"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"TrainConfig.{flag} must be True or False, got {getattr(self, flag)!r}.")
+        if self.bf16 is not None and not isinstance(self.bf16, bool):
+            raise ValueError(f"TrainConfig.bf16 must be True, False or None, got {self.bf16!r}.")
 
 
 @dataclass
