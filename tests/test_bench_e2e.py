@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lorakit.bench import e2e_step
 
 
@@ -27,3 +29,19 @@ def test_e2e_examples_are_shaped_like_the_task():
     examples = e2e_step.e2e_examples(200, vocab=100)
     assert all(40 <= len(e.input_ids) <= 100 and 18 <= e.n_prompt <= 32 for e in examples)
     assert e2e_step.e2e_examples(5, 100) == e2e_step.e2e_examples(5, 100)  # seeded
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--steps", "0"], "--steps"), (["--device", "nosuch"], "--device")])
+def test_e2e_step_refuses_bad_arguments_before_any_work(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        e2e_step.main(argv)
+    assert exit_.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_finetune_refuses_a_negative_learning_rate(capsys):
+    from lorakit.experiments import finetune
+
+    with pytest.raises(SystemExit):
+        finetune.main(["--lora-lr", "-1"])
+    assert "--lora-lr" in capsys.readouterr().err

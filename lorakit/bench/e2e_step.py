@@ -36,7 +36,9 @@ import time
 import torch
 
 import lorakit
-from lorakit.bench import save_bench_record
+from lorakit.bench import bench_target, save_bench_record
+from lorakit.cli import device as device_arg
+from lorakit.cli import positive_int, writable_output
 from lorakit.data import Example, LengthBucketBatches
 from lorakit.presets import pick_device
 from lorakit.train import TrainConfig, train
@@ -121,12 +123,17 @@ def run_row(row: str, settings: dict, batches, device: torch.device) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lorakit.bench e2e-step",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=None, help="folder or .json file (default data/runs/bench)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--out", type=writable_output, default=None,
+                        help="folder or .json file (default data/runs/bench)")
+    parser.add_argument("--device", type=device_arg, default=None)
+    parser.add_argument("--steps", type=positive_int, default=None)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--small", action="store_true", help="a tiny model (seconds, any device)")
     args = parser.parse_args(argv)
+    try:
+        bench_target("e2e_step", args)  # checked now, not after the run
+    except ValueError as err:
+        parser.error(str(err))
     start = time.perf_counter()
     settings = dict(SMALL if args.small else FULL)
     if args.steps:

@@ -50,6 +50,8 @@ from pathlib import Path
 import torch
 
 import lorakit
+from lorakit.cli import device as device_arg
+from lorakit.cli import positive_float, writable_folder
 from lorakit.data import load_e2e, make_batches
 from lorakit.data.sources import data_source
 from lorakit.evaluate import generate_texts, score_all
@@ -241,9 +243,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=None, help="folder for the record (default data/runs)")
-    parser.add_argument("--lora-lr", type=float, default=None,
+    parser.add_argument("--device", type=device_arg, default=None)
+    parser.add_argument("--out", type=writable_folder, default=None,
+                        help="folder for the record (default data/runs)")
+    parser.add_argument("--lora-lr", type=positive_float, default=None,
                         help="override LoRA's learning rate (default: the preset's)")
     parser.add_argument("--tag", default=None,
                         help="suffix of the record name: ch06_finetune_<preset>_<tag>")
