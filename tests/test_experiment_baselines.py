@@ -158,4 +158,4 @@ def test_progress_lines_name_the_shipped_data_without_this_machines_path():
     shipped = data_source("synthetic")
     label = exp.data_label(shipped)
     assert "data/e2e" in label and str(shipped.root.resolve()) not in label
-    assert str(FIXTURE) in exp.data_label(data_source(FIXTURE))  # a folder the user gave
+    assert "tests/fixtures/e2e_real" in exp.data_label(data_source(FIXTURE))  # the user's folder
