@@ -1,4 +1,4 @@
-"""Decoding and metrics for the E2E-style task (LoRA paper §5.4, Appendix D.2).
+"""Decoding and metrics for the E2E-style task (LoRA paper §5.4, Appendix D.3).
 
 Decoding uses the paper's beam search: beam 10, ``no_repeat_ngram_size=4``,
 ``length_penalty=0.9``, through HF ``model.generate`` on left-padded batches of prompts.

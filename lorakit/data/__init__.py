@@ -1,4 +1,4 @@
-"""The E2E-style data-to-text task of chapter 6 (LoRA paper §5.4 and Appendix D.2).
+"""The E2E-style data-to-text task of chapter 6 (LoRA paper §5.4 and Appendix D.3).
 
 * :mod:`lorakit.data.records`: the record (an MR and its references), ``parse_mr``/``format_mr``;
 * :mod:`lorakit.data.e2e_generate`: the project's own synthetic E2E-style generator (writer

@@ -26,7 +26,7 @@ class E2ERecord:
     Attributes
     ----------
     mr : the MR in E2E's text form, ``"name[X], eatType[pub], ..."``.
-    refs : the reference texts (E2E has about 8 per MR; the synthetic set 4-8).
+    refs : the reference texts (E2E has about 8 per MR; the synthetic set 7-10, 8.5 on average).
     """
 
     mr: str

@@ -18,7 +18,7 @@ Presets (sizes chosen to fit the time each preset promises; the paper trains 5 e
 * ``cpu``: 400 train MRs (all their references), 1 epoch, 4 beams on 60 test MRs; minutes.
   The small offline base needs larger learning rates over so few steps (LoRA 5e-3, FT 3e-4);
   even so LoRA trails full fine-tuning there: r = 4 on Wq, Wv of a 256-wide base moves slowly.
-* ``gpu``: the paper's schedule (Appendix D.2): every train MR with all its references, 5 epochs,
+* ``gpu``: the paper's schedule (Appendix D.3): every train MR with all its references, 5 epochs,
   batch 8, warm-up 500 steps, label smoothing 0.1, the paper's learning rates; then beam 10 on the
   whole test split. :func:`lorakit.train.train` replays the steps as CUDA graphs on a GPU, which
   is what makes the paper's ~26k LoRA steps a run of minutes on one H200 (an eager step of this

@@ -1,6 +1,6 @@
 """One training loop for every method: LoRA, full fine-tuning, the baselines, pretraining.
 
-The loop follows the paper's GPT-2 recipe (Hu et al. 2021, Appendix D.2): AdamW, a linear warm-up
+The loop follows the paper's GPT-2 recipe (Hu et al. 2021, Appendix D.3): AdamW, a linear warm-up
 followed by a linear decay of the learning rate, label smoothing, gradient clipping, bf16 autocast
 on a GPU. It optimises only the parameters with ``requires_grad``, so the *method* (which weights
 are trainable) is decided before the loop and the loop itself is the same for all of them.
