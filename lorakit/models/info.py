@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 _REPO = Path(__file__).resolve().parents[2]  # the checkout that holds lorakit/ and data/
 
 
