@@ -1,4 +1,4 @@
-"""Presets and devices: one notebook serves a laptop, a GPU and CI (DESIGN §4).
+"""Presets and devices: one notebook serves a laptop, a GPU and CI.
 
 ``LORAKIT_PRESET`` picks the size of every experiment:
 

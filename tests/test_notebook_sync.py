@@ -1,4 +1,4 @@
-"""Code a notebook defines and lorakit also holds must be the same code (DESIGN §2).
+"""Code a notebook defines and lorakit also holds must be the same code.
 
 A notebook cell whose first line is ``# sync: lorakit.module.name`` must define ``name``
 (a function or class) exactly as lorakit does; nbgrader's solution markers are ignored.

@@ -1,4 +1,4 @@
-"""Student versions and grading (DESIGN §7), on the real chapters and on small synthetic notebooks.
+"""Student versions and grading, on the real chapters and on small synthetic notebooks.
 
 Proves: student versions hold no solution text and a stub per exercise; a student chapter runs to
 its end under nbval; grading reports every exercise (all PASS for the solutions, all FAIL for the

@@ -1,4 +1,4 @@
-"""The training step's speed-related behaviour, checked on CPU (no timing: DESIGN §8).
+"""The training step's speed-related behaviour, checked on CPU (no timing here: speed is measured by benchmarks).
 
 * no host sync added by the loss (transformers' own attention-mask checks in the backbone read
   one scalar per forward; they are outside lorakit and vanish under ``torch.compile``): on a GPU, ``.item()``/``int()``/``bool()`` of a device tensor, a

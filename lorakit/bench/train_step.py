@@ -55,7 +55,7 @@ time per step comes from CUDA events around the whole round (launch gaps include
 device, stepped eagerly, ``torch.cuda.reset_peak_memory_stats`` before its model is built, a few
 steps, then ``max_memory_allocated`` (weights, gradients, optimizer state and activations).
 
-Goals (DESIGN §8, as ratios in one run; each marked met or not in the record and the table):
+Goals (as ratios in one run; each marked met or not in the record and the table):
 lorakit q,v step <= 0.75 x full fine-tuning (theory: about 2/3), peak memory <= 0.6 x full
 fine-tuning, lorakit q,k,v <= 0.9 x PEFT q,k,v with each library's standard recipe (fp32 frozen
 weights). Beside them: ``floor / PEFT``, the lowest lorakit / PEFT ratio any LoRA implementation

@@ -1,4 +1,4 @@
-"""Exercises that check themselves (DESIGN §7).
+"""Exercises that check themselves.
 
 In a chapter, a check cell calls::
 

@@ -1,4 +1,4 @@
-"""Exercises that check themselves (DESIGN §7): the registry and ``check``.
+"""Exercises that check themselves: the registry and ``check``.
 
 Each chapter with exercises has a module ``lorakit/exercises/chNN.py`` that registers them::
 

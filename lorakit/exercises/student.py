@@ -1,4 +1,4 @@
-"""Student versions of the chapters: solutions out, stubs in, outputs cleared (DESIGN §7).
+"""Student versions of the chapters: solutions out, stubs in, outputs cleared.
 
 In a solution notebook, the learner's part of an exercise cell sits between two marker lines::
 

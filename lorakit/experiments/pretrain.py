@@ -1,4 +1,4 @@
-"""Pretrain the offline base Φ0 and record the run (chapter 5; DESIGN §5, §6).
+"""Pretrain the offline base Φ0 and record the run (chapter 5).
 
     python -m lorakit.experiments pretrain [--preset gpu] [--out DIR] [--max-steps N]
 

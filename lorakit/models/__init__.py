@@ -1,4 +1,4 @@
-"""The base model Φ0: real GPT-2, a local directory, or the course's offline base (DESIGN §5).
+"""The base model Φ0: real GPT-2, a local directory, or the course's offline base.
 
 >>> model, tokenizer, info = load_base("auto")   # doctest: +SKIP
 

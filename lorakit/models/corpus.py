@@ -1,4 +1,4 @@
-"""The offline base's pretraining corpus: English prose already installed on the machine (DESIGN §5).
+"""The offline base's pretraining corpus: English prose already installed on the machine.
 
 Python and its packages ship a great deal of English: the docstrings of the standard library and
 of every installed package, and their ``.rst``/``.md``/``.txt`` documentation and package

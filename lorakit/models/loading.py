@@ -1,4 +1,4 @@
-"""``load_base``: the base model Φ0 -- real GPT-2, a local directory, or the offline base (DESIGN §5)."""
+"""``load_base``: the base model Φ0 -- real GPT-2, a local directory, or the offline base."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def load_base(name: str | os.PathLike = "auto", *, preset: str | None = None,
     ----------
     name : ``"auto"`` (real GPT-2 if it can be had, else the offline base, with one printed
         notice saying why), ``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``
-        (from the hub or its local cache), ``"offline"`` (the course's own base, DESIGN §5), or
+        (from the hub or its local cache), ``"offline"`` (the course's own base), or
         a local directory written by ``save_pretrained``.
     preset : size of the offline base (default: the active preset).
     device : where to put the model (default :func:`lorakit.presets.pick_device`).

@@ -1,4 +1,4 @@
-"""Pretraining the offline base: a GPT-2 trained by lorakit on installed English prose (DESIGN §5).
+"""Pretraining the offline base: a GPT-2 trained by lorakit on installed English prose.
 
 The steps, each its own function so that chapter 5 can show them one by one:
 
@@ -8,7 +8,7 @@ The steps, each its own function so that chapter 5 can show them one by one:
 4. :func:`lorakit.train.train` -- the same loop every later chapter fine-tunes with;
 5. held-out perplexity, sample generations, throughput and model FLOPs utilisation.
 
-Sizes come from :data:`SPECS` by preset (DESIGN §4).
+Sizes come from :data:`SPECS` by preset.
 """
 
 from __future__ import annotations
