@@ -59,3 +59,15 @@ def save_bench_record(default_name: str, args: argparse.Namespace, results: dict
     config = {k: v for k, v in vars(args).items() if k != "out"}
     return save_record(target.stem, results, preset="small" if args.small else get_preset(),
                        config=config, wall_s=time.perf_counter() - start, out_dir=target.parent)
+
+
+def parse_bench_args(parser: argparse.ArgumentParser, default_name: str,
+                     argv: list[str] | None) -> argparse.Namespace:
+    """Parse a benchmark's command line and check its record's target (:func:`bench_target`) now,
+    so that a bad ``--out`` is an argparse error before the run, not a failure after it."""
+    args = parser.parse_args(argv)
+    try:
+        bench_target(default_name, args)
+    except ValueError as err:
+        parser.error(str(err))
+    return args

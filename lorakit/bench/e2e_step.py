@@ -36,7 +36,7 @@ import time
 import torch
 
 import lorakit
-from lorakit.bench import bench_target, save_bench_record
+from lorakit.bench import parse_bench_args, save_bench_record
 from lorakit.cli import device as device_arg
 from lorakit.cli import positive_int, writable_output
 from lorakit.data import Example, LengthBucketBatches
@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=positive_int, default=None)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--small", action="store_true", help="a tiny model (seconds, any device)")
-    args = parser.parse_args(argv)
-    try:
-        bench_target("e2e_step", args)  # checked now, not after the run
-    except ValueError as err:
-        parser.error(str(err))
+    args = parse_bench_args(parser, "e2e_step", argv)
     start = time.perf_counter()
     settings = dict(SMALL if args.small else FULL)
     if args.steps:

@@ -28,7 +28,7 @@ import time
 import torch
 from torch import nn
 
-from lorakit.bench import bench_target, save_bench_record
+from lorakit.bench import parse_bench_args, save_bench_record
 from lorakit.cli import device, nonnegative_int, positive_int, writable_output
 from lorakit.presets import pick_device
 
@@ -187,11 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch CPU threads (1 gives steadier CPU timings on a busy machine)")
     p.add_argument("--out", type=writable_output, default=None,
                    help="directory, or a .json file (default data/runs/bench; --small: a temp folder)")
-    args = p.parse_args(argv)
-    try:
-        bench_target("latency", args)  # checked now, not after the run
-    except ValueError as e:
-        p.error(str(e))
+    args = parse_bench_args(p, "latency", argv)
     if "base" not in args.methods:
         args.methods = ["base", *args.methods]  # every ratio is relative to the base
     if args.trials is not None and args.trials < 2:

@@ -75,7 +75,7 @@ import time
 import torch
 
 import lorakit
-from lorakit.bench import bench_target, save_bench_record
+from lorakit.bench import parse_bench_args, save_bench_record
 from lorakit.cli import device, nonnegative_int, positive_int, probability, writable_output
 from lorakit.lora.fast import kernels, set_fast_path
 from lorakit.lora.precision import cast_frozen_
@@ -473,11 +473,7 @@ def main(argv: list[str] | None = None) -> None:
                         "seven models adds minutes)")
     p.add_argument("--out", type=writable_output, default=None,
                    help="directory, or a .json file (default data/runs/bench; --small: a temp folder)")
-    args = p.parse_args(argv)
-    try:
-        bench_target("train_step", args)  # checked now, not after the run
-    except ValueError as e:
-        p.error(str(e))
+    args = parse_bench_args(p, "train_step", argv)
     start = time.perf_counter()
     results = run(args)
     path = save_bench_record("train_step", args, results, start)
