@@ -3,8 +3,8 @@
 One test per input of the "clear errors" list: data files that are not UTF-8 or carry a BOM, a
 ``refs`` that is one string, a damaged saved model, sequences longer than ``n_positions``, bad
 ``LoRAConfig``/``apply_lora`` arguments, numbers a training run must not accept, and command-line
-values out of range (refused by argparse before any work; see also test_bench.py and
-test_latency.py for the benchmarks, test_checkpoint.py for adapter files).
+values out of range (refused by argparse before any work; see also test_bench_train_step.py and
+test_bench_latency.py for the benchmarks, test_checkpoint.py for adapter files).
 """
 
 from __future__ import annotations
