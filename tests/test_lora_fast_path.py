@@ -325,8 +325,9 @@ def test_inference_path_equals_training_path(conv):
 # --- the switch --------------------------------------------------------------------------------
 
 def _path_of(layer, x):
-    """Which computation made the output: the formula's last op is an add, the fused path's is
-    one of its Functions (then a reshape back to ``x``'s leading shape)."""
+    """Which computation made the output: the formula's last op is an add (``addmm`` in the fused
+    q,v layer, which adds its branch inside the second matmul), the fused path's is one of its
+    Functions (then a reshape back to ``x``'s leading shape)."""
     fn = layer(x).grad_fn
     if type(fn).__name__ == "ViewBackward0":
         fn = fn.next_functions[0][0]
@@ -338,11 +339,12 @@ def test_layers_compute_the_formula_by_default_and_the_fused_path_when_switched_
     layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
     assert len(layers) == 4 and not any(m.fast_path for m in layers)  # 2 blocks × (c_attn, o)
     x = torch.randn(2, 3, 32, requires_grad=True)
-    assert _path_of(layers[0], x) == "AddBackward0"
+    assert _path_of(layers[0], x) == "AddmmBackward0"  # the fused q,v layer on c_attn
+    assert _path_of(layers[1], x) == "AddBackward0"  # c_proj: the plain formula
     assert set_fast_path(model, True) == 4 and all(m.fast_path for m in layers)
     assert _path_of(layers[0], x) == "LoRALinearFunctionBackward"
     assert "fast_path=True" in repr(layers[0])
-    assert set_fast_path(model, False) == 4 and _path_of(layers[0], x) == "AddBackward0"
+    assert set_fast_path(model, False) == 4 and _path_of(layers[0], x) == "AddmmBackward0"
     assert "fast_path" not in repr(layers[0])
 
 

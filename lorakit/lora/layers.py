@@ -276,6 +276,10 @@ class FusedLoRALinear(LoRALinear):
         self.d_slice = d // len(self.enable)
         self.enabled_idx = [i for i, e in enumerate(self.enable) if e]
         super().__init__(base, r, alpha, dropout, init, rslora)
+        # placement[i, j] = 1 where enabled slice j sits at output slice i (see block_B)
+        placement = torch.zeros(len(self.enable), len(self.enabled_idx), device=self.lora_B.device)
+        placement[self.enabled_idx, range(len(self.enabled_idx))] = 1.0
+        self.register_buffer("placement", placement, persistent=False)
 
     def _slice_out(self, d: int) -> int:
         return d // len(self.enable)
@@ -298,26 +302,45 @@ class FusedLoRALinear(LoRALinear):
                 for j, i in enumerate(self.enabled_idx)}
 
     def delta_weight(self) -> torch.Tensor:
-        delta = self.lora_A.new_zeros(len(self.enable), self.d_slice, self.in_features)
-        for j, i in enumerate(self.enabled_idx):
-            delta[i] = self.lora_B[j] @ self.lora_A[j * self.r:(j + 1) * self.r]
-        return self.scaling * delta.reshape(self.out_features, self.in_features)
+        """``ΔW = (α/r)·B_blk A`` (out, in): each slice's ``B_i A_i``, zeros for the others."""
+        return self.scaling * (self.block_B() @ self.lora_A)
+
+    def block_B(self) -> torch.Tensor:
+        """All B's as one ``(n·d_s, n_en·r)`` matrix: ``B_i`` in slice ``i``'s rows and enabled
+        slice ``j``'s ``r`` columns, zeros elsewhere (the rows of a slice without LoRA are zero).
+
+        ``block_B() @ lora_A`` is the whole update of the fused layer, and
+        ``h @ block_B().T`` with ``h = A dropout(x)`` puts each slice's branch in its own place.
+        Gradients flow to ``lora_B`` only through its blocks, so the zeros never train.
+        """
+        blocks = torch.einsum("ij,jdr->idjr", self.placement.to(self.lora_B.dtype), self.lora_B)
+        return blocks.reshape(self.out_features, -1)
 
     def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
         """The branch of every enabled slice ``i``, ``(α/r)·B_i A_i dropout(x)``, in that slice of
         the output, zeros in the others: ``(..., k) -> (..., n·d_s)``.
 
-        One matmul with the stacked ``lora_A`` gives ``A_i dropout(x)`` for all enabled slices.
+        One matmul with the stacked ``lora_A`` gives ``A_i dropout(x)`` for all enabled slices,
+        one with :meth:`block_B` places each ``B_i A_i dropout(x)`` in its slice.
         """
-        h = F.linear(self.lora_dropout(x), self.lora_A).split(self.r, dim=-1)  # (..., r) each
-        parts, j = [], 0
-        for on in self.enable:
-            if on:
-                parts.append(F.linear(h[j], self.lora_B[j]))  # B_i A_i dropout(x): (..., d_s)
-                j += 1
-            else:  # a slice without LoRA (k in the paper's q, v setting) gets no update
-                parts.append(h[0].new_zeros(*h[0].shape[:-1], self.d_slice))
-        return torch.cat(parts, dim=-1) * self.scaling
+        return F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.block_B()) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``h = W0 x + (α/r)·B_blk A dropout(x)``: ``(..., k) -> (..., n·d_s)``.
+
+        The formula of :class:`LoRALinear` with ``B_blk`` = :meth:`block_B`; the add and the
+        scaling ride in the second matmul (``torch.addmm``), so the branch costs two matmuls,
+        as an unsliced LoRA layer's does.
+        """
+        if self.merged or self.fast_path:
+            return super().forward(x)
+        out = self.base(x)
+        h = F.linear(self.lora_dropout(x), self.lora_A)  # (..., n_en·r)
+        if h.dtype != out.dtype:  # e.g. a bf16 base with fp32 LoRA factors, no autocast
+            return out + F.linear(h, self.block_B()) * self.scaling
+        update = self.block_B().to(h.dtype).T
+        return torch.addmm(out.reshape(-1, out.shape[-1]), h.reshape(-1, h.shape[-1]), update,
+                           alpha=self.scaling).view(out.shape)
 
     def extra_repr(self) -> str:
         on = ",".join(n for n, e in zip(self.slice_names, self.enable) if e)
