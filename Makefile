@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.lorakit-installed
 
-.PHONY: lab test install lint student clean-cache
+.PHONY: lab test install lint student clean-cache book
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,8 @@ lint: $(STAMP)
 
 student: $(STAMP)
 	$(PY) -m lorakit.exercises student chapters/ --out student/
+
+# The course as a static web book in build/book/ (open build/book/index.html; no network needed).
+book: $(STAMP)
+	@$(PY) -c "import jupyter_server_mathjax" 2>/dev/null || $(PY) -m pip install --quiet "jupyter-server-mathjax>=0.2.6"
+	$(PY) -m book --out build/book
