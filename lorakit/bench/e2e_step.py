@@ -97,8 +97,22 @@ def prepare(row: str, arch: dict, device: torch.device):
     return model, flags
 
 
+def _dynamo_counts() -> dict:
+    """What ``torch.compile`` did in this row: graphs compiled, graph breaks, recompiles."""
+    from torch._dynamo.utils import counters
+
+    return {"unique_graphs": int(counters["stats"].get("unique_graphs", 0)),
+            "graph_breaks": int(sum(counters["graph_break"].values())),
+            "recompiles": int(sum(counters["recompiles"].values()))}
+
+
 def run_row(row: str, settings: dict, batches, device: torch.device) -> dict:
     model, flags = prepare(row, settings["arch"], device)
+    if flags.get("compile"):
+        torch._dynamo.reset()  # each compiled row starts from an empty cache and counters
+        from torch._dynamo.utils import counters
+
+        counters.clear()
     cfg = TrainConfig(lr=2e-4 if not row.startswith("full") else 5e-5, max_steps=settings["steps"],
                       epochs=100, warmup_steps=10, label_smoothing=0.1, log_every=settings[
                           "log_every"], progress=False, **flags)
@@ -113,6 +127,8 @@ def run_row(row: str, settings: dict, batches, device: torch.device) -> dict:
            "peak_mem_mb": result.peak_mem_mb, "steps": result.steps, "wall_s": wall,
            "final_loss": result.history[-1]["loss"], "cuda_graphs": result.cuda_graphs,
            "trainable_params": lorakit.count_parameters(model)[0]}
+    if flags.get("compile"):
+        out["dynamo"] = _dynamo_counts()
     del model
     gc.collect()
     if device.type == "cuda":
