@@ -6,7 +6,6 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
 
 import torch
 from torch import nn
@@ -16,7 +15,7 @@ from lorakit.lora import lora_layers
 from .factors import Factors, factors_of_adapter, factors_of_model, module_kind
 from .layers import MultiLoRAEmbedding, MultiLoRALinear, RowRouter, remove_slot
 
-AdapterSource = Union[str, os.PathLike, nn.Module, Mapping[str, Factors]]
+AdapterSource = str | os.PathLike | nn.Module | Mapping[str, Factors]
 MULTI_TYPES = (MultiLoRALinear, MultiLoRAEmbedding)
 
 
@@ -38,7 +37,7 @@ def read_factors(source: AdapterSource) -> dict[str, Factors]:
     from lorakit.checkpoint import CONFIG
 
     if not (folder / CONFIG).is_file() and (folder / "adapter_config.json").is_file():
-        from lorakit.peft_io import read_peft
+        from lorakit.peft_format import read_peft
 
         factors, settings = read_peft(folder)
         if settings.get("bias", "none") != "none" or settings.get("biases"):
