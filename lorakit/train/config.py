@@ -46,6 +46,11 @@ class TrainConfig:
         place, for good: afterwards run it under bf16 autocast (``lorakit.evaluate`` does on
         CUDA). Ignored when autocast is off, and a no-op for a model with no frozen linear weight
         (full fine-tuning).
+    distributed : ``"auto"`` (default), ``"ddp"``, ``"fsdp"`` or ``"none"``: how ranks started by
+        ``torchrun`` share the training (:mod:`lorakit.train.distributed`). ``"auto"`` is DDP
+        under a process group of two or more ranks and one process otherwise; ``"none"`` trains
+        this process alone whatever the group. Under DDP or FSDP every rank is given the same
+        global batches and trains on its rows of each; the steps run eagerly (no CUDA graphs).
     """
 
     lr: float = 2e-4
@@ -63,6 +68,7 @@ class TrainConfig:
     progress: bool = True
     cast_frozen: bool = False
     cuda_graphs: bool | str = "auto"
+    distributed: str = "auto"
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, none_ok: bool = False) -> None:
@@ -84,6 +90,9 @@ class TrainConfig:
         if self.cuda_graphs not in (True, False, "auto"):
             raise ValueError(f"TrainConfig.cuda_graphs must be 'auto', True or False, got "
                              f"{self.cuda_graphs!r}.")
+        if self.distributed not in ("auto", "ddp", "fsdp", "none"):
+            raise ValueError(f"TrainConfig.distributed must be 'auto', 'ddp', 'fsdp' or 'none', "
+                             f"got {self.distributed!r}.")
         number("lr", 0.0, False)
         number("weight_decay", 0.0, True)
         number("label_smoothing", 0.0, True, 1.0)
@@ -113,7 +122,9 @@ class TrainResult:
     the mean wall time of an optimizer step (excluding the first, which pays for warm-up);
     ``cuda_graphs`` says how the steps ran: ``None`` when eagerly by choice or device, else
     ``{"graphs": captured graphs, "capture_s": seconds spent capturing, "eager_batches": batches
-    the graphs could not take, "fallback": why the run went eager, or None}``.
+    the graphs could not take, "fallback": why the run went eager, or None}``; ``distributed``
+    is ``None`` for one process, else ``{"mode", "world_size", "backend"}`` (the ``history`` and
+    ``evals`` losses and the token counts are then those of all ranks together).
     """
 
     history: list[dict] = field(default_factory=list)
@@ -124,6 +135,7 @@ class TrainResult:
     steps: int = 0
     step_time_s: float | None = None
     cuda_graphs: dict | None = None
+    distributed: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from lorakit.presets import pick_device, seed_everything
 
 from .config import TrainConfig, TrainResult
+from .distributed import data_parallel
 from .graphed import (
     StaticSteps,
     bucket_length,
@@ -155,7 +156,9 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     """Train the ``requires_grad`` parameters of ``model`` in place.
 
     On a CUDA device the steps are replayed as CUDA graphs by default (``cfg.cuda_graphs``,
-    :mod:`lorakit.train.graphed`); elsewhere they run eagerly. Both train the same way.
+    :mod:`lorakit.train.graphed`); elsewhere they run eagerly. Both train the same way. Under
+    ``torchrun`` every rank calls it with the same global batches and the ranks share the work
+    by DDP or FSDP (``cfg.distributed``, :mod:`lorakit.train.distributed`).
 
     Parameters
     ----------
@@ -165,19 +168,25 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
         epoch. The loop shifts: the output at position ``t`` predicts ``labels[:, t + 1]``.
     cfg : :class:`TrainConfig`.
     eval_batches : optional batches for :func:`evaluate_loss` at the end of each epoch.
-    device : default :func:`lorakit.presets.pick_device`.
+    device : default :func:`lorakit.presets.pick_device` (under a process group: this rank's GPU).
 
     Returns
     -------
     TrainResult
     """
     device = pick_device(None if device is None else str(device))
+    run = data_parallel(cfg.distributed, device, cfg)  # None: this process trains alone
+    device = run.device if run is not None else device
     bf16 = (device.type == "cuda") if cfg.bf16 is None else bool(cfg.bf16)
-    graphs = _use_graphs(cfg, device)
-    seed_everything(cfg.seed)
+    graphs = _use_graphs(cfg, device) and run is None
+    seed_everything(cfg.seed + (run.rank if run is not None else 0))  # dropout differs by rank
     model.to(device)
     if cfg.cast_frozen and bf16:
         _cast_frozen(model)
+    if run is not None:  # before the optimizer: FSDP replaces the parameters by their shards
+        train_batches = run.shard(train_batches)
+        eval_batches = run.shard(eval_batches) if eval_batches is not None else None
+        run.wrap(model)
     groups = _param_groups(model, cfg.weight_decay)
     total = _total_steps(train_batches, cfg)
     schedule = linear_warmup_decay(cfg.warmup_steps, total)
@@ -211,9 +220,12 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
         steps = EagerSteps(params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device,
                            _max_positions(model), pad_lengths=cfg.compile)
         info = None
+        if run is not None:
+            steps = run.steps(steps)
 
     result = TrainResult()
-    bar = tqdm(total=total, disable=not cfg.progress, desc="train", mininterval=1.0)
+    bar = tqdm(total=total, disable=not cfg.progress or (run is not None and run.rank != 0),
+               desc="train", mininterval=1.0)
     start = time.perf_counter()
     win_micro, win_tokens, win_start = 0, 0, start
     # (step, time, capture seconds so far): every step when eager; when graphed, only where the
@@ -285,8 +297,9 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
             optimizer_step()  # the epoch's last, partial accumulation
         if eval_batches is not None:
             eval_start = time.perf_counter()
-            result.evals.append({"epoch": epoch, "step": step,
-                                 "eval_loss": evaluate_loss(model, eval_batches, device, bf16)})
+            eval_loss = run.evaluate(eval_batches, bf16) if run is not None else \
+                evaluate_loss(model, eval_batches, device, bf16)
+            result.evals.append({"epoch": epoch, "step": step, "eval_loss": eval_loss})
             model.train()
             win_start += time.perf_counter() - eval_start  # eval time is not training throughput
         if step >= total:
@@ -304,6 +317,8 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     if info is not None:
         info.update(graphs=steps.graphs, eager_batches=steps.eager_batches)
         result.cuda_graphs = info
+    if run is not None:
+        result.distributed = run.info()
     model.eval()
     return result
 
