@@ -19,7 +19,8 @@ STATE_MIME = "application/vnd.jupyter.widget-state+json"
 # A LaTeX command written into a normal (not raw) Python string loses its backslash: "\top" becomes
 # TAB + "op", "\rVert" a carriage return + "Vert", "\frac" a form feed + "rac", "\beta" a backspace
 # + "eta", "\alpha" a bell + "lpha", "\vec" a vertical tab + "ec". Markdown never needs these.
-_ESCAPES = {"\t": r"\t", "\r": r"\r", "\f": r"\f", "\b": r"\b", "\a": r"\a", "\v": r"\v"}
+_ESCAPES = {"\t": ("TAB", "t"), "\r": ("CR", "r"), "\f": ("form feed", "f"),
+            "\b": ("backspace", "b"), "\a": ("bell", "a"), "\v": ("vertical tab", "v")}
 _LOST_BACKSLASH = re.compile(r"(\t(?=[A-Za-z])|\r(?!\n)|[\f\b\a\v])")
 
 # A relative link to a notebook, in Markdown "](x.ipynb#frag)" or HTML href="x.ipynb".
@@ -33,7 +34,8 @@ def lost_backslashes(nb: nbformat.NotebookNode) -> list[str]:
     Returns
     -------
     list of str
-        One line per place: ``cell N: '\\t' before 'op' ...``; empty when all is well.
+        One line per place, e.g. ``cell 29: TAB before 'op W V': \\top written through a
+        non-raw Python string lost its backslash``; empty when all is well.
     """
     problems = []
     for index, cell in enumerate(nb.cells):
@@ -43,10 +45,11 @@ def lost_backslashes(nb: nbformat.NotebookNode) -> list[str]:
             texts += [data[m] for m in ("text/markdown", "text/latex") if isinstance(data.get(m), str)]
         for text in texts:
             for m in _LOST_BACKSLASH.finditer(text):
-                after = text[m.end(): m.end() + 8].split("\n")[0]
-                problems.append(f"cell {index}: {_ESCAPES[m.group()]!r} before {after!r} "
-                                f"(a LaTeX command such as '{_ESCAPES[m.group()]}{after[:4]}...' "
-                                "written through a non-raw Python string)")
+                name, letter = _ESCAPES[m.group()]
+                after = re.match(r"[^\x00-\x1f]{0,10}", text[m.end():]).group()
+                command = "\\" + letter + re.match(r"[A-Za-z]*", after).group()
+                problems.append(f"cell {index}: {name} before {after!r}: {command} written "
+                                "through a non-raw Python string lost its backslash")
     return problems
 
 
