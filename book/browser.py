@@ -8,7 +8,6 @@ needs to open a page, read what the browser logged, evaluate JavaScript and take
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import shutil
@@ -54,6 +53,8 @@ class Chromium:
     """
 
     def __init__(self, executable: str, width: int = 1280, height: int = 900, timeout: float = 30.0):
+        import fcntl  # POSIX only, as is the pipe hand-over below
+
         self.timeout = timeout
         self._profile = tempfile.mkdtemp(prefix="book-chromium-")
         to_browser_r, self._to_browser = os.pipe()
@@ -87,7 +88,7 @@ class Chromium:
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         self._session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
             "sessionId"]
-        for method in ("Page.enable", "Runtime.enable", "Log.enable"):
+        for method in ("Page.enable", "Runtime.enable", "Log.enable", "Network.enable"):
             self.send(method, session=True)
         self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
                   "deviceScaleFactor": 1, "mobile": False}, session=True)
@@ -170,6 +171,13 @@ class Chromium:
                 entry = p["entry"]
                 errors.append(f"{entry.get('text', '')} {entry.get('url', '')}".strip())
         return errors
+
+    def requests(self) -> list[str]:
+        """URLs the page asked for since it was opened (``data:`` URLs left out)."""
+        with self._cond:
+            return [e["params"]["request"]["url"] for e in self.events
+                    if e.get("method") == "Network.requestWillBeSent"
+                    and not e["params"]["request"]["url"].startswith("data:")]
 
     def screenshot(self, path: str | Path) -> Path:
         """Write a PNG of the viewport to ``path``."""

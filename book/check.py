@@ -2,8 +2,9 @@
 
 For each page: console errors (including MathJax's TeX errors, which the book's pages log), every
 figure stored in the chapter notebook present as a loaded, visible image, no ``$...$`` or
-``\\begin`` left as text where math should be, no live-widget markup, and every link inside the
-book pointing at a page (and anchor) that exists. A screenshot of each chapter is written.
+``\\begin`` left as text where math should be, no live-widget markup, nothing requested from
+outside the book (the network), and every link inside the book pointing at a page (and anchor)
+that exists. A screenshot of each chapter is written.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class PageReport:
     raw_math: list[str] = field(default_factory=list)
     broken_links: list[str] = field(default_factory=list)
     live_widgets: int = 0
+    network: list[str] = field(default_factory=list)
     screenshot: Path | None = None
 
     def problems(self) -> list[str]:
@@ -67,6 +69,7 @@ class PageReport:
                        f"{self.figures_expected}; not shown: {self.figures_broken}")
         out += [f"{self.page}: math left as text: ...{r}..." for r in self.raw_math]
         out += [f"{self.page}: link to nothing: {link}" for link in self.broken_links]
+        out += [f"{self.page}: fetched from outside the book: {url}" for url in self.network]
         if self.live_widgets:
             out.append(f"{self.page}: {self.live_widgets} live widget blocks (need a kernel)")
         return out
@@ -150,6 +153,8 @@ def check_book(book: Book, screenshots: Path | str | None = None,
                                 figures_expected=expected.get(page.name, 0),
                                 raw_math=seen["raw"], live_widgets=seen["widgets"],
                                 broken_links=_broken(seen["links"], book.out))
+            report.network = list(dict.fromkeys(u for u in chromium.requests()
+                                                if not u.startswith("file:")))
             report.figures_visible = sum(f["ok"] for f in seen["figures"])
             report.figures_broken = [f["what"] for f in seen["figures"] if not f["ok"]]
             if shots and (page.name in expected or page.name == "index.html"):

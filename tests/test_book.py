@@ -193,11 +193,12 @@ def test_build_refuses_math_that_lost_a_backslash(tmp_path):
 @needs_mathjax
 @needs_browser
 def test_the_browser_check_catches_what_a_reader_would_see_broken(tmp_path):
-    """The check itself can fail: bad TeX, a broken figure, a dead link, math left as text."""
+    """The check itself can fail: bad TeX, a broken figure, a dead link, math left as text, a
+    request outside the book (to a closed port on this machine)."""
     from book.check import check_book
 
     bad = ("\n\n$\\nosuchmacro{x}$ and <span class=\"tex2jax_ignore\">$a+b$</span> and "
-           "[gone](nothere.html) and [anchor](#no-such-anchor)")
+           "[gone](nothere.html) and [anchor](#no-such-anchor) ![x](http://127.0.0.1:9/x.png)")
     chapters, readme = _mini_course(tmp_path, extra_md=bad)
     nb = nbformat.read(chapters / "02_second.ipynb", as_version=4)
     nb.cells.append(new_code_cell("plt.show()", outputs=[new_output("display_data", data={
@@ -210,6 +211,7 @@ def test_the_browser_check_catches_what_a_reader_would_see_broken(tmp_path):
     assert any("a+b" in r for r in first.raw_math), first.raw_math
     assert {u.rsplit("/", 1)[1] for u in first.broken_links} == {
         "nothere.html", "01_first.html#no-such-anchor"}
+    assert first.network == ["http://127.0.0.1:9/x.png"]
     assert first.figures_expected == first.figures_visible == 1 and not first.figures_broken
     assert second.figures_expected == 1 and second.figures_visible == 0 and second.problems()
     assert not reports["A1_extra.html"].problems() and not reports["index.html"].problems()
