@@ -34,8 +34,9 @@ class RowRouter:
     """Which adapter slot each row of the running batch uses; shared by all multi-adapter layers.
 
     ``route`` is ``None`` (every row on the base: the branch is skipped), an ``int`` (every row
-    on that slot: plain matmuls, no gather), or a CPU ``LongTensor`` (B0,) of slots, one per
-    input row. ``batch`` is the number of rows of the forward that runs (set by the model's
+    on that slot: plain matmuls, no gather), or a ``LongTensor`` (B0,) of slots, one per input
+    row (on the CPU, copied once per call; or already on the model's device, used as it is, which
+    a CUDA graph capture needs). ``batch`` is the number of rows of the forward that runs (set by the model's
     forward pre-hook): a generate call with beam search runs ``B0 · beams`` rows, the beams of
     each input row next to each other, so each slot is repeated ``batch / B0`` times.
     """
@@ -52,16 +53,28 @@ class RowRouter:
     def clear(self) -> None:
         self.route, self.active, self._cache = None, False, {}
 
+    def prepare(self, device: torch.device) -> None:
+        """Copy the route to ``device`` now, before the forward queues work (a CUDA copy from
+        pinned memory does not wait for the GPU)."""
+        key = (str(device), 0)
+        if isinstance(self.route, torch.Tensor) and key not in self._cache:
+            route = self.route
+            if route.device != device and device.type == "cuda":
+                route = route.pin_memory()
+            self._cache[key] = route.to(device, non_blocking=True)
+
     def slots(self, n: int, device: torch.device) -> torch.Tensor:
         """The slot of each of ``n`` rows, (n,) on ``device`` (cached: computed once per call)."""
         key = (str(device), n)
         if key not in self._cache:
-            route = self.route
+            self.prepare(device)
+            route = self._cache[(str(device), 0)]
             b0 = route.shape[0]
             if n % b0:
                 raise ValueError(f"The batch has {n} rows but the adapters were named for {b0}; "
                                  "name one adapter per input row.")
-            self._cache[key] = route.to(device)[:, None].expand(b0, n // b0).reshape(n)
+            self._cache[key] = route if n == b0 else \
+                route[:, None].expand(b0, n // b0).reshape(n)
         return self._cache[key]
 
 
@@ -99,14 +112,14 @@ class MultiLoRALinear(nn.Module):
             return out
         d, k = self.out_features, self.in_features
         if isinstance(route, int):  # one adapter for all rows: two plain matmuls
-            h = x.reshape(-1, k) @ self.lora_A[route].T
-            return torch.addmm(out.reshape(-1, d), h, self.lora_B[route].T).view(out.shape)
+            h = x.reshape(-1, k) @ self.lora_A[route].T  # (n·T, R)
+            return out.reshape(-1, d).addmm_(h, self.lora_B[route].T).view(out.shape)
         n = x.shape[0]
         slots = self.router.slots(n, x.device)
         A = self.lora_A.index_select(0, slots)  # (n, R, k)
         B = self.lora_B.index_select(0, slots)  # (n, d, R)
         h = torch.bmm(x.reshape(n, -1, k), A.transpose(1, 2))  # (n, T, R)
-        return torch.baddbmm(out.reshape(n, -1, d), h, B.transpose(1, 2)).view(out.shape)
+        return out.reshape(n, -1, d).baddbmm_(h, B.transpose(1, 2)).view(out.shape)
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, slots={self.n_slots}, "

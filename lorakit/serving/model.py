@@ -214,6 +214,8 @@ class MultiAdapterModel(nn.Module):
         if x is not None and want is not None and x.shape[0] != want:
             raise ValueError(f"The batch has {x.shape[0]} rows but {want} adapter names were "
                              "given; name one adapter (or None) per row.")
+        if x is not None:
+            self.router.prepare(x.device)
         return fn(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
