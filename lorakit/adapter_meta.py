@@ -2,14 +2,18 @@
 
 ``save_adapter`` writes the config (``lorakit_adapter.json``) as::
 
-    {"format": "lorakit-adapter", "format_version": 2, "lorakit_version": "...",
+    {"format": "lorakit-adapter", "format_version": 3, "lorakit_version": "...",
      "lora": {"r": 4, "alpha": 32, "dropout": 0.1, "init": "gaussian", "rslora": false,
               "bias": "none", "targets": [...]},
      "modules": {"transformer.h.0.attn.c_attn": {"kind": "conv1d", "in": 768, "out": 2304,
-                                                  "enable": [true, false, true]}, ...},
+                                                  "enable": [true, false, true],
+                                                  "slices": ["q", "k", "v"]}, ...},
      "tensors": {"transformer.h.0.attn.c_attn.lora_A": [8, 768], ...},
      "dtype": "torch.float32",
      "weights": {"file": "adapter.safetensors", "sha256": "..."}}
+
+Format 3 added ``slices`` (the names of a fused projection's slices); a format-2 file, which
+has none, could only describe GPT-2's fused q, k, v (:data:`FORMAT2_SLICES`).
 
 Everything here runs before a model is touched, so a config with a field of the wrong type, a
 rank that does not fit its tensors, or a tensor it does not account for (a bias when its
@@ -18,36 +22,41 @@ rank that does not fit its tensors, or a tensor it does not account for (a bias 
 
 from __future__ import annotations
 
-import numbers
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .lora.apply import BIAS_MODES, _adaptable
-from .lora.layers import INITS, FusedLoRALinear, LoRAEmbedding, base_dims
+from .lora.config import LoRAConfig
+from .lora.kinds import linear_dims
+from .lora.layers import FusedLoRALinear, LoRAEmbedding
+from .lora.settings import SETTINGS, setting_problem
+from .lora.targets import Slices, adaptable_modules
 
 FORMAT = "lorakit-adapter"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 KINDS = ("linear", "conv1d", "embedding")
+FORMAT2_SLICES = ("q", "k", "v")  # the only fused projection lorakit wrote before format 3
+_DEFAULTS = {f.name: f.default for f in fields(LoRAConfig)}
 
 
 class AdapterError(ValueError):
     """An adapter that cannot be loaded into this model (wrong base, corrupt or foreign file)."""
 
 
-def _bad(cfg_path: Path, field: str, want: str, value: Any) -> AdapterError:
+def _bad(cfg_path: Path, field: str, problem: str) -> AdapterError:
     return AdapterError(
-        f"{cfg_path}: {field} should be {want}, got {value!r} ({type(value).__name__}); the file was "
-        "edited or written by another tool. Save the adapter again with lorakit.save_adapter.")
+        f"{cfg_path}: {field} {problem}; the file was edited or written by another tool. Save the "
+        "adapter again with lorakit.save_adapter.")
+
+
+def _want(want: str, value: Any) -> str:
+    return f"must be {want}, got {value!r} ({type(value).__name__})"
 
 
 def _posint(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def validate_meta(meta: Any, cfg_path: Path) -> None:
@@ -57,53 +66,64 @@ def validate_meta(meta: Any, cfg_path: Path) -> None:
                            "Was it written by another library? Use lorakit.save_adapter.")
     version = meta.get("format_version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise _bad(cfg_path, "format_version", "an integer", version)
+        raise _bad(cfg_path, "format_version", _want("an integer", version))
     if version > FORMAT_VERSION:
         raise AdapterError(f"{cfg_path} has format version {version}, newer than this lorakit "
                            f"understands ({FORMAT_VERSION}); upgrade lorakit.")
     lora = meta.get("lora")
     if not isinstance(lora, dict):
-        raise _bad(cfg_path, "lora", "an object of LoRA settings", lora)
-    checks = [
-        ("r", _posint(lora.get("r")), "a positive integer"),
-        ("alpha", lora.get("alpha") is None or (_number(lora["alpha"]) and lora["alpha"] > 0),
-         "a positive number or null"),
-        ("dropout", _number(lora.get("dropout", 0.0)) and 0 <= lora.get("dropout", 0.0) < 1,
-         "a number in [0, 1)"),
-        ("init", lora.get("init", "gaussian") in INITS, f"one of {INITS}"),
-        ("rslora", isinstance(lora.get("rslora", False), bool), "true or false"),
-        ("bias", lora.get("bias", "none") in BIAS_MODES, f"one of {BIAS_MODES}"),
-    ]
-    for key, ok, want in checks:
-        if not ok:
-            raise _bad(cfg_path, f"lora.{key}", want, lora.get(key))
+        raise _bad(cfg_path, "lora", _want("an object of LoRA settings", lora))
+    for key in SETTINGS:  # the same checks as LoRAConfig's; r has no default in a file
+        value = lora.get(key) if key == "r" else lora.get(key, _DEFAULTS[key])
+        problem = setting_problem(key, value)
+        if problem is not None:
+            raise _bad(cfg_path, f"lora.{key}", f"{problem} ({type(value).__name__})")
     modules = meta.get("modules")
     if not isinstance(modules, dict) or not modules:
-        raise _bad(cfg_path, "modules", "an object {module name: description}", modules)
+        raise _bad(cfg_path, "modules", _want("an object {module name: description}", modules))
     for name, mod in modules.items():
-        if not isinstance(mod, dict) or mod.get("kind") not in KINDS:
-            raise _bad(cfg_path, f"modules[{name!r}].kind", f"one of {KINDS}", mod)
-        if mod["kind"] == "embedding":
-            shape = mod.get("shape")
-            if not (isinstance(shape, list) and len(shape) == 2 and all(map(_posint, shape))):
-                raise _bad(cfg_path, f"modules[{name!r}].shape", "[vocab, dim]", shape)
-            continue
-        for key in ("in", "out"):
-            if not _posint(mod.get(key)):
-                raise _bad(cfg_path, f"modules[{name!r}].{key}", "a positive integer", mod.get(key))
-        enable = mod.get("enable")
-        if enable is not None and not (isinstance(enable, list) and enable
-                                       and all(isinstance(e, bool) for e in enable)):
-            raise _bad(cfg_path, f"modules[{name!r}].enable", "a list of true/false", enable)
+        _check_module(cfg_path, name, mod)
     tensors = meta.get("tensors")
     if not isinstance(tensors, dict) or not all(
             isinstance(s, list) and all(isinstance(n, int) and n >= 0 for n in s)
             for s in tensors.values()):
-        raise _bad(cfg_path, "tensors", "an object {tensor name: shape list}", tensors)
+        raise _bad(cfg_path, "tensors", _want("an object {tensor name: shape list}", tensors))
     weights = meta.get("weights")
     if weights is not None and not (isinstance(weights, dict)
                                     and isinstance(weights.get("sha256"), str)):
-        raise _bad(cfg_path, "weights", "an object with the weights' sha256", weights)
+        raise _bad(cfg_path, "weights", _want("an object with the weights' sha256", weights))
+
+
+def _check_module(cfg_path: Path, name: str, mod: Any) -> None:
+    """Check one entry of ``modules``: its kind, shape and (fused projections) slices."""
+    where = f"modules[{name!r}]"
+    if not isinstance(mod, dict) or mod.get("kind") not in KINDS:
+        raise _bad(cfg_path, f"{where}.kind", _want(f"one of {KINDS}", mod))
+    if mod["kind"] == "embedding":
+        shape = mod.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(map(_posint, shape))):
+            raise _bad(cfg_path, f"{where}.shape", _want("[vocab, dim]", shape))
+        return
+    for key in ("in", "out"):
+        if not _posint(mod.get(key)):
+            raise _bad(cfg_path, f"{where}.{key}", _want("a positive integer", mod.get(key)))
+    enable = mod.get("enable")
+    if enable is not None and not (isinstance(enable, list) and enable
+                                   and all(isinstance(e, bool) for e in enable)):
+        raise _bad(cfg_path, f"{where}.enable", _want("a list of true/false", enable))
+    slices = mod.get("slices")
+    if slices is not None and not (isinstance(slices, list) and enable is not None
+                                   and len(slices) == len(enable)
+                                   and all(isinstance(n, str) and n for n in slices)):
+        raise _bad(cfg_path, f"{where}.slices", _want("a list of names, one per flag of enable",
+                                                      slices))
+
+
+def fused_slices(mod: dict) -> Slices | None:
+    """The :class:`~lorakit.lora.targets.Slices` of a (validated) module entry, or None."""
+    if not mod.get("enable"):
+        return None
+    return Slices(tuple(mod.get("slices") or FORMAT2_SLICES), tuple(mod["enable"]))
 
 
 def implied_shapes(meta: dict) -> dict[str, list[int]]:
@@ -150,17 +170,17 @@ def module_identity(name: str, mod: nn.Module) -> dict:
         return {"kind": "embedding", "shape": list(mod.base.weight.shape)}
     if isinstance(mod, nn.Embedding):
         return {"kind": "embedding", "shape": list(mod.weight.shape)}
-    layer_base = getattr(mod, "base", mod)
-    k, d, fan = base_dims(layer_base)
-    info = {"kind": "conv1d" if fan else "linear", "in": k, "out": d}
+    k, d, fan_in_fan_out = linear_dims(getattr(mod, "base", mod))
+    info = {"kind": "conv1d" if fan_in_fan_out else "linear", "in": k, "out": d}
     if isinstance(mod, FusedLoRALinear):
         info["enable"] = list(mod.enable)
+        info["slices"] = list(mod.slice_names)
     return info
 
 
 def check_base(model: nn.Module, meta: dict) -> None:
     """Raise :class:`AdapterError` unless every module the adapter names exists here, same shape."""
-    modules = _adaptable(model)
+    modules = adaptable_modules(model)
     problems = []
     for name, want in meta["modules"].items():
         mod = modules.get(name)
@@ -169,7 +189,8 @@ def check_base(model: nn.Module, meta: dict) -> None:
             continue
         have = module_identity(name, mod)
         have.pop("enable", None)
-        want_base = {k: v for k, v in want.items() if k != "enable"}
+        have.pop("slices", None)
+        want_base = {k: v for k, v in want.items() if k not in ("enable", "slices")}
         if have != want_base:
             problems.append(f"{name}: adapter made for {want_base}, this model has {have}")
     if problems:

@@ -23,28 +23,30 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ._version import __version__
 from .adapter_meta import (
     FORMAT,
     FORMAT_VERSION,
     AdapterError,
     check_base,
+    fused_slices,
     implied_shapes,
     module_identity,
     unexpected_keys,
     validate_meta,
 )
-from .fileio import atomic_write, fsync_dir, write_synced
-from .lora.apply import LoRAConfig, apply_lora, lora_layers, lora_state_dict
+from .fileio import atomic_write, commit, stage
+from .lora.apply import apply_lora_to, lora_layers, lora_state_dict
+from .lora.config import LoRAConfig
 from .lora.layers import lora_scaling
 
 __all__ = ["AdapterError", "CONFIG", "FORMAT", "FORMAT_VERSION", "LEGACY_CONFIG", "WEIGHTS",
-           "atomic_write", "load_adapter", "read_adapter", "save_adapter"]
+           "load_adapter", "read_adapter", "save_adapter"]
 
 WEIGHTS = "adapter.safetensors"
 CONFIG = "lorakit_adapter.json"
@@ -110,8 +112,6 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig |
     """
     from safetensors.torch import save as to_bytes
 
-    from . import __version__
-
     out = _target_folder(path)
     model = _unwrap(model)
     layers = list(lora_layers(model))
@@ -146,13 +146,10 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig |
     }
     out.mkdir(parents=True, exist_ok=True)
     _clean_stale(out)
-    fd, pending = tempfile.mkstemp(dir=out, prefix=_PENDING, suffix=".tmp")
-    os.close(fd)
-    write_synced(Path(pending), data)
+    pending = stage(out / WEIGHTS, lambda tmp: Path(tmp).write_bytes(data))  # named _PENDING*
     text = json.dumps(meta, indent=2) + "\n"
     atomic_write(out / CONFIG, lambda tmp: Path(tmp).write_text(text))  # the commit point
-    os.replace(pending, out / WEIGHTS)
-    fsync_dir(out)
+    commit(pending, out / WEIGHTS)
     return out
 
 
@@ -279,18 +276,14 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                            "the base it was trained on (a fresh one to change the rank).")
     if not existing:
         lora = {k: v for k, v in meta["lora"].items() if k in LoRAConfig.__dataclass_fields__}
-        names = list(meta["modules"])
-        if any(w.get("enable") for w in meta["modules"].values()):
-            on = [s for s, e in zip("qkv", next(w["enable"] for w in meta["modules"].values()
-                                               if w.get("enable"))) if e]
-            names = [n for n in names if not meta["modules"][n].get("enable")] + on
-        lora["targets"] = [n if n in ("q", "k", "v") else f"re:{re.escape(n)}" for n in names]
+        lora.setdefault("targets", [f"re:{re.escape(n)}" for n in meta["modules"]])  # recorded only
         try:
             config = LoRAConfig(**lora)
         except (TypeError, ValueError) as e:
             raise AdapterError(f"The adapter's LoRA settings are not valid ({e}); it is corrupt or "
                                "from another version. Save the adapter again.") from e
-        apply_lora(model, config)
+        apply_lora_to(model, config, {name: fused_slices(mod)
+                                      for name, mod in meta["modules"].items()})
     merged = [layer for layer in dict(lora_layers(model)).values() if layer.merged]
     for layer in merged:
         layer.unmerge()

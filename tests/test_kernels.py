@@ -14,7 +14,8 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from lorakit import FusedLoRALinear, LoRALinear
-from lorakit.lora.fast import kernels, padded_rank
+from lorakit.lora.fast import kernels
+from lorakit.lora.fast.blocks import padded_rank
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(

@@ -20,14 +20,9 @@ from transformers.pytorch_utils import Conv1D
 
 import lorakit
 from lorakit import FusedLoRALinear, LoRAConfig, LoRALinear
-from lorakit.lora.fast import (
-    LoRALinearFunction,
-    LoRAUpdate,
-    block_diagonal_B,
-    diagonal_blocks,
-    fast_path,
-    set_fast_path,
-)
+from lorakit.lora.fast import fast_path, set_fast_path
+from lorakit.lora.fast.blocks import block_diagonal_B, diagonal_blocks
+from lorakit.lora.fast.function import BranchUpdate, StackedMatmul
 from lorakit.lora.precision import cast_frozen_, frozen_matmul_weights
 
 # q,v (the paper's), q,k,v, single slices, and 4 slices with uneven gaps (no single strided view)
@@ -137,7 +132,7 @@ def test_dropout_semantics_train_eval_and_rate(fast):
     assert (mean - expected).abs().max() < 0.25 * (expected - layer.base(x)).abs().max()
 
 
-def test_lora_update_gradcheck_and_block_layout():
+def test_branch_update_gradcheck_and_block_layout():
     torch.manual_seed(0)
     out = torch.randn(5, 3 * 4, dtype=torch.float64, requires_grad=True)
     x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
@@ -145,7 +140,7 @@ def test_lora_update_gradcheck_and_block_layout():
     B = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     enable = (True, False, True)
     assert torch.autograd.gradcheck(
-        lambda o, x_, a, b: LoRAUpdate.apply(o, x_, a, b, 0.0, 1.5, enable), (out, x, A, B))
+        lambda o, x_, a, b: BranchUpdate.apply(o, x_, a, b, 0.0, 1.5, enable), (out, x, A, B))
     full = block_diagonal_B(B, enable)  # (3·4, 2·3): q rows read cols 0:3, k rows zero, v 3:6
     assert full.shape == (12, 6)
     torch.testing.assert_close(full[0:4, 0:3], B[0])
@@ -166,7 +161,7 @@ def test_lora_update_gradcheck_and_block_layout():
     A4 = torch.randn(15, 6, dtype=torch.float64, requires_grad=True)
     B4.requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda o, x_, a, b: LoRAUpdate.apply(o, x_, a, b, 0.0, 0.5, uneven), (out4, x4, A4, B4))
+        lambda o, x_, a, b: BranchUpdate.apply(o, x_, a, b, 0.0, 0.5, uneven), (out4, x4, A4, B4))
 
 
 def test_double_backward_is_refused_on_the_fast_path_and_works_on_the_formula():
@@ -276,21 +271,21 @@ def test_cast_frozen_errors_leave_the_model_untouched():
     assert frozen_matmul_weights(model) == {}
 
 
-@pytest.mark.parametrize("in_by_out", [True, False])
-def test_lora_linear_function_gradcheck_with_every_input_trainable(in_by_out):
+@pytest.mark.parametrize("fan_in_fan_out", [True, False])
+def test_stacked_matmul_gradcheck_with_every_input_trainable(fan_in_fan_out):
     torch.manual_seed(0)
     x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
-    w = torch.randn((6, 12) if in_by_out else (12, 6), dtype=torch.float64, requires_grad=True)
+    w = torch.randn((6, 12) if fan_in_fan_out else (12, 6), dtype=torch.float64, requires_grad=True)
     b = torch.randn(12, dtype=torch.float64, requires_grad=True)
     A = torch.randn(2 * 3, 6, dtype=torch.float64, requires_grad=True)
     B = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     enable = (True, False, True)
     assert torch.autograd.gradcheck(
-        lambda *t: LoRALinearFunction.apply(*t, 0.0, 1.5, enable, in_by_out), (x, w, b, A, B))
-    # the same as the base matmul plus LoRAUpdate
-    base = x @ (w if in_by_out else w.T) + b
-    torch.testing.assert_close(LoRALinearFunction.apply(x, w, b, A, B, 0.0, 1.5, enable, in_by_out),
-                               LoRAUpdate.apply(base, x, A, B, 0.0, 1.5, enable))
+        lambda *t: StackedMatmul.apply(*t, 0.0, 1.5, enable, fan_in_fan_out), (x, w, b, A, B))
+    # the same as the base matmul plus BranchUpdate
+    base = x @ (w if fan_in_fan_out else w.T) + b
+    torch.testing.assert_close(StackedMatmul.apply(x, w, b, A, B, 0.0, 1.5, enable, fan_in_fan_out),
+                               BranchUpdate.apply(base, x, A, B, 0.0, 1.5, enable))
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -314,7 +309,7 @@ def test_a_hooked_or_subclassed_base_keeps_its_own_forward(fast):
 
 @pytest.mark.parametrize("conv", [True, False])
 def test_inference_path_equals_training_path(conv):
-    """Without autograd (evaluation, generation) the fast path uses LoRAUpdate, not the stacked matmul."""
+    """Without autograd (evaluation, generation) the fast path uses BranchUpdate, not the stacked matmul."""
     layer = _fused((True, False, True), conv=conv, fast=True).eval()
     x = torch.randn(2, 5, 12, dtype=torch.float64)
     with_grad = layer(x)
@@ -342,7 +337,7 @@ def test_layers_compute_the_formula_by_default_and_the_fused_path_when_switched_
     assert _path_of(layers[0], x) == "AddmmBackward0"  # the fused q,v layer on c_attn
     assert _path_of(layers[1], x) == "AddBackward0"  # c_proj: the plain formula
     assert set_fast_path(model, True) == 4 and all(m.fast_path for m in layers)
-    assert _path_of(layers[0], x) == "LoRALinearFunctionBackward"
+    assert _path_of(layers[0], x) == "StackedMatmulBackward"
     assert "fast_path=True" in repr(layers[0])
     assert set_fast_path(model, False) == 4 and _path_of(layers[0], x) == "AddmmBackward0"
     assert "fast_path" not in repr(layers[0])

@@ -1,65 +1,21 @@
-"""Applying LoRA to a model: config, target resolution, freezing, merge/unmerge, state dicts.
+"""Applying LoRA to a model: freezing, wrapping the targets, merge/unmerge, state dicts, counts.
 
-Targets are short names for known architectures (GPT-2: ``q k v o mlp_in mlp_out``; BERT and
-LLaMA-style models have their own tables) or, for any model, module-name suffixes
-(``"attention.self.query"``) or regular expressions (``"re:.*\\.mlp\\.c_fc"``).
+Which modules are targets is decided by :mod:`lorakit.lora.targets`; the settings are checked by
+:mod:`lorakit.lora.settings`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 
 from torch import nn
 
-from .config import BIAS_MODES, LoRAConfig, LoRAReport
-from .layers import (
-    FusedLoRALinear,
-    LoRAEmbedding,
-    LoRALinear,
-    base_dims,
-    check_rank,
-    lora_scaling,
-)
-
-LORA_TYPES = (LoRALinear, LoRAEmbedding)
-
-# Short names -> module-name suffixes, per architecture. GPT-2's q, k, v are slices of c_attn.
-GPT2_FUSED = "attn.c_attn"
-ARCH_TARGETS: dict[str, dict[str, str]] = {
-    "gpt2": {"o": "attn.c_proj", "mlp_in": "mlp.c_fc", "mlp_out": "mlp.c_proj"},
-    "bert": {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "o": "attention.output.dense", "mlp_in": "intermediate.dense", "mlp_out": "output.dense"},
-    "llama": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-              "o": "self_attn.o_proj", "mlp_in": "mlp.up_proj", "mlp_out": "mlp.down_proj"},
-}
-SHORT_NAMES = ("q", "k", "v", "o", "mlp_in", "mlp_out")
-
-
-def architecture(model: nn.Module) -> str | None:
-    """The short-name table that applies to ``model`` (``"gpt2"``, ``"bert"``, ``"llama"``) or None."""
-    names = [n for n, _ in model.named_modules()]
-    if any(n.endswith(GPT2_FUSED) for n in names):
-        return "gpt2"
-    for arch in ("bert", "llama"):
-        if any(n.endswith(ARCH_TARGETS[arch]["q"]) for n in names):
-            return arch
-    return None
-
-
-def _adaptable(model: nn.Module) -> dict[str, nn.Module]:
-    """Modules LoRA may wrap (Linear, Conv1D, Embedding), excluding those inside LoRA wrappers."""
-    out, inside = {}, set()
-    for name, mod in model.named_modules():
-        if any(name.startswith(p + ".") for p in inside):
-            continue
-        if isinstance(mod, LORA_TYPES):
-            inside.add(name)
-            out[name] = mod
-        elif isinstance(mod, (nn.Linear, nn.Embedding)) or type(mod).__name__ == "Conv1D":
-            out[name] = mod
-    return out
+from .config import LoRAConfig, LoRAReport
+from .kinds import linear_dims
+from .layers import FusedLoRALinear, LoRAEmbedding, LoRALinear, lora_scaling
+from .settings import check_rank, check_settings
+from .targets import LORA_TYPES, Slices, adaptable_modules, resolve_targets, summarise
 
 
 def _weight_holders(model: nn.Module) -> dict[int, list[str]]:
@@ -70,59 +26,6 @@ def _weight_holders(model: nn.Module) -> dict[int, list[str]]:
         if w is not None:
             out.setdefault(id(w), []).append(name)
     return out
-
-
-def _summarise(names: list[str], limit: int = 12) -> str:
-    """Module names with layer numbers folded: ``transformer.h.{0..11}.attn.c_attn``."""
-    pattern = re.compile(r"\.(\d+)\.")
-    groups: dict[str, list[int]] = {}
-    for n in names:
-        key = pattern.sub(".{i}.", n, count=1)
-        m = pattern.search(n)
-        groups.setdefault(key, []).append(int(m.group(1)) if m else -1)
-    shown = []
-    for key, idx in groups.items():
-        idx = sorted(i for i in idx if i >= 0)
-        shown.append(key.replace("{i}", f"{{{idx[0]}..{idx[-1]}}}") if idx else key)
-    more = f" ... (+{len(shown) - limit} more)" if len(shown) > limit else ""
-    return ", ".join(shown[:limit]) + more
-
-
-def resolve_targets(model: nn.Module, targets: list[str]) -> dict[str, tuple[bool, ...] | None]:
-    """Map targets to ``{module name: slice mask or None}``; raise if a target matches nothing."""
-    modules = _adaptable(model)
-    arch = architecture(model)
-    found: dict[str, tuple[bool, ...] | None] = {}
-    fused_on = {"q": False, "k": False, "v": False}
-    for t in targets:
-        if t in SHORT_NAMES and arch == "gpt2" and t in fused_on:
-            fused_on[t] = True
-            continue
-        if t in SHORT_NAMES:
-            if arch is None:
-                raise ValueError(
-                    f"Target {t!r} is a short name, but this model's architecture is not one lorakit "
-                    f"knows ({', '.join(ARCH_TARGETS)}). Use module names instead; adaptable modules "
-                    f"are: {_summarise(list(modules))}.")
-            t = ARCH_TARGETS[arch][t]
-        if t.startswith("re:"):
-            rx = re.compile(t[3:])
-            hits = [n for n in modules if rx.fullmatch(n)]
-        else:
-            hits = [n for n in modules if n == t or n.endswith("." + t)]
-        if not hits:
-            raise ValueError(
-                f"LoRA target {t!r} matches no module. Adaptable modules (Linear/Conv1D/Embedding) "
-                f"are: {_summarise(list(modules))}. Use a short name ({' '.join(SHORT_NAMES)}) "
-                "for GPT-2/BERT/LLaMA, a name suffix, or 're:<regex>'.")
-        for n in hits:
-            found[n] = None
-    if any(fused_on.values()):
-        mask = (fused_on["q"], fused_on["k"], fused_on["v"])
-        for n in modules:
-            if n.endswith(GPT2_FUSED):
-                found[n] = mask
-    return found
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -148,7 +51,7 @@ def _check_same_settings(model: nn.Module, config: LoRAConfig) -> LoRAConfig | N
     if not same:
         raise ValueError(
             f"This model already has LoRA with other settings ({have}) on "
-            f"{_summarise([n for n, _ in existing])}; one adapter has one setting for all its layers, "
+            f"{summarise([n for n, _ in existing])}; one adapter has one setting for all its layers, "
             "so save_adapter could not describe both. Apply LoRA once with all the targets, or "
             "again with the same r, alpha, dropout, init, rslora and bias, or start from a fresh base.")
     return prev
@@ -177,9 +80,21 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
     """Wrap the target modules of ``model`` with LoRA in place and freeze everything else.
 
     Every target is resolved and checked (type, rank, not already adapted, a parent that calls
-    it as a module) before anything is changed, so a bad config leaves the model exactly as it was. A model
-    that already has LoRA takes more targets only with the same settings (one adapter, one
-    setting).
+    it as a module) before anything is changed, so a bad config leaves the model exactly as it
+    was. A model that already has LoRA takes more targets only with the same settings (one
+    adapter, one setting).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; GPT-2, BERT and LLaMA-style models also take short target names.
+    config : LoRAConfig
+        The rank, scaling, targets, dropout, initialisation and trainable biases.
+
+    Returns
+    -------
+    LoRAReport
+        The adapted modules (fused ones as ``name[q,v]``), their ``(d, k)`` and the counts.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"apply_lora needs a torch.nn.Module, got {type(model).__name__}; pass the "
@@ -187,9 +102,19 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
     if not isinstance(config, LoRAConfig):
         raise TypeError(f"apply_lora needs a lorakit.LoRAConfig, got {type(config).__name__}; write "
                         "apply_lora(model, LoRAConfig(r=4, alpha=32, targets=['q', 'v'])).")
+    _check_same_settings(model, config)
+    return apply_lora_to(model, config, resolve_targets(model, config.targets))
+
+
+def apply_lora_to(model: nn.Module, config: LoRAConfig,
+                  targets: dict[str, Slices | None]) -> LoRAReport:
+    """:func:`apply_lora` on targets already resolved: ``{module name: Slices or None}``.
+
+    This is how :func:`lorakit.load_adapter` rebuilds the layers an adapter file lists;
+    ``config.targets`` is then only recorded. The same checks run before anything changes.
+    """
     prev = _check_same_settings(model, config)
-    targets = resolve_targets(model, config.targets)
-    modules = _adaptable(model)
+    modules = adaptable_modules(model)
     holders = _weight_holders(model)
     plan = []
     for name, mask in targets.items():
@@ -207,27 +132,28 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
         if isinstance(mod, nn.Embedding):
             check_rank(config.r, mod.embedding_dim, mod.num_embeddings, name)
         else:
-            k, d, _ = base_dims(mod)
-            check_rank(config.r, d // (3 if mask else 1), k, name)
+            k, d, _ = linear_dims(mod)
+            check_rank(config.r, d // (len(mask.enable) if mask else 1), k, name)
         plan.append((name, mod, mask))
     kw = dict(r=config.r, alpha=config.alpha, init=config.init, rslora=config.rslora)
     for p in model.parameters():
         p.requires_grad_(False)
     report_names, shapes = [], {}
     for name, mod, mask in plan:
+        shown = name if mask is None else f"{name}[{','.join(mask.enabled())}]"
         if isinstance(mod, nn.Embedding):
             new = LoRAEmbedding(mod, **kw)
-            shapes[name] = (mod.embedding_dim, mod.num_embeddings)
+            shapes[shown] = (mod.embedding_dim, mod.num_embeddings)
         elif mask is not None:
-            new = FusedLoRALinear(mod, dropout=config.dropout, enable=mask, **kw)
-            name_shown = f"{name}[{','.join(s for s, e in zip('qkv', mask) if e)}]"
-            shapes[name_shown] = (new.d_slice, new.in_features)
+            new = FusedLoRALinear(mod, dropout=config.dropout, enable=mask.enable,
+                                  slice_names=mask.names, **kw)
+            shapes[shown] = (new.d_slice, new.in_features)
         else:
             new = LoRALinear(mod, dropout=config.dropout, **kw)
-            shapes[name] = (new.out_features, new.in_features)
+            shapes[shown] = (new.out_features, new.in_features)
         new.train(mod.training)  # keep the model's train/eval mode (LoRA dropout)
         _set_module(model, name, new)
-        report_names.append(name if mask is None else name_shown)
+        report_names.append(shown)
     mark_only_lora_trainable(model, config.bias)
     if prev is not None:  # same settings, more targets
         config = replace(prev, targets=list(dict.fromkeys(prev.targets + config.targets)))
@@ -275,8 +201,7 @@ def unmerge_lora(model: nn.Module) -> None:
 
 def mark_only_lora_trainable(model: nn.Module, bias: str = "none") -> None:
     """Freeze all but A and B; ``bias``: "none", "all" biases, or "lora_only" (biases of adapted layers)."""
-    if bias not in BIAS_MODES:
-        raise ValueError(f"bias must be one of {BIAS_MODES}, got {bias!r}.")
+    check_settings(bias=bias)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
     if bias == "all":

@@ -1,14 +1,12 @@
-"""The settings of a LoRA adaptation (:class:`LoRAConfig`) and what applying them did (:class:`LoRAReport`)."""
+"""The settings of a LoRA adaptation (:class:`LoRAConfig`) and what applying them did
+(:class:`LoRAReport`)."""
 
 from __future__ import annotations
 
-import numbers
 import re
 from dataclasses import asdict, dataclass, field
 
-from .layers import INITS
-
-BIAS_MODES = ("none", "all", "lora_only")
+from .settings import SETTINGS, check_settings
 
 
 @dataclass
@@ -56,21 +54,7 @@ class LoRAConfig:
                 except re.error as e:
                     raise ValueError(f"target {t!r} is not a valid regular expression ({e}); write "
                                      "e.g. 're:.*\\.mlp\\.c_fc'.") from None
-        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
-            raise ValueError(f"r must be a positive integer, got {self.r!r}; r = 4 or 8 is typical.")
-        if self.alpha is not None and (not isinstance(self.alpha, numbers.Real)
-                                       or isinstance(self.alpha, bool) or not self.alpha > 0):
-            raise ValueError(f"alpha must be a number > 0, got {self.alpha!r}; the paper uses alpha = "
-                             "32 with r = 4 for GPT-2 (or leave it unset for alpha = r).")
-        if not isinstance(self.dropout, numbers.Real) or isinstance(self.dropout, bool) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}.")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
-        if not isinstance(self.rslora, bool):
-            raise ValueError(f"rslora must be True or False, got {self.rslora!r}.")
-        if self.bias not in BIAS_MODES:
-            raise ValueError(f"bias must be one of {BIAS_MODES}, got {self.bias!r}.")
+        check_settings(**{name: getattr(self, name) for name in SETTINGS})
 
     def settings(self) -> tuple:
         """What one adapter must share across its layers: ``(r, alpha, dropout, init, rslora, bias)``."""

@@ -26,25 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fast.function import fused_forward
-
-INITS = ("gaussian", "kaiming")
-
-
-def _is_conv1d(base: nn.Module) -> bool:
-    """transformers' ``Conv1D`` (matched by name: transformers is not imported here)."""
-    return type(base).__name__ == "Conv1D" and hasattr(base, "nf")
-
-
-def base_dims(base: nn.Module) -> tuple[int, int, bool]:
-    """``(in_features, out_features, weight_is_in_by_out)`` of an ``nn.Linear`` or ``Conv1D``."""
-    if isinstance(base, nn.Linear):
-        return base.in_features, base.out_features, False
-    if _is_conv1d(base):
-        return base.weight.shape[0], base.weight.shape[1], True
-    raise TypeError(
-        f"LoRA can wrap nn.Linear or transformers' Conv1D, not {type(base).__name__}; "
-        "target a linear projection instead."
-    )
+from .kinds import linear_dims
+from .settings import check_rank, check_settings
 
 
 def lora_scaling(alpha: float, r: int, rslora: bool = False) -> float:
@@ -61,33 +44,11 @@ def init_lora_A(A: torch.Tensor, init: str) -> None:
     do because it is ``nn.Linear``'s own default. The two differ only in the scale and shape of
     A's initial distribution; with B = 0 neither changes the model at step 0.
     """
+    check_settings(init=init)
     if init == "gaussian":
         nn.init.normal_(A, mean=0.0, std=1.0 / math.sqrt(A.shape[1]))
-    elif init == "kaiming":
-        nn.init.kaiming_uniform_(A, a=math.sqrt(5))
     else:
-        raise ValueError(f"init={init!r} is not known; use one of {INITS}.")
-
-
-def check_settings(init: str, dropout: float = 0.0, alpha: float | None = None) -> None:
-    """Raise a clear error for an unknown ``init``, a dropout outside [0, 1) or ``alpha <= 0``."""
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not known; use one of {INITS}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
-    if alpha is not None and not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha!r} (or leave it unset for alpha = r).")
-
-
-def check_rank(r: int, d: int, k: int, where: str = "this layer") -> None:
-    """Raise a clear error unless ``1 <= r <= min(d, k)``."""
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-        raise ValueError(f"LoRA rank r must be a positive integer, got {r!r}; r = 4 or 8 is typical.")
-    if r > min(d, k):
-        raise ValueError(
-            f"LoRA rank r={r} is larger than min(d, k) = min({d}, {k}) = {min(d, k)} for {where}: "
-            "BA could never have that rank. Choose r <= min(d, k) (LoRA is useful when r << min(d, k))."
-        )
+        nn.init.kaiming_uniform_(A, a=math.sqrt(5))
 
 
 class _Mergeable(nn.Module):
@@ -170,6 +131,8 @@ class LoRALinear(_Mergeable):
 
     Attributes
     ----------
+    fan_in_fan_out : bool
+        Whether the base weight is stored (in, out) (``Conv1D``) rather than (out, in).
     fast_path : bool
         ``False`` (default): :meth:`forward` is the formula in plain PyTorch ops. ``True``: the
         same formula through the fused nodes of :mod:`lorakit.lora.fast`, except while
@@ -181,9 +144,9 @@ class LoRALinear(_Mergeable):
     def __init__(self, base: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
                  init: str = "gaussian", rslora: bool = False) -> None:
         super().__init__()
-        k, d, self.fan_in_fan_out = base_dims(base)
+        k, d, self.fan_in_fan_out = linear_dims(base)
         check_rank(r, self._slice_out(d), k, type(base).__name__)
-        check_settings(init, dropout, alpha)  # all checks before the base is frozen
+        check_settings(alpha=alpha, dropout=dropout, init=init, rslora=rslora)  # before freezing
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
@@ -270,7 +233,7 @@ class FusedLoRALinear(LoRALinear):
         if len(self.slice_names) != len(self.enable) or not any(self.enable):
             raise ValueError(f"enable={enable} must have one flag per slice {slice_names} "
                              "and at least one True.")
-        d = base_dims(base)[1]
+        d = linear_dims(base)[1]
         if d % len(self.enable):
             raise ValueError(f"output size {d} does not split into {len(self.enable)} equal slices.")
         self.d_slice = d // len(self.enable)
@@ -361,7 +324,7 @@ class LoRAEmbedding(_Mergeable):
             raise TypeError(f"LoRAEmbedding wraps nn.Embedding, not {type(base).__name__}.")
         V, d = base.weight.shape
         check_rank(r, d, V, "nn.Embedding")
-        check_settings(init, alpha=alpha)
+        check_settings(alpha=alpha, init=init, rslora=rslora)
         self.base = base
         base.weight.requires_grad_(False)
         self.r, self.alpha = r, float(r if alpha is None else alpha)

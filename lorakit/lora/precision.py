@@ -29,21 +29,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .kinds import is_linear
+
 __all__ = ["cast_frozen_", "frozen_matmul_weights"]
-
-
-def _is_matmul_layer(module: nn.Module) -> bool:
-    """``nn.Linear`` (and subclasses) or transformers' ``Conv1D``: layers whose forward autocast
-    always runs in the low-precision dtype."""
-    return isinstance(module, nn.Linear) or (type(module).__name__ == "Conv1D"
-                                             and hasattr(module, "nf"))
 
 
 def frozen_matmul_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     """The parameters :func:`cast_frozen_` would cast: ``{qualified name: parameter}``.
 
     A parameter qualifies when it does not require grad, is floating point, and every module that
-    holds it (tied weights are held by several) is an ``nn.Linear`` or ``Conv1D``.
+    holds it (tied weights are held by several) is an ``nn.Linear`` or ``Conv1D``: the layers whose
+    forward autocast always runs in the low-precision dtype.
     """
     holders: dict[int, list[nn.Module]] = {}
     names: dict[int, str] = {}
@@ -55,7 +51,7 @@ def frozen_matmul_weights(model: nn.Module) -> dict[str, nn.Parameter]:
             params[id(p)] = p
     return {names[i]: p for i, p in params.items()
             if not p.requires_grad and p.is_floating_point()
-            and all(_is_matmul_layer(m) for m in holders[i])}
+            and all(is_linear(m) for m in holders[i])}
 
 
 def cast_frozen_(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> list[str]:

@@ -5,12 +5,12 @@ A LoRA layer (:class:`lorakit.LoRALinear`, :class:`lorakit.FusedLoRALinear`) com
 opens, and what autograd, ``torch.compile`` and every tool see. With ``fast_path`` on, the layer
 computes the same thing through the hand-written nodes here (:func:`fused_forward`):
 
-* :class:`LoRALinearFunction`, used while autograd records on a plain ``nn.Linear``/``Conv1D``
-  base, runs base and branch as one matmul on a stacked input and weight,
+* :class:`~lorakit.lora.fast.function.StackedMatmul`, used while autograd records on a plain
+  ``nn.Linear``/``Conv1D`` base, runs base and branch as one matmul on a stacked input and weight,
   ``[x | A·dropout(x)] [W0 ; (α/r)·Bᵀ]``, with a hand-written backward that keeps
   ``dropout(x)``, ``A·dropout(x)`` and the dropout's decisions rather than ``x``;
-* :class:`LoRAUpdate` (other bases, and calls without autograd) adds the branch onto
-  ``base(x)`` as one node;
+* :class:`~lorakit.lora.fast.function.BranchUpdate` (other bases, and calls without autograd)
+  adds the branch onto ``base(x)`` as one node;
 * inside CUDA graph capture, on CUDA in bf16/fp16 with Triton installed, two Triton kernels
   (:mod:`lorakit.lora.fast.kernels`) do the branch's dropout without storing a mask.
 
@@ -37,14 +37,9 @@ from contextlib import contextmanager
 from torch import nn
 
 from . import kernels
-from .blocks import block_diagonal_B, compute_dtype, diagonal_blocks, padded_rank
-from .function import LoRALinearFunction, LoRAUpdate, fused_forward, lora_linear, lora_update
+from .function import fused_forward
 
-__all__ = [
-    "LoRALinearFunction", "LoRAUpdate", "block_diagonal_B", "compute_dtype", "diagonal_blocks",
-    "fast_path", "fast_path_layers", "fused_forward", "kernels", "lora_linear", "lora_update",
-    "padded_rank", "set_fast_path",
-]
+__all__ = ["fast_path", "fast_path_layers", "fused_forward", "kernels", "set_fast_path"]
 
 
 def fast_path_layers(model: nn.Module) -> list[nn.Module]:

@@ -117,7 +117,7 @@ def _branch_factors(ctx, A, B, scaling, enable, dtype, B_full=None):
     The padding (zero rows of A, zero columns of ``B_full``) gives every matmul of the branch
     aligned operands; the extra columns of ``h`` are exactly zero and add nothing. ``B_full``,
     when given, is the (d, R') view to write ``s·B`` into (the stacked weight of
-    :class:`LoRALinearFunction`); otherwise it is allocated.
+    :class:`StackedMatmul`); otherwise it is allocated.
     """
     R, ctx.A_dtype = A.shape[0], A.dtype
     Rp = padded_rank(R)

@@ -3,9 +3,9 @@
 :func:`fused_forward` is what a LoRA layer runs with ``fast_path`` on
 (:func:`lorakit.lora.fast.set_fast_path`):
 
-* :class:`LoRALinearFunction` while autograd records, for a plain ``nn.Linear``/``Conv1D`` base:
+* :class:`StackedMatmul` while autograd records, for a plain ``nn.Linear``/``Conv1D`` base:
   the base matmul and the branch as one stacked matmul ``[x | h] [W ; s·Bᵀ]``;
-* :class:`LoRAUpdate` otherwise (a base with hooks or its own forward, and calls without
+* :class:`BranchUpdate` otherwise (a base with hooks or its own forward, and calls without
   autograd): the branch added onto the base layer's output.
 
 Both compute the layer's formula ``W0 x + s·B A dropout(x)`` (``s = α/r``, paper §4.1); their
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..kinds import is_conv1d
 from . import kernels
 from .blocks import (
     _branch_factors,
@@ -31,7 +32,7 @@ from .blocks import (
 )
 
 
-class LoRAUpdate(torch.autograd.Function):
+class BranchUpdate(torch.autograd.Function):
     """``y = out + (dropout(x) Aᵀ) (s·B_full)ᵀ`` as one autograd node (``s`` = scaling).
 
     Why a custom Function: the same math in plain ops records ~20 backward kernels per layer
@@ -46,7 +47,7 @@ class LoRAUpdate(torch.autograd.Function):
 
     This node takes the base layer's output ``out`` as given, so it serves any base module. For
     a plain ``nn.Linear`` or ``Conv1D`` under autograd, :func:`fused_forward` uses
-    :class:`LoRALinearFunction` instead, which folds the branch into the base layer's own matmul.
+    :class:`StackedMatmul` instead, which folds the branch into the base layer's own matmul.
 
     Shapes: ``out`` (n, d), ``x`` (n, k), ``A`` (R, k); ``B`` (d, R), or for a fused layer
     ``(n_en, d_s, r)`` with ``enable`` giving the slices (see :func:`block_diagonal_B`).
@@ -65,7 +66,7 @@ class LoRAUpdate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        _no_double_backward("LoRAUpdate")
+        _no_double_backward("BranchUpdate")
         x, mask, h, A, B_full, B = ctx.saved_tensors
         need_x, need_A, need_B = ctx.needs_input_grad[1:4]
         gx = gA = gB = None
@@ -80,7 +81,7 @@ class LoRAUpdate(torch.autograd.Function):
         return g, gx, gA, gB, None, None, None
 
 
-class LoRALinearFunction(torch.autograd.Function):
+class StackedMatmul(torch.autograd.Function):
     """A frozen linear map and its LoRA branch as one node and one matmul (``s`` = scaling).
 
     ``W x + s·B A dropout(x)`` is a single product with a stacked input and a stacked weight::
@@ -103,23 +104,23 @@ class LoRALinearFunction(torch.autograd.Function):
     (n, k) intermediate. Otherwise the decisions are ``native_dropout``'s boolean mask, and the
     base's input gradient is added onto the branch's in the matmul epilogue (``addmm_``).
 
-    ``weight`` is stored (k, d) when ``in_by_out`` (transformers' ``Conv1D``), else (d, k)
+    ``weight`` is stored (k, d) when ``fan_in_fan_out`` (transformers' ``Conv1D``), else (d, k)
     (``nn.Linear``); it and ``bias`` are cast to ``x``'s dtype as autocast would. Gradients flow
     to every tensor that needs one (a trainable weight or bias too: then ``x`` is kept as well).
-    Numerically it is the base layer's matmul plus :class:`LoRAUpdate` (up to rounding order and,
+    Numerically it is the base layer's matmul plus :class:`BranchUpdate` (up to rounding order and,
     on the Triton path, which elements dropout drops).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, A, B, p, scaling, enable, in_by_out):
+    def forward(ctx, x, weight, bias, A, B, p, scaling, enable, fan_in_fan_out):
         (n, k), cdt = x.shape, x.dtype
         Rp = padded_rank(A.shape[0])
-        d = weight.shape[1] if in_by_out else weight.shape[0]
+        d = weight.shape[1] if fan_in_fan_out else weight.shape[0]
         # the stacked weight, kept as its (d, k + R') "out x in" view whatever the storage order
-        storage = torch.empty((k + Rp, d) if in_by_out else (d, k + Rp), dtype=cdt,
+        storage = torch.empty((k + Rp, d) if fan_in_fan_out else (d, k + Rp), dtype=cdt,
                               device=x.device)
-        w_dk = storage.T if in_by_out else storage
-        w_dk[:, :k] = weight.T if in_by_out else weight
+        w_dk = storage.T if fan_in_fan_out else storage
+        w_dk[:, :k] = weight.T if fan_in_fan_out else weight
         # s·B goes straight into the stacked weight
         A, _ = _branch_factors(ctx, A, B, scaling, enable, cdt, B_full=w_dk[:, k:])
         mask = seed = None
@@ -136,12 +137,12 @@ class LoRALinearFunction(torch.autograd.Function):
         y = xh @ w_dk.T if bias is None else torch.addmm(bias.to(cdt), xh, w_dk.T)
         keep_x = x if ctx.needs_input_grad[1] else None  # only a trainable weight needs x
         ctx.save_for_backward(xd, h, mask, seed, A, w_dk, B, keep_x)
-        ctx.p, ctx.in_by_out = p, in_by_out
+        ctx.p, ctx.fan_in_fan_out = p, fan_in_fan_out
         return y
 
     @staticmethod
     def backward(ctx, g):
-        _no_double_backward("LoRALinearFunction")
+        _no_double_backward("StackedMatmul")
         xd, h, mask, seed, A, w_dk, B, x = ctx.saved_tensors
         need_x, need_w, need_b, need_A, need_B = ctx.needs_input_grad[:5]
         k = xd.shape[1]
@@ -165,43 +166,42 @@ class LoRALinearFunction(torch.autograd.Function):
             gB = _grad_B(ctx, g, h, B)
         if need_w:
             gw_kd = x.T @ g
-            gw = gw_kd if ctx.in_by_out else gw_kd.T
+            gw = gw_kd if ctx.fan_in_fan_out else gw_kd.T
         if need_b:
             gb = g.sum(0)
         return gx, gw, gb, gA, gB, None, None, None, None
 
 
-def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                in_by_out: bool, A: torch.Tensor, B: torch.Tensor, p: float, scaling: float,
-                enable: Sequence[bool] | None = None) -> torch.Tensor:
-    """``x W + b + scaling · B A dropout_p(x)`` for ``x`` of any leading shape (:class:`LoRALinearFunction`).
+def stacked_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   fan_in_fan_out: bool, A: torch.Tensor, B: torch.Tensor, p: float,
+                   scaling: float, enable: Sequence[bool] | None = None) -> torch.Tensor:
+    """``x W + b + scaling · B A dropout_p(x)`` for ``x`` of any leading shape (:class:`StackedMatmul`).
 
     ``x`` (..., k) is already in the compute dtype; returns (..., d).
     """
-    d = weight.shape[1] if in_by_out else weight.shape[0]
-    y = LoRALinearFunction.apply(x.reshape(-1, x.shape[-1]), weight, bias, A, B, float(p),
-                                 float(scaling), None if enable is None else tuple(enable),
-                                 bool(in_by_out))
+    d = weight.shape[1] if fan_in_fan_out else weight.shape[0]
+    y = StackedMatmul.apply(x.reshape(-1, x.shape[-1]), weight, bias, A, B, float(p),
+                            float(scaling), None if enable is None else tuple(enable),
+                            bool(fan_in_fan_out))
     return y.view(*x.shape[:-1], d)
 
 
-def lora_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                p: float, scaling: float, enable: Sequence[bool] | None = None) -> torch.Tensor:
-    """``out + scaling · B A dropout_p(x)`` for inputs of any leading shape (see :class:`LoRAUpdate`).
+def branch_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                  p: float, scaling: float, enable: Sequence[bool] | None = None) -> torch.Tensor:
+    """``out + scaling · B A dropout_p(x)`` for inputs of any leading shape (see :class:`BranchUpdate`).
 
     ``out`` (..., d) is the base layer's output, ``x`` (..., k) its input, already in the compute
     dtype; ``p`` is the dropout probability (0 in eval mode). Returns (..., d).
     """
-    y = LoRAUpdate.apply(out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1]),
-                         A, B, float(p), float(scaling), None if enable is None else tuple(enable))
+    y = BranchUpdate.apply(out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1]),
+                           A, B, float(p), float(scaling), None if enable is None else tuple(enable))
     return y.view(out.shape)
 
 
 def _plain_matmul(base: nn.Module) -> bool:
     """Whether ``base`` is exactly ``nn.Linear`` or transformers' ``Conv1D`` with no hooks, so that
-    its forward is the matmul :class:`LoRALinearFunction` runs itself."""
-    conv1d = type(base).__name__ == "Conv1D" and hasattr(base, "nf")
-    plain = type(base) is nn.Linear or conv1d
+    its forward is the matmul :class:`StackedMatmul` runs itself."""
+    plain = type(base) is nn.Linear or is_conv1d(base)
     return plain and not base._forward_hooks and not base._forward_pre_hooks
 
 
@@ -225,6 +225,6 @@ def fused_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     enable = getattr(layer, "enable", None)  # the enabled slices of a fused q/k/v layer
     base = layer.base
     if torch.is_grad_enabled() and _plain_matmul(base):
-        return lora_linear(x, base.weight, base.bias, layer.fan_in_fan_out, layer.lora_A,
+        return stacked_matmul(x, base.weight, base.bias, layer.fan_in_fan_out, layer.lora_A,
                            layer.lora_B, p, layer.scaling, enable)
-    return lora_update(base(x), x, layer.lora_A, layer.lora_B, p, layer.scaling, enable)
+    return branch_update(base(x), x, layer.lora_A, layer.lora_B, p, layer.scaling, enable)

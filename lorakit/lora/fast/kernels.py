@@ -1,7 +1,7 @@
 """Two Triton kernels for the LoRA branch's dropout (CUDA, bf16/fp16): no mask kept, fewer passes.
 
 With PyTorch ops the dropout of the branch input costs, per layer and step of
-:class:`~lorakit.lora.fast.function.LoRALinearFunction` (the fused path): a dropout kernel that
+:class:`~lorakit.lora.fast.function.StackedMatmul` (the fused path): a dropout kernel that
 writes ``dropout(x)`` and a boolean mask, a concatenation that reads ``x`` again to build the stacked input ``[x | h]``;
 in backward, a matmul that writes the branch's input gradient ``gh A`` (n, k), a dropout-backward
 kernel that reads it with the mask and writes it again, and the base's gradient added onto it.
