@@ -7,11 +7,25 @@ Quick start::
     report = lorakit.apply_lora(model, cfg)   # in place; freezes the base
     trainable, total = lorakit.count_parameters(model)
     lorakit.save_adapter(model, "my_adapter/")
+
+The package has three layers; each imports only from the layers below it:
+
+* the LoRA core, which needs only torch, numpy and safetensors (``pip install lorakit``):
+  :mod:`lorakit.lora` (layers, ``apply_lora``, merge; the fused path in :mod:`lorakit.lora.fast`),
+  :mod:`lorakit.checkpoint` (adapters on disk), :mod:`lorakit.train` (one training loop),
+  :mod:`lorakit.fileio`, :mod:`lorakit.presets`;
+* the paper's reproduction, with transformers (``pip install "lorakit[hf]"``):
+  :mod:`lorakit.models` (the base GPT-2), :mod:`lorakit.data` (the E2E task),
+  :mod:`lorakit.baselines`, :mod:`lorakit.evaluate`, :mod:`lorakit.analysis`,
+  :mod:`lorakit.experiments`, :mod:`lorakit.bench`;
+* the course machinery: :mod:`lorakit.exercises` (checks, student versions, grading),
+  :mod:`lorakit.runs` (recorded GPU runs).
+
+``docs/architecture.md`` in the repository draws the map. ``import lorakit`` loads the core only.
 """
 
-__version__ = "0.1.0"
-
 from . import presets
+from ._version import __version__
 from .checkpoint import AdapterError, load_adapter, read_adapter, save_adapter
 from .lora import (
     FusedLoRALinear,

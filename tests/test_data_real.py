@@ -20,7 +20,8 @@ from lorakit.data import (
     sources,
 )
 from lorakit.data.sources import DataSource, RealDataUnavailable, data_source, fetch_real
-from lorakit.models.cache import MANIFEST, file_sha256, write_entry
+from lorakit.fileio import file_sha256
+from lorakit.models.cache import MANIFEST, write_entry
 
 FIXTURE = Path(__file__).parent / "fixtures" / "e2e_real"
 LAMP = "name[The Brass Lamp], eatType[pub], food[Indian], area[city centre]"

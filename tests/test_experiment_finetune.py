@@ -9,7 +9,7 @@ import pytest
 
 from lorakit.data.sources import RealDataUnavailable
 from lorakit.experiments import finetune
-from lorakit.models.cache import file_sha256
+from lorakit.fileio import file_sha256
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FIXTURE = Path(__file__).parent / "fixtures" / "e2e_real"

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from lorakit.checkpoint import atomic_write
+from lorakit.fileio import atomic_write
 from lorakit.train import load_trainable, save_trainable
 
 from .common import MethodReport, applied_method, gpt2_parts

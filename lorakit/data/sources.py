@@ -84,7 +84,7 @@ class DataSource:
 
     def files(self, splits=SPLITS) -> dict[str, str]:
         """``{file name: SHA-256}`` of the files of ``splits`` (the ones an experiment reads)."""
-        from lorakit.models.cache import file_sha256
+        from lorakit.fileio import file_sha256
 
         return {self.split_file(s).name: file_sha256(self.split_file(s)) for s in splits}
 
@@ -133,7 +133,7 @@ def cached_real(cache_dir=None) -> Path | None:
 
 def download_problem() -> str | None:
     """``None`` if a download may be tried now, else why not (offline flag, or no network)."""
-    from lorakit.models.loading import hub_offline, network_problem
+    from lorakit.models.hub import hub_offline, network_problem
 
     if hub_offline():
         return "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE forbid downloading it"

@@ -2,9 +2,11 @@
 
 >>> model, tokenizer, info = load_base("auto")   # doctest: +SKIP
 
-Modules: :mod:`.loading` (``load_base``), :mod:`.corpus` (installed prose), :mod:`.tokenizer`
-(byte-level BPE, packing), :mod:`.pretrain` (``pretrain_base``), :mod:`.offline` and
-:mod:`.cache` (the on-disk cache), :mod:`.flops` (model FLOPs utilisation).
+Modules: :mod:`.loading` (``load_base``), :mod:`.hub` (is the Hugging Face hub reachable),
+:mod:`.gpt2` (``build_gpt2``: a GPT-2 of a given shape), :mod:`.corpus` (installed prose),
+:mod:`.tokenizer` (byte-level BPE, packing), :mod:`.specs` (sizes per preset), :mod:`.pretrain`
+(``pretrain_base``), :mod:`.offline` and :mod:`.cache` (the on-disk cache), :mod:`.flops`
+(model FLOPs utilisation). Everything here needs the ``[hf]`` extra (transformers, tokenizers).
 """
 
 from lorakit.models.corpus import Corpus, gather_corpus
@@ -16,7 +18,8 @@ from lorakit.models.loading import (
     BaseUnavailableError,
     load_base,
 )
-from lorakit.models.pretrain import SPECS, BaseSpec, pretrain_base
+from lorakit.models.pretrain import pretrain_base
+from lorakit.models.specs import SPECS, BaseSpec
 from lorakit.models.tokenizer import train_tokenizer
 
 __all__ = ["HUB_NAMES", "SPECS", "BaseCorruptError", "BaseInfo", "BaseNotFoundError", "BaseSpec",

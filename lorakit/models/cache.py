@@ -1,21 +1,21 @@
 """The lorakit cache: where the offline base and its corpus are kept between runs.
 
 Location: ``$LORAKIT_CACHE`` if set, else ``~/.cache/lorakit``. Every entry is a directory written
-atomically: it is built in a temporary sibling directory, a ``manifest.json`` holding the SHA-256
-of every file is written last, and only then is the directory renamed into place. An entry
+atomically (:func:`lorakit.fileio.atomic_folder`): it is built in a temporary sibling directory, a
+``manifest.json`` holding the SHA-256 of every file is written last, and only then is the
+directory renamed into place. An entry
 whose manifest is missing, unreadable or disagrees with a file is treated as absent (and rebuilt
 by the caller), so an interrupted build never leaves an entry that looks valid.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from lorakit.fileio import atomic_folder, file_sha256
 
 MANIFEST = "manifest.json"
 
@@ -26,14 +26,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
         return Path(cache_dir).expanduser()
     env = os.environ.get("LORAKIT_CACHE", "").strip()
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lorakit"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_entry(entry: Path) -> str | None:
@@ -85,23 +77,10 @@ def write_entry(entry: Path, fill: Callable[[Path], None], meta: dict | None = N
         ``entry``, now complete. On any error the temporary directory is removed and an existing
         ``entry`` is left as it was.
     """
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = entry.with_name(f".{entry.name}.tmp-{tag}")
-    try:
-        tmp.mkdir()
+    def build(tmp: Path) -> None:
         fill(tmp)
         files = {p.relative_to(tmp).as_posix(): file_sha256(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps({"files": files, "meta": meta or {}}, indent=1))
-        old = None
-        if entry.exists():
-            old = entry.with_name(f".{entry.name}.old-{tag}")
-            os.replace(entry, old)
-        os.replace(tmp, entry)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return entry
+
+    return atomic_folder(entry, build)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
 from lorakit.lora import count_parameters
+from lorakit.models import offline
+from lorakit.models.cache import verify_entry
 from lorakit.models.gpt2 import guard_positions
+from lorakit.models.hub import hub_offline, network_problem
 from lorakit.models.info import BaseInfo, short_path
+from lorakit.models.pretrain import pretrain_base
+from lorakit.models.specs import get_spec
 from lorakit.models.tokenizer import describe_tokenizer
 from lorakit.presets import get_preset, pick_device
 
 HUB_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class BaseNotFoundError(FileNotFoundError):
@@ -29,12 +32,6 @@ class BaseCorruptError(ValueError):
 
 class BaseUnavailableError(RuntimeError):
     """Real GPT-2 cannot be loaded here (no network and not in the local Hugging Face cache)."""
-
-
-def hub_offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` forbid network access."""
-    return any(os.environ.get(k, "").strip().lower() in _TRUE
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _in_hf_cache(name: str) -> str | None:
@@ -50,17 +47,6 @@ def _in_hf_cache(name: str) -> str | None:
         except Exception:  # noqa: BLE001 - a broken cache just means "not cached"
             pass
     return None
-
-
-def network_problem(timeout: float = 3.0) -> str | None:
-    """``None`` if the Hugging Face hub answers a TCP connect within ``timeout`` s, else why not."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as err:
-        return f"no network: cannot reach {host}:{port} ({type(err).__name__}: {err})"
 
 
 def _hub_info(source: str, name: str, model, tokenizer) -> BaseInfo:
@@ -110,8 +96,6 @@ def load_local(path: str | os.PathLike):
         raise BaseNotFoundError(f"No model directory at {path}. {what}")
     if not (path / "config.json").is_file():
         raise BaseNotFoundError(f"{path} has no config.json, so it holds no saved model. {what}")
-    import json
-
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         if not isinstance(config, dict):
@@ -144,10 +128,6 @@ def load_local(path: str | os.PathLike):
 
 def load_offline(preset: str | None = None, cache_dir=None, verbose: bool = True):
     """The offline base for ``preset``: from the cache, or built now (and cached)."""
-    from lorakit.models import offline
-    from lorakit.models.cache import verify_entry
-    from lorakit.models.pretrain import get_spec, pretrain_base
-
     preset = preset or get_preset()
     spec = get_spec(preset)
     sha = offline.corpus_sha256(spec.corpus_chars, cache_dir, verbose)

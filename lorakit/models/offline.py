@@ -23,6 +23,7 @@ from pathlib import Path
 from lorakit.models.cache import cache_root, read_manifest, verify_entry, write_entry
 from lorakit.models.corpus import Corpus, candidate_files, gather_corpus, sources_fingerprint
 from lorakit.models.info import BaseInfo, short_path
+from lorakit.models.specs import get_spec
 
 
 def _domain_tag() -> str:
@@ -96,8 +97,6 @@ def corpus_sha256(max_chars: int | None, cache_dir=None, verbose: bool = True) -
 
 def base_entry(preset: str, corpus_sha: str, cache_dir=None) -> Path:
     """The cache directory of the offline base for ``preset`` trained on corpus ``corpus_sha``."""
-    from lorakit.models.pretrain import get_spec
-
     spec = json.dumps(asdict(get_spec(preset)), sort_keys=True)
     key = hashlib.sha256(f"{corpus_sha}|{spec}".encode()).hexdigest()[:16]
     return cache_root(cache_dir) / f"offline-{preset}-{key}"

@@ -8,21 +8,23 @@ The steps, each its own function so that chapter 5 can show them one by one:
 4. :func:`lorakit.train.train` -- the same loop every later chapter fine-tunes with;
 5. held-out perplexity, sample generations, throughput and model FLOPs utilisation.
 
-Sizes come from :data:`SPECS` by preset.
+Sizes come from :data:`lorakit.models.specs.SPECS` by preset.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import torch
 
 from lorakit.lora import count_parameters
+from lorakit.models import offline
 from lorakit.models.corpus import Corpus
 from lorakit.models.flops import measure_matmul_peak, model_flops_per_token
 from lorakit.models.info import BaseInfo, short_path
+from lorakit.models.specs import BaseSpec, get_spec
 from lorakit.models.tokenizer import (
     PackedBatches,
     describe_tokenizer,
@@ -32,51 +34,7 @@ from lorakit.models.tokenizer import (
 )
 from lorakit.presets import get_preset, pick_device, seed_everything
 
-
-@dataclass(frozen=True)
-class BaseSpec:
-    """Size of an offline base and of its pretraining run."""
-
-    corpus_chars: int | None  # None: all installed prose
-    vocab_size: int
-    n_layer: int
-    n_embd: int
-    n_head: int
-    n_positions: int
-    block_size: int
-    batch_size: int
-    max_steps: int
-    max_epochs: int
-    lr: float
-    warmup_steps: int
-    compile: bool = False
-    dropout: float = 0.0
-    eval_blocks: int = 256
-    sample_tokens: int = 40
-
-
-SPECS = {
-    "ci": BaseSpec(corpus_chars=1_200_000, vocab_size=2048, n_layer=2, n_embd=64, n_head=2,
-                   n_positions=128, block_size=128, batch_size=16, max_steps=80, max_epochs=2,
-                   lr=3e-3, warmup_steps=8, eval_blocks=64, sample_tokens=24),
-    "cpu": BaseSpec(corpus_chars=4_000_000, vocab_size=8192, n_layer=4, n_embd=256, n_head=4,
-                    n_positions=256, block_size=128, batch_size=16, max_steps=400, max_epochs=2,
-                    lr=1e-3, warmup_steps=50, eval_blocks=256),
-    # GPT-2 small. Installed prose is a few MB, so the run is capped by epochs (with dropout
-    # against memorising) more often than by steps; a machine with more packages trains longer.
-    "gpu": BaseSpec(corpus_chars=None, vocab_size=16384, n_layer=12, n_embd=768, n_head=12,
-                    n_positions=1024, block_size=1024, batch_size=32, max_steps=2400,
-                    max_epochs=8, lr=6e-4, warmup_steps=100, dropout=0.1, compile=True,
-                    eval_blocks=512, sample_tokens=60),
-}
 SAMPLE_PROMPTS = ("The function returns", "In this section we", "The restaurant")
-
-
-def get_spec(preset: str | None = None) -> BaseSpec:
-    preset = preset or get_preset()
-    if preset not in SPECS:
-        raise ValueError(f"preset {preset!r} has no offline base; use one of {sorted(SPECS)}.")
-    return SPECS[preset]
 
 
 def build_model(spec: BaseSpec, vocab_size: int, seed: int = 0):
@@ -87,13 +45,6 @@ def build_model(spec: BaseSpec, vocab_size: int, seed: int = 0):
     return build_gpt2(n_layer=spec.n_layer, n_embd=spec.n_embd, n_head=spec.n_head,
                       vocab_size=vocab_size, n_positions=spec.n_positions, dropout=spec.dropout,
                       seed=seed, bos_token_id=0, eos_token_id=0, pad_token_id=0)
-
-
-def count_params(model) -> tuple[int, int]:
-    """(all parameters, parameters outside the token and position embeddings)."""
-    total = count_parameters(model)[1]
-    emb = sum(m.weight.numel() for m in (model.transformer.wte, model.transformer.wpe))
-    return total, total - emb
 
 
 @torch.no_grad()
@@ -139,8 +90,7 @@ def pretrain_base(preset: str | None = None, *, corpus: Corpus | None = None, to
         The trained ``GPT2LMHeadModel`` (eval mode, on ``device``), its tokenizer, a
         :class:`BaseInfo`, and the loss history (``lorakit.train`` rows: step, loss, lr, ...).
     """
-    from lorakit.models import offline
-    from lorakit.train import TrainConfig, evaluate_loss, train
+    from lorakit.train import TrainConfig, evaluate_loss, train  # only pretraining needs it
 
     preset = preset or get_preset()
     spec = get_spec(preset)
@@ -168,7 +118,8 @@ def pretrain_base(preset: str | None = None, *, corpus: Corpus | None = None, to
                          f"of {spec.batch_size}; gather a larger corpus.")
     steps = min(max_steps or spec.max_steps, spec.max_epochs * len(batches))
     model = build_model(spec, len(tokenizer), seed=seed).to(dev)
-    n_params, n_nonemb = count_params(model)
+    n_params = count_parameters(model)[1]
+    n_nonemb = n_params - model.transformer.wte.weight.numel() - model.transformer.wpe.weight.numel()
     say(f"model: GPT-2 with n_layer={spec.n_layer}, n_embd={spec.n_embd}, n_head={spec.n_head}: "
         f"{n_params:,} parameters; {steps} steps of {spec.batch_size}x{spec.block_size} tokens "
         f"on {dev.type}")

@@ -125,7 +125,7 @@ def save_record(name: str, results: dict[str, Any], *, preset: str, config: dict
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "results": results,
               **provenance(preset, seed, config, wall_s, data)}
-    from lorakit.checkpoint import atomic_write
+    from lorakit.fileio import atomic_write
 
     text = json.dumps(record, indent=2, default=_jsonable) + "\n"
     return atomic_write(out_dir / f"{name}.json", lambda tmp: Path(tmp).write_text(text))

@@ -35,7 +35,7 @@ def record_files(runs_dir: str | Path = RUNS_DIR) -> list[Path]:
 
 def _data_findings(data: dict, found: Finding, cache_dir=None) -> None:
     from lorakit.data.sources import locate
-    from lorakit.models.cache import file_sha256
+    from lorakit.fileio import file_sha256
 
     files = data.get("files")
     if not isinstance(files, dict) or not files:
