@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lorakit.fileio import atomic_write
+
 
 def save_trainable(model: nn.Module, path: str | Path) -> Path:
     """Save only the ``requires_grad`` parameters of ``model`` to a safetensors file.
@@ -25,8 +27,6 @@ def save_trainable(model: nn.Module, path: str | Path) -> Path:
     if not tensors:
         raise ValueError("The model has no trainable parameter to save; "
                          "did you freeze everything?")
-    from lorakit.checkpoint import atomic_write
-
     return atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
