@@ -22,6 +22,12 @@ as in real training. A row's step time is the median over logged windows of ``lo
 steps, leaving out the first two windows (compilation, graph capture, warm-up); its peak memory
 is ``torch.cuda.max_memory_allocated`` over the run. The ratios the goals are stated in come from
 this one run.
+
+An eager step is bound by the host (Python and kernel launches), and its time drifts with what
+the process did before (seen on the H200: the same eager row measured 29 ms in one place of the
+order and 51 ms in another). So the uncompiled rows run in ``--rounds`` rounds, each in a
+rotated order, with a fresh model each time; a row's step time is the median over its rounds, and
+the record keeps every round. Compiled rows run once (each compile costs a minute or more).
 """
 
 from __future__ import annotations
@@ -46,9 +52,9 @@ from lorakit.train import TrainConfig, train
 ROWS = ("lorakit_default", "lorakit_eager", "lorakit_compile", "peft_eager", "peft_compile",
         "full_eager", "full_default")
 FULL = dict(arch=dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=16384),
-            batch=8, steps=400, log_every=20, examples=4000)
+            batch=8, steps=240, log_every=20, examples=4000, rounds=3)
 SMALL = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-             batch=4, steps=12, log_every=2, examples=60)
+             batch=4, steps=12, log_every=2, examples=60, rounds=1)
 LORA = dict(r=4, alpha=32, dropout=0.1)
 # (key, numerator, denominator, label, limit)
 GOALS = (
@@ -136,6 +142,37 @@ def run_row(row: str, settings: dict, batches, device: torch.device) -> dict:
     return out
 
 
+def _merge_rounds(runs: list[dict]) -> dict:
+    """One row's record from its rounds: the median step time over rounds, every round kept."""
+    out = dict(runs[-1])
+    if len(runs) > 1:
+        out["step_ms"] = statistics.median(r["step_ms"] for r in runs)
+        out["step_ms_rounds"] = [r["step_ms"] for r in runs]
+        out["peak_mem_mb"] = max((r["peak_mem_mb"] or 0) for r in runs) or None
+    return out
+
+
+def run_rows(names: list[str], settings: dict, batches, device: torch.device) -> dict:
+    """Every row of ``names``; the uncompiled ones in ``settings["rounds"]`` rotated rounds."""
+    rows, runs = {}, {}
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        rows.update({r: {"skipped": "peft is not installed"} for r in names if r.startswith("peft")})
+    todo = [r for r in names if r not in rows]
+    for k in range(settings["rounds"]):
+        order = todo[k % len(todo):] + todo[:k % len(todo)] if todo else []
+        for row in order:
+            if k and row.endswith("compile"):
+                continue
+            runs.setdefault(row, []).append(run_row(row, settings, copy.copy(batches), device))
+            print(f"round {k + 1}: {row:16s} {runs[row][-1]['step_ms']:7.2f} ms/step  peak "
+                  f"{runs[row][-1]['peak_mem_mb'] or 0:7.0f} MiB  graphs "
+                  f"{runs[row][-1]['cuda_graphs']}", flush=True)
+    rows.update({row: _merge_rounds(runs[row]) for row in todo})
+    return {row: rows[row] for row in names}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lorakit.bench e2e-step",
                                      description=__doc__.split("\n\n")[0])
@@ -144,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", type=device_arg, default=None)
     parser.add_argument("--steps", type=positive_int, default=None)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    parser.add_argument("--rounds", type=positive_int, default=None,
+                        help="rounds of the uncompiled rows, each in a rotated order (default 3)")
     parser.add_argument("--small", action="store_true", help="a tiny model (seconds, any device)")
     args = parse_bench_args(parser, "e2e_step", argv)
     start = time.perf_counter()
@@ -153,23 +192,17 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device)
     batches = LengthBucketBatches(e2e_examples(settings["examples"], settings["arch"]["vocab_size"]),
                                   settings["batch"], pad_id=0, shuffle=True, seed=0)
-    rows = {}
-    for row in args.rows:
-        if row.startswith("peft"):
-            try:
-                import peft  # noqa: F401
-            except ImportError:
-                rows[row] = {"skipped": "peft is not installed"}
-                continue
-        rows[row] = run_row(row, settings, copy.copy(batches), device)
-        print(f"{row:16s} {rows[row]['step_ms']:7.2f} ms/step  "
-              f"peak {rows[row]['peak_mem_mb'] or 0:7.0f} MiB  graphs {rows[row]['cuda_graphs']}",
-              flush=True)
+    if args.rounds:
+        settings["rounds"] = args.rounds
+    rows = run_rows(args.rows, settings, batches, device)
     ratios = {}
     for key, num, den, label, *limit in GOALS + EXTRA:
         if "step_ms" in rows.get(num, {}) and "step_ms" in rows.get(den, {}):
             value = rows[num]["step_ms"] / rows[den]["step_ms"]
             ratios[key] = {"label": label, "value": value}
+            per_round = zip(rows[num].get("step_ms_rounds", []), rows[den].get("step_ms_rounds", []))
+            if by_round := [a / b for a, b in per_round]:  # the same round: the same conditions
+                ratios[key]["rounds"] = by_round
             if limit:
                 ratios[key].update(goal=f"<= {limit[0]}", met=value <= limit[0])
     for r in ratios.values():
