@@ -1,5 +1,5 @@
 # lorakit: two commands do all the set-up.
-#   make lab    create .venv if missing, install lorakit and the course's dependencies, open JupyterLab
+#   make lab    create .venv if missing, install lorakit with everything the course uses, open JupyterLab
 #   make test   the whole suite (unit tests + every notebook through nbval) in the `ci` preset, offline
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,12 +9,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.lorakit-installed
 
-.PHONY: lab test install lint student clean-cache book
+.PHONY: lab test install lint student book
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[all]"
 	@touch $(STAMP)
 
 install: $(STAMP)

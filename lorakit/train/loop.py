@@ -8,7 +8,16 @@ from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
-from tqdm import tqdm
+
+try:
+    from tqdm import tqdm
+except ImportError:  # installed without the [course] extra: train without a progress bar
+
+    class tqdm:  # noqa: N801 - stands in for tqdm.tqdm
+        def __init__(self, *args, **kwargs) -> None: ...
+        def update(self, n: int = 1) -> None: ...
+        def set_postfix(self, **kwargs) -> None: ...
+        def close(self) -> None: ...
 
 from lorakit.presets import pick_device, seed_everything
 
