@@ -25,7 +25,7 @@ from lorakit.train.graphed import (
     pad_length,
     why_not_static,
 )
-from lorakit.train.loop import EagerSteps, _param_groups
+from lorakit.train.loop import EagerSteps, param_groups
 
 
 def _right_padded(lengths, T=None, prompt=3, seed=0, vocab=300):
@@ -118,7 +118,7 @@ def test_static_steps_train_exactly_like_eager_steps(method, grad_accum):
     losses, runners = [], []
     for i, model in enumerate(models):
         model.train()
-        groups = _param_groups(model, 0.01)
+        groups = param_groups(model, 0.01)
         params = [p for g in groups for p in g["params"]]
         # eps 1e-4: Adam turns round-off in a gradient that is zero in exact arithmetic (the key
         # bias of attention) into steps of size lr; a larger eps keeps such noise small

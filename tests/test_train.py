@@ -166,9 +166,9 @@ def test_only_trainable_parameters_change_with_lora(tiny_gpt2):
 
 
 def test_weight_decay_spares_biases_and_layernorm(tiny_gpt2):
-    from lorakit.train.loop import _param_groups
+    from lorakit.train.loop import param_groups
 
-    groups = _param_groups(tiny_gpt2, 0.01)
+    groups = param_groups(tiny_gpt2, 0.01)
     decayed = {id(p) for p in groups[0]["params"]}
     ln = tiny_gpt2.transformer.ln_f
     assert id(ln.weight) not in decayed and id(ln.bias) not in decayed

@@ -33,7 +33,9 @@ from .graphed import (
 from .loss import LabelPositions, backbone_and_head, causal_lm_loss, label_positions
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """The optimizer's parameter groups: the trainable matrices with ``weight_decay``, the
+    trainable biases and LayerNorm parameters (1-D) without (AdamW's usual split)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -196,7 +198,7 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
         train_batches = run.shard(train_batches)
         eval_batches = run.shard(eval_batches) if eval_batches is not None else None
         run.wrap(model)
-    groups = _param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay)
     total = _total_steps(train_batches, cfg)
     schedule = linear_warmup_decay(cfg.warmup_steps, total)
     # a graphed optimizer step reads its learning rate from a device tensor, rewritten each step
