@@ -62,6 +62,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)  # two ranks on a small CPU: no OpenMP oversubscription
     from torch.distributed.tensor import DTensor
 
     from lorakit.checkpoint import read_adapter
@@ -116,6 +117,13 @@ def _worker(rank: int, port: int, out: str) -> None:
     model = lora_model(extra_unused=True)
     res = train(model, global_batches(), TrainConfig(distributed="ddp", **CFG))
     report["unused_steps"] = res.steps
+    # the benchmark's rows, at its smoke size, on these two ranks
+    from lorakit.bench import multi_gpu
+
+    smoke = dict(multi_gpu.SMOKE, steps=2)
+    report["bench"] = {row: multi_gpu.run_row(row, *multi_gpu.ROWS["multi"][row], smoke,
+                                              torch.device("cpu"), 2)
+                       for row in ("ddp_lora", "fsdp_full")}
     if rank == 0:
         Path(out, "report.json").write_text(json.dumps(report))
     torch.distributed.destroy_process_group()
@@ -220,3 +228,37 @@ def test_memory_formula_gpt2_medium():
     assert lora["weights"] == 4 * phi and lora["optimizer"] == 8 * psi
     with pytest.raises(ValueError, match="strategy"):
         D.memory_per_gpu(phi, psi, 2, "zero3")
+
+
+def test_bench_rows_on_two_ranks_and_one(two_ranks):
+    from lorakit.bench import multi_gpu
+
+    bench = two_ranks[0]["bench"]
+    single = multi_gpu.run_row("lora_1gpu", "lora", "none", dict(multi_gpu.SMOKE, steps=2),
+                               torch.device("cpu"), 1)
+    rows = {**bench, "lora_1gpu": single}
+    assert bench["ddp_lora"]["distributed"]["mode"] == "ddp"
+    assert bench["fsdp_full"]["distributed"]["mode"] == "fsdp"
+    assert single["distributed"] is None and single["world_size"] == 1
+    for row in rows.values():
+        assert row["steps"] == 2 and row["tokens_per_s"] > 0 and row["peak_mem_mib"] is None
+    # the formula: FSDP full fine-tuning holds half of 16 bytes per parameter (+ gathered blocks)
+    full = bench["fsdp_full"]
+    assert full["formula_mib"]["optimizer"] == pytest.approx(8 * full["total_params"] / 2 / 2**20)
+    assert bench["ddp_lora"]["trainable_params"] < full["trainable_params"] == full["total_params"]
+    ratios = multi_gpu._ratios(rows, 2)
+    assert ratios["ddp_scaling"]["value"] == pytest.approx(
+        bench["ddp_lora"]["tokens_per_s"] / single["tokens_per_s"])
+    assert ratios["ddp_scaling"]["goal"] == ">= 1.8"
+    assert "fsdp_full_vs_lora_memory" not in ratios  # no memory measured on a CPU
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--gpus", "0"], "--gpus"), (["--device", "tpu"], "--device"),
+    (["--device", "cpu"], "add --smoke")])
+def test_bench_refuses_bad_arguments_before_any_work(argv, match, capsys):
+    from lorakit.bench import multi_gpu
+
+    with pytest.raises(SystemExit) as exit_:
+        multi_gpu.main(argv)
+    assert exit_.value.code == 2 and match in capsys.readouterr().err
