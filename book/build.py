@@ -207,7 +207,8 @@ def build_book(out: Path | str = "build/book", chapters_dir: Path | str | None =
     Parameters
     ----------
     out : path
-        The folder to write (created; pages in it are overwritten).
+        The folder to write (created; pages in it are overwritten, and pages an earlier build
+        wrote that this one does not are removed).
     chapters_dir, readme, root : path, optional
         The chapter notebooks, the README and the repository root (for ``lorakit/``); by default
         those of this checkout.
@@ -285,4 +286,16 @@ def build_book(out: Path | str = "build/book", chapters_dir: Path | str | None =
             title=f"lorakit.{name}", nav_html=_nav(chapters, modules, page), head_html="",
             body_html=mod.render_module(name, root, used_by), pager_html=""), encoding="utf-8")
         written.append(out / page)
+    _forget_stale(out, written + [out / "notebooks" / c.path.name for c in chapters])
     return Book(out, written, chapters, modules, warnings)
+
+
+def _forget_stale(out: Path, files: list[Path]) -> None:
+    """Remove files an earlier build wrote and this one did not (a renamed chapter's page), as
+    listed in ``out/.book-files``; nothing else in ``out`` is touched."""
+    manifest = out / ".book-files"
+    now = {f.relative_to(out).as_posix() for f in files}
+    before = manifest.read_text(encoding="utf-8").split() if manifest.is_file() else []
+    for name in set(before) - now:
+        (out / name).unlink(missing_ok=True)
+    manifest.write_text("\n".join(sorted(now)) + "\n", encoding="utf-8")

@@ -178,6 +178,11 @@ def test_build_writes_linked_pages_that_need_no_network(tmp_path):
         assert not re.search(r"<script[^>]+src=[\"']?(https?:)?//", text), name
         assert not re.search(r"<link[^>]+href=[\"']?(https?:)?//", text), name
         assert not re.search(r"@import\s+url\([\"']?(https?:)?//", text), name
+    (chapters / "02_second.ipynb").rename(chapters / "02_renamed.ipynb")
+    (out / "mine.html").write_text("not the book's")
+    build_book(out, chapters_dir=chapters, readme=readme, root=ROOT)
+    assert (out / "02_renamed.html").exists() and not (out / "02_second.html").exists()
+    assert not (out / "notebooks/02_second.ipynb").exists() and (out / "mine.html").exists()
 
 
 @needs_mathjax
