@@ -12,15 +12,18 @@ import importlib.util
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
-from bs4 import BeautifulSoup
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from book.browser import find_browser
-from book.build import BookError, build_book, discover_chapters, front_matter, readme_modules
-from book.modules import module_files
-from book.prepare import STATE_MIME, VIEW_MIME, for_the_web, lost_backslashes, web_links
+pytest.importorskip("nbconvert", reason="the book is built with nbconvert (lorakit[course] has it)")
+
+import nbformat  # noqa: E402
+from bs4 import BeautifulSoup  # noqa: E402
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
+
+from book.browser import find_browser  # noqa: E402
+from book.build import BookError, build_book, discover_chapters, front_matter, readme_modules  # noqa: E402
+from book.modules import module_files  # noqa: E402
+from book.prepare import STATE_MIME, VIEW_MIME, for_the_web, lost_backslashes, web_links  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "book-screenshots"
