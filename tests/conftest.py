@@ -36,16 +36,13 @@ def make_tiny_tokenizer(vocab_size: int = 300):
 
 
 def make_tiny_gpt2(vocab_size: int = 300, seed: int = 0, **overrides):
-    """A GPT2LMHeadModel with random weights: 2 layers, width 32, 2 heads, 128 positions."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """A GPT-2 with random weights in eval mode: 2 layers, width 32, 2 heads, 128 positions, no
+    dropout (:func:`lorakit.models.gpt2.build_gpt2`; ``overrides`` change any of its settings)."""
+    from lorakit.models.gpt2 import build_gpt2
 
-    torch.manual_seed(seed)
-    kwargs = dict(vocab_size=vocab_size, n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    kwargs = dict(n_layer=2, n_embd=32, n_head=2, n_positions=128, vocab_size=vocab_size)
     kwargs.update(overrides)
-    config = GPT2Config(**kwargs)
-    config._attn_implementation = "sdpa"
-    return GPT2LMHeadModel(config).eval()
+    return build_gpt2(seed=seed, **kwargs).eval()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The training-step benchmark harness (smoke test on a tiny CPU model; the GPU run is the lead's)."""
+"""python -m lorakit.bench train-step: the variants, the report's ratios, a small CPU run."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
-from lorakit.bench.train_step import apply_method, build_model, comparisons, main, ratios
+from lorakit.bench._train_step_report import COMPARISONS, comparisons, ratios
+from lorakit.bench.train_step import METHODS, VARIANTS, build_variant, main, prepare
+from lorakit.models.gpt2 import build_gpt2
+
+TINY = {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 16, "vocab_size": 32}
 
 
 def test_train_step_small_cpu_writes_a_record(tmp_path, capsys):
@@ -91,21 +96,28 @@ def test_ratios_and_goals():
 
 
 def test_frozen_bf16_method_casts_only_frozen_weights():
-    import torch
-
-    model = build_model({"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 16,
-                         "vocab_size": 32}, device=torch.device("cpu"), dropout=0.0)
-    apply_method(model, "lorakit_qv_frozen_bf16")
+    model = build_variant("lorakit_qv_frozen_bf16", TINY, device=torch.device("cpu"))
     assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.bfloat16
     assert model.transformer.wte.weight.dtype == torch.float32  # tied to the LM head: kept
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
 
 
+def test_the_variants_table_names_every_method_once_and_the_comparisons_name_variants():
+    assert METHODS == ("full", "lorakit_qv", "lorakit_qkv", "peft_qkv", "floor",
+                       "lorakit_qv_frozen_bf16", "lorakit_qkv_frozen_bf16", "peft_qkv_frozen_bf16",
+                       "floor_frozen_bf16")
+    assert all(v.frozen_bf16 == name.endswith("_frozen_bf16") for name, v in VARIANTS.items())
+    for c in COMPARISONS:
+        assert {c.numerator, c.denominator, c.baseline or "floor"} <= set(METHODS), c
+    assert len({c.key for c in COMPARISONS}) == len(COMPARISONS)
+    full = build_variant("full", TINY, device=torch.device("cpu"))
+    assert all(p.requires_grad for p in full.parameters())  # lorakit.baselines' "ft"
+
+
 def test_unknown_method_is_an_error():
-    model = build_model({"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 16,
-                         "vocab_size": 32}, device=__import__("torch").device("cpu"), dropout=0.0)
+    model = build_gpt2(**TINY)
     with pytest.raises(ValueError, match="Unknown method"):
-        apply_method(model, "adapter")
+        prepare(model, "adapter")
     for bad in (["--steps", "0"], ["--rounds", "0"], ["--warmup", "-1"]):
         with pytest.raises(SystemExit):
             main(["--small", "--device", "cpu", *bad])
@@ -124,7 +136,7 @@ def test_out_of_range_arguments_are_refused_before_any_work(argv, message, capsy
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["--small", "--device", "cuda"])

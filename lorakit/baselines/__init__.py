@@ -32,7 +32,7 @@ from typing import Any
 from torch import nn
 
 from .adapters import BottleneckAdapter, WithAdapter, apply_adapter_h, apply_adapter_l
-from .common import MethodReport, applied_method, check_fresh, count, finish
+from .common import MethodReport, applied_method, check_fresh, finish
 from .partial import apply_bitfit, apply_ft_top, apply_full_ft
 from .prefix import PrefixKeyValue, PrefixLayerInput, apply_prefix_embed, apply_prefix_layer
 from .prompt import PromptEmbedding, PromptTokens
@@ -109,6 +109,6 @@ __all__ = [
     "METHODS", "BottleneckAdapter", "MethodReport", "PrefixKeyValue", "PrefixLayerInput",
     "PromptEmbedding", "PromptTokens", "WithAdapter", "apply_adapter_h", "apply_adapter_l",
     "apply_bitfit", "apply_ft_top", "apply_full_ft", "apply_lora_method", "apply_method",
-    "apply_prefix_embed", "apply_prefix_layer", "applied_method", "count", "load_method",
+    "apply_prefix_embed", "apply_prefix_layer", "applied_method", "load_method",
     "read_method", "save_method",
 ]

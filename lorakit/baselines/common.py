@@ -1,4 +1,7 @@
-"""What every baseline shares: the report it returns, GPT-2 checks, freezing and counting."""
+"""What every baseline shares: the report it returns, GPT-2 checks, freezing.
+
+Parameters are counted by :func:`lorakit.count_parameters`, the one counter of the package.
+"""
 
 from __future__ import annotations
 
@@ -110,15 +113,12 @@ def freeze_all(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-count = count_parameters  # (trainable, total), tied tensors counted once: the one counter
-
-
 def finish(model: nn.Module, method: str, config: dict[str, Any], modules: list[str],
            formula: int | None, formula_text: str,
            prepare_batch: Callable[[Batch], dict] | None = None) -> MethodReport:
     """Mark the model as carrying ``method`` and build its report."""
     setattr(model, METHOD_ATTR, {"method": method, "config": dict(config)})
-    trainable, total = count(model)
+    trainable, total = count_parameters(model)
     report = MethodReport(method, trainable, total, formula, formula_text, modules, dict(config))
     if prepare_batch is not None:
         report.prepare_batch = prepare_batch

@@ -28,8 +28,12 @@ import time
 import torch
 from torch import nn
 
+from lorakit.baselines import apply_method
 from lorakit.bench import parse_bench_args, save_bench_record
 from lorakit.cli import device, nonnegative_int, positive_int, writable_output
+from lorakit.lora import merge_lora
+from lorakit.lora.fast import set_fast_path
+from lorakit.models.gpt2 import build_gpt2
 from lorakit.presets import pick_device
 
 METHODS = ("base", "adapter_l", "adapter_h", "lora_merged", "lora_unmerged", "prefix_layer")
@@ -42,24 +46,17 @@ SMALL = {"arch": dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_siz
 
 def build_base(arch: dict, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
     """A GPT-2 of the given shape with random weights, in eval mode, SDPA attention."""
-    from lorakit.models.gpt2 import build_gpt2
-
     return build_gpt2(**arch, seed=seed, device=device).to(dtype).eval()
 
 
 def make_variant(base: nn.Module, method: str, args: argparse.Namespace):
     """A copy of ``base`` with ``method`` applied: ``(model, prepare_batch, trainable_params)``."""
-    from lorakit.baselines import apply_method
-
     model = copy.deepcopy(base)
     if method == "base":
         return model, None, 0
     if method in ("adapter_l", "adapter_h"):
         report = apply_method(model, method, r=args.adapter_r)
     elif method.startswith("lora"):
-        from lorakit.lora import merge_lora
-        from lorakit.lora.fast import set_fast_path
-
         report = apply_method(model, "lora", r=args.lora_r, alpha=2 * args.lora_r, targets=["q", "v"])
         set_fast_path(model, True)  # unmerged: the branch as one fused node (lorakit.lora.fast)
         if method == "lora_merged":
