@@ -30,6 +30,7 @@ from torch import nn
 
 from lorakit.baselines import apply_method
 from lorakit.bench import parse_bench_args, save_bench_record
+from lorakit.bench._timing import Timer
 from lorakit.cli import device, nonnegative_int, positive_int, writable_output
 from lorakit.lora import merge_lora
 from lorakit.lora.fast import set_fast_path
@@ -78,22 +79,8 @@ def time_forward(model: nn.Module, batch: dict, trials: int, warmup: int,
 
     for _ in range(warmup):
         once()
-    times = []
-    cuda = device.type == "cuda"
-    for _ in range(trials):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            once()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            once()
-            times.append(1000 * (time.perf_counter() - t0))
-    return times
+    timer = Timer(device)
+    return [timer.time(once) for _ in range(trials)]
 
 
 def run(args: argparse.Namespace) -> dict:

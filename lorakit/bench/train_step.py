@@ -32,7 +32,7 @@ step (forward, backward, clipping, AdamW) captured once in a CUDA graph
 needs for it. The goals are judged on the graph steps when they were measured (on CUDA), on the
 eager ones otherwise; the record says which (``goal_mode``) and keeps both.
 
-How it measures (:mod:`lorakit.bench._step_timing`). Time: every model is built up front; each gets ``--warmup`` untimed steps; then
+How it measures (:mod:`lorakit.bench._timing`). Time: every model is built up front; each gets ``--warmup`` untimed steps; then
 ``--rounds`` rounds, in each of which every (mode, variant) runs ``--steps`` steps in turn (the
 order rotates from round to round), so that a slow spell of the machine hits all alike. A round's
 time per step comes from CUDA events around the whole round; a variant's ``step_ms`` is the
@@ -57,7 +57,7 @@ from torch import nn
 
 from lorakit.baselines import apply_method
 from lorakit.bench import parse_bench_args, save_bench_record
-from lorakit.bench._step_timing import measure_memory, measure_time
+from lorakit.bench._timing import measure_memory, measure_time
 from lorakit.bench._train_step_report import (
     FROZEN_BF16,
     add_branch_costs,

@@ -1,6 +1,8 @@
-"""Timing training steps for ``python -m lorakit.bench train-step``: one runner per variant.
+"""Timing for the benchmarks: a clock, and training steps run variant by variant.
 
-A :class:`StepRunner` holds a variant's model, optimizer and batch and steps it eagerly or as a
+:class:`Timer` marks time with CUDA events on a GPU and the wall clock elsewhere; its
+:meth:`Timer.time` times one call between two synchronisations (``python -m lorakit.bench
+latency``). For ``python -m lorakit.bench train-step``, a :class:`StepRunner` holds a variant's model, optimizer and batch and steps it eagerly or as a
 replayed CUDA graph; :func:`measure_time` interleaves the runners in rounds and
 :func:`measure_memory` steps each alone for its peak memory. Which variants exist and how their
 models are built is the command's business (:mod:`lorakit.bench.train_step`): it passes
@@ -30,7 +32,7 @@ class Timer:
     """Marks time with CUDA events on a GPU (no sync), wall clock elsewhere; milliseconds."""
 
     def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
+        self.device, self.cuda = device, device.type == "cuda"
 
     def mark(self):
         if self.cuda:
@@ -41,6 +43,20 @@ class Timer:
 
     def elapsed(self, a, b) -> float:
         return a.elapsed_time(b) if self.cuda else (b - a) * 1000.0
+
+    def time(self, call: Callable[[], object]) -> float:
+        """Milliseconds of one ``call()``, the device synchronised before and after."""
+        self.sync()
+        start = self.mark()
+        call()
+        end = self.mark()
+        self.sync()
+        return self.elapsed(start, end)
+
+    def sync(self) -> None:
+        """Wait for the device's queued work (a no-op without CUDA)."""
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
 
 
 class StepRunner:
