@@ -242,3 +242,39 @@ def test_every_chapter_is_in_the_readme_table():
     readme = (ROOT / "README.md").read_text()
     for nb in sorted((ROOT / "chapters").glob("*.ipynb")):
         assert nb.name in readme, f"{nb.name} is missing from the README's chapter table"
+
+
+CORE_MODULES = ("lora", "train", "checkpoint.py", "adapter_meta.py", "fileio.py", "presets.py",
+                "cli.py", "_version.py", "__init__.py")
+ABOVE_THE_CORE = ("models", "data", "baselines", "evaluate", "analysis", "experiments", "bench",
+                  "exercises", "runs")
+
+
+def _imported_names(file: Path) -> list[str]:
+    """Every module ``file`` imports, relative imports resolved (function-local ones included)."""
+    package = file.relative_to(ROOT).parent.parts  # e.g. ("lorakit", "lora")
+    names = []
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            names += [module] + [f"{module}.{a.name}" for a in node.names]
+    return names
+
+
+def test_the_core_imports_nothing_above_it():
+    """docs/architecture.md's layering: the LoRA core never imports the paper's reproduction or
+    the course machinery (function-local imports included)."""
+    wrong = []
+    for entry in CORE_MODULES:
+        path = ROOT / "lorakit" / entry
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            for name in _imported_names(file):
+                parts = name.split(".")
+                if parts[0] == "lorakit" and len(parts) > 1 and parts[1] in ABOVE_THE_CORE:
+                    wrong.append(f"{file.relative_to(ROOT)} imports {name}")
+    assert not wrong, wrong
+    lora_apply = _imported_names(ROOT / "lorakit" / "lora" / "apply.py")
+    assert "lorakit.lora.layers" in lora_apply and "lorakit.lora.config.LoRAConfig" in lora_apply
