@@ -45,8 +45,24 @@ from .lora import (
 )
 
 __all__ = [
-    "AdapterError", "FusedLoRALinear", "LoRAConfig", "LoRAEmbedding", "LoRALinear", "LoRAReport",
-    "__version__", "apply_lora", "cast_frozen_", "count_parameters", "load_adapter", "lora_factors", "lora_layers",
-    "lora_state_dict", "mark_only_lora_trainable", "merge_lora", "presets", "read_adapter",
-    "save_adapter", "unmerge_lora",
+    "AdapterError",
+    "FusedLoRALinear",
+    "LoRAConfig",
+    "LoRAEmbedding",
+    "LoRALinear",
+    "LoRAReport",
+    "__version__",
+    "apply_lora",
+    "cast_frozen_",
+    "count_parameters",
+    "load_adapter",
+    "lora_factors",
+    "lora_layers",
+    "lora_state_dict",
+    "mark_only_lora_trainable",
+    "merge_lora",
+    "presets",
+    "read_adapter",
+    "save_adapter",
+    "unmerge_lora",
 ]

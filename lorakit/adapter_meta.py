@@ -48,7 +48,8 @@ class AdapterError(ValueError):
 def _bad(cfg_path: Path, field: str, problem: str) -> AdapterError:
     return AdapterError(
         f"{cfg_path}: {field} {problem}; the file was edited or written by another tool. Save the "
-        "adapter again with lorakit.save_adapter.")
+        "adapter again with lorakit.save_adapter."
+    )
 
 
 def _want(want: str, value: Any) -> str:
@@ -62,14 +63,18 @@ def _posint(v: Any) -> bool:
 def validate_meta(meta: Any, cfg_path: Path) -> None:
     """Check every field's type and range; raise :class:`AdapterError` naming the first bad one."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise AdapterError(f"{cfg_path} is not a lorakit adapter config (no format={FORMAT!r}). "
-                           "Was it written by another library? Use lorakit.save_adapter.")
+        raise AdapterError(
+            f"{cfg_path} is not a lorakit adapter config (no format={FORMAT!r}). "
+            "Was it written by another library? Use lorakit.save_adapter."
+        )
     version = meta.get("format_version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
         raise _bad(cfg_path, "format_version", _want("an integer", version))
     if version > FORMAT_VERSION:
-        raise AdapterError(f"{cfg_path} has format version {version}, newer than this lorakit "
-                           f"understands ({FORMAT_VERSION}); upgrade lorakit.")
+        raise AdapterError(
+            f"{cfg_path} has format version {version}, newer than this lorakit "
+            f"understands ({FORMAT_VERSION}); upgrade lorakit."
+        )
     lora = meta.get("lora")
     if not isinstance(lora, dict):
         raise _bad(cfg_path, "lora", _want("an object of LoRA settings", lora))
@@ -85,12 +90,14 @@ def validate_meta(meta: Any, cfg_path: Path) -> None:
         _check_module(cfg_path, name, mod)
     tensors = meta.get("tensors")
     if not isinstance(tensors, dict) or not all(
-            isinstance(s, list) and all(isinstance(n, int) and n >= 0 for n in s)
-            for s in tensors.values()):
+        isinstance(s, list) and all(isinstance(n, int) and n >= 0 for n in s)
+        for s in tensors.values()
+    ):
         raise _bad(cfg_path, "tensors", _want("an object {tensor name: shape list}", tensors))
     weights = meta.get("weights")
-    if weights is not None and not (isinstance(weights, dict)
-                                    and isinstance(weights.get("sha256"), str)):
+    if weights is not None and not (
+        isinstance(weights, dict) and isinstance(weights.get("sha256"), str)
+    ):
         raise _bad(cfg_path, "weights", _want("an object with the weights' sha256", weights))
 
 
@@ -108,15 +115,20 @@ def _check_module(cfg_path: Path, name: str, mod: Any) -> None:
         if not _posint(mod.get(key)):
             raise _bad(cfg_path, f"{where}.{key}", _want("a positive integer", mod.get(key)))
     enable = mod.get("enable")
-    if enable is not None and not (isinstance(enable, list) and enable
-                                   and all(isinstance(e, bool) for e in enable)):
+    if enable is not None and not (
+        isinstance(enable, list) and enable and all(isinstance(e, bool) for e in enable)
+    ):
         raise _bad(cfg_path, f"{where}.enable", _want("a list of true/false", enable))
     slices = mod.get("slices")
-    if slices is not None and not (isinstance(slices, list) and enable is not None
-                                   and len(slices) == len(enable)
-                                   and all(isinstance(n, str) and n for n in slices)):
-        raise _bad(cfg_path, f"{where}.slices", _want("a list of names, one per flag of enable",
-                                                      slices))
+    if slices is not None and not (
+        isinstance(slices, list)
+        and enable is not None
+        and len(slices) == len(enable)
+        and all(isinstance(n, str) and n for n in slices)
+    ):
+        raise _bad(
+            cfg_path, f"{where}.slices", _want("a list of names, one per flag of enable", slices)
+        )
 
 
 def fused_slices(mod: dict) -> Slices | None:
@@ -195,6 +207,9 @@ def check_base(model: nn.Module, meta: dict) -> None:
             problems.append(f"{name}: adapter made for {want_base}, this model has {have}")
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise AdapterError("This adapter was made for a different base model: "
-                           + "; ".join(problems[:5]) + more
-                           + ". Load it into the base it was trained on.")
+        raise AdapterError(
+            "This adapter was made for a different base model: "
+            + "; ".join(problems[:5])
+            + more
+            + ". Load it into the base it was trained on."
+        )

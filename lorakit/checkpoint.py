@@ -45,8 +45,17 @@ from .lora.apply import apply_lora_to, lora_layers, lora_state_dict
 from .lora.config import LoRAConfig
 from .lora.layers import lora_scaling
 
-__all__ = ["AdapterError", "CONFIG", "FORMAT", "FORMAT_VERSION", "LEGACY_CONFIG", "WEIGHTS",
-           "load_adapter", "read_adapter", "save_adapter"]
+__all__ = [
+    "AdapterError",
+    "CONFIG",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LEGACY_CONFIG",
+    "WEIGHTS",
+    "load_adapter",
+    "read_adapter",
+    "save_adapter",
+]
 
 WEIGHTS = "adapter.safetensors"
 CONFIG = "lorakit_adapter.json"
@@ -74,13 +83,19 @@ def _plain_name(name: str) -> str:
 
 
 def _clean_stale(folder: Path) -> None:
-    """Remove what killed saves left: hidden temporary files, and the ``tmp*`` folders of old saves."""
+    """Remove what killed saves left: hidden temporary files, ``tmp*`` folders of old saves."""
     for item in folder.iterdir():
-        if item.is_file() and item.name.startswith((_PENDING, f".{CONFIG}.")) \
-                and item.name.endswith(".tmp"):
+        if (
+            item.is_file()
+            and item.name.startswith((_PENDING, f".{CONFIG}."))
+            and item.name.endswith(".tmp")
+        ):
             item.unlink(missing_ok=True)
-        elif item.is_dir() and item.name.startswith("tmp") \
-                and {p.name for p in item.iterdir()} <= {WEIGHTS, LEGACY_CONFIG}:
+        elif (
+            item.is_dir()
+            and item.name.startswith("tmp")
+            and {p.name for p in item.iterdir()} <= {WEIGHTS, LEGACY_CONFIG}
+        ):
             shutil.rmtree(item, ignore_errors=True)
 
 
@@ -92,18 +107,24 @@ def _lora_config_of(model: nn.Module) -> dict:
 def _target_folder(path: str | os.PathLike) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file; save_adapter writes a folder ({WEIGHTS} + {CONFIG}). "
-                         "Pass the path of a folder (it is created if missing).")
+        raise ValueError(
+            f"{out} is a file; save_adapter writes a folder ({WEIGHTS} + {CONFIG}). "
+            "Pass the path of a folder (it is created if missing)."
+        )
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"{parent} is a file, so the folder {out} cannot be created there; "
-                                 "choose another path.")
+                raise ValueError(
+                    f"{parent} is a file, so the folder {out} cannot be created there; "
+                    "choose another path."
+                )
             break
     return out
 
 
-def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig | None = None) -> Path:
+def save_adapter(
+    model: nn.Module, path: str | os.PathLike, config: LoRAConfig | None = None
+) -> Path:
     """Save only the LoRA weights of ``model`` (and its settings) to the folder ``path``.
 
     ``model`` may be wrapped by ``torch.compile`` or ``(Distributed)DataParallel``: the names on
@@ -116,28 +137,43 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig |
     model = _unwrap(model)
     layers = list(lora_layers(model))
     if not layers:
-        raise ValueError("Cannot save an adapter: the model has no LoRA layers. "
-                         "Call lorakit.apply_lora(model, config) first.")
+        raise ValueError(
+            "Cannot save an adapter: the model has no LoRA layers. "
+            "Call lorakit.apply_lora(model, config) first."
+        )
     if any(layer.merged for _, layer in layers):
-        raise ValueError("The model's LoRA layers are merged; call lorakit.unmerge_lora(model) "
-                         "before saving so that the base weights and the adapter stay separate.")
+        raise ValueError(
+            "The model's LoRA layers are merged; call lorakit.unmerge_lora(model) "
+            "before saving so that the base weights and the adapter stay separate."
+        )
     cfg = config.to_dict() if config is not None else _lora_config_of(model)
     if not cfg:  # LoRA layers built by hand: describe them by the first one
         first = layers[0][1]
-        cfg = {"r": first.r, "alpha": first.alpha,
-               "rslora": abs(first.scaling - first.alpha / first.r) > 1e-12}
+        cfg = {
+            "r": first.r,
+            "alpha": first.alpha,
+            "rslora": abs(first.scaling - first.alpha / first.r) > 1e-12,
+        }
     want = lora_scaling(cfg.get("alpha") or cfg["r"], cfg["r"], cfg.get("rslora", False))
-    odd = [n for n, layer in layers if layer.r != cfg["r"] or abs(layer.scaling - want) > 1e-9 * want]
+    odd = [
+        n for n, layer in layers if layer.r != cfg["r"] or abs(layer.scaling - want) > 1e-9 * want
+    ]
     if odd:
-        raise ValueError(f"The LoRA layers {odd[:3]} have another rank or scaling than r={cfg['r']}, "
-                         f"scaling={want:g}; one adapter file describes one setting. Pass "
-                         "config=LoRAConfig(...) that matches all layers, or save them separately.")
+        raise ValueError(
+            f"The LoRA layers {odd[:3]} have another rank or scaling than r={cfg['r']}, "
+            f"scaling={want:g}; one adapter file describes one setting. Pass "
+            "config=LoRAConfig(...) that matches all layers, or save them separately."
+        )
     bias = cfg.get("bias", "none")
-    tensors = {_plain_name(k): v.detach().contiguous().cpu()
-               for k, v in lora_state_dict(model, bias).items()}
+    tensors = {
+        _plain_name(k): v.detach().contiguous().cpu()
+        for k, v in lora_state_dict(model, bias).items()
+    }
     data = to_bytes(tensors, metadata={"format": FORMAT})
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "lorakit_version": __version__,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "lorakit_version": __version__,
         "lora": cfg,
         "modules": {_plain_name(name): module_identity(name, layer) for name, layer in layers},
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
@@ -155,15 +191,18 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, config: LoRAConfig |
 
 def _find_config(folder: Path) -> Path:
     if folder.is_file():
-        raise FileNotFoundError(f"{folder} is a file; pass the adapter's folder (it holds {CONFIG} "
-                                f"and {WEIGHTS}).")
+        raise FileNotFoundError(
+            f"{folder} is a file; pass the adapter's folder (it holds {CONFIG} and {WEIGHTS})."
+        )
     if (folder / CONFIG).is_file():
         return folder / CONFIG
     legacy = folder / LEGACY_CONFIG
     if legacy.is_file():
         return legacy  # an adapter of an earlier lorakit, or another library's (refused below)
-    raise FileNotFoundError(f"{folder / CONFIG} does not exist: an adapter folder written by "
-                            f"lorakit.save_adapter holds {CONFIG} and {WEIGHTS}.")
+    raise FileNotFoundError(
+        f"{folder / CONFIG} does not exist: an adapter folder written by "
+        f"lorakit.save_adapter holds {CONFIG} and {WEIGHTS}."
+    )
 
 
 def _weights_bytes(folder: Path, meta: dict) -> bytes:
@@ -178,10 +217,14 @@ def _weights_bytes(folder: Path, meta: dict) -> bytes:
         if want is None or hashlib.sha256(data).hexdigest() == want:
             return data
     if not w_path.is_file():
-        raise FileNotFoundError(f"{w_path} does not exist: an adapter folder written by "
-                                f"lorakit.save_adapter holds {CONFIG} and {WEIGHTS}.")
-    raise AdapterError(f"{w_path} is not the file its config describes (SHA-256 differs): it is "
-                       "truncated, edited, or from another save. Save the adapter again.")
+        raise FileNotFoundError(
+            f"{w_path} does not exist: an adapter folder written by "
+            f"lorakit.save_adapter holds {CONFIG} and {WEIGHTS}."
+        )
+    raise AdapterError(
+        f"{w_path} is not the file its config describes (SHA-256 differs): it is "
+        "truncated, edited, or from another save. Save the adapter again."
+    )
 
 
 def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -194,32 +237,45 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
     try:
         meta = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AdapterError(f"{cfg_path} is not valid JSON ({e}); the file is corrupt. "
-                           "Save the adapter again.") from e
+        raise AdapterError(
+            f"{cfg_path} is not valid JSON ({e}); the file is corrupt. Save the adapter again."
+        ) from e
     if cfg_path.name == LEGACY_CONFIG and isinstance(meta, dict) and meta.get("format") != FORMAT:
         kind = "a PEFT adapter (peft_type)" if "peft_type" in meta else "another library's adapter"
-        raise AdapterError(f"{cfg_path} is not a lorakit adapter config but {kind}; lorakit reads "
-                           f"folders written by lorakit.save_adapter ({CONFIG}).")
+        raise AdapterError(
+            f"{cfg_path} is not a lorakit adapter config but {kind}; lorakit reads "
+            f"folders written by lorakit.save_adapter ({CONFIG})."
+        )
     validate_meta(meta, cfg_path)
     w_path = folder / WEIGHTS
     data = _weights_bytes(folder, meta)
     try:
         tensors = from_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        raise AdapterError(f"{w_path} cannot be read as safetensors ({e}): it is truncated or not "
-                           "an adapter file. Save the adapter again.") from e
+        raise AdapterError(
+            f"{w_path} cannot be read as safetensors ({e}): it is truncated or not "
+            "an adapter file. Save the adapter again."
+        ) from e
     expected = meta["tensors"]
-    if set(expected) != set(tensors) or any(list(tensors[k].shape) != v for k, v in expected.items()):
-        raise AdapterError(f"{w_path} does not hold the tensors its config lists; the folder mixes "
-                           "files from different saves. Save the adapter again.")
+    if set(expected) != set(tensors) or any(
+        list(tensors[k].shape) != v for k, v in expected.items()
+    ):
+        raise AdapterError(
+            f"{w_path} does not hold the tensors its config lists; the folder mixes "
+            "files from different saves. Save the adapter again."
+        )
     implied = implied_shapes(meta)
-    wrong = [k for k, shape in implied.items() if k not in tensors or list(tensors[k].shape) != shape]
+    wrong = [
+        k for k, shape in implied.items() if k not in tensors or list(tensors[k].shape) != shape
+    ]
     extra = unexpected_keys(meta, list(tensors))
     if wrong or extra:
-        raise AdapterError(f"{cfg_path}: its LoRA settings (r={meta['lora']['r']}, bias="
-                           f"{meta['lora'].get('bias', 'none')!r}) do not account for the tensors "
-                           f"{(wrong + extra)[:4]} in {w_path.name}; the config was edited or the "
-                           "files come from different saves. Save the adapter again.")
+        raise AdapterError(
+            f"{cfg_path}: its LoRA settings (r={meta['lora']['r']}, bias="
+            f"{meta['lora'].get('bias', 'none')!r}) do not account for the tensors "
+            f"{(wrong + extra)[:4]} in {w_path.name}; the config was edited or the "
+            "files come from different saves. Save the adapter again."
+        )
     return meta, tensors
 
 
@@ -257,33 +313,44 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         if set(existing) != set(meta["modules"]):
             raise AdapterError(
                 f"The model has LoRA on {sorted(existing)[:4]}..., the adapter on "
-                f"{sorted(meta['modules'])[:4]}...; load it into a fresh base instead.")
+                f"{sorted(meta['modules'])[:4]}...; load it into a fresh base instead."
+            )
         lora = meta["lora"]
-        want_scaling = lora_scaling(lora.get("alpha") or lora["r"], lora["r"], lora.get("rslora", False))
+        want_scaling = lora_scaling(
+            lora.get("alpha") or lora["r"], lora["r"], lora.get("rslora", False)
+        )
         for name, want in meta["modules"].items():
             if list(getattr(existing[name], "enable", [])) != want.get("enable", []):
-                raise AdapterError(f"{name}: the adapter's slices {want.get('enable')} differ from the "
-                                   "model's LoRA layer; load it into a fresh base instead.")
+                raise AdapterError(
+                    f"{name}: the adapter's slices {want.get('enable')} differ from the "
+                    "model's LoRA layer; load it into a fresh base instead."
+                )
             if abs(existing[name].scaling - want_scaling) > 1e-9 * max(1.0, abs(want_scaling)):
                 raise AdapterError(
                     f"{name}: the adapter was trained with scaling {want_scaling:g} (alpha/r), the "
-                    f"model's LoRA layer uses {existing[name].scaling:g}; load it into a fresh base, "
-                    "where LoRA is applied with the adapter's own settings.")
+                    f"model's LoRA layer uses {existing[name].scaling:g}; load it into a fresh "
+                    "base, where LoRA is applied with the adapter's own settings."
+                )
     wrong = _target_names(model, meta, tensors, bool(existing))
     if wrong:
         what = "LoRA layers (rank or shape differs)" if existing else "model"
-        raise AdapterError(f"Tensors {wrong[:4]} of the adapter do not fit this {what}; load it into "
-                           "the base it was trained on (a fresh one to change the rank).")
+        raise AdapterError(
+            f"Tensors {wrong[:4]} of the adapter do not fit this {what}; load it into "
+            "the base it was trained on (a fresh one to change the rank)."
+        )
     if not existing:
         lora = {k: v for k, v in meta["lora"].items() if k in LoRAConfig.__dataclass_fields__}
         lora.setdefault("targets", [f"re:{re.escape(n)}" for n in meta["modules"]])  # recorded only
         try:
             config = LoRAConfig(**lora)
         except (TypeError, ValueError) as e:
-            raise AdapterError(f"The adapter's LoRA settings are not valid ({e}); it is corrupt or "
-                               "from another version. Save the adapter again.") from e
-        apply_lora_to(model, config, {name: fused_slices(mod)
-                                      for name, mod in meta["modules"].items()})
+            raise AdapterError(
+                f"The adapter's LoRA settings are not valid ({e}); it is corrupt or "
+                "from another version. Save the adapter again."
+            ) from e
+        apply_lora_to(
+            model, config, {name: fused_slices(mod) for name, mod in meta["modules"].items()}
+        )
     merged = [layer for layer in dict(lora_layers(model)).values() if layer.merged]
     for layer in merged:
         layer.unmerge()

@@ -22,8 +22,9 @@ from lorakit.checkpoint import CONFIG, LEGACY_CONFIG, WEIGHTS
 
 def _gpt2(n_embd=32, seed=0):
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=n_embd, n_head=2, vocab_size=100,
-                                      n_positions=64)).eval()
+    return GPT2LMHeadModel(
+        GPT2Config(n_layer=2, n_embd=n_embd, n_head=2, vocab_size=100, n_positions=64)
+    ).eval()
 
 
 def _train_a_bit(model, x, steps=3, lr=0.1):
@@ -49,7 +50,11 @@ def test_save_then_load_into_fresh_model_gives_identical_outputs(tmp_path):
     expected = model(x).logits
     lorakit.save_adapter(model, tmp_path / "ad")
     meta = json.loads((tmp_path / "ad" / CONFIG).read_text())
-    assert meta["lora"]["r"] == 2 and meta["modules"]["transformer.h.0.attn.c_attn"]["enable"] == [True, False, True]
+    assert meta["lora"]["r"] == 2 and meta["modules"]["transformer.h.0.attn.c_attn"]["enable"] == [
+        True,
+        False,
+        True,
+    ]
     fresh = _gpt2()  # same seed -> same base weights
     lorakit.load_adapter(fresh, tmp_path / "ad")
     torch.testing.assert_close(fresh(x).logits, expected)
@@ -137,12 +142,15 @@ def test_loading_adapter_of_other_rank_into_adapted_model(tmp_path):
 
 # ---- models that are not GPT-2 -----------------------------------------------------------------
 
+
 def test_plain_mlp_train_merge_save_reload(tmp_path):
     torch.manual_seed(0)
 
     def make():
         torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+        return nn.Sequential(
+            nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1)
+        )
 
     mlp = make()
     report = lorakit.apply_lora(mlp, LoRAConfig(r=4, alpha=8, targets=["0", "2"]))
@@ -171,9 +179,17 @@ def test_plain_mlp_train_merge_save_reload(tmp_path):
 def test_bert_short_names_train_merge_save_reload(tmp_path):
     def make():
         torch.manual_seed(0)
-        cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=32, num_labels=2,
-                         hidden_dropout_prob=0, attention_probs_dropout_prob=0)
+        cfg = BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+            num_labels=2,
+            hidden_dropout_prob=0,
+            attention_probs_dropout_prob=0,
+        )
         return BertForSequenceClassification(cfg).eval()
 
     bert = make()
@@ -237,7 +253,9 @@ def test_edited_config_is_refused_before_the_model_changes(tmp_path):
 
 
 def test_hand_built_layers_with_mixed_ranks_need_a_config(tmp_path):
-    mlp = nn.Sequential(lorakit.LoRALinear(nn.Linear(4, 4), r=1), lorakit.LoRALinear(nn.Linear(4, 4), r=2))
+    mlp = nn.Sequential(
+        lorakit.LoRALinear(nn.Linear(4, 4), r=1), lorakit.LoRALinear(nn.Linear(4, 4), r=2)
+    )
     with pytest.raises(ValueError, match="another rank or scaling"):
         lorakit.save_adapter(mlp, tmp_path / "x")
     assert not (tmp_path / "x" / "adapter.safetensors").exists()
@@ -272,8 +290,9 @@ def test_a_save_killed_at_any_moment_leaves_one_whole_adapter(tmp_path):
     folder = tmp_path / "ad"
     rng = random.Random(0)
     for _ in range(5):
-        child = subprocess.Popen([sys.executable, "-c", _SAVER, str(folder)], stdout=subprocess.PIPE,
-                                 text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SAVER, str(folder)], stdout=subprocess.PIPE, text=True
+        )
         assert child.stdout.readline() == "ready\n"
         time.sleep(rng.uniform(0.05, 0.4))
         os.kill(child.pid, signal.SIGKILL)
@@ -293,7 +312,10 @@ def test_lora_applied_twice_needs_the_same_settings(tmp_path):
     model = _gpt2()
     lorakit.apply_lora(model, LoRAConfig(r=4, alpha=8, targets=["q", "v"]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    for other in (LoRAConfig(r=8, alpha=8, targets=["mlp_in"]), LoRAConfig(r=4, alpha=16, targets=["mlp_in"])):
+    for other in (
+        LoRAConfig(r=8, alpha=8, targets=["mlp_in"]),
+        LoRAConfig(r=4, alpha=16, targets=["mlp_in"]),
+    ):
         with pytest.raises(ValueError, match="already has LoRA with other settings"):
             lorakit.apply_lora(model, other)
     assert model.state_dict().keys() == before.keys()
@@ -310,7 +332,7 @@ def test_lora_applied_twice_needs_the_same_settings(tmp_path):
 
 
 def test_saving_into_a_peft_folder_keeps_its_files_and_old_adapters_still_load(tmp_path):
-    """Item 8: lorakit's config has its own name; adapters saved as adapter_config.json still load."""
+    """Item 8: lorakit's config has its own name; adapters saved as adapter_config.json load."""
     folder = tmp_path / "peft"
     folder.mkdir()
     peft_cfg = json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ["c_attn"]})
@@ -355,9 +377,11 @@ def test_tensors_the_config_does_not_allow_are_refused_before_the_model_changes(
     lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))
     folder = lorakit.save_adapter(model, tmp_path / "ad")
     meta, tensors = lorakit.read_adapter(folder)
-    crafted = [{"transformer.h.0.attn.c_attn.base.bias": torch.full((96,), 5.0)},
-               {"transformer.h.0.ln_1.bias": torch.full((32,), 5.0)},
-               {"transformer.h.0.mlp.c_fc.weight": torch.zeros(32, 128)}]
+    crafted = [
+        {"transformer.h.0.attn.c_attn.base.bias": torch.full((96,), 5.0)},
+        {"transformer.h.0.ln_1.bias": torch.full((32,), 5.0)},
+        {"transformer.h.0.mlp.c_fc.weight": torch.zeros(32, 128)},
+    ]
     for extra in crafted:
         _rewrite(folder, meta, {**tensors, **extra})
         for target in (_gpt2(), model):  # a fresh base, and an adapted one (task switching)
@@ -365,9 +389,13 @@ def test_tensors_the_config_does_not_allow_are_refused_before_the_model_changes(
             with pytest.raises(AdapterError, match="do not account for"):
                 lorakit.load_adapter(target, folder)
             after = target.state_dict()
-            assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+            assert after.keys() == before.keys() and all(
+                torch.equal(before[k], after[k]) for k in before
+            )
     meta["lora"]["bias"] = "lora_only"
-    _rewrite(folder, meta, {**tensors, "transformer.h.0.attn.c_attn.base.bias": torch.full((96,), 5.0)})
+    _rewrite(
+        folder, meta, {**tensors, "transformer.h.0.attn.c_attn.base.bias": torch.full((96,), 5.0)}
+    )
     fresh = _gpt2()
     lorakit.load_adapter(fresh, folder)  # allowed by its config: loaded
     assert torch.equal(fresh.transformer.h[0].attn.c_attn.base.bias, torch.full((96,), 5.0))
@@ -386,22 +414,29 @@ def test_adapters_of_compiled_and_data_parallel_models_load_into_the_plain_model
     for wrapped in (torch.compile(model), nn.DataParallel(model), nested):
         folder = lorakit.save_adapter(wrapped, tmp_path / type(wrapped).__name__)
         meta, tensors = lorakit.read_adapter(folder)
-        assert not [k for k in [*meta["modules"], *tensors] if "_orig_mod" in k or k.startswith("module.")]
+        assert not [
+            k for k in [*meta["modules"], *tensors] if "_orig_mod" in k or k.startswith("module.")
+        ]
         fresh = _gpt2()
         lorakit.load_adapter(fresh, folder)
         if wrapped is not nested:
             torch.testing.assert_close(fresh(x).logits, expected)
-    lorakit.load_adapter(torch.compile(_gpt2()), tmp_path / "DataParallel")  # into a wrapped model too
+    lorakit.load_adapter(
+        torch.compile(_gpt2()), tmp_path / "DataParallel"
+    )  # into a wrapped model too
 
 
-@pytest.mark.parametrize("field,value,match", [
-    (("lora", "r"), "4", r"lora.r must be a positive integer, got '4' \(str\)"),
-    (("lora", "alpha"), "32", "lora.alpha must be a number > 0"),
-    (("lora", "rslora"), "no", "lora.rslora must be True or False"),
-    (("lora", "dropout"), 1.5, r"lora.dropout must be a number in \[0, 1\)"),
-    (("modules",), [], "modules must be an object"),
-    (("tensors",), {"x": "8"}, "tensors must be an object"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        (("lora", "r"), "4", r"lora.r must be a positive integer, got '4' \(str\)"),
+        (("lora", "alpha"), "32", "lora.alpha must be a number > 0"),
+        (("lora", "rslora"), "no", "lora.rslora must be True or False"),
+        (("lora", "dropout"), 1.5, r"lora.dropout must be a number in \[0, 1\)"),
+        (("modules",), [], "modules must be an object"),
+        (("tensors",), {"x": "8"}, "tensors must be an object"),
+    ],
+)
 def test_config_fields_of_the_wrong_type_are_named(tmp_path, field, value, match):
     model = _gpt2()
     lorakit.apply_lora(model, LoRAConfig(r=2, targets=["q", "v"]))

@@ -1,4 +1,4 @@
-"""lorakit.lora.fast.kernels: the Triton dropout kernels of the LoRA branch against PyTorch references.
+"""lorakit.lora.fast.kernels: the Triton dropout kernels of the LoRA branch against PyTorch.
 
 Run on a GPU with Triton, or on a CPU with Triton installed and ``TRITON_INTERPRET=1``; skipped
 otherwise (CI's CPU install has no Triton, and the fused path then uses PyTorch ops, tested
@@ -20,7 +20,8 @@ from lorakit.lora.fast.blocks import padded_rank
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
     kernels.triton is None or not (DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"),
-    reason="needs Triton on a GPU (or TRITON_INTERPRET=1 on the CPU)")
+    reason="needs Triton on a GPU (or TRITON_INTERPRET=1 on the CPU)",
+)
 HALF = torch.bfloat16 if DEVICE == "cuda" else torch.float16  # the interpreter has no bf16
 
 
@@ -127,7 +128,7 @@ def test_branch_grads_add_the_masked_product_and_sum_A_s_gradient(width, n):
     g = torch.Generator(DEVICE).manual_seed(0)
     k, p = 200, 0.2
     big = torch.randn(n, k + 9, generator=g, device=DEVICE).to(HALF)
-    gx = big[:, 3:3 + k]  # a strided view (as a part of [g W | gh]): only read
+    gx = big[:, 3 : 3 + k]  # a strided view (as a part of [g W | gh]): only read
     before = big.clone()
     gh = torch.randn(n, width, generator=g, device=DEVICE).to(HALF)
     A = (torch.randn(width, k, generator=g, device=DEVICE) / 4).to(HALF)
@@ -175,8 +176,9 @@ def test_layer_on_the_kernel_path_matches_the_formula_with_the_same_decisions(la
     else:
         delta = torch.zeros(3, d_s, k, dtype=torch.float64, device=DEVICE)
         for j, i in enumerate(layer.enabled_idx):
-            delta = delta.index_put((torch.tensor([i], device=DEVICE),),
-                                    (B[j] @ A[j * 4:(j + 1) * 4])[None])
+            delta = delta.index_put(
+                (torch.tensor([i], device=DEVICE),), (B[j] @ A[j * 4 : (j + 1) * 4])[None]
+            )
         delta = delta.reshape(3 * d_s, k)
     base = layer.base.double()
     ref = base(x64) + (x64 * keep / 0.8) @ (layer.scaling * delta).T
@@ -184,15 +186,21 @@ def test_layer_on_the_kernel_path_matches_the_formula_with_the_same_decisions(la
     w = torch.randn(ref.shape, device=DEVICE, dtype=torch.float64)
     (y.double() * w).sum().backward()
     (ref * w).sum().backward()
-    for ours, theirs in ((x.grad, x64.grad), (layer.lora_A.grad, A.grad),
-                         (layer.lora_B.grad, B.grad)):
+    for ours, theirs in (
+        (x.grad, x64.grad),
+        (layer.lora_A.grad, A.grad),
+        (layer.lora_B.grad, B.grad),
+    ):
         assert _rel(ours, theirs) < 1e-2
 
 
 def test_kernel_path_and_pytorch_path_are_both_unbiased():
     torch.manual_seed(0)
-    layer = FusedLoRALinear(Conv1D(3 * 32, 64), r=4, alpha=8, dropout=0.25,
-                            enable=(True, True, True)).to(DEVICE).train()
+    layer = (
+        FusedLoRALinear(Conv1D(3 * 32, 64), r=4, alpha=8, dropout=0.25, enable=(True, True, True))
+        .to(DEVICE)
+        .train()
+    )
     layer.fast_path = True
     with torch.no_grad():
         layer.lora_B.normal_(0, 0.05)

@@ -137,9 +137,18 @@ def test_conv1d_and_linear_paths_agree():
 
 def _gpt2(n_layer=2, n_embd=32, n_head=2, seed=0):
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head,
-                                      vocab_size=100, n_positions=64, resid_pdrop=0,
-                                      embd_pdrop=0, attn_pdrop=0)).eval()
+    return GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=n_layer,
+            n_embd=n_embd,
+            n_head=n_head,
+            vocab_size=100,
+            n_positions=64,
+            resid_pdrop=0,
+            embd_pdrop=0,
+            attn_pdrop=0,
+        )
+    ).eval()
 
 
 def test_gpt2_qv_leaves_k_slice_untouched_after_training():
@@ -156,13 +165,13 @@ def test_gpt2_qv_leaves_k_slice_untouched_after_training():
         opt.step()
     d = model.config.n_embd
     delta = layer.delta_weight()
-    assert torch.count_nonzero(delta[d:2 * d]) == 0  # k
-    assert torch.count_nonzero(delta[:d]) > 0 and torch.count_nonzero(delta[2 * d:]) > 0
+    assert torch.count_nonzero(delta[d : 2 * d]) == 0  # k
+    assert torch.count_nonzero(delta[:d]) > 0 and torch.count_nonzero(delta[2 * d :]) > 0
     model.eval()
     before = model(x).logits
-    W_k = layer.base.weight[:, d:2 * d].clone()
+    W_k = layer.base.weight[:, d : 2 * d].clone()
     lorakit.merge_lora(model)
-    torch.testing.assert_close(layer.base.weight[:, d:2 * d], W_k)
+    torch.testing.assert_close(layer.base.weight[:, d : 2 * d], W_k)
     torch.testing.assert_close(model(x).logits, before, rtol=1e-4, atol=1e-4)
 
 
@@ -180,10 +189,13 @@ def test_fused_forward_equals_explicit_delta():
     torch.testing.assert_close(full(x), qkv(x) + x @ full.delta_weight().T, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("n_layer,n_embd,n_head,expected", [
-    (12, 768, 12, 147_456),   # GPT-2 small: 2 * (2*12) * 768 * 4
-    (24, 1024, 16, 393_216),  # GPT-2 medium: 2 * (2*24) * 1024 * 4, the paper's count
-])
+@pytest.mark.parametrize(
+    "n_layer,n_embd,n_head,expected",
+    [
+        (12, 768, 12, 147_456),  # GPT-2 small: 2 * (2*12) * 768 * 4
+        (24, 1024, 16, 393_216),  # GPT-2 medium: 2 * (2*24) * 1024 * 4, the paper's count
+    ],
+)
 def test_parameter_counts_match_paper_formula(n_layer, n_embd, n_head, expected):
     with torch.device("meta"):
         model = GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head))
@@ -218,7 +230,9 @@ def test_mark_only_lora_trainable_bias_modes():
     assert "transformer.h.0.attn.c_attn.base.bias" in names
     assert "transformer.h.0.mlp.c_fc.bias" not in names
     lorakit.mark_only_lora_trainable(model, bias="all")
-    assert "transformer.h.0.mlp.c_fc.bias" in {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "transformer.h.0.mlp.c_fc.bias" in {
+        n for n, p in model.named_parameters() if p.requires_grad
+    }
     lorakit.mark_only_lora_trainable(model)
     assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
 
@@ -243,6 +257,7 @@ def test_lora_embedding():
 
 # ---- bad input: clear errors, model untouched -------------------------------------------------
 
+
 def _snapshot(model):
     return {k: v.clone() for k, v in model.state_dict().items()}, [type(m) for m in model.modules()]
 
@@ -258,11 +273,19 @@ def test_target_matching_nothing_lists_names_and_leaves_model():
     assert all(p.requires_grad for p in model.parameters())
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(r=0), "positive integer"), (dict(r=-2), "positive integer"), (dict(alpha=0), "alpha"),
-    (dict(alpha=-1.0), "alpha"), (dict(dropout=1.5), "dropout"), (dict(init="xavier"), "init"),
-    (dict(bias="some"), "bias"), (dict(targets=[]), "targets"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(r=0), "positive integer"),
+        (dict(r=-2), "positive integer"),
+        (dict(alpha=0), "alpha"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(dropout=1.5), "dropout"),
+        (dict(init="xavier"), "init"),
+        (dict(bias="some"), "bias"),
+        (dict(targets=[]), "targets"),
+    ],
+)
 def test_bad_config_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LoRAConfig(**kwargs)
@@ -357,7 +380,9 @@ def test_a_merge_that_would_overflow_fp16_is_refused_and_changes_nothing():
             layer.lora_A.fill_(100.0)
             layer.lora_B.fill_(100.0)  # ΔW = 1 * B A = 20000 everywhere
     before = [layer.base.weight.clone() for layer in (model[0], model[1])]
-    with pytest.raises(ValueError, match=r"^1: Merging this LoRA layer would give non-finite weights"):
+    with pytest.raises(
+        ValueError, match=r"^1: Merging this LoRA layer would give non-finite weights"
+    ):
         lorakit.merge_lora(model)
     assert [layer.merged for layer in (model[0], model[1])] == [False, False]
     assert all(torch.equal(b, layer.base.weight) for b, layer in zip(before, (model[0], model[1])))
@@ -370,16 +395,21 @@ def test_a_merge_that_would_overflow_fp16_is_refused_and_changes_nothing():
 
 
 def test_multihead_attention_projections_are_refused_before_anything_changes():
-    """Item 13: nn.MultiheadAttention reads out_proj.weight itself; wrapping it would break forward."""
+    """Item 13: nn.MultiheadAttention reads out_proj.weight itself: wrapping it breaks forward."""
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
     x = torch.randn(2, 5, 8)
     expected = mha(x, x, x)[0]
-    for model, target in ((mha, "out_proj"), (nn.TransformerEncoderLayer(8, 2, 16).eval(), "linear1")):
+    for model, target in (
+        (mha, "out_proj"),
+        (nn.TransformerEncoderLayer(8, 2, 16).eval(), "linear1"),
+    ):
         before = {k: v.clone() for k, v in model.state_dict().items()}
         with pytest.raises(ValueError, match="reads its layers' .weight directly"):
             lorakit.apply_lora(model, LoRAConfig(r=2, targets=[target]))
-        assert not list(lorakit.lora_layers(model)) and all(p.requires_grad for p in model.parameters())
+        assert not list(lorakit.lora_layers(model)) and all(
+            p.requires_grad for p in model.parameters()
+        )
         assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     torch.testing.assert_close(mha(x, x, x)[0], expected)
     decoder = nn.TransformerDecoderLayer(8, 2, 16, batch_first=True).eval()  # calls linear1/linear2

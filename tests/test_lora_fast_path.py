@@ -26,8 +26,13 @@ from lorakit.lora.fast.function import BranchUpdate, StackedMatmul
 from lorakit.lora.precision import cast_frozen_, frozen_matmul_weights
 
 # q,v (the paper's), q,k,v, single slices, and 4 slices with uneven gaps (no single strided view)
-SLICES = [(True, False, True), (True, True, True), (False, True, False), (False, False, True),
-          (True, True, False, True)]
+SLICES = [
+    (True, False, True),
+    (True, True, True),
+    (False, True, False),
+    (False, False, True),
+    (True, True, False, True),
+]
 
 
 def _randomise(layer, seed=1):
@@ -46,10 +51,10 @@ def _reference(layer, x):
     parts, j, r = [], 0, layer.r
     for on in layer.enable:
         if on:
-            parts.append(F.linear(h[..., j * r:(j + 1) * r], layer.lora_B[j]) * layer.scaling)
+            parts.append(F.linear(h[..., j * r : (j + 1) * r], layer.lora_B[j]) * layer.scaling)
             j += 1
         else:
-            parts.append(torch.zeros_like(out[..., :layer.d_slice]))
+            parts.append(torch.zeros_like(out[..., : layer.d_slice]))
     return out + torch.cat(parts, dim=-1)
 
 
@@ -68,8 +73,14 @@ def _fused(enable, k=12, d_s=6, r=2, dropout=0.0, conv=True, fast=False):
     torch.manual_seed(0)
     n = len(enable)
     base = Conv1D(n * d_s, k) if conv else nn.Linear(k, n * d_s)
-    layer = FusedLoRALinear(base.double(), r=r, alpha=3.0, dropout=dropout, enable=enable,
-                            slice_names=("q", "k", "v", "o")[:n])
+    layer = FusedLoRALinear(
+        base.double(),
+        r=r,
+        alpha=3.0,
+        dropout=dropout,
+        enable=enable,
+        slice_names=("q", "k", "v", "o")[:n],
+    )
     _randomise(layer)
     layer.fast_path = fast
     return layer
@@ -89,8 +100,9 @@ def test_fused_forward_and_backward_equal_reference(enable, dropout, conv, fast)
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     if not all(enable):  # a disabled slice gets neither an update nor a gradient path
         off = enable.index(False) * layer.d_slice
-        torch.testing.assert_close(y_new[..., off:off + layer.d_slice],
-                                   layer.base(x)[..., off:off + layer.d_slice])
+        torch.testing.assert_close(
+            y_new[..., off : off + layer.d_slice], layer.base(x)[..., off : off + layer.d_slice]
+        )
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -140,7 +152,8 @@ def test_branch_update_gradcheck_and_block_layout():
     B = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     enable = (True, False, True)
     assert torch.autograd.gradcheck(
-        lambda o, x_, a, b: BranchUpdate.apply(o, x_, a, b, 0.0, 1.5, enable), (out, x, A, B))
+        lambda o, x_, a, b: BranchUpdate.apply(o, x_, a, b, 0.0, 1.5, enable), (out, x, A, B)
+    )
     full = block_diagonal_B(B, enable)  # (3·4, 2·3): q rows read cols 0:3, k rows zero, v 3:6
     assert full.shape == (12, 6)
     torch.testing.assert_close(full[0:4, 0:3], B[0])
@@ -154,14 +167,15 @@ def test_branch_update_gradcheck_and_block_layout():
     assert diagonal_blocks(torch.zeros(8, 15), uneven, 5) is None
     full4 = block_diagonal_B(B4, uneven)
     for j, i in enumerate((0, 1, 3)):
-        assert torch.equal(full4[2 * i:2 * i + 2, 5 * j:5 * j + 5], B4[j])
+        assert torch.equal(full4[2 * i : 2 * i + 2, 5 * j : 5 * j + 5], B4[j])
     assert torch.count_nonzero(full4[4:6]) == 0
     out4 = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
     x4 = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     A4 = torch.randn(15, 6, dtype=torch.float64, requires_grad=True)
     B4.requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda o, x_, a, b: BranchUpdate.apply(o, x_, a, b, 0.0, 0.5, uneven), (out4, x4, A4, B4))
+        lambda o, x_, a, b: BranchUpdate.apply(o, x_, a, b, 0.0, 0.5, uneven), (out4, x4, A4, B4)
+    )
 
 
 def test_double_backward_is_refused_on_the_fast_path_and_works_on_the_formula():
@@ -206,6 +220,7 @@ def test_merge_unmerge_exact_on_both_paths(fast):
 
 
 # --- cast_frozen_ -----------------------------------------------------------------------------
+
 
 def _lora_gpt2(targets=("q", "v"), fast=False):
     model = make_tiny_gpt2()
@@ -281,11 +296,14 @@ def test_stacked_matmul_gradcheck_with_every_input_trainable(fan_in_fan_out):
     B = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     enable = (True, False, True)
     assert torch.autograd.gradcheck(
-        lambda *t: StackedMatmul.apply(*t, 0.0, 1.5, enable, fan_in_fan_out), (x, w, b, A, B))
+        lambda *t: StackedMatmul.apply(*t, 0.0, 1.5, enable, fan_in_fan_out), (x, w, b, A, B)
+    )
     # the same as the base matmul plus BranchUpdate
     base = x @ (w if fan_in_fan_out else w.T) + b
-    torch.testing.assert_close(StackedMatmul.apply(x, w, b, A, B, 0.0, 1.5, enable, fan_in_fan_out),
-                               BranchUpdate.apply(base, x, A, B, 0.0, 1.5, enable))
+    torch.testing.assert_close(
+        StackedMatmul.apply(x, w, b, A, B, 0.0, 1.5, enable, fan_in_fan_out),
+        BranchUpdate.apply(base, x, A, B, 0.0, 1.5, enable),
+    )
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -309,7 +327,8 @@ def test_a_hooked_or_subclassed_base_keeps_its_own_forward(fast):
 
 @pytest.mark.parametrize("conv", [True, False])
 def test_inference_path_equals_training_path(conv):
-    """Without autograd (evaluation, generation) the fast path uses BranchUpdate, not the stacked matmul."""
+    """Without autograd (evaluation, generation) the fast path uses BranchUpdate, not
+    StackedMatmul."""
     layer = _fused((True, False, True), conv=conv, fast=True).eval()
     x = torch.randn(2, 5, 12, dtype=torch.float64)
     with_grad = layer(x)
@@ -318,6 +337,7 @@ def test_inference_path_equals_training_path(conv):
 
 
 # --- the switch --------------------------------------------------------------------------------
+
 
 def _path_of(layer, x):
     """Which computation made the output: the formula's last op is an add (``addmm`` in the fused

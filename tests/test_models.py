@@ -1,4 +1,4 @@
-"""load_base and the offline base (lorakit.models): fallbacks, messages, cache, pretraining, LoRA."""
+"""load_base and the offline base (lorakit.models): fallbacks, messages, cache, pretraining."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ from tests.conftest import make_tiny_gpt2, make_tiny_tokenizer
 def ci_cache(tmp_path_factory):
     """One ci-sized offline base, built once into a private cache and shared by the tests."""
     root = tmp_path_factory.mktemp("lorakit_cache")
-    model, tok, info = load_base("offline", preset="ci", cache_dir=root, device="cpu",
-                                 verbose=False)
+    model, tok, info = load_base(
+        "offline", preset="ci", cache_dir=root, device="cpu", verbose=False
+    )
     return root, model, tok, info
 
 
@@ -129,8 +130,9 @@ def test_corrupt_cache_is_rebuilt_with_a_notice(ci_cache, tmp_path, capsys):
     entry = copy / Path(info.cache_path).name
     weights = entry / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a truncated write
-    rebuilt, _, info2 = load_base("offline", preset="ci", cache_dir=copy, device="cpu",
-                                  verbose=False)
+    rebuilt, _, info2 = load_base(
+        "offline", preset="ci", cache_dir=copy, device="cpu", verbose=False
+    )
     out = capsys.readouterr().out
     assert "is incomplete or corrupt" in out and "rebuilding" in out
     assert verify_entry(entry) is None and info2.corpus_sha256 == info.corpus_sha256
@@ -159,7 +161,7 @@ def test_apply_lora_q_v_on_the_offline_base(ci_cache):
     assert changed and all("lora_" in n for n in changed)
     layer = model.transformer.h[0].attn.c_attn
     delta = layer.delta_weight()  # (3d, d): the k rows stay exactly zero
-    assert delta[d:2 * d].abs().max() == 0 and delta[:d].abs().max() > 0
+    assert delta[d : 2 * d].abs().max() == 0 and delta[:d].abs().max() > 0
 
 
 def test_flops_and_peak():
@@ -178,8 +180,9 @@ def test_pretrain_experiment_writes_a_record(offline_env, tmp_path):
     from lorakit import runs
     from lorakit.experiments import pretrain
 
-    pretrain.main(["--preset", "ci", "--out", str(tmp_path), "--max-steps", "4",
-                   "--no-measure-peak"])
+    pretrain.main(
+        ["--preset", "ci", "--out", str(tmp_path), "--max-steps", "4", "--no-measure-peak"]
+    )
     rec = runs.load_record("ch05_pretrain_ci", runs_dir=tmp_path)
     res = rec["results"]
     assert res["steps"] == 4 and res["tokens_seen"] == 4 * 16 * 128

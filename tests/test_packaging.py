@@ -79,12 +79,17 @@ def test_make_and_conda_install_the_same_extras():
     assert installs == ["[all]"], installs
     assert makefile.index("$(TORCH_SPEC)") < makefile.index('-e ".[all]"')  # torch pinned first
     yml = (ROOT / "environment.yml").read_text()
-    pip = [line.strip()[2:] for line in yml.split("- pip:", 1)[1].splitlines()
-           if line.strip().startswith("- ")]
+    pip = [
+        line.strip()[2:]
+        for line in yml.split("- pip:", 1)[1].splitlines()
+        if line.strip().startswith("- ")
+    ]
     assert pip[-1] == "-e .[all]"
     bounds = {_name(r): r for r in _project()["dependencies"]}
     for req in pip[:-1]:  # anything listed beside it is a core dependency with the same bound
-        assert bounds.get(_name(req)) == req, f"{req} in environment.yml differs from pyproject.toml"
+        assert bounds.get(_name(req)) == req, (
+            f"{req} in environment.yml differs from pyproject.toml"
+        )
 
 
 def _third_party_imports() -> dict[str, str]:
@@ -139,7 +144,7 @@ def _core_only_site(folder: Path) -> Path:
 # Run in a Python that sees only the core's packages (no site-packages, ``-S``): an import of
 # transformers, tqdm, matplotlib, ... anywhere on the way fails as it would after
 # `pip install lorakit` without extras. No network: the installed files are linked, not fetched.
-_CORE_ONLY = textwrap.dedent('''
+_CORE_ONLY = textwrap.dedent("""
     import sys, tempfile
     import torch
     from torch import nn
@@ -182,24 +187,37 @@ _CORE_ONLY = textwrap.dedent('''
             continue
         raise AssertionError(f"{name} is importable: the environment is not core-only")
     print("core ok")
-''')
+""")
 
 
 def test_import_lorakit_and_the_lora_core_work_with_only_the_core_dependencies(tmp_path):
     site = _core_only_site(tmp_path / "site")
-    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{site}", "PYTHONNOUSERSITE": "1",
-           "HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
-    out = subprocess.run([sys.executable, "-S", "-c", _CORE_ONLY], capture_output=True,
-                         text=True, cwd=tmp_path, env=env, timeout=300)
+    env = {
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{site}",
+        "PYTHONNOUSERSITE": "1",
+        "HOME": str(tmp_path),
+        "PATH": os.environ.get("PATH", ""),
+    }
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", _CORE_ONLY],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "core ok" in out.stdout
 
 
 def test_import_lorakit_does_not_load_transformers_or_matplotlib():
-    code = ("import sys, lorakit; print(sorted(m for m in ('transformers', 'matplotlib', "
-            "'tokenizers', 'sacrebleu', 'nbformat', 'peft') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)
+    code = (
+        "import sys, lorakit; print(sorted(m for m in ('transformers', 'matplotlib', "
+        "'tokenizers', 'sacrebleu', 'nbformat', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "[]"
 
@@ -212,8 +230,11 @@ def test_the_version_is_written_once():
     assert "version" in _project()["dynamic"] and "version" not in _project()
     text = (ROOT / "pyproject.toml").read_text()
     assert 'attr = "lorakit._version.__version__"' in text
-    hits = [p for p in (ROOT / "lorakit").rglob("*.py")
-            if re.search(r"^__version__\s*=", p.read_text(encoding="utf-8"), re.M)]
+    hits = [
+        p
+        for p in (ROOT / "lorakit").rglob("*.py")
+        if re.search(r"^__version__\s*=", p.read_text(encoding="utf-8"), re.M)
+    ]
     assert [p.name for p in hits] == ["_version.py"]
 
 
@@ -244,10 +265,28 @@ def test_every_chapter_is_in_the_readme_table():
         assert nb.name in readme, f"{nb.name} is missing from the README's chapter table"
 
 
-CORE_MODULES = ("lora", "train", "checkpoint.py", "adapter_meta.py", "fileio.py", "presets.py",
-                "cli.py", "_version.py", "__init__.py")
-ABOVE_THE_CORE = ("models", "data", "baselines", "evaluate", "analysis", "experiments", "bench",
-                  "exercises", "runs")
+CORE_MODULES = (
+    "lora",
+    "train",
+    "checkpoint.py",
+    "adapter_meta.py",
+    "fileio.py",
+    "presets.py",
+    "cli.py",
+    "_version.py",
+    "__init__.py",
+)
+ABOVE_THE_CORE = (
+    "models",
+    "data",
+    "baselines",
+    "evaluate",
+    "analysis",
+    "experiments",
+    "bench",
+    "exercises",
+    "runs",
+)
 
 
 def _imported_names(file: Path) -> list[str]:
@@ -258,7 +297,7 @@ def _imported_names(file: Path) -> list[str]:
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
             module = ".".join(p for p in (base, node.module or "") if p)
             names += [module] + [f"{module}.{a.name}" for a in node.names]
     return names

@@ -1,9 +1,10 @@
-"""The training step's speed-related behaviour, checked on CPU (no timing here: speed is measured by benchmarks).
+"""What keeps a training step fast, checked for correctness on CPU (benchmarks measure speed).
 
 * no host sync added by the loss (transformers' own attention-mask checks in the backbone read
-  one scalar per forward; they are outside lorakit and vanish under ``torch.compile``): on a GPU, ``.item()``/``int()``/``bool()`` of a device tensor, a
-  ``nonzero`` or boolean-mask indexing make the host wait for the device every step. On CPU the
-  same calls show up as the aten ops below, so a dispatch mode can catch them;
+  one scalar per forward; they are outside lorakit and vanish under ``torch.compile``): on a
+  GPU, ``.item()``/``int()``/``bool()`` of a device tensor, a ``nonzero`` or boolean-mask
+  indexing make the host wait for the device every step. On CPU the same calls show up as the
+  aten ops below, so a dispatch mode can catch them;
 * an all-ones attention mask is not passed to the model;
 * ``TrainConfig.cast_frozen``: frozen weights stored in bf16 give bit-identical training under
   bf16 autocast.
@@ -36,8 +37,9 @@ class _SyncDetector(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name in SYNCING_OPS:
             self.seen.append(name)
-        if name == "index" and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                                   for i in args[1] if i is not None):
+        if name == "index" and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None
+        ):
             self.seen.append("index(bool mask)")
         return func(*args, **(kwargs or {}))
 
@@ -63,8 +65,9 @@ def test_label_positions_match_the_boolean_mask():
     keep = batch["labels"][:, 1:] != -100
     assert pos.n == int(keep.sum()) and isinstance(pos.n, int)
     hidden = torch.randn(3, 12, 5)
-    torch.testing.assert_close(hidden.flatten(0, 1).index_select(0, pos.rows),
-                               hidden[:, :-1][keep], rtol=0, atol=0)
+    torch.testing.assert_close(
+        hidden.flatten(0, 1).index_select(0, pos.rows), hidden[:, :-1][keep], rtol=0, atol=0
+    )
     assert torch.equal(pos.target, batch["labels"][:, 1:][keep])
     with pytest.raises(ValueError, match="no label"):
         label_positions(torch.full((2, 5), -100))
@@ -75,8 +78,11 @@ def test_label_positions_match_the_boolean_mask():
 def _backbone_syncs(model, batch) -> list[str]:
     """What transformers' own forward does (its attention-mask checks read one scalar)."""
     with torch.no_grad(), _SyncDetector() as spy:
-        model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                         use_cache=False)
+        model.base_model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            use_cache=False,
+        )
     return spy.seen
 
 
@@ -89,8 +95,9 @@ def test_loss_with_precomputed_positions_adds_no_host_sync(tiny_gpt2, pad):
         loss, n = causal_lm_loss(tiny_gpt2, batch, 0.1, positions=positions)
         loss.backward()
     assert spy.seen == _backbone_syncs(tiny_gpt2, batch), spy.seen  # none from the loss itself
-    torch.testing.assert_close(causal_lm_loss(tiny_gpt2, batch, positions=positions)[0],
-                               reference, rtol=0, atol=0)
+    torch.testing.assert_close(
+        causal_lm_loss(tiny_gpt2, batch, positions=positions)[0], reference, rtol=0, atol=0
+    )
     with _SyncDetector() as spy:  # the detector can fail: finding positions on the device syncs
         causal_lm_loss(tiny_gpt2, batch)
     assert "nonzero" in spy.seen
@@ -119,8 +126,9 @@ def test_all_ones_mask_gives_the_same_loss(tiny_gpt2):
     batch = _batches(1, pad=False)[0]
     with_mask, _ = causal_lm_loss(tiny_gpt2, batch)
     without = {k: v for k, v in batch.items() if k != "attention_mask"}
-    torch.testing.assert_close(causal_lm_loss(tiny_gpt2, without)[0], with_mask,
-                               rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        causal_lm_loss(tiny_gpt2, without)[0], with_mask, rtol=1e-6, atol=1e-6
+    )
 
 
 def test_cast_frozen_is_bit_identical_under_bf16_autocast(tiny_gpt2):
@@ -142,17 +150,23 @@ def test_cast_frozen_is_bit_identical_under_bf16_autocast(tiny_gpt2):
     for name, p in models[True].named_parameters():
         if p.requires_grad:
             assert p.dtype == torch.float32 and torch.equal(p, trained[name]), name
-    assert evaluate_loss(models[True], batches, "cpu", bf16=True) == \
-        evaluate_loss(models[False], batches, "cpu", bf16=True)
+    assert evaluate_loss(models[True], batches, "cpu", bf16=True) == evaluate_loss(
+        models[False], batches, "cpu", bf16=True
+    )
 
 
 def test_cast_frozen_is_ignored_without_autocast_and_for_full_finetuning(tiny_gpt2):
     lora = copy.deepcopy(tiny_gpt2)
     lorakit.apply_lora(lora, lorakit.LoRAConfig(r=2, alpha=4, targets=["q", "v"]))
-    train(lora, _batches(1), TrainConfig(bf16=False, cast_frozen=True, progress=False),
-          device="cpu")
+    train(
+        lora, _batches(1), TrainConfig(bf16=False, cast_frozen=True, progress=False), device="cpu"
+    )
     assert lora.transformer.h[0].mlp.c_fc.weight.dtype == torch.float32
     # full fine-tuning: nothing is frozen, so nothing is cast and training runs as usual
-    train(tiny_gpt2, _batches(1), TrainConfig(bf16=True, cast_frozen=True, progress=False),
-          device="cpu")
+    train(
+        tiny_gpt2,
+        _batches(1),
+        TrainConfig(bf16=True, cast_frozen=True, progress=False),
+        device="cpu",
+    )
     assert all(p.dtype == torch.float32 for p in tiny_gpt2.parameters())

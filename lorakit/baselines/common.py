@@ -14,7 +14,9 @@ from torch import nn
 
 from lorakit.lora import count_parameters
 
-METHOD_ATTR = "_lorakit_method"  # set on the model by every method: {"method": name, "config": {...}}
+METHOD_ATTR = (
+    "_lorakit_method"  # set on the model by every method: {"method": name, "config": {...}}
+)
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -44,7 +46,8 @@ class MethodReport:
     modules: list[str]
     config: dict[str, Any]
     prepare_batch: Callable[[Batch], dict[str, torch.Tensor]] = field(
-        default=lambda batch: dict(batch), repr=False)
+        default=lambda batch: dict(batch), repr=False
+    )
 
     def wrap_batches(self, batches: Iterable[Batch]) -> PreparedBatches:
         """A re-iterable view of ``batches`` with :attr:`prepare_batch` applied lazily."""
@@ -52,8 +55,9 @@ class MethodReport:
 
     def __str__(self) -> str:
         pct = 100.0 * self.trainable / max(self.total, 1)
-        text = (f"{self.method}: trainable {self.trainable:,} of {self.total:,} parameters "
-                f"({pct:.3f}%)")
+        text = (
+            f"{self.method}: trainable {self.trainable:,} of {self.total:,} parameters ({pct:.3f}%)"
+        )
         if self.formula is not None:
             text += f"; paper formula {self.formula_text} = {self.formula:,}"
         return text
@@ -82,10 +86,15 @@ def gpt2_parts(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     """
     transformer = getattr(model, "transformer", model)
     blocks = getattr(transformer, "h", None)
-    if not isinstance(blocks, nn.ModuleList) or not hasattr(transformer, "wte") \
-            or not hasattr(transformer, "ln_f"):
-        raise TypeError(f"The baselines are written for HF GPT-2 (GPT2LMHeadModel or GPT2Model), got "
-                        f"{type(model).__name__}; build the model with transformers.GPT2LMHeadModel.")
+    if (
+        not isinstance(blocks, nn.ModuleList)
+        or not hasattr(transformer, "wte")
+        or not hasattr(transformer, "ln_f")
+    ):
+        raise TypeError(
+            f"The baselines are written for HF GPT-2 (GPT2LMHeadModel or GPT2Model), got "
+            f"{type(model).__name__}; build the model with transformers.GPT2LMHeadModel."
+        )
     return transformer, blocks
 
 
@@ -96,9 +105,11 @@ def check_fresh(model: nn.Module, method: str) -> None:
     if applied is None and getattr(model, "_lorakit_config", None) is not None:
         applied = {"method": "lora"}  # apply_lora was called directly
     if applied is not None:
-        raise ValueError(f"This model already carries the method {applied['method']!r}; cannot "
-                         f"apply {method!r} on top of it. Build (or reload) a fresh base model for "
-                         "each method.")
+        raise ValueError(
+            f"This model already carries the method {applied['method']!r}; cannot "
+            f"apply {method!r} on top of it. Build (or reload) a fresh base model for "
+            "each method."
+        )
 
 
 def check_positive_int(value: Any, name: str, hint: str) -> None:
@@ -113,9 +124,15 @@ def freeze_all(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-def finish(model: nn.Module, method: str, config: dict[str, Any], modules: list[str],
-           formula: int | None, formula_text: str,
-           prepare_batch: Callable[[Batch], dict] | None = None) -> MethodReport:
+def finish(
+    model: nn.Module,
+    method: str,
+    config: dict[str, Any],
+    modules: list[str],
+    formula: int | None,
+    formula_text: str,
+    prepare_batch: Callable[[Batch], dict] | None = None,
+) -> MethodReport:
     """Mark the model as carrying ``method`` and build its report."""
     setattr(model, METHOD_ATTR, {"method": method, "config": dict(config)})
     trainable, total = count_parameters(model)

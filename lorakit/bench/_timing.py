@@ -2,9 +2,10 @@
 
 :class:`Timer` marks time with CUDA events on a GPU and the wall clock elsewhere; its
 :meth:`Timer.time` times one call between two synchronisations (``python -m lorakit.bench
-latency``). For ``python -m lorakit.bench train-step``, a :class:`StepRunner` holds a variant's model, optimizer and batch and steps it eagerly or as a
-replayed CUDA graph; :func:`measure_time` interleaves the runners in rounds and
-:func:`measure_memory` steps each alone for its peak memory. Which variants exist and how their
+latency``). For ``python -m lorakit.bench train-step``, a :class:`StepRunner` holds a variant's
+model, optimizer and batch and steps it eagerly or as a replayed CUDA graph; :func:`measure_time`
+interleaves the runners in rounds and :func:`measure_memory` steps each alone for its peak
+memory. Which variants exist and how their
 models are built is the command's business (:mod:`lorakit.bench.train_step`): it passes
 ``make_model(name)``.
 """
@@ -69,20 +70,29 @@ class StepRunner:
     :meth:`step` then replays it.
     """
 
-    def __init__(self, method: str, settings: dict, device: torch.device, make_model: MakeModel,
-                 compile_: bool = False, graph: bool = False) -> None:
+    def __init__(
+        self,
+        method: str,
+        settings: dict,
+        device: torch.device,
+        make_model: MakeModel,
+        compile_: bool = False,
+        graph: bool = False,
+    ) -> None:
         self.method = method
         self.model = make_model(method)
         self.trainable, self.total = count_parameters(self.model)
         cuda = device.type == "cuda"
         # capturable on CUDA for both modes, so eager and graphed run the same optimizer kernels
-        self.opt = torch.optim.AdamW(param_groups(self.model, 0.01), lr=2e-4, fused=cuda,
-                                     capturable=cuda)
+        self.opt = torch.optim.AdamW(
+            param_groups(self.model, 0.01), lr=2e-4, fused=cuda, capturable=cuda
+        )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.backbone = torch.compile(self.model.base_model) if compile_ else None
         g = torch.Generator().manual_seed(1)
-        ids = torch.randint(0, settings["arch"]["vocab_size"], (settings["batch"], settings["seq"]),
-                            generator=g)
+        ids = torch.randint(
+            0, settings["arch"]["vocab_size"], (settings["batch"], settings["seq"]), generator=g
+        )
         # as lorakit.train does: positions found on the CPU, no all-ones attention mask
         self.positions = label_positions(ids).to(device)
         self.batch = {"input_ids": ids.to(device)}
@@ -135,7 +145,7 @@ def _free() -> None:
 
 
 def measure_memory(methods, settings: dict, device: torch.device, **build) -> dict[str, float]:
-    """Peak MiB of each method alone on the device, stepped eagerly (CUDA only; ``{}`` elsewhere)."""
+    """Peak MiB of each variant alone on the device, stepped eagerly (CUDA only; else ``{}``)."""
     if device.type != "cuda":
         return {}
     timer, peaks = Timer(device), {}
@@ -158,8 +168,14 @@ def _median_or_none(values) -> float | None:
     return statistics.median(values) if values else None
 
 
-def measure_time(methods, settings: dict, device: torch.device, modes=("eager",),
-                 failed: dict | None = None, **build) -> dict[str, dict[str, dict]]:
+def measure_time(
+    methods,
+    settings: dict,
+    device: torch.device,
+    modes=("eager",),
+    failed: dict | None = None,
+    **build,
+) -> dict[str, dict[str, dict]]:
     """Interleaved rounds over every (mode, method); ``{mode: {method: timings}}``.
 
     Each method's ``step_ms`` is the median over rounds of a round's mean step time (ms). A
@@ -185,7 +201,7 @@ def measure_time(methods, settings: dict, device: torch.device, modes=("eager",)
     phases = {key: [] for key in runners}
     order = list(runners)
     for k in range(settings["rounds"]):
-        for key in order[k % len(order):] + order[:k % len(order)]:
+        for key in order[k % len(order) :] + order[: k % len(order)]:
             start = timer.mark()
             phases[key] += [runners[key].step(timer) for _ in range(settings["steps"])]
             rounds[key].append((start, timer.mark()))
@@ -200,9 +216,13 @@ def measure_time(methods, settings: dict, device: torch.device, modes=("eager",)
         per_step = [timer.elapsed(a, b) / settings["steps"] for a, b in rounds[(mode, method)]]
         marks = phases[(mode, method)]
         out[mode][method] = {
-            "method": method, "mode": mode, "trainable_params": runner.trainable,
-            "total_params": runner.total, "frozen_bf16": method.endswith(FROZEN_BF16),
-            "step_ms": statistics.median(per_step), "step_ms_min": min(per_step),
+            "method": method,
+            "mode": mode,
+            "trainable_params": runner.trainable,
+            "total_params": runner.total,
+            "frozen_bf16": method.endswith(FROZEN_BF16),
+            "step_ms": statistics.median(per_step),
+            "step_ms_min": min(per_step),
             "step_ms_rounds": per_step,
             "forward_ms": _median_or_none(span(a, b) for a, b, _, _ in marks),
             "backward_ms": _median_or_none(span(b, c) for _, b, c, _ in marks),

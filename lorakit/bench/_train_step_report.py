@@ -54,35 +54,70 @@ def _mem(a: str, b: str, label: str, **goal) -> Comparison:
 
 QKV_BF16, PEFT_BF16 = "lorakit_qkv" + FROZEN_BF16, "peft_qkv" + FROZEN_BF16
 COMPARISONS = (
-    _step("lorakit_qv", "full", "step: lorakit q,v / full fine-tuning",
-          goal="lorakit_step_le_0.75_full", limit=0.75),
-    _mem("lorakit_qv", "full", "peak memory: lorakit q,v / full fine-tuning",
-         goal="lorakit_mem_le_0.6_full", limit=0.6),
-    _step("lorakit_qkv", "peft_qkv",
-          "step: q,k,v lorakit / PEFT, both fp32 frozen (each library's standard recipe)",
-          goal="lorakit_step_le_0.9_peft", limit=0.9),
-    _step(QKV_BF16, PEFT_BF16,
-          "step: q,k,v lorakit / PEFT, both frozen weights in bf16 (same treatment)"),
+    _step(
+        "lorakit_qv",
+        "full",
+        "step: lorakit q,v / full fine-tuning",
+        goal="lorakit_step_le_0.75_full",
+        limit=0.75,
+    ),
+    _mem(
+        "lorakit_qv",
+        "full",
+        "peak memory: lorakit q,v / full fine-tuning",
+        goal="lorakit_mem_le_0.6_full",
+        limit=0.6,
+    ),
+    _step(
+        "lorakit_qkv",
+        "peft_qkv",
+        "step: q,k,v lorakit / PEFT, both fp32 frozen (each library's standard recipe)",
+        goal="lorakit_step_le_0.9_peft",
+        limit=0.9,
+    ),
+    _step(
+        QKV_BF16,
+        PEFT_BF16,
+        "step: q,k,v lorakit / PEFT, both frozen weights in bf16 (same treatment)",
+    ),
     _step(QKV_BF16, "peft_qkv", "step: q,k,v lorakit frozen-bf16 / PEFT default"),
-    _step("lorakit_qv", "peft_qkv",
-          "step: lorakit q,v (paper) / PEFT q,k,v (its only option): different targets"),
+    _step(
+        "lorakit_qv",
+        "peft_qkv",
+        "step: lorakit q,v (paper) / PEFT q,k,v (its only option): different targets",
+    ),
     _step("lorakit_qv" + FROZEN_BF16, "full", "step: lorakit q,v frozen-bf16 / full fine-tuning"),
-    _mem("lorakit_qv" + FROZEN_BF16, "full",
-         "peak memory: lorakit q,v frozen-bf16 / full fine-tuning"),
+    _mem(
+        "lorakit_qv" + FROZEN_BF16,
+        "full",
+        "peak memory: lorakit q,v frozen-bf16 / full fine-tuning",
+    ),
     _step("lorakit_qkv", "full", "step: lorakit q,k,v / full fine-tuning"),
     _step("peft_qkv", "full", "step: PEFT q,k,v / full fine-tuning"),
     _mem("lorakit_qkv", "peft_qkv", "peak memory: q,k,v lorakit / PEFT"),
     _mem("peft_qkv", "full", "peak memory: PEFT q,k,v / full fine-tuning"),
-    _step("floor", "full",
-          "step: floor (no weight gradients, a LoRA branch that costs nothing) / full fine-tuning"),
-    _step("floor", "peft_qkv",
-          "step: floor / PEFT q,k,v = the lowest q,k,v lorakit / PEFT that any LoRA could reach"),
-    _step("lorakit_qkv", "peft_qkv",
-          "LoRA branch cost (step - floor): q,k,v lorakit / PEFT, both fp32 frozen",
-          baseline="floor"),
-    _step(QKV_BF16, PEFT_BF16,
-          "LoRA branch cost (step - floor): q,k,v lorakit / PEFT, both frozen bf16",
-          baseline="floor" + FROZEN_BF16),
+    _step(
+        "floor",
+        "full",
+        "step: floor (no weight gradients, a LoRA branch that costs nothing) / full fine-tuning",
+    ),
+    _step(
+        "floor",
+        "peft_qkv",
+        "step: floor / PEFT q,k,v = the lowest q,k,v lorakit / PEFT that any LoRA could reach",
+    ),
+    _step(
+        "lorakit_qkv",
+        "peft_qkv",
+        "LoRA branch cost (step - floor): q,k,v lorakit / PEFT, both fp32 frozen",
+        baseline="floor",
+    ),
+    _step(
+        QKV_BF16,
+        PEFT_BF16,
+        "LoRA branch cost (step - floor): q,k,v lorakit / PEFT, both frozen bf16",
+        baseline="floor" + FROZEN_BF16,
+    ),
 )
 
 
@@ -96,9 +131,20 @@ def comparisons(results: dict[str, dict]) -> list[dict]:
     for c in COMPARISONS:
         ratio = c.ratio(results)
         met = None if ratio is None or c.limit is None else bool(ratio <= c.limit)
-        rows.append({"key": c.key, "label": c.label, "numerator": c.numerator,
-                     "denominator": c.denominator, "baseline": c.baseline, "metric": c.metric,
-                     "ratio": ratio, "goal": c.goal, "limit": c.limit, "met": met})
+        rows.append(
+            {
+                "key": c.key,
+                "label": c.label,
+                "numerator": c.numerator,
+                "denominator": c.denominator,
+                "baseline": c.baseline,
+                "metric": c.metric,
+                "ratio": ratio,
+                "goal": c.goal,
+                "limit": c.limit,
+                "met": met,
+            }
+        )
     return rows
 
 
@@ -126,14 +172,19 @@ def _fmt(value: float | None, width: int, digits: int = 1) -> str:
 
 def format_table(mode: str, results: dict[str, dict], rows: list[dict]) -> str:
     """One mode's measurements and comparisons as the text the command prints."""
-    lines = [f"[{mode}]", f"{'method':24s} {'step ms':>8s} {'min':>7s} {'fwd':>6s} {'bwd':>6s} "
-             f"{'opt':>6s} {'branch':>6s} {'peak MiB':>9s} {'trainable':>12s}"]
+    lines = [
+        f"[{mode}]",
+        f"{'method':24s} {'step ms':>8s} {'min':>7s} {'fwd':>6s} {'bwd':>6s} "
+        f"{'opt':>6s} {'branch':>6s} {'peak MiB':>9s} {'trainable':>12s}",
+    ]
     for name, r in results.items():
         mem = "n/a" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-        lines.append(f"{name:24s} {r['step_ms']:8.2f} {r['step_ms_min']:7.2f} "
-                     f"{_fmt(r['forward_ms'], 6)} {_fmt(r['backward_ms'], 6)} "
-                     f"{_fmt(r['optimizer_ms'], 6)} {_fmt(r.get('branch_ms'), 6, 2)} {mem:>9s} "
-                     f"{r['trainable_params']:12,}")
+        lines.append(
+            f"{name:24s} {r['step_ms']:8.2f} {r['step_ms_min']:7.2f} "
+            f"{_fmt(r['forward_ms'], 6)} {_fmt(r['backward_ms'], 6)} "
+            f"{_fmt(r['optimizer_ms'], 6)} {_fmt(r.get('branch_ms'), 6, 2)} {mem:>9s} "
+            f"{r['trainable_params']:12,}"
+        )
     lines.append("")
     verdicts = {True: "met", False: "NOT met", None: "not measured"}
     for row in rows:

@@ -39,10 +39,18 @@ from lorakit.presets import pick_device
 
 METHODS = ("base", "adapter_l", "adapter_h", "lora_merged", "lora_unmerged", "prefix_layer")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-FULL = {"arch": dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-        "shapes": [(1, 128), (16, 256), (32, 512)], "trials": 100, "warmup": 10}
-SMALL = {"arch": dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-         "shapes": [(1, 16), (4, 32)], "trials": 5, "warmup": 2}
+FULL = {
+    "arch": dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
+    "shapes": [(1, 128), (16, 256), (32, 512)],
+    "trials": 100,
+    "warmup": 10,
+}
+SMALL = {
+    "arch": dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
+    "shapes": [(1, 16), (4, 32)],
+    "trials": 5,
+    "warmup": 2,
+}
 
 
 def build_base(arch: dict, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
@@ -58,7 +66,9 @@ def make_variant(base: nn.Module, method: str, args: argparse.Namespace):
     if method in ("adapter_l", "adapter_h"):
         report = apply_method(model, method, r=args.adapter_r)
     elif method.startswith("lora"):
-        report = apply_method(model, "lora", r=args.lora_r, alpha=2 * args.lora_r, targets=["q", "v"])
+        report = apply_method(
+            model, "lora", r=args.lora_r, alpha=2 * args.lora_r, targets=["q", "v"]
+        )
         set_fast_path(model, True)  # unmerged: the branch as one fused node (lorakit.lora.fast)
         if method == "lora_merged":
             merge_lora(model)
@@ -71,9 +81,11 @@ def make_variant(base: nn.Module, method: str, args: argparse.Namespace):
 
 
 @torch.inference_mode()
-def time_forward(model: nn.Module, batch: dict, trials: int, warmup: int,
-                 device: torch.device) -> list[float]:
+def time_forward(
+    model: nn.Module, batch: dict, trials: int, warmup: int, device: torch.device
+) -> list[float]:
     """Milliseconds of ``trials`` forward passes after ``warmup`` untimed ones."""
+
     def once() -> None:
         model(**batch, use_cache=False)
 
@@ -98,8 +110,10 @@ def run(args: argparse.Namespace) -> dict:
             raise ValueError(f"Sequence {T} (+ prefix) exceeds the model's {max_len} positions.")
     base = build_base(setup["arch"], device, dtype)
     gen = torch.Generator().manual_seed(0)
-    inputs = {(B, T): torch.randint(0, setup["arch"]["vocab_size"], (B, T), generator=gen)
-              for B, T in shapes}
+    inputs = {
+        (B, T): torch.randint(0, setup["arch"]["vocab_size"], (B, T), generator=gen)
+        for B, T in shapes
+    }
     cells: dict[str, dict[str, dict]] = {f"{B}x{T}": {} for B, T in shapes}
     params = {}
     for method in args.methods:
@@ -110,9 +124,11 @@ def run(args: argparse.Namespace) -> dict:
                 batch = {"input_ids": prepare({"input_ids": ids})["input_ids"]}
             batch = {k: v.to(device) for k, v in batch.items()}
             ms = time_forward(model, batch, trials, warmup, device)
-            cells[f"{B}x{T}"][method] = {"mean_ms": statistics.fmean(ms),
-                                         "std_ms": statistics.pstdev(ms),
-                                         "seq_len": batch["input_ids"].shape[1]}
+            cells[f"{B}x{T}"][method] = {
+                "mean_ms": statistics.fmean(ms),
+                "std_ms": statistics.pstdev(ms),
+                "seq_len": batch["input_ids"].shape[1],
+            }
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -120,10 +136,21 @@ def run(args: argparse.Namespace) -> dict:
         ref = row.get("base", {}).get("mean_ms")
         for cell in row.values():
             cell["ratio"] = cell["mean_ms"] / ref if ref else None
-    return {"dtype": dtype_name, "device_type": device.type, "trials": trials, "warmup": warmup,
-            "arch": setup["arch"], "added_params": params, "cells": cells,
-            "settings": {"adapter_r": args.adapter_r, "lora_r": args.lora_r, "lora_targets": ["q", "v"],
-                         "prefix": args.prefix}}
+    return {
+        "dtype": dtype_name,
+        "device_type": device.type,
+        "trials": trials,
+        "warmup": warmup,
+        "arch": setup["arch"],
+        "added_params": params,
+        "cells": cells,
+        "settings": {
+            "adapter_r": args.adapter_r,
+            "lora_r": args.lora_r,
+            "lora_targets": ["q", "v"],
+            "prefix": args.prefix,
+        },
+    }
 
 
 def format_table(results: dict) -> str:
@@ -145,32 +172,54 @@ def _shape(text: str) -> tuple[int, int]:
     try:
         b, t = (int(x) for x in text.lower().split("x"))
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"shape {text!r} must look like 16x256 (batch x seq)") from err
+        raise argparse.ArgumentTypeError(
+            f"shape {text!r} must look like 16x256 (batch x seq)"
+        ) from err
     if b < 1 or t < 1:
         raise argparse.ArgumentTypeError(f"shape {text!r} needs batch >= 1 and seq >= 1")
     return b, t
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lorakit.bench latency", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", type=device, default=None,
-                   help="cuda, cpu, ... (default: picked by hardware)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                   help="default fp16 on CUDA, fp32 elsewhere")
-    p.add_argument("--small", action="store_true", help="tiny model and shapes: a seconds-long smoke run")
+    p = argparse.ArgumentParser(
+        prog="python -m lorakit.bench latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--device", type=device, default=None, help="cuda, cpu, ... (default: picked by hardware)"
+    )
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="default fp16 on CUDA, fp32 elsewhere"
+    )
+    p.add_argument(
+        "--small", action="store_true", help="tiny model and shapes: a seconds-long smoke run"
+    )
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--shapes", nargs="+", type=_shape, default=None, help="e.g. 1x128 16x256 32x512")
+    p.add_argument(
+        "--shapes", nargs="+", type=_shape, default=None, help="e.g. 1x128 16x256 32x512"
+    )
     p.add_argument("--trials", type=positive_int, default=None)
     p.add_argument("--warmup", type=nonnegative_int, default=None)
-    p.add_argument("--adapter-r", type=positive_int, default=64, help="adapter bottleneck (default 64)")
+    p.add_argument(
+        "--adapter-r", type=positive_int, default=64, help="adapter bottleneck (default 64)"
+    )
     p.add_argument("--lora-r", type=positive_int, default=4)
-    p.add_argument("--prefix", type=positive_int, default=16,
-                   help="prefix_layer special tokens (default 16)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (1 gives steadier CPU timings on a busy machine)")
-    p.add_argument("--out", type=writable_output, default=None,
-                   help="directory, or a .json file (default data/runs/bench; --small: a temp folder)")
+    p.add_argument(
+        "--prefix", type=positive_int, default=16, help="prefix_layer special tokens (default 16)"
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (1 gives steadier CPU timings on a busy machine)",
+    )
+    p.add_argument(
+        "--out",
+        type=writable_output,
+        default=None,
+        help="directory, or a .json file (default data/runs/bench; --small: a temp folder)",
+    )
     args = parse_bench_args(p, "latency", argv)
     if "base" not in args.methods:
         args.methods = ["base", *args.methods]  # every ratio is relative to the base

@@ -32,9 +32,10 @@ step (forward, backward, clipping, AdamW) captured once in a CUDA graph
 needs for it. The goals are judged on the graph steps when they were measured (on CUDA), on the
 eager ones otherwise; the record says which (``goal_mode``) and keeps both.
 
-How it measures (:mod:`lorakit.bench._timing`). Time: every model is built up front; each gets ``--warmup`` untimed steps; then
-``--rounds`` rounds, in each of which every (mode, variant) runs ``--steps`` steps in turn (the
-order rotates from round to round), so that a slow spell of the machine hits all alike. A round's
+How it measures (:mod:`lorakit.bench._timing`). Time: every model is built up front; each gets
+``--warmup`` untimed steps; then ``--rounds`` rounds, in each of which every (mode, variant) runs
+``--steps`` steps in turn (the order rotates from round to round), so that a slow spell of the
+machine hits all alike. A round's
 time per step comes from CUDA events around the whole round; a variant's ``step_ms`` is the
 median over rounds. Memory: a separate pass, one variant at a time alone on the device, stepped
 eagerly, then ``max_memory_allocated`` (weights, gradients, optimizer state and activations).
@@ -86,17 +87,38 @@ class Variant:
     frozen_bf16: bool = False
 
 
-_PLAIN = (Variant("full", "full"), Variant("lorakit_qv", "lora", ("q", "v")),
-          Variant("lorakit_qkv", "lora", ("q", "k", "v")), Variant("peft_qkv", "peft", ("c_attn",)),
-          Variant("floor", "floor"))
-VARIANTS = {v.name: v for v in _PLAIN + tuple(
-    replace(v, name=v.name + FROZEN_BF16, frozen_bf16=True) for v in _PLAIN[1:])}
+_PLAIN = (
+    Variant("full", "full"),
+    Variant("lorakit_qv", "lora", ("q", "v")),
+    Variant("lorakit_qkv", "lora", ("q", "k", "v")),
+    Variant("peft_qkv", "peft", ("c_attn",)),
+    Variant("floor", "floor"),
+)
+VARIANTS = {
+    v.name: v
+    for v in _PLAIN
+    + tuple(replace(v, name=v.name + FROZEN_BF16, frozen_bf16=True) for v in _PLAIN[1:])
+}
 METHODS = tuple(VARIANTS)  # the names on the command line and in the record
 MODES = ("eager", "graph")
-FULL = dict(arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-            batch=8, seq=512, warmup=5, steps=5, rounds=7, mem_steps=3)
-SMALL = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-             batch=2, seq=32, warmup=1, steps=1, rounds=2, mem_steps=1)
+FULL = dict(
+    arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
+    batch=8,
+    seq=512,
+    warmup=5,
+    steps=5,
+    rounds=7,
+    mem_steps=3,
+)
+SMALL = dict(
+    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
+    batch=2,
+    seq=32,
+    warmup=1,
+    steps=1,
+    rounds=2,
+    mem_steps=1,
+)
 LORA = dict(r=4, alpha=32, dropout=0.1)
 
 
@@ -117,10 +139,17 @@ def prepare(model: nn.Module, name: str) -> nn.Module:
         from peft import LoraConfig, get_peft_model
 
         # PEFT injects its layers into ``model`` in place: the loss runs on it as for the others
-        get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"],
-                                         lora_dropout=LORA["dropout"],
-                                         target_modules=list(variant.targets),
-                                         fan_in_fan_out=True, bias="none"))
+        get_peft_model(
+            model,
+            LoraConfig(
+                r=LORA["r"],
+                lora_alpha=LORA["alpha"],
+                lora_dropout=LORA["dropout"],
+                target_modules=list(variant.targets),
+                fan_in_fan_out=True,
+                bias="none",
+            ),
+        )
     else:  # the floor: backward runs through every layer, input gradients only
         model.requires_grad_(False)
         model.transformer.wpe.weight.requires_grad_(True)
@@ -129,11 +158,17 @@ def prepare(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
-def build_variant(name: str, arch: dict, device: torch.device, dropout: float = 0.0,
-                  activation: str = "gelu_pytorch_tanh") -> nn.Module:
+def build_variant(
+    name: str,
+    arch: dict,
+    device: torch.device,
+    dropout: float = 0.0,
+    activation: str = "gelu_pytorch_tanh",
+) -> nn.Module:
     """A GPT-2 of shape ``arch`` (random fp32 weights, seed 0, train mode) prepared as ``name``."""
-    model = build_gpt2(**arch, dropout=dropout, seed=0, device=device,
-                       activation_function=activation).train()
+    model = build_gpt2(
+        **arch, dropout=dropout, seed=0, device=device, activation_function=activation
+    ).train()
     return prepare(model, name)
 
 
@@ -161,9 +196,16 @@ def run(args: argparse.Namespace) -> dict:
         print(notes[-1])
     if not modes:
         raise SystemExit("No mode left to measure: on a CPU use --modes eager.")
-    build = dict(make_model=partial(build_variant, arch=settings["arch"], device=device,
-                                    dropout=args.dropout, activation=args.activation),
-                 compile_=args.compile)
+    build = dict(
+        make_model=partial(
+            build_variant,
+            arch=settings["arch"],
+            device=device,
+            dropout=args.dropout,
+            activation=args.activation,
+        ),
+        compile_=args.compile,
+    )
     peaks = measure_memory(methods, settings, device, **build)
     failed: dict[str, str] = {}
     timings = measure_time(methods, settings, device, modes=modes, failed=failed, **build)
@@ -180,37 +222,73 @@ def run(args: argparse.Namespace) -> dict:
         per_mode[mode] = {"methods": results, "ratios": ratios(results), "comparisons": rows}
     goal_mode = "graph" if "graph" in per_mode else "eager"
     print(f"goals judged on the {goal_mode} steps")
-    return {"settings": settings, "device": str(device), "model_dropout": args.dropout,
-            "activation": args.activation, "lora": LORA, "lora_kernels": kernels.mode(),
-            "modes": per_mode,
-            "goal_mode": goal_mode, "ratios": per_mode[goal_mode]["ratios"], "notes": notes}
+    return {
+        "settings": settings,
+        "device": str(device),
+        "model_dropout": args.dropout,
+        "activation": args.activation,
+        "lora": LORA,
+        "lora_kernels": kernels.mode(),
+        "modes": per_mode,
+        "goal_mode": goal_mode,
+        "ratios": per_mode[goal_mode]["ratios"],
+        "notes": notes,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lorakit.bench train-step", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", type=device, default=None,
-                   help="cuda, cpu, ... (default: picked by hardware)")
-    p.add_argument("--small", action="store_true",
-                   help="tiny model: a seconds-long smoke run (record in a temp folder by default)")
+    p = argparse.ArgumentParser(
+        prog="python -m lorakit.bench train-step",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--device", type=device, default=None, help="cuda, cpu, ... (default: picked by hardware)"
+    )
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="tiny model: a seconds-long smoke run (record in a temp folder by default)",
+    )
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
-                   help="eager steps, CUDA-graphed steps, or both (default; graph needs CUDA)")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODES,
+        default=list(MODES),
+        help="eager steps, CUDA-graphed steps, or both (default; graph needs CUDA)",
+    )
     p.add_argument("--batch", type=positive_int, default=None)
     p.add_argument("--seq", type=positive_int, default=None)
     p.add_argument("--warmup", type=nonnegative_int, default=None, help="untimed steps per method")
-    p.add_argument("--steps", type=positive_int, default=None, help="timed steps per method per round")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="timed steps per method per round"
+    )
     p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds (median)")
-    p.add_argument("--dropout", type=probability, default=0.0,
-                   help="the model's own dropout, the same for every method (default 0)")
-    p.add_argument("--activation", default="gelu_pytorch_tanh",
-                   choices=["gelu_pytorch_tanh", "gelu_new"],
-                   help="GPT-2's tanh GELU: one fused kernel (default) or HF's op-by-op gelu_new")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the backbone of every method (off by default; compiling "
-                        "seven models adds minutes)")
-    p.add_argument("--out", type=writable_output, default=None,
-                   help="directory, or a .json file (default data/runs/bench; --small: a temp folder)")
+    p.add_argument(
+        "--dropout",
+        type=probability,
+        default=0.0,
+        help="the model's own dropout, the same for every method (default 0)",
+    )
+    p.add_argument(
+        "--activation",
+        default="gelu_pytorch_tanh",
+        choices=["gelu_pytorch_tanh", "gelu_new"],
+        help="GPT-2's tanh GELU: one fused kernel (default) or HF's op-by-op gelu_new",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone of every method (off by default; compiling "
+        "seven models adds minutes)",
+    )
+    p.add_argument(
+        "--out",
+        type=writable_output,
+        default=None,
+        help="directory, or a .json file (default data/runs/bench; --small: a temp folder)",
+    )
     args = parse_bench_args(p, "train_step", argv)
     start = time.perf_counter()
     results = run(args)

@@ -23,7 +23,18 @@ from .layers import FusedLoRALinear, LoRAEmbedding, LoRALinear
 from .precision import cast_frozen_
 
 __all__ = [
-    "FusedLoRALinear", "LoRAConfig", "LoRAEmbedding", "LoRALinear", "LoRAReport", "apply_lora",
-    "cast_frozen_", "count_parameters", "lora_factors", "lora_layers", "lora_state_dict",
-    "mark_only_lora_trainable", "merge_lora", "unmerge_lora",
+    "FusedLoRALinear",
+    "LoRAConfig",
+    "LoRAEmbedding",
+    "LoRALinear",
+    "LoRAReport",
+    "apply_lora",
+    "cast_frozen_",
+    "count_parameters",
+    "lora_factors",
+    "lora_layers",
+    "lora_state_dict",
+    "mark_only_lora_trainable",
+    "merge_lora",
+    "unmerge_lora",
 ]

@@ -42,18 +42,26 @@ def _check_same_settings(model: nn.Module, config: LoRAConfig) -> LoRAConfig | N
     prev = getattr(model, "_lorakit_config", None)
     if isinstance(prev, LoRAConfig):
         same = prev.settings() == config.settings()
-        have = f"r={prev.r}, alpha={prev.alpha or prev.r:g}, dropout={prev.dropout:g}, bias={prev.bias!r}"
+        have = (
+            f"r={prev.r}, alpha={prev.alpha or prev.r:g}, dropout={prev.dropout:g}, "
+            f"bias={prev.bias!r}"
+        )
     else:  # layers built by hand
         first = existing[0][1]
-        same = first.r == config.r and abs(first.scaling - lora_scaling(
-            config.alpha or config.r, config.r, config.rslora)) <= 1e-9 * first.scaling
+        same = (
+            first.r == config.r
+            and abs(first.scaling - lora_scaling(config.alpha or config.r, config.r, config.rslora))
+            <= 1e-9 * first.scaling
+        )
         have = f"r={first.r}, scaling={first.scaling:g}"
     if not same:
         raise ValueError(
             f"This model already has LoRA with other settings ({have}) on "
-            f"{summarise([n for n, _ in existing])}; one adapter has one setting for all its layers, "
-            "so save_adapter could not describe both. Apply LoRA once with all the targets, or "
-            "again with the same r, alpha, dropout, init, rslora and bias, or start from a fresh base.")
+            f"{summarise([n for n, _ in existing])}; one adapter has one setting for all its "
+            "layers, so save_adapter could not describe both. Apply LoRA once with all the "
+            "targets, or again with the same r, alpha, dropout, init, rslora and bias, or start "
+            "from a fresh base."
+        )
     return prev
 
 
@@ -70,10 +78,12 @@ def _check_called_as_module(model: nn.Module, name: str) -> None:
         owner = model.get_submodule(".".join(parts[:i])) if i else model
         if isinstance(owner, _READ_WEIGHTS_DIRECTLY):
             raise ValueError(
-                f"{name} is inside {type(owner).__name__}, which reads its layers' .weight directly "
-                "(F.multi_head_attention_forward, the encoder's fused fast path) instead of calling "
-                "them, so a LoRA wrapper would break every forward. Adapt a model whose attention "
-                "calls its projections as modules (GPT-2, BERT, LLaMA...), or target other layers.")
+                f"{name} is inside {type(owner).__name__}, which reads its layers' .weight "
+                "directly (F.multi_head_attention_forward, the encoder's fused fast path) instead "
+                "of calling them, so a LoRA wrapper would break every forward. Adapt a model whose "
+                "attention "
+                "calls its projections as modules (GPT-2, BERT, LLaMA...), or target other layers."
+            )
 
 
 def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
@@ -97,17 +107,22 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> LoRAReport:
         The adapted modules (fused ones as ``name[q,v]``), their ``(d, k)`` and the counts.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"apply_lora needs a torch.nn.Module, got {type(model).__name__}; pass the "
-                        "model itself, e.g. apply_lora(model, LoRAConfig(r=4, targets=['q', 'v'])).")
+        raise TypeError(
+            f"apply_lora needs a torch.nn.Module, got {type(model).__name__}; pass the "
+            "model itself, e.g. apply_lora(model, LoRAConfig(r=4, targets=['q', 'v']))."
+        )
     if not isinstance(config, LoRAConfig):
-        raise TypeError(f"apply_lora needs a lorakit.LoRAConfig, got {type(config).__name__}; write "
-                        "apply_lora(model, LoRAConfig(r=4, alpha=32, targets=['q', 'v'])).")
+        raise TypeError(
+            f"apply_lora needs a lorakit.LoRAConfig, got {type(config).__name__}; write "
+            "apply_lora(model, LoRAConfig(r=4, alpha=32, targets=['q', 'v']))."
+        )
     _check_same_settings(model, config)
     return apply_lora_to(model, config, resolve_targets(model, config.targets))
 
 
-def apply_lora_to(model: nn.Module, config: LoRAConfig,
-                  targets: dict[str, Slices | None]) -> LoRAReport:
+def apply_lora_to(
+    model: nn.Module, config: LoRAConfig, targets: dict[str, Slices | None]
+) -> LoRAReport:
     """:func:`apply_lora` on targets already resolved: ``{module name: Slices or None}``.
 
     This is how :func:`lorakit.load_adapter` rebuilds the layers an adapter file lists;
@@ -120,15 +135,18 @@ def apply_lora_to(model: nn.Module, config: LoRAConfig,
     for name, mask in targets.items():
         mod = modules[name]
         if isinstance(mod, LORA_TYPES):
-            raise ValueError(f"{name} already has LoRA. Apply LoRA once per model: load a fresh base, "
-                             "or use lorakit.load_adapter to swap adapters.")
+            raise ValueError(
+                f"{name} already has LoRA. Apply LoRA once per model: load a fresh base, "
+                "or use lorakit.load_adapter to swap adapters."
+            )
         _check_called_as_module(model, name)
         others = [h for h in holders.get(id(getattr(mod, "weight", None)), []) if h != name]
         if others:
             raise ValueError(
-                f"{name}.weight is tied to {', '.join(o + '.weight' for o in others)} (e.g. GPT-2's "
-                "token embedding and LM head): merging ΔW into it would change both modules. "
-                "Target another module, or untie the weights first.")
+                f"{name}.weight is tied to {', '.join(o + '.weight' for o in others)} (e.g. "
+                "GPT-2's token embedding and LM head): merging ΔW into it would change both "
+                "modules. Target another module, or untie the weights first."
+            )
         if isinstance(mod, nn.Embedding):
             check_rank(config.r, mod.embedding_dim, mod.num_embeddings, name)
         else:
@@ -145,8 +163,9 @@ def apply_lora_to(model: nn.Module, config: LoRAConfig,
             new = LoRAEmbedding(mod, **kw)
             shapes[shown] = (mod.embedding_dim, mod.num_embeddings)
         elif mask is not None:
-            new = FusedLoRALinear(mod, dropout=config.dropout, enable=mask.enable,
-                                  slice_names=mask.names, **kw)
+            new = FusedLoRALinear(
+                mod, dropout=config.dropout, enable=mask.enable, slice_names=mask.names, **kw
+            )
             shapes[shown] = (new.d_slice, new.in_features)
         else:
             new = LoRALinear(mod, dropout=config.dropout, **kw)
@@ -172,8 +191,10 @@ def lora_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 def _require_lora(model: nn.Module, what: str) -> list[tuple[str, nn.Module]]:
     layers = list(lora_layers(model))
     if not layers:
-        raise ValueError(f"Cannot {what}: the model has no LoRA layers. Call "
-                         "lorakit.apply_lora(model, config) (or lorakit.load_adapter) first.")
+        raise ValueError(
+            f"Cannot {what}: the model has no LoRA layers. Call "
+            "lorakit.apply_lora(model, config) (or lorakit.load_adapter) first."
+        )
     return layers
 
 
@@ -200,7 +221,8 @@ def unmerge_lora(model: nn.Module) -> None:
 
 
 def mark_only_lora_trainable(model: nn.Module, bias: str = "none") -> None:
-    """Freeze all but A and B; ``bias``: "none", "all" biases, or "lora_only" (biases of adapted layers)."""
+    """Freeze all but A and B; ``bias``: "none", "all" biases, or "lora_only" (those of the
+    adapted layers)."""
     check_settings(bias=bias)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
@@ -234,13 +256,16 @@ def lora_state_dict(model: nn.Module, bias: str = "none") -> dict:
     if bias == "all":
         keys |= {k for k in sd if k.endswith("bias")}
     elif bias == "lora_only":
-        keys |= {f"{n}.base.bias" for n, layer in lora_layers(model)
-                 if getattr(layer.base, "bias", None) is not None}
+        keys |= {
+            f"{n}.base.bias"
+            for n, layer in lora_layers(model)
+            if getattr(layer.base, "bias", None) is not None
+        }
     return {k: sd[k] for k in sorted(keys)}
 
 
 def lora_factors(model: nn.Module) -> dict:
-    """``{name: (A (r, k), B (d, r))}`` for every adapted matrix; fused slices get ``name.q`` etc."""
+    """``{name: (A (r, k), B (d, r))}`` for every adapted matrix; fused slices: ``name.q`` etc."""
     out = {}
     for name, layer in lora_layers(model):
         if isinstance(layer, FusedLoRALinear):

@@ -11,7 +11,8 @@ from .settings import SETTINGS, check_settings
 
 @dataclass
 class LoRAConfig:
-    """Settings of a LoRA adaptation (paper's GPT-2 E2E setting: r=4, alpha=32, q and v, dropout 0.1).
+    """Settings of a LoRA adaptation (the paper's GPT-2 E2E setting: r=4, alpha=32, q and v,
+    dropout 0.1).
 
     Parameters
     ----------
@@ -42,22 +43,29 @@ class LoRAConfig:
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
             self.targets = [self.targets]
-        if not isinstance(self.targets, (list, tuple)) or not self.targets \
-                or not all(isinstance(t, str) and t for t in self.targets):
-            raise ValueError(f"targets must be a non-empty list of names, got {self.targets!r}; e.g. "
-                             "['q', 'v'] for GPT-2, module-name suffixes, or 're:<regex>'.")
+        if (
+            not isinstance(self.targets, (list, tuple))
+            or not self.targets
+            or not all(isinstance(t, str) and t for t in self.targets)
+        ):
+            raise ValueError(
+                f"targets must be a non-empty list of names, got {self.targets!r}; e.g. "
+                "['q', 'v'] for GPT-2, module-name suffixes, or 're:<regex>'."
+            )
         self.targets = list(self.targets)
         for t in self.targets:
             if t.startswith("re:"):
                 try:
                     re.compile(t[3:])
                 except re.error as e:
-                    raise ValueError(f"target {t!r} is not a valid regular expression ({e}); write "
-                                     "e.g. 're:.*\\.mlp\\.c_fc'.") from None
+                    raise ValueError(
+                        f"target {t!r} is not a valid regular expression ({e}); write "
+                        "e.g. 're:.*\\.mlp\\.c_fc'."
+                    ) from None
         check_settings(**{name: getattr(self, name) for name in SETTINGS})
 
     def settings(self) -> tuple:
-        """What one adapter must share across its layers: ``(r, alpha, dropout, init, rslora, bias)``."""
+        """What one adapter shares across its layers: (r, alpha, dropout, init, rslora, bias)."""
         return (self.r, self.alpha or self.r, self.dropout, self.init, self.rslora, self.bias)
 
     def to_dict(self) -> dict:
@@ -77,9 +85,11 @@ class LoRAReport:
 
     def __str__(self) -> str:
         pct = 100.0 * self.trainable / max(self.total, 1)
-        head = (f"LoRA r={self.config.r} alpha={self.config.alpha if self.config.alpha else self.config.r:g}"
-                f" on {len(self.adapted)} modules; trainable {self.trainable:,} of "
-                f"{self.total:,} parameters ({pct:.3f}%)")
+        head = (
+            f"LoRA r={self.config.r} alpha={self.config.alpha or self.config.r:g}"
+            f" on {len(self.adapted)} modules; trainable {self.trainable:,} of "
+            f"{self.total:,} parameters ({pct:.3f}%)"
+        )
         lines = [head] + [f"  {n}  (d, k) = {self.shapes[n]}" for n in self.adapted[:8]]
         if len(self.adapted) > 8:
             lines.append(f"  ... and {len(self.adapted) - 8} more")

@@ -21,7 +21,7 @@ def is_conv1d(module: nn.Module) -> bool:
 
 
 def is_linear(module: nn.Module) -> bool:
-    """Whether ``module`` is a linear layer LoRA can wrap: ``nn.Linear`` (or a subclass) or ``Conv1D``."""
+    """Whether ``module`` is a linear layer LoRA wraps: ``nn.Linear`` (or subclass), ``Conv1D``."""
     return isinstance(module, nn.Linear) or is_conv1d(module)
 
 

@@ -31,7 +31,8 @@ from .settings import check_rank, check_settings
 
 
 def lora_scaling(alpha: float, r: int, rslora: bool = False) -> float:
-    """The factor in front of ``BA``: ``α/r`` (paper), or ``α/√r`` with rsLoRA (Kalajdzievski 2023)."""
+    """The factor in front of ``BA``: ``α/r`` (paper), or ``α/√r`` with rsLoRA (Kalajdzievski
+    2023)."""
     return alpha / math.sqrt(r) if rslora else alpha / r
 
 
@@ -52,7 +53,8 @@ def init_lora_A(A: torch.Tensor, init: str) -> None:
 
 
 class _Mergeable(nn.Module):
-    """Explicit, idempotent merge/unmerge shared by the LoRA layers (each defines ``_delta_in_base``).
+    """Explicit, idempotent merge/unmerge shared by the LoRA layers (each defines
+    ``_delta_in_base``).
 
     The new base weight is computed in fp32 and cast back; a result that is not finite (a
     merge that overflows fp16, say) is refused before the weight is written, so ``unmerge``
@@ -71,9 +73,11 @@ class _Mergeable(nn.Module):
         if not torch.isfinite(new).all():
             what = "Merging" if sign > 0 else "Unmerging"
             raise ValueError(
-                f"{what} this LoRA layer would give non-finite weights in {w.dtype} (W0 ± ΔW overflows "
-                f"its range, ±{torch.finfo(w.dtype).max:.3g}); the layer was left as it was. Keep it "
-                "unmerged, or merge in a wider dtype (e.g. model.float() or bf16) first.")
+                f"{what} this LoRA layer would give non-finite weights in {w.dtype} (W0 ± ΔW "
+                f"overflows its range, ±{torch.finfo(w.dtype).max:.3g}); the layer was left as it "
+                "was. Keep it unmerged, or merge in a wider dtype (e.g. model.float() or bf16) "
+                "first."
+            )
         return new
 
     def _apply_delta(self, sign: float) -> None:
@@ -127,7 +131,8 @@ class LoRALinear(_Mergeable):
     rslora : bool
         Use ``alpha / sqrt(r)`` instead of ``alpha / r``.
 
-    Shapes: input ``(..., k)``, output ``(..., d)``; ``lora_A`` is ``(r, k)``, ``lora_B`` ``(d, r)``.
+    Shapes: input ``(..., k)``, output ``(..., d)``; ``lora_A`` is ``(r, k)``, ``lora_B``
+    ``(d, r)``.
 
     Attributes
     ----------
@@ -141,8 +146,15 @@ class LoRALinear(_Mergeable):
 
     fast_path: bool
 
-    def __init__(self, base: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
-                 init: str = "gaussian", rslora: bool = False) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        r: int,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        init: str = "gaussian",
+        rslora: bool = False,
+    ) -> None:
         super().__init__()
         k, d, self.fan_in_fan_out = linear_dims(base)
         check_rank(r, self._slice_out(d), k, type(base).__name__)
@@ -208,13 +220,15 @@ class LoRALinear(_Mergeable):
         return self.base(x) + self.lora_delta(x)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha:g}, "
-                f"scaling={self.scaling:.4g}, merged={self.merged}"
-                + (", fast_path=True" if self.fast_path else ""))
+        return (
+            f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha:g}, "
+            f"scaling={self.scaling:.4g}, merged={self.merged}"
+            + (", fast_path=True" if self.fast_path else "")
+        )
 
 
 class FusedLoRALinear(LoRALinear):
-    """LoRA on slices of a fused projection, e.g. GPT-2's ``attn.c_attn`` that computes q, k, v at once.
+    """LoRA on slices of a fused projection, e.g. GPT-2's ``attn.c_attn`` (q, k, v at once).
 
     The output ``(..., n·d_s)`` is ``n`` equal slices; only the slices with ``enable[i]`` get an
     update (the paper adapts q and v: ``enable=(True, False, True)``), so k's slice of the weight
@@ -224,18 +238,28 @@ class FusedLoRALinear(LoRALinear):
     serves all of them. ``lora_B`` is ``(n_en, d_s, r)``: one B per enabled slice.
     """
 
-    def __init__(self, base: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
-                 init: str = "gaussian", rslora: bool = False,
-                 enable: Sequence[bool] = (True, False, True),
-                 slice_names: Sequence[str] = ("q", "k", "v")) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        r: int,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        init: str = "gaussian",
+        rslora: bool = False,
+        enable: Sequence[bool] = (True, False, True),
+        slice_names: Sequence[str] = ("q", "k", "v"),
+    ) -> None:
         self.enable = tuple(bool(e) for e in enable)
         self.slice_names = tuple(slice_names)
         if len(self.slice_names) != len(self.enable) or not any(self.enable):
-            raise ValueError(f"enable={enable} must have one flag per slice {slice_names} "
-                             "and at least one True.")
+            raise ValueError(
+                f"enable={enable} must have one flag per slice {slice_names} and at least one True."
+            )
         d = linear_dims(base)[1]
         if d % len(self.enable):
-            raise ValueError(f"output size {d} does not split into {len(self.enable)} equal slices.")
+            raise ValueError(
+                f"output size {d} does not split into {len(self.enable)} equal slices."
+            )
         self.d_slice = d // len(self.enable)
         self.enabled_idx = [i for i, e in enumerate(self.enable) if e]
         super().__init__(base, r, alpha, dropout, init, rslora)
@@ -256,13 +280,15 @@ class FusedLoRALinear(LoRALinear):
     def reset_lora_parameters(self) -> None:
         with torch.no_grad():
             for j in range(len(self.enabled_idx)):  # each slice's A initialised as its own (r, k)
-                init_lora_A(self.lora_A[j * self.r:(j + 1) * self.r], self.init)
+                init_lora_A(self.lora_A[j * self.r : (j + 1) * self.r], self.init)
             self.lora_B.zero_()
 
     def factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{slice name: (A (r, k), B (d_s, r))}`` for each enabled slice (views, not copies)."""
-        return {self.slice_names[i]: (self.lora_A[j * self.r:(j + 1) * self.r], self.lora_B[j])
-                for j, i in enumerate(self.enabled_idx)}
+        return {
+            self.slice_names[i]: (self.lora_A[j * self.r : (j + 1) * self.r], self.lora_B[j])
+            for j, i in enumerate(self.enabled_idx)
+        }
 
     def delta_weight(self) -> torch.Tensor:
         """``ΔW = (α/r)·B_blk A`` (out, in): each slice's ``B_i A_i``, zeros for the others."""
@@ -302,8 +328,9 @@ class FusedLoRALinear(LoRALinear):
         if h.dtype != out.dtype:  # e.g. a bf16 base with fp32 LoRA factors, no autocast
             return out + F.linear(h, self.block_B()) * self.scaling
         update = self.block_B().to(h.dtype).T
-        return torch.addmm(out.reshape(-1, out.shape[-1]), h.reshape(-1, h.shape[-1]), update,
-                           alpha=self.scaling).view(out.shape)
+        return torch.addmm(
+            out.reshape(-1, out.shape[-1]), h.reshape(-1, h.shape[-1]), update, alpha=self.scaling
+        ).view(out.shape)
 
     def extra_repr(self) -> str:
         on = ",".join(n for n, e in zip(self.slice_names, self.enable) if e)
@@ -317,8 +344,14 @@ class LoRAEmbedding(_Mergeable):
     layout with k = V), so a token id ``t`` gets ``(α/r)·B A[:, t]`` added to its embedding.
     """
 
-    def __init__(self, base: nn.Embedding, r: int, alpha: float | None = None,
-                 init: str = "gaussian", rslora: bool = False) -> None:
+    def __init__(
+        self,
+        base: nn.Embedding,
+        r: int,
+        alpha: float | None = None,
+        init: str = "gaussian",
+        rslora: bool = False,
+    ) -> None:
         super().__init__()
         if not isinstance(base, nn.Embedding):
             raise TypeError(f"LoRAEmbedding wraps nn.Embedding, not {type(base).__name__}.")
@@ -349,6 +382,7 @@ class LoRAEmbedding(_Mergeable):
             self._check_not_training_merged()
             return out
         b = self.base  # no max_norm here: it would renormalise the columns of A in place
-        rows = F.embedding(ids, self.lora_A.T, b.padding_idx, None, b.norm_type,
-                           b.scale_grad_by_freq, b.sparse)
+        rows = F.embedding(
+            ids, self.lora_A.T, b.padding_idx, None, b.norm_type, b.scale_grad_by_freq, b.sparse
+        )
         return out + (rows @ self.lora_B.T) * self.scaling

@@ -49,9 +49,11 @@ def frozen_matmul_weights(model: nn.Module) -> dict[str, nn.Parameter]:
             holders.setdefault(id(p), []).append(module)
             names.setdefault(id(p), f"{mod_name}.{p_name}" if mod_name else p_name)
             params[id(p)] = p
-    return {names[i]: p for i, p in params.items()
-            if not p.requires_grad and p.is_floating_point()
-            and all(is_linear(m) for m in holders[i])}
+    return {
+        names[i]: p
+        for i, p in params.items()
+        if not p.requires_grad and p.is_floating_point() and all(is_linear(m) for m in holders[i])
+    }
 
 
 def cast_frozen_(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> list[str]:
@@ -83,14 +85,16 @@ def cast_frozen_(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> list[
     rounds the sum to the weight's dtype, so merged weights carry bf16 rounding.
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch.dtype such as torch.bfloat16, "
-                        f"got {dtype!r}.")
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype such as torch.bfloat16, got {dtype!r}."
+        )
     frozen = frozen_matmul_weights(model)
     if not frozen:
         raise ValueError(
             "cast_frozen_ found no frozen weight in an nn.Linear or Conv1D layer, so there is "
             "nothing to cast. Freeze the base model first (e.g. lorakit.apply_lora(model, cfg)); "
-            "trainable weights keep their fp32 master copy on purpose.")
+            "trainable weights keep their fp32 master copy on purpose."
+        )
     with torch.no_grad():
         for p in frozen.values():
             p.data = p.data.to(dtype)

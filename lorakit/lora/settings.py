@@ -26,10 +26,16 @@ def _number(v: Any) -> bool:
 # name -> (is the value valid?, what it must be, a hint for the fix)
 _RULES = {
     "r": (_positive_int, "a positive integer", "r = 4 or 8 is typical."),
-    "alpha": (lambda v: v is None or (_number(v) and v > 0), "a number > 0",
-              "the paper uses alpha = 32 with r = 4 for GPT-2 (or leave it unset for alpha = r)."),
-    "dropout": (lambda v: _number(v) and 0.0 <= v < 1.0, "a number in [0, 1)",
-                "the paper uses 0.1 for GPT-2."),
+    "alpha": (
+        lambda v: v is None or (_number(v) and v > 0),
+        "a number > 0",
+        "the paper uses alpha = 32 with r = 4 for GPT-2 (or leave it unset for alpha = r).",
+    ),
+    "dropout": (
+        lambda v: _number(v) and 0.0 <= v < 1.0,
+        "a number in [0, 1)",
+        "the paper uses 0.1 for GPT-2.",
+    ),
     "init": (lambda v: v in INITS, f"one of {INITS}", "'gaussian' is the paper's choice."),
     "rslora": (lambda v: isinstance(v, bool), "True or False", ""),
     "bias": (lambda v: v in BIAS_MODES, f"one of {BIAS_MODES}", "'none' trains A and B only."),
@@ -38,7 +44,7 @@ SETTINGS = tuple(_RULES)
 
 
 def setting_problem(name: str, value: Any) -> str | None:
-    """What is wrong with ``value`` for the setting ``name`` (``"must be ..., got ..."``), or None."""
+    """What is wrong with ``value`` for the setting ``name`` ("must be ..., got ...") or None."""
     ok, want, _ = _RULES[name]
     try:
         fine = bool(ok(value))
@@ -65,5 +71,6 @@ def check_rank(r: int, d: int, k: int, where: str = "this layer") -> None:
     if r > min(d, k):
         raise ValueError(
             f"LoRA rank r={r} is larger than min(d, k) = min({d}, {k}) = {min(d, k)} for {where}: "
-            "BA could never have that rank. Choose r <= min(d, k) (LoRA is useful when r << min(d, k))."
+            "BA could never have that rank. Choose r <= min(d, k) (LoRA is useful when "
+            "r << min(d, k))."
         )

@@ -25,10 +25,22 @@ SHORT_NAMES = ("q", "k", "v", "o", "mlp_in", "mlp_out")
 # Short names -> module-name suffixes, per architecture.
 ARCH_TARGETS: dict[str, dict[str, str]] = {
     "gpt2": {"o": "attn.c_proj", "mlp_in": "mlp.c_fc", "mlp_out": "mlp.c_proj"},
-    "bert": {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "o": "attention.output.dense", "mlp_in": "intermediate.dense", "mlp_out": "output.dense"},
-    "llama": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-              "o": "self_attn.o_proj", "mlp_in": "mlp.up_proj", "mlp_out": "mlp.down_proj"},
+    "bert": {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "o": "attention.output.dense",
+        "mlp_in": "intermediate.dense",
+        "mlp_out": "output.dense",
+    },
+    "llama": {
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
+        "v": "self_attn.v_proj",
+        "o": "self_attn.o_proj",
+        "mlp_in": "mlp.up_proj",
+        "mlp_out": "mlp.down_proj",
+    },
 }
 # Fused projections: architecture -> (module-name suffix, the names of its equal output slices).
 FUSED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -53,7 +65,7 @@ class Slices:
 
 
 def architecture(model: nn.Module) -> str | None:
-    """The short-name table that applies to ``model`` (``"gpt2"``, ``"bert"``, ``"llama"``) or None."""
+    """The short-name table that applies to ``model`` ("gpt2", "bert", "llama") or None."""
     names = [n for n, _ in model.named_modules()]
     for arch, table in ARCH_TARGETS.items():
         marker = FUSED[arch][0] if arch in FUSED else table["q"]
@@ -113,9 +125,10 @@ def resolve_targets(model: nn.Module, targets: list[str]) -> dict[str, Slices | 
         if t in SHORT_NAMES:
             if arch is None:
                 raise ValueError(
-                    f"Target {t!r} is a short name, but this model's architecture is not one lorakit "
-                    f"knows ({', '.join(ARCH_TARGETS)}). Use module names instead; adaptable modules "
-                    f"are: {summarise(list(modules))}.")
+                    f"Target {t!r} is a short name, but this model's architecture is not one "
+                    f"lorakit knows ({', '.join(ARCH_TARGETS)}). Use module names instead; "
+                    f"adaptable modules are: {summarise(list(modules))}."
+                )
             t = ARCH_TARGETS[arch][t]
         if t.startswith("re:"):
             rx = re.compile(t[3:])
@@ -126,7 +139,8 @@ def resolve_targets(model: nn.Module, targets: list[str]) -> dict[str, Slices | 
             raise ValueError(
                 f"LoRA target {t!r} matches no module. Adaptable modules (Linear/Conv1D/Embedding) "
                 f"are: {summarise(list(modules))}. Use a short name ({' '.join(SHORT_NAMES)}) "
-                "for GPT-2/BERT/LLaMA, a name suffix, or 're:<regex>'.")
+                "for GPT-2/BERT/LLaMA, a name suffix, or 're:<regex>'."
+            )
         for n in hits:
             found[n] = None
     if slices_on:

@@ -22,6 +22,17 @@ from lorakit.models.pretrain import pretrain_base
 from lorakit.models.specs import SPECS, BaseSpec
 from lorakit.models.tokenizer import train_tokenizer
 
-__all__ = ["HUB_NAMES", "SPECS", "BaseCorruptError", "BaseInfo", "BaseNotFoundError", "BaseSpec",
-           "BaseUnavailableError", "Corpus", "gather_corpus", "load_base", "pretrain_base",
-           "train_tokenizer"]
+__all__ = [
+    "HUB_NAMES",
+    "SPECS",
+    "BaseCorruptError",
+    "BaseInfo",
+    "BaseNotFoundError",
+    "BaseSpec",
+    "BaseUnavailableError",
+    "Corpus",
+    "gather_corpus",
+    "load_base",
+    "pretrain_base",
+    "train_tokenizer",
+]

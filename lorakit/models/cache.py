@@ -77,10 +77,14 @@ def write_entry(entry: Path, fill: Callable[[Path], None], meta: dict | None = N
         ``entry``, now complete. On any error the temporary directory is removed and an existing
         ``entry`` is left as it was.
     """
+
     def build(tmp: Path) -> None:
         fill(tmp)
-        files = {p.relative_to(tmp).as_posix(): file_sha256(p)
-                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(tmp).as_posix(): file_sha256(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
         (tmp / MANIFEST).write_text(json.dumps({"files": files, "meta": meta or {}}, indent=1))
 
     return atomic_folder(entry, build)

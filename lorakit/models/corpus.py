@@ -27,8 +27,18 @@ from pathlib import Path
 
 CORPUS_VERSION = 1
 DOC_SUFFIXES = (".rst", ".md", ".txt")
-SKIP_DIRS = {"__pycache__", "test", "tests", "testing", "idle_test", "node_modules", ".git",
-             "site-packages", "dist-packages", "lorakit"}
+SKIP_DIRS = {
+    "__pycache__",
+    "test",
+    "tests",
+    "testing",
+    "idle_test",
+    "node_modules",
+    ".git",
+    "site-packages",
+    "dist-packages",
+    "lorakit",
+}
 MAX_FILE_BYTES = 2_000_000
 HELDOUT_EVERY = 20  # one document in 20 (by hash) is held out for perplexity
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +49,27 @@ _LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`_{0,2}")
 _TRIPLE = re.compile(r'^[ \t]*[rRuU]?("""|\'\'\')(.*?)\1', re.S | re.M)
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _CODE_CHARS = set("{}[]()<>=_*\\/|#@$%^&~`;")
-_BAD_START = (">>>", "...", "$ ", ".. ", ":param", ":return", ":type", ":raises", "@", "|", "+-",
-              "#", "{", "}", "- ", "* ", "Copyright", "SPDX", "http")
+_BAD_START = (
+    ">>>",
+    "...",
+    "$ ",
+    ".. ",
+    ":param",
+    ":return",
+    ":type",
+    ":raises",
+    "@",
+    "|",
+    "+-",
+    "#",
+    "{",
+    "}",
+    "- ",
+    "* ",
+    "Copyright",
+    "SPDX",
+    "http",
+)
 
 
 @dataclass
@@ -82,9 +111,11 @@ class Corpus:
 
     def summary(self) -> str:
         n_held = sum(self.heldout)
-        return (f"{len(self.docs):,} documents, {self.chars / 1e6:.2f} M characters "
-                f"({n_held} documents held out), sha256 {self.sha256[:16]}..."
-                + (", with unpaired domain text" if self.domain_text_used else ""))
+        return (
+            f"{len(self.docs):,} documents, {self.chars / 1e6:.2f} M characters "
+            f"({n_held} documents held out), sha256 {self.sha256[:16]}..."
+            + (", with unpaired domain text" if self.domain_text_used else "")
+        )
 
 
 def corpus_hash(docs: list[str], sources: list[str], heldout: list[bool]) -> str:
@@ -221,7 +252,9 @@ def file_prose(path: Path) -> list[str]:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return []
-    if path.as_posix().endswith("pydoc_data/topics.py"):  # the language reference, as pydoc shows it
+    if path.as_posix().endswith(
+        "pydoc_data/topics.py"
+    ):  # the language reference, as pydoc shows it
         from pydoc_data.topics import topics
 
         return [p for key in sorted(topics) for p in prose_paragraphs(topics[key])]
@@ -246,7 +279,7 @@ def _domain_documents(max_chars: int) -> list[str] | None:
     texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
     docs, total = [], 0
     for i in range(0, len(texts), 20):
-        doc = "\n".join(t.strip() for t in texts[i:i + 20] if t.strip())
+        doc = "\n".join(t.strip() for t in texts[i : i + 20] if t.strip())
         if not doc or total + len(doc) > max_chars:
             break
         docs.append(doc)
@@ -254,8 +287,12 @@ def _domain_documents(max_chars: int) -> list[str] | None:
     return docs
 
 
-def gather_corpus(max_chars: int | None = 1_500_000, *, domain_fraction: float = 0.1,
-                  files: list[tuple[str, Path, int]] | None = None) -> Corpus:
+def gather_corpus(
+    max_chars: int | None = 1_500_000,
+    *,
+    domain_fraction: float = 0.1,
+    files: list[tuple[str, Path, int]] | None = None,
+) -> Corpus:
     """Gather installed English prose into a :class:`Corpus`.
 
     Parameters
@@ -292,9 +329,11 @@ def gather_corpus(max_chars: int | None = 1_500_000, *, domain_fraction: float =
         if max_chars is not None and total >= max_chars:
             break
     if not docs:
-        raise RuntimeError("No English prose was found in the installed Python packages "
-                           f"(searched {[str(r) for _, r in source_roots()]}); the offline base "
-                           "needs it. Use load_base('gpt2') with network access instead.")
+        raise RuntimeError(
+            "No English prose was found in the installed Python packages "
+            f"(searched {[str(r) for _, r in source_roots()]}); the offline base "
+            "needs it. Use load_base('gpt2') with network access instead."
+        )
     heldout = [int(hashlib.sha1(s.encode()).hexdigest(), 16) % HELDOUT_EVERY == 0 for s in sources]
     if not any(heldout):
         heldout[-1] = True

@@ -15,8 +15,9 @@ import time
 import torch
 
 
-def model_flops_per_token(n_layer: int, n_embd: int, vocab_size: int, seq_len: int,
-                          n_params_nonembedding: int) -> dict[str, float]:
+def model_flops_per_token(
+    n_layer: int, n_embd: int, vocab_size: int, seq_len: int, n_params_nonembedding: int
+) -> dict[str, float]:
     """Training FLOPs per token of a GPT-2 style model.
 
     Parameters
@@ -35,12 +36,21 @@ def model_flops_per_token(n_layer: int, n_embd: int, vocab_size: int, seq_len: i
     dense = 6.0 * n_params_nonembedding
     head = 6.0 * vocab_size * n_embd
     attention = 12.0 * n_layer * seq_len * n_embd
-    return {"dense": dense, "lm_head": head, "attention": attention,
-            "total": dense + head + attention}
+    return {
+        "dense": dense,
+        "lm_head": head,
+        "attention": attention,
+        "total": dense + head + attention,
+    }
 
 
-def measure_matmul_peak(device: str | torch.device, *, n: int = 8192, seconds: float = 3.0,
-                        dtype: torch.dtype | None = None) -> float:
+def measure_matmul_peak(
+    device: str | torch.device,
+    *,
+    n: int = 8192,
+    seconds: float = 3.0,
+    dtype: torch.dtype | None = None,
+) -> float:
     """Measured matrix-multiply rate of ``device`` in TFLOP/s.
 
     Parameters

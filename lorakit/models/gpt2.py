@@ -1,13 +1,22 @@
-"""Building a GPT-2 with random weights from its shape: the one place that makes a ``GPT2Config``."""
+"""Building a GPT-2 with random weights from its shape: the one place that makes a GPT2Config."""
 
 from __future__ import annotations
 
 import torch
 
 
-def build_gpt2(*, n_layer: int, n_embd: int, n_head: int, vocab_size: int = 50257,
-               n_positions: int = 1024, dropout: float = 0.0, seed: int = 0,
-               device: str | torch.device | None = None, **config_kwargs):
+def build_gpt2(
+    *,
+    n_layer: int,
+    n_embd: int,
+    n_head: int,
+    vocab_size: int = 50257,
+    n_positions: int = 1024,
+    dropout: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    **config_kwargs,
+):
     """A ``GPT2LMHeadModel`` with random weights (seeded) and SDPA attention.
 
     ``dropout`` sets GPT-2's three dropout rates; other ``GPT2Config`` fields (e.g.
@@ -18,9 +27,17 @@ def build_gpt2(*, n_layer: int, n_embd: int, n_head: int, vocab_size: int = 5025
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab_size,
-                        n_positions=n_positions, resid_pdrop=dropout, embd_pdrop=dropout,
-                        attn_pdrop=dropout, **config_kwargs)
+    config = GPT2Config(
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        **config_kwargs,
+    )
     config._attn_implementation = "sdpa"
     if device is None:
         return guard_positions(GPT2LMHeadModel(config))
@@ -49,7 +66,8 @@ def _check_positions(module, args: tuple, kwargs: dict) -> None:
         raise ValueError(
             f"The input has {done + n} positions ({n} new{cached}), but this GPT-2 has "
             f"n_positions={limit}: positions beyond it have no embedding. Truncate the sequences "
-            "(e.g. make_batches(..., max_len=model.config.n_positions)) or generate fewer tokens.")
+            "(e.g. make_batches(..., max_len=model.config.n_positions)) or generate fewer tokens."
+        )
 
 
 def guard_positions(model):
@@ -59,8 +77,11 @@ def guard_positions(model):
     out of range in self`` (on a GPU, a device-side assert). The check looks at shapes only, so it
     costs no synchronisation. Idempotent; returns the model.
     """
-    if not getattr(model, "_lorakit_position_guard", False) and hasattr(model, "config") \
-            and hasattr(model.config, "n_positions"):
+    if (
+        not getattr(model, "_lorakit_position_guard", False)
+        and hasattr(model, "config")
+        and hasattr(model.config, "n_positions")
+    ):
         model.register_forward_pre_hook(_check_positions, with_kwargs=True)
         model._lorakit_position_guard = True
     return model

@@ -17,7 +17,7 @@ def short_path(path: str | Path) -> str:
     except ValueError:
         pass
     home, p = str(Path.home()), str(path)
-    return "~" + p[len(home):] if home not in ("", "/") and p.startswith(home) else p
+    return "~" + p[len(home) :] if home not in ("", "/") and p.startswith(home) else p
 
 
 @dataclass
@@ -71,13 +71,20 @@ class BaseInfo:
         return cls(**known)
 
     def __repr__(self) -> str:
-        rows = [("source", f"{self.source} ({self.name})"),
-                ("parameters", f"{self.n_params:,}"),
-                ("size", ", ".join(f"{k}={v}" for k, v in self.config.items())),
-                ("tokenizer", self.tokenizer)]
+        rows = [
+            ("source", f"{self.source} ({self.name})"),
+            ("parameters", f"{self.n_params:,}"),
+            ("size", ", ".join(f"{k}={v}" for k, v in self.config.items())),
+            ("tokenizer", self.tokenizer),
+        ]
         if self.corpus_chars is not None:
-            rows.append(("corpus", f"{self.corpus_documents:,} documents, {self.corpus_chars:,} "
-                                   f"chars, {self.corpus_tokens:,} tokens"))
+            rows.append(
+                (
+                    "corpus",
+                    f"{self.corpus_documents:,} documents, {self.corpus_chars:,} "
+                    f"chars, {self.corpus_tokens:,} tokens",
+                )
+            )
             rows.append(("corpus sha256", str(self.corpus_sha256)))
             rows.append(("domain text", "yes" if self.domain_text_used else "no"))
         if self.heldout_perplexity is not None:

@@ -51,17 +51,27 @@ def _in_hf_cache(name: str) -> str | None:
 
 def _hub_info(source: str, name: str, model, tokenizer) -> BaseInfo:
     c = model.config
-    return BaseInfo(source=source, name=name, n_params=count_parameters(model)[1],
-                    tokenizer=describe_tokenizer(tokenizer), vocab_size=len(tokenizer),
-                    config={"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
-                            "n_positions": c.n_positions})
+    return BaseInfo(
+        source=source,
+        name=name,
+        n_params=count_parameters(model)[1],
+        tokenizer=describe_tokenizer(tokenizer),
+        vocab_size=len(tokenizer),
+        config={
+            "n_layer": c.n_layer,
+            "n_embd": c.n_embd,
+            "n_head": c.n_head,
+            "n_positions": c.n_positions,
+        },
+    )
 
 
 def _from_pretrained(where: str, local_only: bool):
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    model = GPT2LMHeadModel.from_pretrained(where, attn_implementation="sdpa",
-                                            local_files_only=local_only)
+    model = GPT2LMHeadModel.from_pretrained(
+        where, attn_implementation="sdpa", local_files_only=local_only
+    )
     tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local_only)
     if tokenizer.pad_token is None:  # GPT-2 has none; the course pads with <|endoftext|>
         tokenizer.pad_token = tokenizer.eos_token
@@ -73,8 +83,9 @@ def load_hub(name: str):
     cached = _in_hf_cache(name)
     if not cached:
         if hub_offline():
-            raise BaseUnavailableError(f"HF_HUB_OFFLINE=1 and {name!r} is not in the local "
-                                       "Hugging Face cache")
+            raise BaseUnavailableError(
+                f"HF_HUB_OFFLINE=1 and {name!r} is not in the local Hugging Face cache"
+            )
         problem = network_problem()
         if problem:
             raise BaseUnavailableError(problem)
@@ -89,9 +100,12 @@ def load_hub(name: str):
 def load_local(path: str | os.PathLike):
     """A GPT-2 saved with ``save_pretrained`` (model and tokenizer) in a local directory."""
     path = Path(path).expanduser()
-    what = ("load_base takes 'auto', 'offline', one of " + ", ".join(map(repr, HUB_NAMES))
-            + ", or a directory where model.save_pretrained(dir) and "
-            "tokenizer.save_pretrained(dir) were written.")
+    what = (
+        "load_base takes 'auto', 'offline', one of "
+        + ", ".join(map(repr, HUB_NAMES))
+        + ", or a directory where model.save_pretrained(dir) and "
+        "tokenizer.save_pretrained(dir) were written."
+    )
     if not path.is_dir():
         raise BaseNotFoundError(f"No model directory at {path}. {what}")
     if not (path / "config.json").is_file():
@@ -101,28 +115,39 @@ def load_local(path: str | os.PathLike):
         if not isinstance(config, dict):
             raise ValueError(f"a JSON {type(config).__name__}, not an object")
     except (ValueError, UnicodeDecodeError) as err:
-        raise BaseCorruptError(f"{path / 'config.json'} is not a model config ({err}); the saved "
-                               "model is corrupt. Save it again with model.save_pretrained(dir).") from None
+        raise BaseCorruptError(
+            f"{path / 'config.json'} is not a model config ({err}); the saved "
+            "model is corrupt. Save it again with model.save_pretrained(dir)."
+        ) from None
     model_type = config.get("model_type")
     if model_type != "gpt2":
-        raise ValueError(f"{path} holds a {model_type!r} model; load_base loads GPT-2 models "
-                         "(model_type 'gpt2'). Load other models with transformers directly.")
-    if not ((path / "tokenizer.json").is_file()
-            or ((path / "vocab.json").is_file() and (path / "merges.txt").is_file())):
-        raise BaseNotFoundError(f"{path} has a model but no tokenizer (tokenizer.json, or "
-                                f"vocab.json + merges.txt). {what}")
+        raise ValueError(
+            f"{path} holds a {model_type!r} model; load_base loads GPT-2 models "
+            "(model_type 'gpt2'). Load other models with transformers directly."
+        )
+    if not (
+        (path / "tokenizer.json").is_file()
+        or ((path / "vocab.json").is_file() and (path / "merges.txt").is_file())
+    ):
+        raise BaseNotFoundError(
+            f"{path} has a model but no tokenizer (tokenizer.json, or "
+            f"vocab.json + merges.txt). {what}"
+        )
     try:
         model, tokenizer = _from_pretrained(str(path), local_only=True)
     except Exception as err:  # noqa: BLE001 - safetensors raises its own type
         first = " ".join(str(err).split())[:300]
         if type(err).__name__ == "SafetensorError" or "deserializ" in first:
-            raise BaseCorruptError(f"{path}: a weights file cannot be read ({first}); it is truncated "
-                                   "or corrupt. Save the model again with model.save_pretrained(dir)."
-                                   ) from None
+            raise BaseCorruptError(
+                f"{path}: a weights file cannot be read ({first}); it is truncated "
+                "or corrupt. Save the model again with model.save_pretrained(dir)."
+            ) from None
         if not isinstance(err, (OSError, ValueError)):
             raise
-        raise BaseNotFoundError(f"{path} could not be loaded ({type(err).__name__}: {first}); "
-                                f"is the tokenizer saved there too? {what}") from err
+        raise BaseNotFoundError(
+            f"{path} could not be loaded ({type(err).__name__}: {first}); "
+            f"is the tokenizer saved there too? {what}"
+        ) from err
     return model, tokenizer, _hub_info("local", str(path), model, tokenizer)
 
 
@@ -140,18 +165,29 @@ def load_offline(preset: str | None = None, cache_dir=None, verbose: bool = True
         except Exception as err:  # noqa: BLE001 - any unreadable file means "rebuild"
             problem = f"{type(err).__name__}: {err}"
     if problem != "absent":
-        print(f"lorakit: the cached offline base at {short_path(entry)} is incomplete or corrupt ({problem}); "
-              "rebuilding it.")
+        print(
+            f"lorakit: the cached offline base at {short_path(entry)} is incomplete or corrupt "
+            f"({problem}); rebuilding it."
+        )
     elif verbose:
-        print(f"lorakit: building the offline base for preset {preset!r} (once; it is cached "
-              f"in {short_path(entry.parent)})")
-    model, tokenizer, info, _ = pretrain_base(preset, cache_dir=cache_dir, save=True,
-                                              verbose=verbose, progress=verbose)
+        print(
+            f"lorakit: building the offline base for preset {preset!r} (once; it is cached "
+            f"in {short_path(entry.parent)})"
+        )
+    model, tokenizer, info, _ = pretrain_base(
+        preset, cache_dir=cache_dir, save=True, verbose=verbose, progress=verbose
+    )
     return model.cpu(), tokenizer, info
 
 
-def load_base(name: str | os.PathLike = "auto", *, preset: str | None = None,
-              device: str | torch.device | None = None, cache_dir=None, verbose: bool = True):
+def load_base(
+    name: str | os.PathLike = "auto",
+    *,
+    preset: str | None = None,
+    device: str | torch.device | None = None,
+    cache_dir=None,
+    verbose: bool = True,
+):
     """Load the base model Φ0 and its tokenizer.
 
     Parameters
@@ -189,9 +225,11 @@ def load_base(name: str | os.PathLike = "auto", *, preset: str | None = None,
         try:
             model, tokenizer, info = load_hub("gpt2")
         except BaseUnavailableError as err:
-            notice = (f"real GPT-2 is not available ({err}): using the offline base instead, "
-                      "a GPT-2 pretrained by lorakit on English prose installed on this machine "
-                      "(chapter 5).")
+            notice = (
+                f"real GPT-2 is not available ({err}): using the offline base instead, "
+                "a GPT-2 pretrained by lorakit on English prose installed on this machine "
+                "(chapter 5)."
+            )
             print(f"lorakit: {notice}")
             model, tokenizer, info = load_offline(preset, cache_dir, verbose)
             info.notice = notice
@@ -203,7 +241,8 @@ def load_base(name: str | os.PathLike = "auto", *, preset: str | None = None,
         except BaseUnavailableError as err:
             raise BaseUnavailableError(
                 f"Cannot load {key!r}: {err}. Connect to the internet once (it is then cached), "
-                "or use load_base('offline') or load_base('auto').") from err
+                "or use load_base('offline') or load_base('auto')."
+            ) from err
     else:
         model, tokenizer, info = load_local(key)
     return guard_positions(model.to(dev).eval()), tokenizer, info

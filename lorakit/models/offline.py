@@ -67,8 +67,10 @@ def load_or_gather_corpus(max_chars: int | None, cache_dir=None, verbose: bool =
         except (OSError, ValueError, KeyError) as err:
             problem = str(err)
     if problem != "absent" and verbose:
-        print(f"lorakit: the cached corpus at {short_path(entry)} is incomplete or corrupt ({problem}); "
-              "gathering it again.")
+        print(
+            f"lorakit: the cached corpus at {short_path(entry)} is incomplete or corrupt "
+            f"({problem}); gathering it again."
+        )
     if verbose:
         limit = "all" if max_chars is None else f"{max_chars / 1e6:.1f} M characters"
         print(f"gathering English prose installed with Python and its packages ({limit}) ...")
@@ -79,9 +81,16 @@ def load_or_gather_corpus(max_chars: int | None, cache_dir=None, verbose: bool =
             for text, src, held in zip(corpus.docs, corpus.sources, corpus.heldout):
                 f.write(json.dumps({"source": src, "heldout": held, "text": text}) + "\n")
 
-    write_entry(entry, fill, {"sha256": corpus.sha256, "chars": corpus.chars,
-                              "documents": len(corpus.docs),
-                              "domain_text_used": corpus.domain_text_used})
+    write_entry(
+        entry,
+        fill,
+        {
+            "sha256": corpus.sha256,
+            "chars": corpus.chars,
+            "documents": len(corpus.docs),
+            "domain_text_used": corpus.domain_text_used,
+        },
+    )
     return corpus
 
 
@@ -116,8 +125,15 @@ def quiet_hf_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def save_base(model, tokenizer, info: BaseInfo, history: list[dict], preset: str,
-              corpus: Corpus, cache_dir=None) -> Path:
+def save_base(
+    model,
+    tokenizer,
+    info: BaseInfo,
+    history: list[dict],
+    preset: str,
+    corpus: Corpus,
+    cache_dir=None,
+) -> Path:
     """Write a trained offline base into the cache (atomically); returns its directory."""
     entry = base_entry(preset, corpus.sha256, cache_dir)
     info.cache_path = str(entry)

@@ -16,8 +16,9 @@ import torch
 EOS = "<|endoftext|>"
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2,
-                    model_max_length: int = 1024):
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2, model_max_length: int = 1024
+):
     """Train a byte-level BPE tokenizer on ``texts``.
 
     Parameters
@@ -36,14 +37,27 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size < 300:
-        raise ValueError(f"vocab_size={vocab_size} is too small for byte-level BPE "
-                         "(256 byte tokens come first); use >= 300.")
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small for byte-level BPE "
+            "(256 byte tokens come first); use >= 300."
+        )
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=min_frequency,
-                            special_tokens=[EOS], show_progress=False)
+    bpe.train_from_iterator(
+        texts,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS],
+        show_progress=False,
+    )
     return PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS,
-        unk_token=EOS, model_max_length=model_max_length, clean_up_tokenization_spaces=False)
+        tokenizer_object=bpe._tokenizer,
+        eos_token=EOS,
+        bos_token=EOS,
+        pad_token=EOS,
+        unk_token=EOS,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def describe_tokenizer(tokenizer) -> str:
@@ -86,8 +100,10 @@ def pack_blocks(ids: torch.Tensor, block_size: int) -> torch.Tensor:
     """
     n = ids.numel() // block_size
     if n == 0:
-        raise ValueError(f"{ids.numel()} tokens do not fill one block of {block_size}; "
-                         "use a larger corpus or a smaller block size.")
+        raise ValueError(
+            f"{ids.numel()} tokens do not fill one block of {block_size}; "
+            "use a larger corpus or a smaller block size."
+        )
     return ids[: n * block_size].view(n, block_size)
 
 
@@ -124,5 +140,5 @@ class PackedBatches:
             order = torch.arange(n, device=self.blocks.device)
         self._passes += 1
         for i in range(len(self)):
-            ids = self.blocks[order[i * self.batch_size:(i + 1) * self.batch_size]]
+            ids = self.blocks[order[i * self.batch_size : (i + 1) * self.batch_size]]
             yield {"input_ids": ids, "labels": ids}

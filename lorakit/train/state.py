@@ -22,11 +22,13 @@ def save_trainable(model: nn.Module, path: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
-    tensors = {name: p.detach().to("cpu").contiguous()
-               for name, p in model.named_parameters() if p.requires_grad}
+    tensors = {
+        name: p.detach().to("cpu").contiguous()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
     if not tensors:
-        raise ValueError("The model has no trainable parameter to save; "
-                         "did you freeze everything?")
+        raise ValueError("The model has no trainable parameter to save; did you freeze everything?")
     return atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
@@ -41,18 +43,25 @@ def load_trainable(model: nn.Module, path: str | Path) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No trainable-parameter file at {path}; "
-                                "write one with lorakit.train.save_trainable(model, path).")
+        raise FileNotFoundError(
+            f"No trainable-parameter file at {path}; "
+            "write one with lorakit.train.save_trainable(model, path)."
+        )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file ({err}); "
-                         "it may be truncated or of another format.") from err
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({err}); "
+            "it may be truncated or of another format."
+        ) from err
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing = sorted(set(params) - set(tensors))
     unexpected = sorted(set(tensors) - set(params))
-    wrong = [f"{n}: file {tuple(tensors[n].shape)} vs model {tuple(params[n].shape)}"
-             for n in sorted(set(params) & set(tensors)) if tensors[n].shape != params[n].shape]
+    wrong = [
+        f"{n}: file {tuple(tensors[n].shape)} vs model {tuple(params[n].shape)}"
+        for n in sorted(set(params) & set(tensors))
+        if tensors[n].shape != params[n].shape
+    ]
     if missing or unexpected or wrong:
         lines = [f"{path} does not match the model's trainable parameters:"]
         if missing:

@@ -13,7 +13,7 @@ import torch
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype matmuls on ``x`` run in: the autocast dtype when autocast is on, else ``x.dtype``."""
+    """The dtype matmuls on ``x`` run in: the autocast dtype when autocast is on, else x's."""
     device = x.device.type
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
@@ -40,31 +40,41 @@ def diagonal_blocks(full: torch.Tensor, enable: Sequence[bool], r: int) -> torch
         return None
     d_s = full.shape[0] // len(enable)
     s0, s1 = full.stride()
-    return full.as_strided((len(on), d_s, r), (step * d_s * s0 + r * s1, s0, s1),
-                           full.storage_offset() + on[0] * d_s * s0)
+    return full.as_strided(
+        (len(on), d_s, r),
+        (step * d_s * s0 + r * s1, s0, s1),
+        full.storage_offset() + on[0] * d_s * s0,
+    )
 
 
 def _place_scaled_B(dst: torch.Tensor, B: torch.Tensor, enable, scaling: float) -> torch.Tensor:
-    """Write ``scaling · B`` into ``dst`` (d, ≥ R), any strides: blocks for a fused layer, zeros elsewhere.
+    """Write ``scaling · B`` into ``dst`` (d, ≥ R), any strides: blocks for a fused layer, zeros
+    elsewhere.
 
     Two kernels: a zero fill, then one ``mul`` that casts, scales and places every block.
     """
     dst.zero_()
     if enable is None:
-        return torch.mul(B, scaling, out=dst[:, :B.shape[1]])
+        return torch.mul(B, scaling, out=dst[:, : B.shape[1]])
     r = B.shape[-1]
     view = diagonal_blocks(dst, enable, r)
     if view is not None:
         return torch.mul(B, scaling, out=view)
     d_s = dst.shape[0] // len(enable)
     for j, i in enumerate(i for i, e in enumerate(enable) if e):
-        torch.mul(B[j], scaling, out=dst[i * d_s:(i + 1) * d_s, j * r:(j + 1) * r])
+        torch.mul(B[j], scaling, out=dst[i * d_s : (i + 1) * d_s, j * r : (j + 1) * r])
     return dst
 
 
-def block_diagonal_B(B: torch.Tensor, enable: Sequence[bool], scaling: float = 1.0,
-                     dtype: torch.dtype | None = None, cols: int | None = None) -> torch.Tensor:
-    """Fused-layer B factors ``(n_en, d_s, r)`` as one ``(n·d_s, n_en·r)`` block matrix, times ``scaling``.
+def block_diagonal_B(
+    B: torch.Tensor,
+    enable: Sequence[bool],
+    scaling: float = 1.0,
+    dtype: torch.dtype | None = None,
+    cols: int | None = None,
+) -> torch.Tensor:
+    """Fused-layer B factors ``(n_en, d_s, r)`` as one ``(n·d_s, n_en·r)`` block matrix, times
+    ``scaling``.
 
     Slice ``i`` of the output (the ``j``-th enabled one) reads only columns ``j·r:(j+1)·r``, so
     ``h @ B_full.T`` with ``h = [A_q x, A_v x]`` gives ``[B_q A_q x, 0, B_v A_v x]`` in one matmul;
@@ -78,9 +88,10 @@ def block_diagonal_B(B: torch.Tensor, enable: Sequence[bool], scaling: float = 1
     return full
 
 
-def _scaled_factor(B: torch.Tensor, enable, scaling: float, dtype: torch.dtype,
-                   cols: int) -> torch.Tensor:
-    """``scaling · B`` in ``dtype`` as the (d, cols) matrix the branch multiplies by (zero padded)."""
+def _scaled_factor(
+    B: torch.Tensor, enable, scaling: float, dtype: torch.dtype, cols: int
+) -> torch.Tensor:
+    """``scaling · B`` in ``dtype`` as the (d, cols) matrix the branch multiplies by (0-padded)."""
     d = B.shape[0] if enable is None else len(enable) * B.shape[1]
     full = torch.empty((d, cols), dtype=dtype, device=B.device)
     _place_scaled_B(full, B, enable, scaling)
@@ -92,13 +103,14 @@ def _padded_A(A: torch.Tensor, rows: int, dtype: torch.dtype) -> torch.Tensor:
     if rows == A.shape[0]:
         return A.to(dtype)
     out = torch.empty((rows, A.shape[1]), dtype=dtype, device=A.device)
-    out[:A.shape[0]] = A
-    out[A.shape[0]:].zero_()
+    out[: A.shape[0]] = A
+    out[A.shape[0] :].zero_()
     return out
 
 
 def _blocks_of_grad(g_full: torch.Tensor, enable, r: int, scaling: float, like: torch.Tensor):
-    """``scaling ·`` the gradient of B from that of the (d, R) matrix, in ``like``'s dtype and shape."""
+    """``scaling ·`` the gradient of B from that of the (d, R) matrix, in ``like``'s dtype and
+    shape."""
     out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
     if enable is None:
         return torch.mul(g_full, scaling, out=out)
@@ -107,7 +119,7 @@ def _blocks_of_grad(g_full: torch.Tensor, enable, r: int, scaling: float, like: 
         return torch.mul(view, scaling, out=out)
     d_s = g_full.shape[0] // len(enable)
     for j, i in enumerate(i for i, e in enumerate(enable) if e):
-        torch.mul(g_full[i * d_s:(i + 1) * d_s, j * r:(j + 1) * r], scaling, out=out[j])
+        torch.mul(g_full[i * d_s : (i + 1) * d_s, j * r : (j + 1) * r], scaling, out=out[j])
     return out
 
 
@@ -146,12 +158,12 @@ def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _grad_A(ctx, gh, xd):
     """A's gradient ``ghᵀ dropout(x)``, in A's dtype (R, k)."""
-    return _mm(gh.T, xd, ctx.A_dtype)[:ctx.R]
+    return _mm(gh.T, xd, ctx.A_dtype)[: ctx.R]
 
 
 def _grad_B(ctx, g, h, B):
     """B's gradient ``s·(gᵀ h)``, taken out of the block matrix in B's dtype and shape."""
-    return _blocks_of_grad((g.T @ h)[:, :ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
+    return _blocks_of_grad((g.T @ h)[:, : ctx.R], ctx.enable, ctx.r, ctx.scaling, B)
 
 
 def _dropout_grad(ctx, grad, mask):

@@ -117,8 +117,9 @@ class StackedMatmul(torch.autograd.Function):
         Rp = padded_rank(A.shape[0])
         d = weight.shape[1] if fan_in_fan_out else weight.shape[0]
         # the stacked weight, kept as its (d, k + R') "out x in" view whatever the storage order
-        storage = torch.empty((k + Rp, d) if fan_in_fan_out else (d, k + Rp), dtype=cdt,
-                              device=x.device)
+        storage = torch.empty(
+            (k + Rp, d) if fan_in_fan_out else (d, k + Rp), dtype=cdt, device=x.device
+        )
         w_dk = storage.T if fan_in_fan_out else storage
         w_dk[:, :k] = weight.T if fan_in_fan_out else weight
         # s·B goes straight into the stacked weight
@@ -152,10 +153,11 @@ class StackedMatmul(torch.autograd.Function):
             # the gradient of the stacked input [x | h], i.e. [g W | gh], in one matmul that
             # reads g once; then one pass adds the branch's share to x's and sums A's
             gxh = g @ w_dk
-            gx, gA = kernels.branch_grads(gxh[:, :k], gxh[:, k:], A, ctx.p, seed,
-                                          xd if need_A else None)
+            gx, gA = kernels.branch_grads(
+                gxh[:, :k], gxh[:, k:], A, ctx.p, seed, xd if need_A else None
+            )
             if gA is not None:
-                gA = gA[:ctx.R].to(ctx.A_dtype)
+                gA = gA[: ctx.R].to(ctx.A_dtype)
         elif need_x or need_A:
             gh = g @ B_full  # (n, R'): gradient w.r.t. h
             if need_x:  # the branch's gradient, then the base's added in the matmul epilogue
@@ -172,29 +174,61 @@ class StackedMatmul(torch.autograd.Function):
         return gx, gw, gb, gA, gB, None, None, None, None
 
 
-def stacked_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                   fan_in_fan_out: bool, A: torch.Tensor, B: torch.Tensor, p: float,
-                   scaling: float, enable: Sequence[bool] | None = None) -> torch.Tensor:
-    """``x W + b + scaling · B A dropout_p(x)`` for ``x`` of any leading shape (:class:`StackedMatmul`).
+def stacked_matmul(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    fan_in_fan_out: bool,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    p: float,
+    scaling: float,
+    enable: Sequence[bool] | None = None,
+) -> torch.Tensor:
+    """``x W + b + scaling · B A dropout_p(x)`` for ``x`` of any leading shape
+    (:class:`StackedMatmul`).
 
     ``x`` (..., k) is already in the compute dtype; returns (..., d).
     """
     d = weight.shape[1] if fan_in_fan_out else weight.shape[0]
-    y = StackedMatmul.apply(x.reshape(-1, x.shape[-1]), weight, bias, A, B, float(p),
-                            float(scaling), None if enable is None else tuple(enable),
-                            bool(fan_in_fan_out))
+    y = StackedMatmul.apply(
+        x.reshape(-1, x.shape[-1]),
+        weight,
+        bias,
+        A,
+        B,
+        float(p),
+        float(scaling),
+        None if enable is None else tuple(enable),
+        bool(fan_in_fan_out),
+    )
     return y.view(*x.shape[:-1], d)
 
 
-def branch_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                  p: float, scaling: float, enable: Sequence[bool] | None = None) -> torch.Tensor:
-    """``out + scaling · B A dropout_p(x)`` for inputs of any leading shape (see :class:`BranchUpdate`).
+def branch_update(
+    out: torch.Tensor,
+    x: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    p: float,
+    scaling: float,
+    enable: Sequence[bool] | None = None,
+) -> torch.Tensor:
+    """``out + scaling · B A dropout_p(x)`` for inputs of any leading shape
+    (:class:`BranchUpdate`).
 
     ``out`` (..., d) is the base layer's output, ``x`` (..., k) its input, already in the compute
     dtype; ``p`` is the dropout probability (0 in eval mode). Returns (..., d).
     """
-    y = BranchUpdate.apply(out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1]),
-                           A, B, float(p), float(scaling), None if enable is None else tuple(enable))
+    y = BranchUpdate.apply(
+        out.reshape(-1, out.shape[-1]),
+        x.reshape(-1, x.shape[-1]),
+        A,
+        B,
+        float(p),
+        float(scaling),
+        None if enable is None else tuple(enable),
+    )
     return y.view(out.shape)
 
 
@@ -225,6 +259,15 @@ def fused_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     enable = getattr(layer, "enable", None)  # the enabled slices of a fused q/k/v layer
     base = layer.base
     if torch.is_grad_enabled() and _plain_matmul(base):
-        return stacked_matmul(x, base.weight, base.bias, layer.fan_in_fan_out, layer.lora_A,
-                           layer.lora_B, p, layer.scaling, enable)
+        return stacked_matmul(
+            x,
+            base.weight,
+            base.bias,
+            layer.fan_in_fan_out,
+            layer.lora_A,
+            layer.lora_B,
+            p,
+            layer.scaling,
+            enable,
+        )
     return branch_update(base(x), x, layer.lora_A, layer.lora_B, p, layer.scaling, enable)
