@@ -228,6 +228,9 @@ def test_memory_formula_gpt2_medium():
     assert lora["weights"] == 4 * phi and lora["optimizer"] == 8 * psi
     with pytest.raises(ValueError, match="strategy"):
         D.memory_per_gpu(phi, psi, 2, "zero3")
+    # per step on 2 GPUs: DDP LoRA sends psi fp32 numbers (half, twice); FSDP gathers W0 twice
+    assert D.communication_per_step(phi, psi, 2, "ddp")["total"] == 4 * psi
+    assert D.communication_per_step(phi, psi, 2, "fsdp")["total"] == 4 * phi + 2 * psi
 
 
 def test_bench_rows_on_two_ranks_and_one(two_ranks):
@@ -251,6 +254,7 @@ def test_bench_rows_on_two_ranks_and_one(two_ranks):
         bench["ddp_lora"]["tokens_per_s"] / single["tokens_per_s"])
     assert ratios["ddp_scaling"]["goal"] == ">= 1.8"
     assert "fsdp_full_vs_lora_memory" not in ratios  # no memory measured on a CPU
+    assert "goal" not in multi_gpu._ratios(rows, 2, on_gpus=False)["ddp_scaling"]
 
 
 @pytest.mark.parametrize("argv,match", [

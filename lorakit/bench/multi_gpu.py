@@ -135,26 +135,29 @@ def _line(row: str, r: dict) -> str:
             f"ms/step  peak {peak}  formula {r['formula_mib']['total']:8.0f} MiB")
 
 
-def _ratios(rows: dict, gpus: int, unit: str = "GPU") -> dict:
+def _ratios(rows: dict, gpus: int, on_gpus: bool = True) -> dict:
+    """The record's ratios; the DDP goal (at least 0.9 x N) is judged on GPUs only."""
+    one, many = ("GPU", "GPUs") if on_gpus else ("CPU process", "CPU processes")
+
     def ratio(key, num, den, field, label, goal=None):
         a, b = rows.get(num, {}).get(field), rows.get(den, {}).get(field)
         if a is None or b is None:
             return
         out[key] = {"label": label, "value": a / b}
-        if goal is not None:
+        if goal is not None and on_gpus:
             out[key].update(goal=f">= {goal:g}", met=a / b >= goal)
 
     out: dict = {}
     ratio("ddp_scaling", "ddp_lora", "lora_1gpu", "tokens_per_s",
-          f"DDP LoRA throughput: {gpus} {unit}s / 1 {unit}", 0.9 * gpus)
+          f"DDP LoRA throughput: {gpus} {many} / 1 {one}", 0.9 * gpus)
     ratio("fsdp_scaling", "fsdp_lora", "lora_1gpu", "tokens_per_s",
-          f"FSDP LoRA throughput: {gpus} {unit}s / 1 {unit}")
+          f"FSDP LoRA throughput: {gpus} {many} / 1 {one}")
     ratio("fsdp_full_vs_lora_memory", "fsdp_full", "fsdp_lora", "peak_mem_mib",
-          f"FSDP peak memory per {unit}: full fine-tuning / LoRA")
+          f"FSDP peak memory per {one}: full fine-tuning / LoRA")
     ratio("fsdp_vs_ddp_full_memory", "fsdp_full", "ddp_full", "peak_mem_mib",
-          f"full fine-tuning peak memory per {unit}: FSDP / DDP")
+          f"full fine-tuning peak memory per {one}: FSDP / DDP")
     ratio("fsdp_vs_ddp_lora_memory", "fsdp_lora", "ddp_lora", "peak_mem_mib",
-          f"LoRA peak memory per {unit}: FSDP / DDP")
+          f"LoRA peak memory per {one}: FSDP / DDP")
     return out
 
 
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="lorakit-multi-gpu-") as tmp:
         for part, nproc in (("single", 1), ("multi", args.gpus)):
             rows.update(_launch(part, nproc, args, Path(tmp), settings))
-    ratios = _ratios(rows, args.gpus, "GPU" if args.device == "cuda" else "CPU process")
+    ratios = _ratios(rows, args.gpus, on_gpus=args.device == "cuda")
     for r in ratios.values():
         goal = f"  goal {r['goal']}: {'met' if r['met'] else 'NOT met'}" if "goal" in r else ""
         print(f"{r['label']}: {r['value']:.3f}{goal}")

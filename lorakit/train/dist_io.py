@@ -8,7 +8,7 @@ writes the same folder :func:`lorakit.save_adapter` writes, which loads into a p
 :func:`lorakit.load_adapter`; into an FSDP-sharded one, each rank keeps its piece.
 
 :func:`memory_per_gpu` is the formula of what one GPU holds for the weights, the gradients and
-AdamW's state under DDP and FSDP.
+AdamW's state under DDP and FSDP; :func:`communication_per_step` what one GPU sends per step.
 """
 
 from __future__ import annotations
@@ -177,4 +177,28 @@ def memory_per_gpu(total_params: int, trainable_params: int, world_size: int, st
            "optimizer": trainable_params * optimizer_bytes * share,
            "gathered": 2.0 * block_params * weight_bytes if strategy == "fsdp" else 0.0}
     out["total"] = sum(out.values())
+    return out
+
+
+def communication_per_step(total_params: int, trainable_params: int, world_size: int,
+                           strategy: str, weight_bytes: int = 4, grad_bytes: int = 4
+                           ) -> dict[str, float]:
+    """Bytes one GPU sends per optimizer step (ring collectives: a fraction (N-1)/N of the data
+    per pass; an all-reduce is two passes, a reduce-scatter plus an all-gather).
+
+    * ``"ddp"``: one all-reduce of the trainable gradients (Ψ numbers; under LoRA only A, B).
+    * ``"fsdp"``: an all-gather of all weights (Φ, frozen ones included) before forward and
+      again before backward, and a reduce-scatter of the trainable gradients (Ψ).
+
+    Returns ``{"weights", "grads", "total"}`` in bytes.
+    """
+    if strategy not in ("ddp", "fsdp"):
+        raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {strategy!r}.")
+    part = (world_size - 1) / world_size
+    if strategy == "ddp":
+        out = {"weights": 0.0, "grads": 2 * part * trainable_params * grad_bytes}
+    else:
+        out = {"weights": 2 * part * total_params * weight_bytes,
+               "grads": part * trainable_params * grad_bytes}
+    out["total"] = out["weights"] + out["grads"]
     return out

@@ -265,8 +265,14 @@ def data_parallel(mode: str, device: torch.device, cfg=None) -> DataParallelRun 
     return DataParallelRun(mode, device)
 
 
-from .dist_io import load_adapter, memory_per_gpu, save_adapter  # noqa: E402  (public API)
+from .dist_io import (  # noqa: E402  (public API)
+    communication_per_step,
+    load_adapter,
+    memory_per_gpu,
+    save_adapter,
+)
 
-__all__ = ["DataParallelRun", "MODES", "Shard", "ShardedBatches", "data_parallel",
+__all__ = ["DataParallelRun", "MODES", "Shard", "ShardedBatches", "communication_per_step",
+           "data_parallel",
            "init_distributed", "is_initialized", "is_main_process", "load_adapter",
            "memory_per_gpu", "rank", "save_adapter", "shard_batch", "world_size"]
