@@ -26,8 +26,11 @@ this one run.
 An eager step is bound by the host (Python and kernel launches), and its time drifts with what
 the process did before (seen on the H200: the same eager row measured 29 ms in one place of the
 order and 51 ms in another). So the uncompiled rows run in ``--rounds`` rounds, each in a
-rotated order, with a fresh model each time; a row's step time is the median over its rounds, and
-the record keeps every round. Compiled rows run once (each compile costs a minute or more).
+rotated order, with a fresh model each time; a row's step time is the median over its rounds, a
+ratio of two such rows is the median of the per-round ratios (a paired estimate: drift that both
+rows of a round share cancels), and the record keeps every round. With two rows, rotation
+alternates AB, BA, ... so each pair runs back to back (``--rows lorakit_eager peft_eager
+--rounds 6``). Compiled rows run once (each compile costs a minute or more).
 """
 
 from __future__ import annotations
@@ -202,7 +205,10 @@ def main(argv: list[str] | None = None) -> None:
             ratios[key] = {"label": label, "value": value}
             per_round = zip(rows[num].get("step_ms_rounds", []), rows[den].get("step_ms_rounds", []))
             if by_round := [a / b for a, b in per_round]:  # the same round: the same conditions
-                ratios[key]["rounds"] = by_round
+                # paired: each round's ratio cancels the drift the two rows share
+                ratios[key].update(value=statistics.median(by_round), rounds=by_round,
+                                   ratio_of_medians=value)
+                value = ratios[key]["value"]
             if limit:
                 ratios[key].update(goal=f"<= {limit[0]}", met=value <= limit[0])
     for r in ratios.values():
