@@ -117,6 +117,8 @@ def _worker(rank: int, port: int, out: str) -> None:
     model = lora_model(extra_unused=True)
     res = train(model, global_batches(), TrainConfig(distributed="ddp", **CFG))
     report["unused_steps"] = res.steps
+    res = train(model, global_batches(), TrainConfig(distributed="ddp", **CFG))  # a second call
+    report["second_call_losses"] = [h["loss"] for h in res.history]
     # the benchmark's rows, at its smoke size, on these two ranks
     from lorakit.bench import multi_gpu
 
@@ -192,6 +194,11 @@ def test_ddp_reduces_only_lora_and_tolerates_unused_params(two_ranks):
     report, _ = two_ranks
     assert report["reduced"] == report["lora_params"] == 2 * (2 * 4 * 32 + 2 * 32 * 4)
     assert report["unused_steps"] == CFG["max_steps"]
+    # train() called again on the same model: a new DDP wrapper, no gradient reduced twice
+    model = lora_model(extra_unused=True)
+    train(model, global_batches(), TrainConfig(**CFG))
+    again = train(model, global_batches(), TrainConfig(**CFG))
+    assert report["second_call_losses"] == pytest.approx([h["loss"] for h in again.history], rel=1e-5)
 
 
 def test_shard_batch_rows_trim_and_weights():

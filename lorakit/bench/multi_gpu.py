@@ -17,7 +17,8 @@ weights: speed and memory do not depend on them) on random tokens, 8 rows of 512
 Wv. All rows step eagerly (CUDA graphs are off under a process group, so the 1-GPU rows are
 eager too, for a like-for-like ratio). Throughput is tokens/s of all GPUs together, the median
 over logged windows after the first ``skip``; peak memory is ``torch.cuda.max_memory_allocated``
-of each rank (the record keeps rank 0's and the largest). Each row also carries
+of each rank (the record keeps rank 0's and the largest; ``mem_before_mib`` is what was still
+allocated when the row began, which should be about 0). Each row also carries
 :func:`lorakit.train.distributed.memory_per_gpu`, the formula's weights + gradients + AdamW state
 (activations are not in it).
 """
@@ -68,6 +69,7 @@ def run_row(row: str, method: str, mode: str, settings: dict, device: torch.devi
     from lorakit.train.distributed import memory_per_gpu
 
     world = world if mode != "none" else 1
+    before = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
     model = build_gpt2(**settings["arch"], dropout=0.1, seed=0, device=device)
     if method == "lora":
         lorakit.apply_lora(model, lorakit.LoRAConfig(**LORA))
@@ -90,6 +92,7 @@ def run_row(row: str, method: str, mode: str, settings: dict, device: torch.devi
            "tokens_per_s": statistics.median(h["tokens_per_s"] for h in windows),
            "step_ms": 1000 * statistics.median(h["seconds"] for h in windows) / settings["log_every"],
            "peak_mem_mib": peak, "peak_mem_mib_max": max(peaks) if peak is not None else None,
+           "mem_before_mib": before,
            "formula_mib": {k: v / 2**20 for k, v in formula.items()},
            "trainable_params": trainable, "total_params": total, "block_params": block,
            "steps": result.steps, "final_loss": result.history[-1]["loss"],
@@ -173,6 +176,7 @@ def _launch(part: str, nproc: int, args: argparse.Namespace, folder: Path, setti
     root = str(Path(lorakit.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
     env.setdefault("OMP_NUM_THREADS", "1")  # what torchrun sets for N > 1: both parts alike
+    env.setdefault("NCCL_NVLS_ENABLE", "0")  # no NVLink multicast: small all-reduces need none
     print(f"[{part}] {' '.join(cmd[2:])}", flush=True)
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
