@@ -20,6 +20,7 @@ import pytest
 
 from lorakit.exercises.__main__ import main
 from lorakit.exercises.core import NOT_IMPLEMENTED, names
+from lorakit.exercises.course import check_calls, load_course
 from lorakit.exercises.grade import grade
 from lorakit.exercises.student import (
     SolutionMarkerError,
@@ -53,6 +54,70 @@ def _solution_lines(nb) -> set[str]:
 def _chapter_exercises(nb_path: Path) -> list[str]:
     nb = nbformat.read(nb_path, as_version=4)
     return [n for c in nb.cells if c.cell_type == "code" for n in check_names(c.source)]
+
+
+# How many exercises each chapter holds, as the student and grade tools find them. A chapter that
+# adds or drops an exercise updates this table; a check cell the tools miss fails the test.
+EXERCISES_PER_CHAPTER = {
+    "00_start_here.ipynb": 0, "01_rank.ipynb": 3, "02_svd.ipynb": 3,
+    "03_lora_from_scratch.ipynb": 4, "04_lora_in_gpt2.ipynb": 2,
+}
+
+
+def test_the_tools_find_every_exercise_of_every_chapter(student_dir):
+    """Per notebook: the grader's course, the student manifest and the stubs all count the
+    exercises registered for that chapter, however the check cell calls ``check``."""
+    course = load_course(CHAPTERS)  # what the grader expects, read from the solution notebooks
+    manifest = json.loads((student_dir / "lorakit_exercises.json").read_text())["notebooks"]
+    registered = names()
+    for nb_path in sorted(CHAPTERS.glob("*.ipynb")):
+        found = [e.name for e in course[nb_path.name]]
+        prefix = f"ch{nb_path.name[:2]}."
+        assert sorted(found) == sorted(n for n in registered if n.startswith(prefix)), nb_path.name
+        assert [e["name"] for e in manifest[nb_path.name]] == found, nb_path.name
+        assert sorted(_chapter_exercises(nb_path)) == sorted(found), nb_path.name
+        if nb_path.name in EXERCISES_PER_CHAPTER:
+            assert len(found) == EXERCISES_PER_CHAPTER[nb_path.name], (nb_path.name, found)
+        text = "\n".join(c.source for c in nbformat.read(student_dir / nb_path.name, as_version=4).cells)
+        for name in found:
+            assert f'NotImplementedError("Exercise {name}:' in text, (nb_path.name, name)
+
+
+def test_check_calls_are_found_however_check_is_called():
+    src = ("%matplotlib inline\n"
+           'check("ch04.a", fa)\n'
+           'ok = lorakit.exercises.check("ch04.b", fb);  exercises.check(\'ch04.c\', fc)\n'
+           'chk("ch04.d", fd)\n'
+           'print("ch04.e", fe)\n'
+           'lorakit.exercises.get("ch04.f")\n')
+    assert check_calls(src) == [("ch04.a", "fa"), ("ch04.b", "fb"), ("ch04.c", "fc")]
+    assert [n for n, _ in check_calls(src, {"chk"})] == ["ch04.a", "ch04.b", "ch04.c", "ch04.d"]
+    broken = 'check("ch04.a", fa)\ndef f(:\n    pass\nlorakit.exercises.check("ch04.b", fb)'
+    assert check_calls(broken) == [("ch04.a", "fa"), ("ch04.b", "fb")]  # by regex: no parse
+
+
+def test_a_bare_check_is_graded(tmp_path):
+    """A course whose check cells call ``check(...)`` (imported bare, or under an alias) expects
+    those exercises: the student version stubs them and grading reports 0/2, not 0/0."""
+    course = tmp_path / "course"
+    course.mkdir()
+    _notebook(course / "09_x.ipynb",
+              "from lorakit.exercises import check\nfrom lorakit.exercises import check as chk",
+              "from lorakit.exercises.ch09 import subspace_similarity as _ref\n"
+              "def subspace_similarity(*args, **kwargs):\n"
+              "    ### BEGIN SOLUTION\n    return _ref(*args, **kwargs)\n    ### END SOLUTION",
+              'check("ch09.subspace_similarity", subspace_similarity)',
+              "from lorakit.exercises.ch09 import amplification_factor as _amp\n"
+              "def amplification_factor(*args, **kwargs):\n"
+              "    ### BEGIN SOLUTION\n    return _amp(*args, **kwargs)\n    ### END SOLUTION",
+              'chk("ch09.amplification_factor", amplification_factor)')
+    [student] = write_student_versions([course], tmp_path / "student")
+    stubbed = "\n".join(c.source for c in nbformat.read(student, as_version=4).cells)
+    assert 'NotImplementedError("Exercise ch09.subspace_similarity:' in stubbed
+    assert 'NotImplementedError("Exercise ch09.amplification_factor:' in stubbed
+    returned, solution = grade([student, course / "09_x.ipynb"], timeout=120, course=course)
+    assert (returned.passed, returned.total) == (0, 2), returned
+    assert (solution.passed, solution.total) == (2, 2), solution
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Which exercises a returned notebook must hold: taken from the course, never from the notebook.
 
-A chapter's check cells (``lorakit.exercises.check("ch03.lora_forward", lora_forward)``) name each
-exercise and the object the learner defines for it. The grader reads them from the course's own
+A chapter's check cells (``lorakit.exercises.check("ch03.lora_forward", lora_forward)``, or
+``check(...)`` after ``from lorakit.exercises import check``, under any alias) name each exercise
+and the object the learner defines for it: :func:`check_calls` finds them in a cell's code. The grader reads them from the course's own
 chapters (the solution notebooks, or the student versions made from them), or from the manifest
 ``lorakit_exercises.json`` that ``python -m lorakit.exercises student`` writes beside the student
 versions. A returned notebook is matched to its chapter by file name, so deleting a check cell,
@@ -10,8 +11,10 @@ adding one, or printing ``PASS ...`` changes nothing about what is expected.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +23,11 @@ import nbformat
 MANIFEST = "lorakit_exercises.json"
 FORMAT = "lorakit-exercises"
 FORMAT_VERSION = 1
-_CHECK = re.compile(r"""exercises\.check\(\s*["'](ch\d\d\.\w+)["']\s*,\s*([^)\n]*?)\s*\)""")
+_EXERCISE = re.compile(r"^ch\d\d\.[A-Za-z_]\w*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CHECK_MODULES = ("lorakit.exercises", "lorakit.exercises.core")
+# Fallback for a cell that does not parse: any call spelled `...check(` or `alias(`.
+_CALL = re.compile(r"""(?<![\w.])([A-Za-z_][\w.]*)\(\s*["'](ch\d\d\.\w+)["']\s*,\s*([^)\n]*?)\s*[,)]""")
 
 
 class CourseError(ValueError):
@@ -36,8 +42,71 @@ class Expected:
     obj: str
 
 
+def _parse(source: str) -> ast.Module | None:
+    """The cell's code as a syntax tree (IPython ``%magic``/``!shell`` lines blanked), or None."""
+    lines = ["" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines()]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def check_aliases(sources: Iterable[str]) -> set[str]:
+    """Names under which cells bind lorakit's ``check``: ``check`` and every ``as`` alias.
+
+    Found in ``from lorakit.exercises import check as c`` and in ``c = lorakit.exercises.check``.
+    """
+    names = {"check"}
+    for source in sources:
+        tree = _parse(source)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.ImportFrom) and node.module in _CHECK_MODULES:
+                names |= {a.asname or a.name for a in node.names if a.name == "check"}
+            elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute)
+                  and node.value.attr == "check"):
+                names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _callee(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def check_calls(source: str, aliases: Iterable[str] = ("check",)) -> list[tuple[str, str]]:
+    """``(exercise name, object passed)`` for every check call in one cell's ``source``.
+
+    A check call is a call of ``check`` (bare, or as an attribute: ``lorakit.exercises.check``,
+    ``ex.check``) or of one of ``aliases``, whose first argument is a literal exercise name
+    ``"chNN.name"``. The object is the second argument's source text ("" when there is none).
+    A cell that does not parse is searched by a regular expression instead.
+    """
+    known = set(aliases) | {"check"}
+    tree = _parse(source)
+    if tree is None:
+        return [(name, obj) for fn, name, obj in _CALL.findall(source)
+                if fn.rsplit(".", 1)[-1] in known]
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and _callee(node.func) in known and node.args):
+            continue
+        first = node.args[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str) \
+                and _EXERCISE.match(first.value):
+            obj = ast.get_source_segment(source, node.args[1]) if len(node.args) > 1 else None
+            if obj is None and len(node.args) > 1:
+                obj = ast.unparse(node.args[1])
+            found.append((first.value, node.lineno, node.col_offset, obj or ""))
+    return [(name, obj) for name, *_, obj in sorted(found, key=lambda f: (f[1], f[2]))]
+
+
 def chapter_exercises(nb: nbformat.NotebookNode, where: str = "notebook") -> list[Expected]:
     """The exercises of one chapter, in the order of its check cells (each name once).
+
+    Every check call counts, however ``check`` is called (see :func:`check_calls`).
 
     Raises
     ------
@@ -46,10 +115,11 @@ def chapter_exercises(nb: nbformat.NotebookNode, where: str = "notebook") -> lis
         object up by that name).
     """
     found: dict[str, Expected] = {}
+    aliases = check_aliases(c.source for c in nb.cells if c.cell_type == "code")
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        for name, obj in _CHECK.findall(cell.source):
+        for name, obj in check_calls(cell.source, aliases):
             if not _IDENT.match(obj):
                 raise CourseError(f"{where}, cell {index}: check({name!r}, {obj}) must pass a plain "
                                   "name (the function or class the learner defines)")

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import nbformat
 
-from lorakit.exercises.course import chapter_exercises, write_manifest
+from lorakit.exercises.course import chapter_exercises, check_aliases, check_calls, write_manifest
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 _BEGIN_RE = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 _END_RE = re.compile(r"^\s*### END SOLUTION\s*$")
-_CHECK_RE = re.compile(r"""exercises\.check\(\s*["'](ch\d\d\.\w+)["']""")
 _NBVAL_CHECK = re.compile(r"^\s*# NBVAL_CHECK_OUTPUT\s*$")
 _SYNC = re.compile(r"^\s*# sync:")
 _SKIP = {".ipynb_checkpoints", "__pycache__"}
@@ -51,9 +51,13 @@ class SolutionMarkerError(ValueError):
     """The ``### BEGIN/END SOLUTION`` markers of a cell are unbalanced or nested."""
 
 
-def check_names(source: str) -> list[str]:
-    """Exercise names of the ``lorakit.exercises.check("chNN.name", ...)`` calls in ``source``."""
-    return _CHECK_RE.findall(source)
+def check_names(source: str, aliases: Iterable[str] = ("check",)) -> list[str]:
+    """Exercise names of the check calls in ``source``, however ``check`` is called.
+
+    ``lorakit.exercises.check("chNN.name", ...)``, a bare ``check("chNN.name", ...)``, and calls
+    of ``aliases`` (see :func:`lorakit.exercises.course.check_calls`).
+    """
+    return [name for name, _ in check_calls(source, aliases)]
 
 
 def strip_solutions(source: str, exercise: str | None = None, markdown: bool = False) -> str:
@@ -109,6 +113,7 @@ def make_student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> 
     """
     student = nbformat.from_dict(nb)  # deep copy
     cells = student.cells
+    aliases = check_aliases(c.source for c in cells if c.cell_type == "code")
     n_regions = 0
     for i, cell in enumerate(cells):
         src = cell.source
@@ -117,7 +122,7 @@ def make_student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> 
                 cell.source = "\n".join(ln for ln in src.splitlines() if not _NBVAL_CHECK.match(ln))
             continue
         later = [c.source for c in cells[i:i + 3] if c.cell_type == "code"]
-        found = [n for s in later for n in check_names(s)]
+        found = [n for s in later for n in check_names(s, aliases)]
         try:
             new = strip_solutions(src, found[0] if found else None, markdown=cell.cell_type != "code")
         except SolutionMarkerError as exc:
