@@ -1,6 +1,7 @@
 # lorakit: two commands do all the set-up.
 #   make lab    create .venv if missing, install lorakit with everything the course uses, open JupyterLab
-#   make test   the whole suite (unit tests + every notebook through nbval) in the `ci` preset, offline
+#   make test   lint and format checks, then the whole suite (unit tests + every notebook through
+#               nbval) in the `ci` preset, offline
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -27,6 +28,8 @@ lab: $(STAMP)
 	else $(VENV)/bin/jupyter lab $$flags chapters/; fi
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check lorakit tests
+	$(VENV)/bin/ruff format --check lorakit tests
 	LORAKIT_PRESET=ci HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest
 
 lint: $(STAMP)

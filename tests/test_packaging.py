@@ -246,10 +246,14 @@ def test_ci_runs_the_readme_test_command():
     assert commands[-1].strip() == "make test"
 
 
-def test_make_test_uses_ci_preset_offline():
+def test_make_test_lints_then_runs_the_suite_in_the_ci_preset_offline():
     makefile = (ROOT / "Makefile").read_text()
     test_rule = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "LORAKIT_PRESET=ci" in test_rule and "HF_HUB_OFFLINE=1" in test_rule
+    steps = [line.strip() for line in test_rule.splitlines()[1:]]
+    assert steps[0].endswith("ruff check lorakit tests")
+    assert steps[1].endswith("ruff format --check lorakit tests")
+    assert steps[-1].endswith("-m pytest")
 
 
 def test_every_phony_target_has_a_rule():
