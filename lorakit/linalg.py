@@ -106,6 +106,72 @@ def numerical_rank(M, tol: float | None = None) -> int:
     return int(np.sum(s > tol))
 
 
+def rank_under_noise(M, noise_std: float) -> int:
+    """Rank of the signal in ``M = L + N``: ``L`` low rank, ``N`` i.i.d. noise of known size.
+
+    An m×n matrix of independent ``N(0, noise_std²)`` entries has singular values up to about
+    ``noise_std * (sqrt(m) + sqrt(n))`` (the edge of the Marchenko–Pastur law), so a direction of
+    ``L`` is visible only above that edge. Counted: singular values above 1.25 times the edge
+    (a margin for the edge's wobble in small matrices), and, with no noise, above round-off.
+
+    Parameters
+    ----------
+    M : array_like, shape (m, n)
+    noise_std : float
+        Standard deviation of the noise entries, ``>= 0`` (0: an exact matrix).
+
+    Returns
+    -------
+    int
+    """
+    A = _as_matrix(M)
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.number)) \
+            or not math.isfinite(noise_std) or noise_std < 0:
+        raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
+    m, n = A.shape
+    s = np.linalg.svd(A, compute_uv=False)
+    if s.size == 0:
+        return 0
+    roundoff = max(m, n) * np.finfo(np.float64).eps * s[0]  # numpy's default tolerance
+    edge = noise_std * (math.sqrt(m) + math.sqrt(n))  # where the noise's singular values end
+    return int(np.sum(s > max(1.25 * edge, roundoff)))
+
+
+def low_rank_factors(M, tol: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Write a matrix of (numerical) rank r as ``B @ A`` with ``r(m + n)`` numbers: the converse
+    of ``rank(BA) <= r``.
+
+    ``B`` is made of r columns of ``M`` itself, taken left to right whenever a column is not a
+    combination of those already taken; ``A`` holds the coefficients that rebuild every column
+    of ``M`` from them (least squares).
+
+    Parameters
+    ----------
+    M : array_like, shape (m, n)
+    tol : float, optional
+        Singular values ``<= tol`` count as zero (as in :func:`numerical_rank`; default: round-off).
+
+    Returns
+    -------
+    B : np.ndarray, shape (m, r)
+    A : np.ndarray, shape (r, n)
+        ``r = numerical_rank(M, tol)`` and ``B @ A`` equals ``M`` up to what the tolerance drops.
+    """
+    M = _as_matrix(M)
+    m, n = M.shape
+    if tol is None and M.size:
+        tol = max(m, n) * np.finfo(np.float64).eps * np.linalg.norm(M, 2)
+    cols: list[int] = []
+    for j in range(n):  # keep column j if it adds a direction to the columns kept so far
+        if numerical_rank(M[:, cols + [j]], tol) > len(cols):
+            cols.append(j)
+    B = M[:, cols]
+    if not cols:
+        return B, np.zeros((0, n))
+    A = np.linalg.lstsq(B, M, rcond=None)[0]  # (r, n): the best coefficients, column by column
+    return B, A
+
+
 def low_rank_approx(M, k: int):
     """Best rank-``k`` approximation of ``M`` (Eckart–Young–Mirsky): the truncated SVD.
 
@@ -287,7 +353,8 @@ class SubspaceModel(nn.Module):
 
 
 __all__: Sequence[str] = [
-    "singular_values", "rank_by_elimination", "numerical_rank", "low_rank_approx", "approx_error",
+    "singular_values", "rank_by_elimination", "numerical_rank", "rank_under_noise",
+    "low_rank_factors", "low_rank_approx", "approx_error",
     "energy_kept", "rank_for_energy", "outer_product_sum", "factor_params", "storage_for_rank",
     "random_low_rank", "SubspaceModel",
 ]

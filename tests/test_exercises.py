@@ -209,3 +209,88 @@ def test_assert_grad_cases():
     assert "should be zero" in _message(assert_grad, "A", trained, "zero")
     with pytest.raises(ValueError, match="expect must be"):
         assert_grad("A", trained, "maybe")
+
+
+# ----------------------------------------------------------------------------- what checkers accept
+
+
+@pytest.mark.parametrize("wrap", [int, np.int64, np.int32, float, torch.tensor, np.array,
+                                  lambda v: torch.tensor([v])])
+def test_a_whole_number_may_come_as_any_numeric_scalar(wrap, capsys):
+    ref = REGISTRY["ch04.lora_param_count"].reference
+    assert check("ch04.lora_param_count", lambda *a: wrap(ref(*a)))
+    ref_rank = REGISTRY["ch01.rank_by_elimination"].reference
+    assert check("ch01.rank_by_elimination", lambda *a: wrap(ref_rank(*a)))
+    ref_k = REGISTRY["ch02.rank_for_energy"].reference
+    assert check("ch02.rank_for_energy", lambda *a: wrap(ref_k(*a)))
+
+
+@pytest.mark.parametrize("bad,expected", [
+    (lambda *a: True, "should be a number, got bool"),
+    (lambda *a: "393216", "should be a number, got str"),
+    (lambda *a: [393216], "should be a number, got list"),
+    (lambda *a: 393216.5, "should be a whole number"),
+])
+def test_what_is_not_a_whole_number_fails_with_its_type(bad, expected, capsys):
+    assert not check("ch04.lora_param_count", bad)
+    assert expected in _one_line(capsys)
+
+
+def test_a_fraction_may_come_as_a_zero_dim_tensor(capsys):
+    ref = REGISTRY["ch02.energy_kept"].reference
+    assert check("ch02.energy_kept", lambda s, k: torch.tensor(ref(s, k), dtype=torch.float64))
+    assert check("ch02.energy_kept", lambda s, k: np.float64(ref(s, k)))
+    assert check("ch02.energy_kept", lambda s, k: np.array(ref(s, k)))
+
+
+def test_low_rank_approx_is_tried_on_tensors(capsys):
+    numpy_only = REGISTRY["ch02.low_rank_approx"].wrong[-1]
+    assert not check("ch02.low_rank_approx", numpy_only)
+    assert "for a torch tensor" in _one_line(capsys)
+
+
+def test_a_first_nonzero_pivot_is_told_to_take_the_largest(capsys):
+    from lorakit.exercises.ch01 import _rank_first_nonzero_pivot
+
+    assert not check("ch01.rank_by_elimination", _rank_first_nonzero_pivot)
+    line = _one_line(capsys)
+    assert "first row is tiny" in line and "LARGEST entry" in line and "round-off" in line
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5, 2.5])
+def test_rank_under_noise_accepts_any_sensible_margin_above_the_edge(factor, capsys):
+    import math
+
+    def rank(M, noise_std):
+        M = np.asarray(M, dtype=float)
+        s = np.linalg.svd(M, compute_uv=False)
+        edge = noise_std * (math.sqrt(M.shape[0]) + math.sqrt(M.shape[1]))
+        return int(np.sum(s > max(factor * edge, max(M.shape) * np.finfo(float).eps * s[0])))
+
+    assert check("ch01.rank_under_noise", rank)
+
+
+def test_low_rank_factors_accepts_any_factorisation(capsys):
+    def by_svd(M, tol=None):
+        M = np.asarray(M, dtype=float)
+        from lorakit.linalg import numerical_rank
+
+        r = numerical_rank(M, tol)
+        U, s, Vh = np.linalg.svd(M, full_matrices=False)
+        return torch.tensor(U[:, :r] * s[:r]), Vh[:r]  # tensors and arrays alike
+
+    assert check("ch01.low_rank_factors", by_svd)
+
+
+def test_qv_lora_accepts_a_conv1d_wrapper_written_another_way(capsys):
+    from lorakit.exercises.ch04 import QVLoRA
+
+    class Sliced(QVLoRA):  # slices the output instead of concatenating an update
+        def forward(self, x):
+            h = self.base(x).clone()
+            d = self.d
+            h[..., :d] += self.scaling * (x @ self.lora_A_q.T) @ self.lora_B_q.T
+            h[..., 2 * d:] += self.scaling * (x @ self.lora_A_v.T) @ self.lora_B_v.T
+            return h
+
+    assert check("ch04.qv_lora", Sliced)

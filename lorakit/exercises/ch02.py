@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from lorakit.exercises.core import ExerciseFailure, register
+from lorakit.exercises.compare import as_number
+from lorakit.exercises.core import ExerciseFailure, assert_close, fail, register
 from lorakit.linalg import energy_kept, low_rank_approx, rank_for_energy
 
 # ---- best rank-k approximation ---------------------------------------------------------------------
@@ -28,10 +30,16 @@ def _approx_off_by_one(M, k):
     return (U[:, : k + 1] * s[: k + 1]) @ Vh[: k + 1]
 
 
+def _approx_numpy_only(M, k):
+    """Right for arrays, but turns a tensor into a NumPy array."""
+    U, s, Vh = np.linalg.svd(np.asarray(M, dtype=float), full_matrices=False)
+    return (U[:, :k] * s[:k]) @ Vh[:k]
+
+
 @register(
     "ch02.low_rank_approx",
     reference=low_rank_approx,
-    wrong=[_approx_smallest, _approx_no_sigma, _approx_off_by_one],
+    wrong=[_approx_smallest, _approx_no_sigma, _approx_off_by_one, _approx_numpy_only],
 )
 def _check_low_rank_approx(candidate) -> None:
     rng = np.random.default_rng(3)
@@ -58,6 +66,16 @@ def _check_low_rank_approx(candidate) -> None:
         if not np.allclose(got, expected, atol=1e-9):
             worst = float(np.max(np.abs(got - expected)))
             raise ExerciseFailure(f"{what}: entries differ from the truncated SVD by up to {worst:.3g}")
+    g = torch.Generator().manual_seed(4)
+    for dtype, (m, n, k) in ((torch.float64, (7, 5, 2)), (torch.float32, (6, 9, 3))):
+        M = torch.randn(m, n, generator=g, dtype=dtype)
+        got = candidate(M.clone(), k)
+        what = f"for a torch tensor ({m}x{n}, {dtype}) and k={k}"
+        if not isinstance(got, torch.Tensor):
+            fail(f"{what} it returned {type(got).__name__}; return a tensor (use lib.linalg.svd "
+                 "with lib = torch for tensors, so the result keeps M's type, dtype and device)")
+        tol = 1e-9 if dtype == torch.float64 else 1e-4
+        assert_close(what, got, low_rank_approx(M, k), atol=tol, rtol=tol)
 
 
 # ---- energy kept by the top k singular values ----------------------------------------------------
@@ -87,11 +105,7 @@ def _check_energy_kept(candidate) -> None:
         for k in sorted({0, 1, 2, len(s) // 2, len(s)}):
             got = candidate(s.copy(), k)
             expected = energy_kept(s, k)
-            try:
-                value = float(got)
-            except (TypeError, ValueError):
-                raise ExerciseFailure(f"for {label} and k={k} it returned {got!r}; return a "
-                                      "number between 0 and 1") from None
+            value = float(as_number(f"for {label} and k={k} the result", got))
             if not abs(value - expected) <= 1e-9:
                 hint = ""
                 if abs(value - float(np.sum(s[:k]) / np.sum(s))) < 1e-9:
@@ -131,10 +145,8 @@ def _check_rank_for_energy(candidate) -> None:
     for label, s, fraction in cases:
         got = candidate(s.copy(), fraction)
         expected = rank_for_energy(s, fraction)
-        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, np.integer)):
-            raise ExerciseFailure(f"for {label} and fraction={fraction:.4g} it returned {got!r}; "
-                                  "return an int k")
-        if int(got) != expected:
+        got = as_number(f"for {label} and fraction={fraction:.4g} the result", got, integer=True)
+        if got != expected:
             raise ExerciseFailure(
                 f"for {label} and fraction={fraction:.4g} it returned k={got}, expected {expected}: "
                 f"the smallest k with energy_kept(s, k) >= fraction (top-{expected} energy "

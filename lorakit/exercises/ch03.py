@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from lorakit.exercises.compare import as_number
 from lorakit.exercises.core import (
     ExerciseFailure,
     assert_close,
@@ -230,7 +231,10 @@ def _check_lora_layer(candidate) -> None:
             fail(f"the base layer's {name} still has requires_grad=True: W0 (and its bias) must be "
                  "frozen, e.g. p.requires_grad_(False) for every parameter of the base")
     scaling = getattr(layer, "scaling", None)
-    if not isinstance(scaling, (int, float)) or not math.isclose(scaling, ALPHA / R):
+    if scaling is None:
+        fail(f"the layer has no attribute scaling; set self.scaling = alpha / r ({ALPHA / R:g} here)")
+    scaling = as_number("layer.scaling", scaling)
+    if not math.isclose(scaling, ALPHA / R):
         fail(f"layer.scaling: expected alpha / r = {ALPHA:g} / {R} = {ALPHA / R:g}, got {scaling!r}")
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 5, K, generator=g)
@@ -284,3 +288,4 @@ def _check_unmerge(candidate) -> None:
     W0, A, B, _ = _factors(seed=4)
     assert_close("unmerge_lora(merge_lora(W0, ...)) (should give W0 back)",
                  candidate(merge_lora(W0, A, B, ALPHA), A, B, ALPHA), W0, atol=1e-5)
+

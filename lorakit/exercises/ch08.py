@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 
+from lorakit.exercises.compare import check_int_cases
 from lorakit.exercises.core import assert_equal, fail, register
 from lorakit.experiments.which_rank import clear_difference
 
@@ -66,11 +67,7 @@ def _check_rank_for_budget(candidate) -> None:
     gpt3 = 18_874_368  # the paper's Table 5 budget on GPT-3 175B (96 layers, d = 12288)
     cases = [((gpt3, 96, 12288, 1), 8), ((gpt3, 96, 12288, 2), 4), ((gpt3, 96, 12288, 4), 2),
              ((393_216, 24, 1024, 2), 4), ((147_456, 12, 768, 4), 2)]
-    for args, expected in cases:
-        got = candidate(*args)
-        if isinstance(got, bool) or not isinstance(got, int):
-            fail(f"rank_for_budget{args} should return an int, got {type(got).__name__}")
-        assert_equal(f"rank_for_budget{args}", got, expected)
+    check_int_cases("rank_for_budget", candidate, cases)
     for args in ((1000, 2, 10, 3), (100, 2, 10, 4)):
         try:
             got = candidate(*args)

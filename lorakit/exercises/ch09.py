@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from lorakit import analysis
-from lorakit.exercises.core import assert_close, fail, register
+from lorakit.exercises.compare import as_number
+from lorakit.exercises.core import assert_close, register
 
 # ----------------------------------------------------------------------------- references
 
@@ -81,11 +82,7 @@ def _lora_A(r: int, k: int, seed: int) -> torch.Tensor:
 
 
 def _number(what: str, got) -> float:
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
-        got = got.item()
-    if isinstance(got, bool) or not isinstance(got, (int, float)):
-        fail(f"{what} should return a Python float, got {type(got).__name__}")
-    return float(got)
+    return float(as_number(what, got))
 
 
 @register("ch09.subspace_similarity", reference=subspace_similarity,

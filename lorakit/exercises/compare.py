@@ -17,8 +17,6 @@ class ExerciseFailure(Exception):
     """Raised by a checker: the learner's object is wrong; the message says how."""
 
 
-
-
 def fail(message: str) -> None:
     """Raise :class:`ExerciseFailure` with ``message``."""
     raise ExerciseFailure(message)
@@ -107,11 +105,36 @@ def assert_grad(what: str, param: torch.Tensor, expect: str) -> None:
         fail(f"{what}: its gradient should be zero, but its largest entry is {grad.abs().max().item():.3g}")
 
 
+def as_number(what: str, value: Any, integer: bool = False) -> int | float:
+    """``value`` as a Python number, where the learner may return any numeric scalar.
+
+    Accepted: ``int``, ``float``, NumPy scalars (``np.int64``, ``np.float32``...), and 0-dim (or
+    one-element) NumPy arrays and torch tensors. With ``integer=True`` the value must be whole
+    (``12.0`` is accepted as 12). A ``bool``, a string, a list or a larger array fails with a
+    message that names the type.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.detach().cpu().reshape(()).item()
+    elif isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        shape = f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
+        fail(f"{what} should be a number, got {type(value).__name__}{shape} ({value!r:.60})")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            fail(f"{what} should be a whole number, got {value!r}")
+        return int(value)
+    return value
+
+
 def check_int_cases(name: str, candidate: Any, cases: Sequence[tuple[tuple, int]]) -> None:
-    """For each ``(args, expected)``, ``candidate(*args)`` must be exactly the Python int ``expected``."""
+    """For each ``(args, expected)``, ``candidate(*args)`` must equal the whole number ``expected``.
+
+    Any integer-valued scalar is accepted (``int``, ``np.int64``, a 0-dim tensor; see
+    :func:`as_number`).
+    """
     for args, expected in cases:
         what = f"{name}{args}"
-        got = candidate(*args)
-        if isinstance(got, bool) or not isinstance(got, int):
-            fail(f"{what} should be a Python int, got {type(got).__name__} ({got!r})")
-        assert_equal(what, got, expected)
+        assert_equal(what, as_number(what, candidate(*args), integer=True), expected)

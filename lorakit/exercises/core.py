@@ -24,8 +24,9 @@ propagate: :func:`check` turns them into feedback.
   learner writes anything (the tests prove that it fails). By default it is a function that raises
   ``NotImplementedError``; give one for class exercises, e.g. ``stub=lambda: _StubLayer``.
 
-Chapter modules are discovered automatically: every ``lorakit/exercises/chNN.py`` is imported the
-first time the registry is used.
+Chapter modules are discovered automatically: every ``lorakit/exercises/chNN.py`` (and
+``chNN_topic.py``, for a chapter whose exercises fill more than one module) is imported the first
+time the registry is used.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ _REGISTRY: dict[str, Exercise] = {}
 _LOAD_ERRORS: dict[str, str] = {}
 _LOADED = False
 _NAME_RE = re.compile(r"^ch\d\d\.[A-Za-z_][A-Za-z0-9_]*$")
-_MODULE_RE = re.compile(r"^ch\d\d$")
+_MODULE_RE = re.compile(r"^ch\d\d(_[a-z]+)?$")  # ch03.py, and more of chapter 3 in ch03_training.py
 
 
 def register(
