@@ -61,6 +61,25 @@ def save_bench_record(default_name: str, args: argparse.Namespace, results: dict
                        config=config, wall_s=time.perf_counter() - start, out_dir=target.parent)
 
 
+def bench_parser(name: str, description: str | None, small_help: str) -> argparse.ArgumentParser:
+    """The command line every benchmark starts from: ``--device``, ``--small`` and ``--out``.
+
+    ``name`` is the command (``"train-step"``), ``description`` its module docstring and
+    ``small_help`` what its ``--small`` run is.
+    """
+    from lorakit.cli import device, writable_output
+
+    p = argparse.ArgumentParser(prog=f"python -m lorakit.bench {name}", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", type=device, default=None,
+                   help="cuda, cpu, ... (default: picked by hardware)")
+    p.add_argument("--small", action="store_true", help=small_help)
+    p.add_argument("--out", type=writable_output, default=None,
+                   help="directory, or a .json file (default data/runs/bench; --small: a temp "
+                        "folder)")
+    return p
+
+
 def parse_bench_args(parser: argparse.ArgumentParser, default_name: str,
                      argv: list[str] | None) -> argparse.Namespace:
     """Parse a benchmark's command line and check its record's target (:func:`bench_target`) now,

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from lorakit.baselines import apply_method
-from lorakit.bench import parse_bench_args, save_bench_record
+from lorakit.bench import bench_parser, parse_bench_args, save_bench_record
 from lorakit.bench._timing import Timer
-from lorakit.cli import device, nonnegative_int, positive_int, writable_output
+from lorakit.cli import nonnegative_int, positive_int
 from lorakit.lora import merge_lora
 from lorakit.lora.fast import set_fast_path
 from lorakit.models.gpt2 import build_gpt2
@@ -181,19 +181,9 @@ def _shape(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m lorakit.bench latency",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--device", type=device, default=None, help="cuda, cpu, ... (default: picked by hardware)"
-    )
+    p = bench_parser("latency", __doc__, "tiny model and shapes: a seconds-long smoke run")
     p.add_argument(
         "--dtype", choices=sorted(DTYPES), default=None, help="default fp16 on CUDA, fp32 elsewhere"
-    )
-    p.add_argument(
-        "--small", action="store_true", help="tiny model and shapes: a seconds-long smoke run"
     )
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument(
@@ -213,12 +203,6 @@ def main(argv: list[str] | None = None) -> None:
         type=positive_int,
         default=None,
         help="torch CPU threads (1 gives steadier CPU timings on a busy machine)",
-    )
-    p.add_argument(
-        "--out",
-        type=writable_output,
-        default=None,
-        help="directory, or a .json file (default data/runs/bench; --small: a temp folder)",
     )
     args = parse_bench_args(p, "latency", argv)
     if "base" not in args.methods:

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from lorakit.baselines import apply_method
-from lorakit.bench import parse_bench_args, save_bench_record
+from lorakit.bench import bench_parser, parse_bench_args, save_bench_record
 from lorakit.bench._timing import measure_memory, measure_time
 from lorakit.bench._train_step_report import (
     FROZEN_BF16,
@@ -66,7 +66,7 @@ from lorakit.bench._train_step_report import (
     format_table,
     ratios,
 )
-from lorakit.cli import device, nonnegative_int, positive_int, probability, writable_output
+from lorakit.cli import nonnegative_int, positive_int, probability
 from lorakit.lora import cast_frozen_
 from lorakit.lora.fast import kernels, set_fast_path
 from lorakit.models.gpt2 import build_gpt2
@@ -101,24 +101,11 @@ VARIANTS = {
 }
 METHODS = tuple(VARIANTS)  # the names on the command line and in the record
 MODES = ("eager", "graph")
-FULL = dict(
-    arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-    batch=8,
-    seq=512,
-    warmup=5,
-    steps=5,
-    rounds=7,
-    mem_steps=3,
-)
-SMALL = dict(
-    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-    batch=2,
-    seq=32,
-    warmup=1,
-    steps=1,
-    rounds=2,
-    mem_steps=1,
-)
+# GPT-2 medium's shape, and a tiny one for --small
+FULL_ARCH = dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257)
+SMALL_ARCH = dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512)
+FULL = dict(arch=FULL_ARCH, batch=8, seq=512, warmup=5, steps=5, rounds=7, mem_steps=3)
+SMALL = dict(arch=SMALL_ARCH, batch=2, seq=32, warmup=1, steps=1, rounds=2, mem_steps=1)
 LORA = dict(r=4, alpha=32, dropout=0.1)
 
 
@@ -237,19 +224,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m lorakit.bench train-step",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--device", type=device, default=None, help="cuda, cpu, ... (default: picked by hardware)"
-    )
-    p.add_argument(
-        "--small",
-        action="store_true",
-        help="tiny model: a seconds-long smoke run (record in a temp folder by default)",
-    )
+    p = bench_parser("train-step", __doc__, "tiny model: a seconds-long smoke run (eager only)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument(
         "--modes",
@@ -282,12 +257,6 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="torch.compile the backbone of every method (off by default; compiling "
         "seven models adds minutes)",
-    )
-    p.add_argument(
-        "--out",
-        type=writable_output,
-        default=None,
-        help="directory, or a .json file (default data/runs/bench; --small: a temp folder)",
     )
     args = parse_bench_args(p, "train_step", argv)
     start = time.perf_counter()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -236,18 +237,23 @@ class FusedLoRALinear(LoRALinear):
 
     ``lora_A`` is ``(n_en·r, k)``: the A matrices of the enabled slices stacked, so one matmul
     serves all of them. ``lora_B`` is ``(n_en, d_s, r)``: one B per enabled slice.
+
+    Parameters
+    ----------
+    base, r : as for :class:`LoRALinear`; ``r`` must fit one slice (``r <= min(d_s, k)``).
+    enable : one flag per slice: which slices get an update.
+    slice_names : one name per slice, in output order (``lora_factors`` keys, saved adapters).
+    **settings : ``alpha``, ``dropout``, ``init``, ``rslora``, as for :class:`LoRALinear`.
     """
 
     def __init__(
         self,
         base: nn.Module,
         r: int,
-        alpha: float | None = None,
-        dropout: float = 0.0,
-        init: str = "gaussian",
-        rslora: bool = False,
+        *,
         enable: Sequence[bool] = (True, False, True),
         slice_names: Sequence[str] = ("q", "k", "v"),
+        **settings: Any,
     ) -> None:
         self.enable = tuple(bool(e) for e in enable)
         self.slice_names = tuple(slice_names)
@@ -262,7 +268,7 @@ class FusedLoRALinear(LoRALinear):
             )
         self.d_slice = d // len(self.enable)
         self.enabled_idx = [i for i, e in enumerate(self.enable) if e]
-        super().__init__(base, r, alpha, dropout, init, rslora)
+        super().__init__(base, r, **settings)
         # placement[i, j] = 1 where enabled slice j sits at output slice i (see block_B)
         placement = torch.zeros(len(self.enable), len(self.enabled_idx), device=self.lora_B.device)
         placement[self.enabled_idx, range(len(self.enabled_idx))] = 1.0

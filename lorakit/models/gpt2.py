@@ -27,17 +27,9 @@ def build_gpt2(
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    config = GPT2Config(
-        n_layer=n_layer,
-        n_embd=n_embd,
-        n_head=n_head,
-        vocab_size=vocab_size,
-        n_positions=n_positions,
-        resid_pdrop=dropout,
-        embd_pdrop=dropout,
-        attn_pdrop=dropout,
-        **config_kwargs,
-    )
+    sizes = dict(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions)
+    dropouts = dict(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
+    config = GPT2Config(vocab_size=vocab_size, **sizes, **dropouts, **config_kwargs)
     config._attn_implementation = "sdpa"
     if device is None:
         return guard_positions(GPT2LMHeadModel(config))

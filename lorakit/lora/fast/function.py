@@ -14,8 +14,6 @@ docstrings say what each does differently from the plain ops and why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -174,64 +172,6 @@ class StackedMatmul(torch.autograd.Function):
         return gx, gw, gb, gA, gB, None, None, None, None
 
 
-def stacked_matmul(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    fan_in_fan_out: bool,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    p: float,
-    scaling: float,
-    enable: Sequence[bool] | None = None,
-) -> torch.Tensor:
-    """``x W + b + scaling · B A dropout_p(x)`` for ``x`` of any leading shape
-    (:class:`StackedMatmul`).
-
-    ``x`` (..., k) is already in the compute dtype; returns (..., d).
-    """
-    d = weight.shape[1] if fan_in_fan_out else weight.shape[0]
-    y = StackedMatmul.apply(
-        x.reshape(-1, x.shape[-1]),
-        weight,
-        bias,
-        A,
-        B,
-        float(p),
-        float(scaling),
-        None if enable is None else tuple(enable),
-        bool(fan_in_fan_out),
-    )
-    return y.view(*x.shape[:-1], d)
-
-
-def branch_update(
-    out: torch.Tensor,
-    x: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    p: float,
-    scaling: float,
-    enable: Sequence[bool] | None = None,
-) -> torch.Tensor:
-    """``out + scaling · B A dropout_p(x)`` for inputs of any leading shape
-    (:class:`BranchUpdate`).
-
-    ``out`` (..., d) is the base layer's output, ``x`` (..., k) its input, already in the compute
-    dtype; ``p`` is the dropout probability (0 in eval mode). Returns (..., d).
-    """
-    y = BranchUpdate.apply(
-        out.reshape(-1, out.shape[-1]),
-        x.reshape(-1, x.shape[-1]),
-        A,
-        B,
-        float(p),
-        float(scaling),
-        None if enable is None else tuple(enable),
-    )
-    return y.view(out.shape)
-
-
 def _plain_matmul(base: nn.Module) -> bool:
     """Whether ``base`` is exactly ``nn.Linear`` or transformers' ``Conv1D`` with no hooks, so that
     its forward is the matmul :class:`StackedMatmul` runs itself."""
@@ -257,17 +197,11 @@ def fused_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     drop = layer.lora_dropout
     p = drop.p if isinstance(drop, nn.Dropout) and drop.training else 0.0
     enable = getattr(layer, "enable", None)  # the enabled slices of a fused q/k/v layer
-    base = layer.base
+    branch = (layer.lora_A, layer.lora_B, float(p), float(layer.scaling), enable)
+    rows, base = x.reshape(-1, x.shape[-1]), layer.base  # the Functions take (n, k) inputs
     if torch.is_grad_enabled() and _plain_matmul(base):
-        return stacked_matmul(
-            x,
-            base.weight,
-            base.bias,
-            layer.fan_in_fan_out,
-            layer.lora_A,
-            layer.lora_B,
-            p,
-            layer.scaling,
-            enable,
-        )
-    return branch_update(base(x), x, layer.lora_A, layer.lora_B, p, layer.scaling, enable)
+        y = StackedMatmul.apply(rows, base.weight, base.bias, *branch, layer.fan_in_fan_out)
+    else:
+        out = base(x)
+        y = BranchUpdate.apply(out.reshape(-1, out.shape[-1]), rows, *branch)
+    return y.view(*x.shape[:-1], y.shape[-1])
