@@ -40,5 +40,4 @@ student: $(STAMP)
 
 # The course as a static web book in build/book/ (open build/book/index.html; no network needed).
 book: $(STAMP)
-	@$(PY) -c "import jupyter_server_mathjax" 2>/dev/null || $(PY) -m pip install --quiet "jupyter-server-mathjax>=0.2.6"
 	$(PY) -m book --out build/book
