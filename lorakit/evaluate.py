@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,8 +40,9 @@ from lorakit.presets import pick_device
 
 PAPER_DECODING = {"num_beams": 10, "no_repeat_ngram_size": 4, "length_penalty": 0.9}
 
-__all__ = ["PAPER_DECODING", "corpus_bleu", "corpus_nist", "generate_texts", "rouge_l",
-           "score_all", "slot_error_rate", "slot_errors"]
+__all__ = ["PAPER_DECODING", "bleu_from_stats", "bleu_stats", "corpus_bleu", "corpus_nist",
+           "generate_texts", "rouge_l", "rouge_l_items", "score_all", "slot_error_rate",
+           "slot_errors"]
 
 
 @torch.no_grad()
@@ -103,6 +105,12 @@ def _check(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
                              f"got {r!r}.")
 
 
+def _ref_streams(refs: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """sacrebleu's layout: stream j holds every item's j-th reference (``None`` where it has none)."""
+    width = max(len(r) for r in refs)
+    return [[r[j] if j < len(r) else None for r in refs] for j in range(width)]
+
+
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     """Multi-reference corpus BLEU (sacrebleu, default 13a tokenisation), 0-100.
 
@@ -111,18 +119,52 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     import sacrebleu
 
     _check(hyps, refs)
-    width = max(len(r) for r in refs)
-    streams = [[r[j] if j < len(r) else None for r in refs] for j in range(width)]
-    return float(sacrebleu.corpus_bleu(list(hyps), streams).score)
+    return float(sacrebleu.corpus_bleu(list(hyps), _ref_streams(refs)).score)
 
 
-def rouge_l(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
-    """ROUGE-L F-measure (rouge-score), best over each hypothesis' references, mean x 100."""
+def bleu_stats(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
+    """Each item's BLEU sufficient statistics, from sacrebleu: an int64 array of shape (N, 10).
+
+    Columns: hypothesis length, closest reference length, matched 1- to 4-grams, hypothesis 1- to
+    4-grams. Corpus BLEU is a function of their column sums (:func:`bleu_from_stats`), so the
+    BLEU of any multiset of items (a bootstrap resample) is ``bleu_from_stats(weights @ stats)``
+    and equals :func:`corpus_bleu` on those items. (sacrebleu's own significance tests work from
+    the same per-segment statistics.)
+    """
+    from sacrebleu.metrics import BLEU
+
+    _check(hyps, refs)
+    stats = BLEU()._extract_corpus_statistics(list(hyps), _ref_streams(refs))
+    return np.asarray(stats, dtype=np.int64).reshape(len(hyps), -1)
+
+
+def bleu_from_stats(summed: Sequence[int] | np.ndarray) -> float:
+    """Corpus BLEU (0-100) from summed :func:`bleu_stats` (shape (10,)), as sacrebleu computes it."""
+    from sacrebleu.metrics import BLEU
+
+    summed = [int(v) for v in np.asarray(summed).reshape(-1)]
+    return float(BLEU()._compute_score_from_stats(summed).score)
+
+
+def _rouge_f(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> list[float]:
     from rouge_score import rouge_scorer
 
     _check(hyps, refs)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    best = [max(scorer.score(r, h)["rougeL"].fmeasure for r in rs) for h, rs in zip(hyps, refs)]
+    return [max(scorer.score(r, h)["rougeL"].fmeasure for r in rs) for h, rs in zip(hyps, refs)]
+
+
+def rouge_l_items(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> list[float]:
+    """Each item's ROUGE-L F-measure (rouge-score) with its best reference, x 100 (N values).
+
+    :func:`rouge_l` is their mean (up to the last bits of the float sum).
+    """
+    return [100.0 * f for f in _rouge_f(hyps, refs)]
+
+
+def rouge_l(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
+    """ROUGE-L F-measure (rouge-score), best over each hypothesis' references, mean x 100."""
+    best = _rouge_f(hyps, refs)
     return 100.0 * sum(best) / len(best)
 
 
