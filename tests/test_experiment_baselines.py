@@ -1,9 +1,10 @@
-"""Chapter 7's experiment (Table 3 and Figure 2 on our task): end to end in the ci preset."""
+"""Chapter 7's grid (Table 3 and Figure 2): one record per run, resumable, a report of them."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,12 @@ from lorakit.data import load_e2e
 from lorakit.data.template import template_texts
 from lorakit.evaluate import score_all
 from lorakit.experiments import baselines as exp
+from lorakit.experiments import baselines_report as rep
 from lorakit.models import BaseInfo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FIXTURE = Path(__file__).parent / "fixtures" / "e2e_real"
-TIMINGS = {"train_wall_s", "generate_wall_s", "timing"}
+TIMINGS = {"train_wall_s", "generate_wall_s", "wall_s", "date", "step_time_s", "history"}
 
 
 def without_timings(obj):
@@ -31,101 +33,178 @@ def without_timings(obj):
     return obj
 
 
-def test_ci_run_writes_a_record_of_table3_and_figure2(tmp_path, capsys):
-    exp.main(["--preset", "ci", "--out", str(tmp_path), "--device", "cpu"])
-    out = capsys.readouterr().out
-    assert "[13/13]" in out and "wrote" in out  # progress lines and the table were printed
-    record = json.loads((tmp_path / "ch07_baselines_ci.json").read_text())
-    assert record["preset"] == "ci" and record["wall_s"] > 0 and record["device"]
-    res = record["results"]
+@pytest.fixture(scope="module", autouse=True)
+def fixed_source():
+    """One source hash for the whole module: others may edit lorakit/ while the tests run."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("lorakit.runs.source_sha256", lambda *a: "test-source")
+        mp.setattr("lorakit.experiments._grid.source_sha256", lambda *a: "test-source")
+        yield
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ch07")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exp.main(["--preset", "ci", "--out", str(out), "--device", "cpu", "--quiet"])
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_every_run_of_the_plan_writes_its_own_record(grid):
     settings = exp.PRESETS["ci"]
-    assert list(res["table3"]) == list(exp.TABLE3) and set(exp.TABLE3) == set(METHODS)
-    d, L = res["base"]["config"]["n_embd"], res["base"]["config"]["n_layer"]
-    for method, row in res["table3"].items():
-        seeds = settings["seeds"].get(method, (0,))
-        assert row["seeds"] == list(seeds) and len(row["runs"]) == len(seeds)
-        assert row["lr"] == exp.LR[method] and 0 < row["trainable_params"] <= row["total_params"]
-        for run in row["runs"]:
-            assert set(run["metrics"]) == {"bleu", "rouge_l", "nist", "ser"}
-            assert all(math.isfinite(v) for v in run["metrics"].values())
-            assert run["metrics"]["ser"] >= 0  # a percentage; it can pass 100 (added slots)
-            assert math.isfinite(run["final_loss"]) and math.isfinite(run["dev_loss"])
-            assert run["steps"] == settings["steps"] and len(run["samples"]) == 3
-            assert all("\ufffd" not in s["generated"] for s in run["samples"])
-        assert all(math.isfinite(v) for v in row["mean"].values())
-        if len(seeds) > 1:
-            assert all(v is not None and v >= 0 for v in row["std"].values())
-        else:
-            assert all(v is None for v in row["std"].values())
-        if method in ("ft", "ft_top2", "bitfit"):
+    specs = exp.plan(settings)
+    files = sorted(p.stem for p in grid.glob("*.json"))
+    assert files == sorted([s["id"] for s in specs] + ["template"])
+    for spec in specs:
+        record = json.loads((grid / f"{spec['id']}.json").read_text())
+        r = record["results"]
+        assert record["preset"] == "ci" and record["source_sha256"] and record["data"]
+        assert record["config"]["run"] == spec and record["wall_s"] > 0
+        assert {k: r[k] for k in ("method", "size", "lr", "seed")} == \
+            {k: spec[k] for k in ("method", "size", "lr", "seed")}
+        assert set(r["metrics"]) == {"bleu", "rouge_l", "nist", "ser"}
+        assert set(r["bootstrap"]) == {"bleu", "rouge_l", "ser"}
+        for key, ci in r["bootstrap"].items():
+            assert ci["lo"] <= ci["estimate"] <= ci["hi"] and ci["n"] == settings["bootstrap"]
+            assert ci["estimate"] == pytest.approx(r["metrics"][key])
+        assert len(r["hyps"]) == r["data"]["test_mrs"] == settings["test_mrs"]
+        assert r["steps"] == settings["steps"] and len(r["evals"]) == settings["epochs"]
+        assert math.isfinite(r["dev_loss"]) and 0 <= r["name_kept"] <= 100
+        assert 0 < r["trainable_params"] <= r["total_params"]
+
+
+def test_template_record_scores_the_same_test_mrs(grid):
+    t = json.loads((grid / "template.json").read_text())["results"]
+    test = load_e2e("test", "auto")[:exp.PRESETS["ci"]["test_mrs"]]
+    hyps = template_texts([r.mr for r in test])
+    assert t["hyps"] == hyps and t["metrics"]["ser"] == 0.0
+    assert t["metrics"] == score_all(hyps, [list(r.refs) for r in test], mrs=[r.mr for r in test])
+
+
+def test_report_builds_table3_figure2_and_claims_from_the_records(grid):
+    out = rep.report_folder(grid, exp.PRESETS["ci"])
+    t3, settings = out["table3"], exp.PRESETS["ci"]
+    assert list(t3) == list(exp.TABLE3) and set(exp.TABLE3) == set(METHODS)
+    assert not out["missing"] and not out["stale"] and out["gpu_minutes"] > 0
+    for m, row in t3.items():
+        assert row["status"] == "run" and row["seeds"] == list(settings["seeds"])
+        assert row["lr"] == settings["lrs"][m][0]
+        bleu = row["metrics"]["bleu"]
+        assert bleu["n"] == 2 and bleu["sd"] is not None and bleu["ci_half_width"] >= 0
+        if m in ("ft", "ft_top2", "bitfit"):
             assert row["formula"] is None
         else:
             assert row["trainable_params"] == row["formula"]
-    t3 = res["table3"]
-    assert t3["ft"]["trainable_params"] == t3["ft"]["total_params"]
+    model_cfg = out["runs"][0]["base"]["config"]
+    d, L = model_cfg["n_embd"], model_cfg["n_layer"]
     assert t3["lora"]["formula"] == analysis.lora_params(2 * L, d, 4)
     n = settings["sizes"]["prefix_layer"]
     assert t3["prefix_layer"]["formula"] == analysis.prefix_layer_params(L, d, n - n // 4, n // 4)
-    for method, sizes in settings["sweep"].items():
-        points = res["figure2"][method]["points"]
+    for m, sizes in settings["sweep"].items():
+        points = out["figure2"][m]["points"]
         assert [p["size"] for p in points] == list(sizes)
-        assert [p["from_table3"] for p in points] == [s == settings["sizes"][method] for s in sizes]
         counts = [p["trainable_params"] for p in points]
-        assert counts == sorted(counts) and all(p["formula"] == p["trainable_params"] for p in points)
-    timing = res["timing"]
-    assert timing["total_s"] >= timing["table3_s"] + timing["figure2_s"] > 0
-    test = load_e2e("test", res["data"]["source"])[:settings["test_mrs"]]
-    assert res["template"]["metrics"] == score_all(template_texts([r.mr for r in test]),
-                                                   [list(r.refs) for r in test],
-                                                   mrs=[r.mr for r in test])
-    assert res["template"]["metrics"]["ser"] == 0.0  # it says every slot, by construction
-    table = exp.table3_text(res).splitlines()
-    assert table[0].split()[:3] == ["method", "trainable", "formula"] and len(table) == 10
-    assert table[0].split()[-2:] == ["SER", "%"]
-    assert table[1].split()[0] == "template" and "not recorded" not in "\n".join(table)
-    assert f"{res['template']['metrics']['bleu']:.1f}" in table[1]
-    assert "±" in table[-1]  # LoRA has two seeds in ci
-    assert "template" in out.split("wrote")[0]  # the printed table has the template row
+        assert counts == sorted(counts)
+    verdicts = {c["verdict"] for c in out["claims"]}
+    assert verdicts <= {"reproduced", "not reproduced", "undetermined"}
+    table = rep.table3_text(t3, out["template"]).splitlines()
+    assert table[1].split()[0] == "template" and len(table) == 10 and "±" in table[-1]
 
 
-def test_table3_of_a_record_without_ser_or_template_says_not_recorded():
-    def run(bleu):
-        return {"seed": 0, "metrics": {"bleu": bleu, "rouge_l": 50.0, "nist": 2.0}}
-
-    old = {"table3": {m: {"label": exp.LABELS[m], "size": None, "trainable_params": 10,
-                          "formula": None, "lr": exp.LR[m], "seeds": [0],
-                          "runs": [run(40.0)], **exp.summarise([run(40.0)])}
-                      for m in exp.TABLE3}}
-    table = exp.table3_text(old).splitlines()
-    assert table[1].split()[0] == "template" and table[1].count("not recorded") == 4
-    assert all(line.endswith("not recorded") for line in table[2:])  # the SER column
-    assert all("40.0" in line for line in table[2:])
-    new = {**old, "template": {"metrics": {"bleu": 48.5, "rouge_l": 60.0, "nist": 5.0,
-                                           "ser": 0.0}}}
-    assert exp.table3_text(new).splitlines()[1].split()[-4:] == ["48.5", "60.0", "5.00", "0.0"]
+def test_a_second_call_makes_nothing_and_force_makes_all(grid, capsys):
+    stamp = {p.name: p.stat().st_mtime_ns for p in grid.glob("*.json")}
+    exp.main(["--preset", "ci", "--out", str(grid), "--device", "cpu"])
+    assert "0 of 20 runs to make" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in grid.glob("*.json")} == stamp
+    exp.main(["--preset", "ci", "--out", str(grid), "--list"])
+    assert capsys.readouterr().out.strip().endswith(f"0 of 20 runs to do in {grid}")
 
 
-def test_jobs_2_writes_the_record_of_jobs_1_on_the_data_asked_for(tmp_path):
-    args = ["--preset", "ci", "--device", "cpu", "--quiet", "--data", str(FIXTURE)]
+def test_missing_and_foreign_records_are_listed_not_filled_in(grid, tmp_path):
+    part = tmp_path / "part"
+    shutil.copytree(grid, part)
+    (part / "lora-size4-lr0.001-s1.json").unlink()
+    for name in ("ft-lr0.0002-s0", "ft-lr0.0002-s1"):
+        (part / f"{name}.json").unlink()
+    record = json.loads((part / "bitfit-lr0.002-s0.json").read_text())
+    record["source_sha256"] = "other-source"
+    (part / "bitfit-lr0.002-s0.json").write_text(json.dumps(record))
+    out = rep.report_folder(part, exp.PRESETS["ci"])
+    assert {s["id"] for s in out["missing"]} == {"lora-size4-lr0.001-s1", "ft-lr0.0002-s0",
+                                                 "ft-lr0.0002-s1"}
+    assert out["stale"] == ["bitfit-lr0.002-s0"]
+    assert out["table3"]["ft"]["status"] == "not run" and out["table3"]["lora"]["n"] == 1
+    claim = next(c for c in out["claims"] if c["claim"].startswith("LoRA matches"))
+    assert claim["verdict"] == "not run"
+    claim = next(c for c in out["claims"] if c["claim"] == "LoRA beats AdapterL")
+    assert claim["verdict"] == "undetermined" and "fewer than 2 seeds" in claim["why"]
+    assert "not run" in rep.table3_text(out["table3"], out["template"]).splitlines()[2]
+    todo = {s["id"] for s in exp._grid.todo(exp.plan(exp.PRESETS["ci"]), part)}
+    assert todo == {s["id"] for s in out["missing"]} | {"bitfit-lr0.002-s0"}
+
+
+def _row(values, hw=0.5):
+    runs = [{"seed": i, "metrics": {"bleu": v}, "bootstrap": {"bleu": {"lo": v - hw,
+                                                                      "hi": v + hw}}}
+            for i, v in enumerate(values)]
+    return {"status": "run", "metrics": {"bleu": {"values": values,
+                                                   "cis": [r["bootstrap"]["bleu"] for r in runs]}}}
+
+
+@pytest.mark.parametrize("a, b, kind, expected", [
+    ([70.0, 70.5, 70.2], [66.0, 66.4, 66.1], "beats", "reproduced"),
+    ([66.0, 66.4, 66.1], [70.0, 70.5, 70.2], "beats", "not reproduced"),
+    ([70.0, 70.5, 70.2], [70.1, 70.3, 70.0], "beats", "undetermined"),
+    ([70.0, 70.5, 70.2], [70.1, 70.3, 70.0], "matches", "reproduced"),
+    ([70.0], [60.0, 61.0], "beats", "undetermined"),
+])
+def test_claim_verdicts_follow_the_stated_rule(a, b, kind, expected):
+    assert rep.claim_verdict(rep.compare(_row(a), _row(b)), kind) == expected
+
+
+def test_plan_of_the_gpu_preset():
+    settings = exp.PRESETS["gpu"]
+    specs = exp.plan(settings)
+    assert len({s["id"] for s in specs}) == len(specs)
+    table = [s for s in specs if s["part"] == "table3"]
+    assert len(table) == 8 * 3 and {s["seed"] for s in table} == {0, 1, 2}
+    assert settings["epochs"] == 5 and settings["batch_size"] == 8 and settings["warmup"] == 500
+    assert settings["test_mrs"] is None and settings["beams"] == 10  # the whole test split
+    for m in ("prefix_embed", "prefix_layer"):
+        assert {256, 512} <= set(settings["sweep"][m])
+    extra = [s for s in specs if s["part"] == "figure2"]
+    reused = sum(settings["sizes"][m] in sizes for m, sizes in settings["sweep"].items())
+    n_points = sum(len(sizes) for sizes in settings["sweep"].values()) - reused
+    assert len(extra) == n_points * len(settings["sweep_seeds"]) + \
+        reused * len(set(settings["sweep_seeds"]) - set(settings["seeds"]))
+    assert len(exp.plan(settings, "table3")) == 24
+
+
+def test_lr_option_adds_rates_and_refuses_nonsense(tmp_path, capsys):
+    settings = exp.settings_for("ci", {"lrs": {"lora": (1e-3, 5e-3)}})
+    assert settings["lrs"]["lora"] == (1e-3, 5e-3) and settings["lrs"]["ft"] == (2e-4,)
+    exp.main(["--preset", "ci", "--out", str(tmp_path), "--list", "--lr", "lora=1e-3,5e-3"])
+    assert "lora-size4-lr0.005-s1" in capsys.readouterr().out
+    for bad in ("lora", "nope=1e-3", "lora=-1"):
+        with pytest.raises(SystemExit):
+            exp.main(["--preset", "ci", "--list", "--lr", bad])
+
+
+def test_jobs_2_writes_the_records_of_jobs_1(tmp_path):
+    args = ["--preset", "ci", "--device", "cpu", "--quiet", "--data", str(FIXTURE), "--part",
+            "table3", "--seeds", "0"]
     exp.main(args + ["--out", str(tmp_path / "one")])
     exp.main(args + ["--out", str(tmp_path / "two"), "--jobs", "2"])
-    one, two = (json.loads((tmp_path / d / "ch07_baselines_ci.json").read_text())
-                for d in ("one", "two"))
-    assert without_timings(one["results"]) == without_timings(two["results"])
-    assert two["results"]["timing"]["jobs"] == 2 and two["config"]["jobs"] == 2
-    assert one["results"]["data"]["source"] == "dir" and one["results"]["data"]["train_mrs"] == 3
-    assert one["data"] == two["data"] and one["data"]["path"] == str(FIXTURE.resolve())
-    assert set(one["data"]["files"]) == {"trainset.csv", "devset.csv", "testset_w_refs.csv"}
-
-
-def test_plan_reuses_the_table3_point_in_the_sweep():
-    settings = exp.PRESETS["gpu"]
-    jobs = exp.plan(settings)
-    table = [j for j in jobs if j[0] == "table3"]
-    assert len(table) == 8 + 2 * 3  # LoRA and both adapters have 3 seeds
-    extra = [j for j in jobs if j[0] == "figure2"]
-    assert len(extra) == sum(len(s) - 1 for s in settings["sweep"].values())
-    assert all(size != settings["sizes"][m] for _, m, size, _ in extra)
+    for path in sorted((tmp_path / "one").glob("*.json")):
+        one = json.loads(path.read_text())
+        two = json.loads((tmp_path / "two" / path.name).read_text())
+        assert without_timings(one["results"]) == without_timings(two["results"])
+        assert one["data"] == two["data"] and one["data"]["path"] == str(FIXTURE.resolve())
+    assert len(list((tmp_path / "one").glob("*.json"))) == 9
 
 
 def test_prompted_generator_returns_prompt_and_new_tokens_only(tiny_tokenizer):
@@ -140,7 +219,7 @@ def test_prompted_generator_returns_prompt_and_new_tokens_only(tiny_tokenizer):
     assert int(out.max()) < model.config.vocab_size  # no special id leaks into the text
 
 
-def test_unknown_preset_and_a_base_too_short_for_the_prefixes(tiny_tokenizer):
+def test_unknown_preset_settings_and_a_base_too_short_for_the_prefixes(tiny_tokenizer):
     info = BaseInfo(source="test", name="tiny", n_params=0, tokenizer="tiny", vocab_size=300)
     with pytest.raises(ValueError, match="Unknown preset"):
         exp.run_baselines("huge", progress=False)
@@ -154,8 +233,9 @@ def test_unknown_preset_and_a_base_too_short_for_the_prefixes(tiny_tokenizer):
 
 def test_progress_lines_name_the_shipped_data_without_this_machines_path():
     from lorakit.data.sources import data_source
+    from lorakit.experiments._baselines_run import data_label
 
     shipped = data_source("synthetic")
-    label = exp.data_label(shipped)
+    label = data_label(shipped)
     assert "data/e2e" in label and str(shipped.root.resolve()) not in label
-    assert "tests/fixtures/e2e_real" in exp.data_label(data_source(FIXTURE))  # the user's folder
+    assert "tests/fixtures/e2e_real" in data_label(data_source(FIXTURE))  # the user's folder

@@ -69,6 +69,12 @@ class PreparedBatches:
     def __init__(self, batches: Iterable[Batch], prepare: Callable[[Batch], dict]) -> None:
         self.batches, self.prepare = batches, prepare
 
+    @property
+    def batch_size(self) -> int:
+        """The wrapped batches' ``batch_size`` (1 if they do not say): the training loop pads
+        every batch to it when it replays the steps as CUDA graphs."""
+        return int(getattr(self.batches, "batch_size", 1))
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return (self.prepare(b) for b in self.batches)
 

@@ -76,7 +76,9 @@ class PromptEmbedding(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         special = ids >= self.vocab_size
         index = torch.where(special, ids - self.vocab_size, -1)
-        if bool((index >= self.n_special).any()):
+        # the check reads a value back from the device, which a CUDA graph cannot record
+        capturing = ids.is_cuda and torch.cuda.is_current_stream_capturing()
+        if not capturing and bool((index >= self.n_special).any()):
             raise ValueError(f"Token id {int(ids.max())} is past the base vocabulary ({self.vocab_size}) "
                              f"and its {self.n_special} special tokens; insert special tokens with "
                              "PromptTokens.insert (report.prepare_batch) only.")

@@ -1,0 +1,288 @@
+"""Chapter 7's tables and verdicts from whatever run records exist.
+
+``python -m lorakit.experiments baselines-report [--preset P] [--out DIR]`` reads the records of
+:mod:`lorakit.experiments.baselines` (``data/runs/ch07_baselines_<preset>/``) and prints Table 3,
+Figure 2's points, the paper's claims with a verdict each, the runs of the plan that have no
+record (*not run*: never estimated or filled in) and the GPU minutes the records took.
+
+Per configuration (method, size, learning rate) the seeds' values are summarised by
+:func:`lorakit.experiments._stats.seed_summary`; each run also carries bootstrap 95% intervals
+over the test MRs. Where a method was run at several learning rates, Table 3 shows the rate
+with the lowest mean validation loss (the test set never chooses). Verdicts use
+:func:`lorakit.experiments._stats.verdict` with the rule ``"max-noise"`` (:data:`RULE_TEXT`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from lorakit.experiments import _grid
+from lorakit.experiments._baselines_run import LABELS, SIZE_NAME, TABLE3
+from lorakit.experiments._stats import RULES, seed_summary, verdict
+from lorakit.presets import get_preset
+
+METRICS = (("bleu", ".1f"), ("rouge_l", ".1f"), ("nist", ".2f"), ("ser", ".1f"))
+RULE = "max-noise"
+RULE_TEXT = RULES[RULE]
+NOT_RUN = "not run"
+
+
+def split_records(records: list[dict]) -> tuple[list[dict], dict | None]:
+    """``(runs, template)``: the runs' results, and the template's results (or ``None``)."""
+    runs = [r["results"] for r in records if r["name"] != "template"]
+    template = next((r["results"] for r in records if r["name"] == "template"), None)
+    return runs, template
+
+
+def summarise(runs: list[dict]) -> dict:
+    """One configuration's runs (one per seed): per metric a seed summary and the mean
+    bootstrap half-width; the seeds, dev loss and the share of texts that keep the name."""
+    out = {"seeds": sorted(r["seed"] for r in runs), "n": len(runs), "metrics": {}}
+    for key, _ in METRICS:
+        values = [r["metrics"][key] for r in runs if r["metrics"].get(key) is not None]
+        hws = [(r["bootstrap"][key]["hi"] - r["bootstrap"][key]["lo"]) / 2 for r in runs
+               if key in r.get("bootstrap", {})]
+        out["metrics"][key] = {
+            **(seed_summary(values).to_dict() if values else {"n": 0, "mean": None, "sd": None}),
+            "ci_half_width": statistics.fmean(hws) if hws else None,
+            "cis": [r["bootstrap"][key] for r in runs if key in r.get("bootstrap", {})]}
+    out["dev_loss"] = statistics.fmean(r["dev_loss"] for r in runs)
+    kept = [r["name_kept"] for r in runs if r.get("name_kept") is not None]
+    out["name_kept"] = statistics.fmean(kept) if kept else None
+    first = runs[0]
+    for k in ("method", "label", "size", "lr", "trainable_params", "total_params", "formula",
+              "formula_text", "schedule", "data"):
+        out[k] = first.get(k)
+    return out
+
+
+def _configs(runs: list[dict], method: str, size) -> dict[float, list[dict]]:
+    by_lr: dict[float, list[dict]] = {}
+    for r in runs:
+        if r["method"] == method and r["size"] == size:
+            by_lr.setdefault(r["lr"], []).append(r)
+    return by_lr
+
+
+def table3(runs: list[dict], settings: dict) -> dict[str, dict]:
+    """Table 3: per method (paper order) the summary at its size and chosen learning rate.
+
+    A method with no run has ``{"label", "size", "status": "not run"}``. ``others`` lists the
+    learning rates not chosen, with their mean dev loss and seeds.
+    """
+    out = {}
+    for m in TABLE3:
+        size = settings["sizes"].get(m)
+        by_lr = _configs(runs, m, size)
+        if not by_lr:
+            out[m] = {"label": LABELS[m], "size": size, "status": NOT_RUN}
+            continue
+        rows = {lr: summarise(rs) for lr, rs in by_lr.items()}
+        best = min(rows, key=lambda lr: rows[lr]["dev_loss"])
+        out[m] = {**rows[best], "status": "run", "runs": by_lr[best],
+                  "others": [{"lr": lr, "dev_loss": r["dev_loss"], "seeds": r["seeds"]}
+                             for lr, r in sorted(rows.items()) if lr != best]}
+    return out
+
+
+def figure2(runs: list[dict], settings: dict) -> dict[str, dict]:
+    """Figure 2: per swept method, one point per size (at the method's first learning rate)."""
+    out = {}
+    for m, sizes in settings["sweep"].items():
+        lr = settings["lrs"][m][0]
+        points = []
+        for size in sizes:
+            rs = _configs(runs, m, size).get(lr, [])
+            points.append({**summarise(rs), "status": "run"} if rs else
+                          {"size": size, "status": NOT_RUN})
+        out[m] = {"label": LABELS[m], "size_name": SIZE_NAME[m], "lr": lr, "points": points}
+    return out
+
+
+def gpu_minutes(records: list[dict]) -> float:
+    """Device minutes of the records (:func:`lorakit.experiments._grid.gpu_minutes`)."""
+    return _grid.gpu_minutes(records)
+
+
+def _bleu(row: dict) -> list[float]:
+    return list(row["metrics"]["bleu"].get("values", [])) if row.get("status") == "run" else []
+
+
+def _cis(row: dict) -> list:
+    return row["metrics"]["bleu"]["cis"] if row.get("status") == "run" else []
+
+
+def compare(a: dict, b: dict):
+    """The verdict on BLEU of row ``a`` against row ``b`` (rule :data:`RULE`)."""
+    return verdict(_bleu(a), _bleu(b), _cis(a), _cis(b), rule=RULE)
+
+
+def claim_verdict(v, kind: str) -> str:
+    """A claim's verdict from a :class:`lorakit.experiments._stats.Verdict` of a vs b.
+
+    ``kind="beats"`` (a > b claimed): "a better" reproduces it, "b better" does not, a
+    difference within the noise leaves it undetermined. ``kind="matches"`` (a >= b claimed):
+    "a better" or "within noise" reproduces it. Fewer than 2 seeds: undetermined.
+    """
+    if v.outcome == "undetermined":
+        return "undetermined"
+    if v.outcome == "a better" or (kind == "matches" and v.outcome == "within noise"):
+        return "reproduced"
+    return "undetermined" if v.outcome == "within noise" else "not reproduced"
+
+
+def _mean(row: dict) -> str:
+    if row.get("status") != "run":
+        return NOT_RUN
+    s = row["metrics"]["bleu"]
+    return f"{s['mean']:.1f}" + ("" if s["sd"] is None else f" ± {s['sd']:.1f}") + \
+        f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
+
+
+def claims(t3: dict, f2: dict) -> list[dict]:
+    """The paper's Table 3 and Figure 2 claims: ``{"chapter", "claim", "paper", "ours",
+    "verdict", "why"}``; ``verdict`` is "reproduced", "not reproduced", "undetermined" or
+    "not run" (a side has no run)."""
+    rows = []
+
+    def add(claim: str, paper: str, a: dict, b: dict, kind: str, what: str) -> None:
+        if a.get("status") != "run" or b.get("status") != "run":
+            rows.append({"chapter": 7, "claim": claim, "paper": paper, "ours": NOT_RUN,
+                         "verdict": "not run", "why": "a side of the comparison has no record"})
+            return
+        v = compare(a, b)
+        rows.append({"chapter": 7, "claim": claim, "paper": paper,
+                     "ours": f"{what}: {_mean(a)} vs {_mean(b)} BLEU",
+                     "verdict": claim_verdict(v, kind), "why": f"{v.outcome}: {v.why}"})
+
+    lora = t3["lora"]
+    add("LoRA matches or beats full fine-tuning", "LoRA 70.4 vs FT 68.2 BLEU (GPT-2 M)", lora,
+        t3["ft"], "matches", "LoRA vs FT")
+    for m, paper in (("ft_top2", "70.4 vs 68.1"), ("adapter_l", "70.4 vs 66.3 (0.37M)"),
+                     ("adapter_h", "70.4 vs 67.3 (11.09M)"), ("prefix_layer", "70.4 vs 69.7")):
+        add(f"LoRA beats {LABELS[m]}", paper, lora, t3[m], "beats", f"LoRA vs {LABELS[m]}")
+    eff = [m for m in TABLE3 if m != "lora" and t3[m].get("status") == "run"
+           and t3["ft"].get("status") == "run"
+           and t3[m]["trainable_params"] < 0.01 * t3["ft"]["trainable_params"]]
+    if eff:
+        rival = max(eff, key=lambda m: t3[m]["metrics"]["bleu"]["mean"])
+        add("LoRA is the best method training < 1% of the weights",
+            "LoRA 70.4, above every efficient baseline", lora, t3[rival], "beats",
+            f"LoRA vs the best other, {LABELS[rival]}")
+    for m in ("prefix_embed", "prefix_layer"):
+        if m not in f2:
+            continue
+        pts = [p for p in f2[m]["points"] if p["status"] == "run"]
+        if len(pts) < 2:
+            rows.append({"chapter": 7, "claim": f"{LABELS[m]} degrades with many special tokens",
+                         "paper": "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)",
+                         "ours": NOT_RUN, "verdict": "not run", "why": "fewer than 2 sizes run"})
+            continue
+        best = max(pts[:-1], key=lambda p: p["metrics"]["bleu"]["mean"])
+        add(f"{LABELS[m]} degrades with many special tokens",
+            "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)", best, pts[-1],
+            "beats", f"best size {best['size']} vs largest {pts[-1]['size']}")
+    for m in ("lora", "adapter_h"):
+        pts = [p for p in f2.get(m, {}).get("points", []) if p["status"] == "run"]
+        if len(pts) >= 2:
+            best = max(pts[:-1], key=lambda p: p["metrics"]["bleu"]["mean"])
+            add(f"{LABELS[m]} does not degrade as it grows", "Figure 2: level or better with size",
+                pts[-1], best, "matches", f"largest {pts[-1]['size']} vs best {best['size']}")
+    return rows
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    s = row["metrics"][key]
+    if s.get("mean") is None:
+        return "n/a"
+    text = format(s["mean"], fmt) + ("" if s["sd"] is None else " ± " + format(s["sd"], fmt))
+    hw = s.get("ci_half_width")
+    return text + ("" if hw is None or key == "nist" else f" [±{hw:{fmt}}]")
+
+
+def table3_text(t3: dict, template: dict | None) -> str:
+    """Table 3 as text: the template's row, then per method trainable parameters, the paper's
+    formula, learning rate, seeds, BLEU, ROUGE-L, NIST, SER (%) as mean ± seed sd [± mean
+    bootstrap half-width], and the percentage of texts that keep the restaurant's name."""
+    head = ("method", "trainable", "formula", "lr", "seeds", "BLEU", "ROUGE-L", "NIST", "SER %",
+            "name %")
+    rows = [head]
+    if template is not None:
+        t = {"metrics": {k: {"mean": template["metrics"][k], "sd": None,
+                             "ci_half_width": (template["bootstrap"][k]["hi"]
+                                               - template["bootstrap"][k]["lo"]) / 2
+                             if k in template.get("bootstrap", {}) else None}
+                         for k, _ in METRICS}}
+        rows.append(("template", "0", "-", "-", "-", *(_cell(t, k, f) for k, f in METRICS),
+                     f"{template.get('name_kept', 100.0):.0f}"))
+    for m, r in t3.items():
+        size = "" if r["size"] is None else f" ({SIZE_NAME[m]}={r['size']})"
+        if r["status"] != "run":
+            rows.append((r["label"] + size, *["-"] * 4, *[NOT_RUN] * 4, "-"))
+            continue
+        rows.append((r["label"] + size, f"{r['trainable_params']:,}",
+                     "-" if r["formula"] is None else f"{r['formula']:,}", f"{r['lr']:g}",
+                     str(r["n"]), *(_cell(r, k, f) for k, f in METRICS),
+                     "-" if r["name_kept"] is None else f"{r['name_kept']:.0f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))) for row in rows)
+
+
+def figure2_text(f2: dict) -> str:
+    """Figure 2's points as text, one line per method: size -> BLEU (mean ± sd, seeds)."""
+    lines = []
+    for fam in f2.values():
+        pts = ", ".join(f"{p['size']}: {_mean(p)}" for p in fam["points"])
+        lines.append(f"{fam['label']:9s} {fam['size_name']} -> BLEU  {pts}")
+    return "\n".join(lines)
+
+
+def claims_text(rows: list[dict]) -> str:
+    """One block per claim: the verdict, the claim, ours, the paper's, and why."""
+    return "\n".join(f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
+                     f"    paper: {x['paper']}\n    why:   {x['why']}" for x in rows)
+
+
+def report_folder(folder: str | Path, settings: dict, part: str = "all") -> dict:
+    """:func:`report` of the records in ``folder`` (none yet: every run is *not run*)."""
+    return report(_grid.load_runs(folder), settings, part)
+
+
+def report(records: list[dict], settings: dict, part: str = "all") -> dict:
+    """Everything the chapter shows from ``records`` (a folder's, or a live run's):
+    ``{"records", "runs", "template", "table3", "figure2", "claims", "missing", "gpu_minutes",
+    "stale"}``; ``missing`` lists the runs of the plan of ``settings`` without a record."""
+    from lorakit.experiments.baselines import plan
+
+    runs, template = split_records(records)
+    t3, f2 = table3(runs, settings), figure2(runs, settings)
+    return {"records": records, "runs": runs, "template": template, "table3": t3, "figure2": f2,
+            "claims": claims(t3, f2), "missing": _grid.missing(plan(settings, part), records),
+            "gpu_minutes": gpu_minutes(records),
+            "stale": [r["name"] for r in records if not r["current"]]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from lorakit.experiments.baselines import GRID, PRESETS, settings_for
+
+    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments baselines-report",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument("--out", default=None, help=f"records' folder (default data/runs/"
+                                                    f"{GRID}_<preset>)")
+    args = parser.parse_args(argv)
+    preset = args.preset or get_preset()
+    folder = _grid.grid_dir(GRID, preset, args.out)
+    rep = report_folder(folder, settings_for(preset))
+    print(f"{len(rep['records'])} records in {folder}; {rep['gpu_minutes']:.1f} GPU minutes")
+    if rep["stale"]:
+        print(f"made by other code than this tree's: {', '.join(rep['stale'])}")
+    print("\nTable 3\n" + table3_text(rep["table3"], rep["template"]))
+    print("\nFigure 2\n" + figure2_text(rep["figure2"]))
+    print(f"\nClaims (rule: {RULE_TEXT})\n" + claims_text(rep["claims"]))
+    left = rep["missing"]
+    print(f"\n{len(left)} runs of the plan not run" + (": " + ", ".join(s["id"] for s in left)
+                                                      if left else ""))
