@@ -43,6 +43,8 @@ from .lora import (
     merge_lora,
     unmerge_lora,
 )
+from .peft_io import export_peft, import_peft
+from .serving import MultiAdapterModel
 
 __all__ = [
     "AdapterError",
@@ -51,10 +53,13 @@ __all__ = [
     "LoRAEmbedding",
     "LoRALinear",
     "LoRAReport",
+    "MultiAdapterModel",
     "__version__",
     "apply_lora",
     "cast_frozen_",
     "count_parameters",
+    "export_peft",
+    "import_peft",
     "load_adapter",
     "lora_factors",
     "lora_layers",
