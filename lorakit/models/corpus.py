@@ -2,15 +2,18 @@
 
 Python and its packages ship a great deal of English: the docstrings of the standard library and
 of every installed package, and their ``.rst``/``.md``/``.txt`` documentation and package
-descriptions. :func:`gather_corpus` collects it at run time, keeps only prose-like paragraphs,
-and returns a :class:`Corpus` whose SHA-256 says exactly which text a base model saw. Nothing of
-it is copied into the repository; it is cached under the lorakit cache (see
-:mod:`lorakit.models.cache`).
+descriptions. Where a machine has them, the manuals of its command-line tools add more: man pages
+and info manuals (usually gzip-compressed) and the READMEs under ``/usr/share/doc``
+(:mod:`lorakit.models.sysdocs`). :func:`gather_corpus` collects it all at run time, keeps only
+prose-like paragraphs (:mod:`lorakit.models.prose`), and returns a :class:`Corpus` whose SHA-256
+says exactly which text a base model saw. Nothing of it is copied into the repository; it is
+cached under the lorakit cache (see :mod:`lorakit.models.cache`).
 
-Determinism: files are visited in an order fixed by a hash of their path relative to their root
-(the standard library or site-packages), so the same installation gives the same corpus, and a
-size limit takes a spread-out sample rather than the alphabetically first packages.
-Docstrings are read from the source text (no module is imported, so nothing runs).
+Determinism: files are visited in an order fixed by a hash of their key (a label and the path
+relative to its root, e.g. ``man:man1/ls.1.gz``), so the same installation gives the same corpus,
+and a size limit takes a spread-out sample rather than the alphabetically first packages.
+Docstrings are read from the source text (no module is imported, so nothing runs); no program
+is run to read a manual either.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CORPUS_VERSION = 1
+from lorakit.models import sysdocs
+from lorakit.models.prose import (  # noqa: F401  (is_prose: part of this module's API)
+    is_prose,
+    prose_paragraphs,
+)
+
+CORPUS_VERSION = 2  # 2: man pages, info manuals and /usr/share/doc
 DOC_SUFFIXES = (".rst", ".md", ".txt")
 SKIP_DIRS = {
     "__pycache__",
@@ -44,32 +53,7 @@ HELDOUT_EVERY = 20  # one document in 20 (by hash) is held out for perplexity
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _REPO_DIRS = tuple(_REPO_ROOT / d for d in ("lorakit", "chapters", "tests", "data"))
 
-_ROLE = re.compile(r":[\w:+-]+:`([^`<]*?)(?:\s*<[^`]*>)?`")  # :func:`name` -> name
-_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`_{0,2}")
 _TRIPLE = re.compile(r'^[ \t]*[rRuU]?("""|\'\'\')(.*?)\1', re.S | re.M)
-_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_CODE_CHARS = set("{}[]()<>=_*\\/|#@$%^&~`;")
-_BAD_START = (
-    ">>>",
-    "...",
-    "$ ",
-    ".. ",
-    ":param",
-    ":return",
-    ":type",
-    ":raises",
-    "@",
-    "|",
-    "+-",
-    "#",
-    "{",
-    "}",
-    "- ",
-    "* ",
-    "Copyright",
-    "SPDX",
-    "http",
-)
 
 
 @dataclass
@@ -109,6 +93,15 @@ class Corpus:
     def heldout_texts(self) -> list[str]:
         return [d for d, h in zip(self.docs, self.heldout) if h]
 
+    def chars_by_origin(self) -> dict[str, int]:
+        """Characters per origin (``stdlib``, ``site-packages``, ``man``, ``info``, ``doc``,
+        ``domain``): the label before the colon of each source."""
+        out: dict[str, int] = {}
+        for doc, src in zip(self.docs, self.sources):
+            origin = src.split(":", 1)[0]
+            out[origin] = out.get(origin, 0) + len(doc)
+        return out
+
     def summary(self) -> str:
         n_held = sum(self.heldout)
         return (
@@ -142,14 +135,26 @@ def _in_repo(path: Path) -> bool:
     return any(path == d or d in path.parents for d in _REPO_DIRS)
 
 
-def candidate_files(roots: list[tuple[str, Path]] | None = None) -> list[tuple[str, Path, int]]:
+def candidate_files(
+    roots: list[tuple[str, Path]] | None = None,
+    system: list[tuple[str, Path]] | None = None,
+) -> list[tuple[str, Path, int]]:
     """All files that may hold prose, as ``(key, path, size)`` in the corpus's fixed order.
+
+    Parameters
+    ----------
+    roots : labelled Python folders (default :func:`source_roots`): ``.py`` docstrings, docs.
+    system : labelled manual folders (``"man"``, ``"info"``, ``"doc"``); default: the system's
+        own (:func:`lorakit.models.sysdocs.system_roots`) when ``roots`` is not given, none when
+        it is.
 
     ``key`` is ``label:relative/path``; the order is by a hash of the key, so it depends only on
     what is installed, not on the file system's listing order.
     """
     out = []
-    for label, root in roots or source_roots():
+    if system is not None or roots is None:
+        out += sysdocs.system_files(system)
+    for label, root in source_roots() if roots is None else roots:
         stack = [root]
         while stack:
             d = stack.pop()
@@ -181,8 +186,11 @@ def candidate_files(roots: list[tuple[str, Path]] | None = None) -> list[tuple[s
 def sources_fingerprint(files: list[tuple[str, Path, int]], extra: str = "") -> str:
     """A cheap hash of what the corpus will be made from: file keys and sizes, the Python version
     and this module's own source (so a changed gatherer never reuses a stale cached corpus)."""
-    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # a new gatherer, a new corpus
-    h = hashlib.sha256(f"v{CORPUS_VERSION}|{code}|{sys.version_info[:2]}|{extra}".encode())
+    code = hashlib.sha256()  # a new gatherer (this module, filter, manual reader): new corpus
+    for module in (Path(__file__), Path(sysdocs.__file__), Path(__file__).with_name("prose.py")):
+        code.update(module.read_bytes())
+    tag = f"v{CORPUS_VERSION}|{code.hexdigest()}|{sys.version_info[:2]}|{extra}"
+    h = hashlib.sha256(tag.encode())
     for key, _, size in files:
         h.update(f"{key}\x00{size}\n".encode())
     return h.hexdigest()
@@ -196,58 +204,18 @@ def _docstrings(source: str) -> Iterator[str]:
         yield inspect.cleandoc(match.group(2))
 
 
-def _plain(text: str) -> str:
-    text = _ROLE.sub(r"\1", text)
-    text = _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
-    return _MD_LINK.sub(r"\1", text)
-
-
-def is_prose(paragraph: str) -> bool:
-    """Whether a paragraph (lines as in the source) reads as English prose rather than code,
-    tables, lists, signatures or headings."""
-    lines = [ln.rstrip() for ln in paragraph.splitlines() if ln.strip()]
-    if not lines or any(ln.startswith((" ", "\t")) for ln in lines):
-        return False  # indented blocks in docs are code or quotes
-    for ln in lines:
-        s = ln.strip()
-        if s.startswith(_BAD_START) or (len(set(s)) <= 2 and not s[0].isalnum()):
-            return False  # doctest, directive, table, list, heading underline
-    text = " ".join(ln.strip() for ln in lines)
-    words = text.split()
-    if len(text) < 80 or len(words) < 12 or not text[0].isupper() or text[-1] not in ".!?":
-        return False
-    if sum(c in _CODE_CHARS for c in text) > 0.02 * len(text):
-        return False
-    letters = sum(c.isalpha() or c == " " for c in text)
-    plain_words = sum(w.strip(".,;:!?\"'").isalpha() and w.islower() for w in words)
-    return letters >= 0.9 * len(text) and plain_words >= 0.6 * len(words)
-
-
-def _unindent(paragraph: str) -> str:
-    """An indented description under an unindented ``name : type`` line (NumPy/Google style
-    parameter lists) or a uniformly indented block: the description, dedented. Anything else is
-    returned as it is (and :func:`is_prose` rejects indented lines)."""
-    lines = [ln for ln in paragraph.splitlines() if ln.strip()]
-    if len(lines) >= 2 and not lines[0][0].isspace() and all(ln[0].isspace() for ln in lines[1:]):
-        lines = lines[1:]
-    if lines and all(ln[0].isspace() for ln in lines):
-        return inspect.cleandoc("\n".join(lines))
-    return paragraph
-
-
-def prose_paragraphs(text: str) -> list[str]:
-    """Split text into blank-line-separated paragraphs and keep the prose ones, each reflowed
-    onto one line."""
-    out = []
-    for para in re.split(r"\n\s*\n", _plain(text)):
-        para = _unindent(para)
-        if is_prose(para):
-            out.append(" ".join(para.split()))
-    return out
-
-
-def file_prose(path: Path) -> list[str]:
-    """The prose paragraphs of one file: docstrings of a ``.py``, the text of a doc file."""
+def file_prose(path: Path, label: str = "") -> list[str]:
+    """The prose paragraphs of one file: docstrings of a ``.py``, the text of a doc file, or
+    of a manual when ``label`` is one of :data:`lorakit.models.sysdocs.LABELS`."""
+    if label in sysdocs.LABELS:
+        text = sysdocs.system_text(label, path)
+        kept, total = [], 0
+        for para in prose_paragraphs(text) if text else []:
+            if total >= sysdocs.MAX_PROSE_CHARS:
+                break
+            kept.append(para)
+            total += len(para)
+        return kept
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -315,7 +283,7 @@ def gather_corpus(
     docs, sources, total = [], [], 0
     for key, path, _ in files:
         paras = []
-        for p in file_prose(path):
+        for p in file_prose(path, key.split(":", 1)[0]):
             digest = hashlib.sha1(p.encode()).digest()
             if digest not in seen:
                 seen.add(digest)
