@@ -6,6 +6,9 @@ read now has another SHA-256. A data file that is not on this machine (the real 
 is not in the cache, another user's folder) cannot be checked: the record is listed as
 *unverified*, not stale. The command is a report and exits 0; ``--strict`` exits 1 when a
 record is stale.
+
+``python -m lorakit.runs claims [DIR] [--markdown]`` is the other command: see
+:mod:`lorakit.runs.claims`.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ class Finding:
 
 
 def record_files(runs_dir: str | Path = RUNS_DIR) -> list[Path]:
-    """The ``*.json`` records in ``runs_dir`` and its ``bench/`` folder, sorted."""
-    runs_dir = Path(runs_dir)
-    return sorted(runs_dir.glob("*.json")) + sorted((runs_dir / "bench").glob("*.json"))
+    """The ``*.json`` files in ``runs_dir`` and its subfolders (``bench/``, one folder per grid
+    of runs), sorted by path."""
+    return sorted(Path(runs_dir).rglob("*.json"))
 
 
 def _data_findings(data: dict, found: Finding, cache_dir=None) -> None:
@@ -75,7 +78,7 @@ def check_record(path: str | Path, current_source: str, cache_dir=None) -> Findi
 
 
 def check_runs(runs_dir: str | Path = RUNS_DIR, cache_dir=None) -> list[Finding]:
-    """One :class:`Finding` per record in ``runs_dir`` (and ``runs_dir/bench``)."""
+    """One :class:`Finding` per record in ``runs_dir`` and its subfolders."""
     current = source_sha256()
     findings = (check_record(p, current, cache_dir) for p in record_files(runs_dir))
     return [f for f in findings if f is not None]
@@ -95,9 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="list records whose code or data changed since",
                            description=__doc__.split("\n\n")[1])
     check.add_argument("dir", nargs="?", default=str(RUNS_DIR),
-                       help="the records' folder (default data/runs; its bench/ is included)")
+                       help="the records' folder (default data/runs; its subfolders included)")
     check.add_argument("--strict", action="store_true", help="exit 1 when a record is stale")
+    from lorakit.runs import claims
+
+    claims.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "claims":
+        return claims.run(args)
     findings = check_runs(args.dir)
     stale = [f for f in findings if f.stale]
     for f in findings:
