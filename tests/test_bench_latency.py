@@ -41,10 +41,14 @@ def test_small_cpu_run_writes_a_record_with_every_method(tmp_path, capsys):
     assert res["dtype"] == "fp32" and res["device_type"] == "cpu"
     assert list(res["cells"]) == ["1x16", "4x32"]
     d, L = res["arch"]["n_embd"], res["arch"]["n_layer"]
+    assert res["modes"] == ["eager"] and res["statistic"] == "median"  # no graphs on a CPU
     for shape, row in res["cells"].items():
         assert set(row) == set(latency.METHODS)
-        assert row["base"]["ratio"] == 1.0
-        assert all(c["mean_ms"] > 0 and c["std_ms"] >= 0 and c["ratio"] > 0 for c in row.values())
+        assert row["base"]["eager"]["ratio"] == 1.0
+        for c in row.values():
+            x = c["eager"]
+            assert x["n"] == 2 and x["q1_ms"] <= x["median_ms"] <= x["q3_ms"]
+            assert x["iqr_ms"] >= 0 and x["ratio"] > 0 and "graph" not in c
         assert row["prefix_layer"]["seq_len"] == int(shape.split("x")[1]) + 4  # sequence cost
     added = res["added_params"]
     assert added["lora_merged"] == added["lora_unmerged"] == 2 * (2 * L) * d * 4
@@ -126,3 +130,50 @@ def test_a_smoke_run_never_writes_over_a_recorded_run(tmp_path, monkeypatch, cap
     latency.main(
         [*small, "--out", str(tmp_path / "small")]
     )  # a smoke record may replace a smoke record
+
+
+def test_rounds_give_every_call_its_trials_in_rotating_order():
+    order = []
+
+    class Call:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self):
+            order.append(self.name)
+
+    calls = {n: Call(n) for n in ("a", "b", "c")}
+    times = latency.time_rounds(calls, trials=25, warmup=0, device=torch.device("cpu"))
+    assert {n: len(t) for n, t in times.items()} == {"a": 25, "b": 25, "c": 25}
+    firsts = [order[i] for i in range(0, 3 * latency.ROUND * 2, latency.ROUND)]
+    assert firsts == ["a", "b", "c", "b", "c", "a"]  # each round starts one further on
+
+
+def _record(ratios: dict, iqr: float = 0.02) -> dict:
+    cells = {}
+    for shape, row in ratios.items():
+        cells[shape] = {m: {"eager": {"median_ms": 10 * r, "iqr_ms": 10 * r * iqr, "n": 100,
+                                      "ratio": r}} for m, r in row.items()}
+    return {"modes": ["eager"], "cells": cells}
+
+
+def test_claims_follow_the_stated_rule():
+    res = _record({"1x128": {"base": 1.0, "adapter_l": 1.3, "adapter_h": 1.005,
+                             "lora_merged": 1.004},
+                   "32x512": {"base": 1.0, "adapter_l": 1.02, "adapter_h": 1.0,
+                              "lora_merged": 0.999}})
+    rows = {r["claim"].split(" ")[0]: r for r in latency.claims(res)}
+    assert rows["adapter_l"]["verdict"] == "reproduced"
+    assert rows["adapter_h"]["verdict"] == "not reproduced"  # +0.5% is within the noise
+    assert rows["merged"]["verdict"] == "reproduced"
+    res["cells"]["32x512"]["adapter_l"]["eager"]["ratio"] = 1.3
+    assert latency.claims(res)[0]["verdict"] == "partly"  # slower, but not less at batch 32
+
+
+def test_claim_rows_without_a_current_record_are_not_run(tmp_path):
+    rows = latency.claim_rows(tmp_path)
+    assert {r["verdict"] for r in rows} == {"not run"} and len(rows) == 2
+    (tmp_path / "bench").mkdir()
+    old = {"preset": "gpu", "results": {"cells": {"1x128": {"base": {"mean_ms": 1.0}}}}}
+    (tmp_path / "bench" / "latency.json").write_text(json.dumps(old))
+    assert "predates" in latency.claim_rows(tmp_path)[0]["why"]
