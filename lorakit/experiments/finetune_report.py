@@ -111,7 +111,8 @@ def claim_verdict(configs: dict) -> dict:
             "bleu": v.to_dict(), "ser": ser.to_dict() if ser else None, "trainable_pct": share}
 
 
-def _cell(summary, fmt: str) -> str:
+def mean_sd(summary, fmt: str) -> str:
+    """``"mean ± sd"`` of a seed summary (``"-"`` for None; no ``±`` with one seed)."""
     if summary is None:
         return "-"
     return format(summary.mean, fmt) + ("" if summary.sd is None else f" ± {summary.sd:{fmt}}")
@@ -134,8 +135,8 @@ def format_table(records: list[dict], configs: dict) -> str:
         rows.append(["template", "-", *(_run_cell(tmpl, m, f) for m, _, f in METRICS), "-", "0"])
     for (method, lr), c in configs.items():
         rows.append([f"{method} lr {lr:g}", str(len(c["seeds"])),
-                     *(_cell(c["metrics"].get(m), f) for m, _, f in METRICS),
-                     _cell(c["dev_loss"], ".3f"),
+                     *(mean_sd(c["metrics"].get(m), f) for m, _, f in METRICS),
+                     mean_sd(c["dev_loss"], ".3f"),
                      f"{c['trainable']:,} ({100 * c['trainable'] / c['total']:.3f}%)"])
         for run in c["runs"]:
             rows.append([f"  seed {run['seed']}" + ("" if run["current"] else " (stale)"), "",
@@ -154,12 +155,20 @@ def missing_runs(records: list[dict], seeds, lrs: dict) -> list[str]:
             if (m, float(lr), s) not in have]
 
 
+def _shown(folder: Path) -> str:
+    """``data/runs/...`` for a folder of the repository's records, else the path as given."""
+    try:
+        return folder.resolve().relative_to(RUNS_DIR.parent.parent).as_posix()
+    except ValueError:
+        return str(folder)
+
+
 def report(folder: str | Path, seeds=None, lrs: dict | None = None) -> str:
     """The whole report on the records in ``folder`` as text (see the module's docstring)."""
     folder = Path(folder)
     records = load_grid(folder)
     if not records:
-        return f"no records in {folder} yet: not run"
+        return f"no records in {_shown(folder)} yet: every run of the grid is not run"
     configs = configurations(records)
     first = records[0]
     res = first["results"]
