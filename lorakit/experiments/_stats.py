@@ -44,7 +44,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 FAST_METRICS = ("bleu", "rouge_l", "ser")
-LOWER_IS_BETTER = frozenset({"ser"})
 RULES = {
     "max-noise": "|mean(a) - mean(b)| <= max(sd_a, sd_b, hw_a, hw_b) is within noise, where sd is "
                  "the sample standard deviation over seeds and hw the mean half-width of the "
