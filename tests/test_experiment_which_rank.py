@@ -1,4 +1,4 @@
-"""Chapters 8-9's experiment (``python -m lorakit.experiments which-rank``), end to end in ``ci``."""
+"""Chapters 8-9's grid (``which-rank``), its report and chapter 9's subspace report, in ``ci``."""
 
 from __future__ import annotations
 
@@ -9,145 +9,144 @@ import pytest
 import torch
 
 import lorakit
-from lorakit.data import load_e2e
-from lorakit.data.template import template_texts
-from lorakit.evaluate import score_all
+from lorakit.experiments import _grid
+from lorakit.experiments import subspace_report as sub
 from lorakit.experiments import which_rank as wr
+from lorakit.experiments import which_rank_report as rep
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fixed_source():
+    """One source hash for the whole module: others may edit lorakit/ while the tests run."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("lorakit.runs.source_sha256", lambda *a: "test-source")
+        mp.setattr("lorakit.experiments._grid.source_sha256", lambda *a: "test-source")
+        yield
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    out = tmp_path_factory.mktemp("which_rank")
+def grid(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ch08")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # faster for tiny models; and --jobs 2's workers use 1 thread too
+    torch.set_num_threads(1)
     try:
-        wr.main(["--preset", "ci", "--out", str(out), "--no-progress"])
+        wr.main(["--preset", "ci", "--out", str(out), "--device", "cpu", "--no-progress"])
     finally:
         torch.set_num_threads(threads)
-    record = json.loads((out / "ch08_which_rank_ci.json").read_text())
-    return record, out / "ch09_adapters_ci.safetensors"
+    return out
 
 
-@pytest.mark.usefixtures("one_torch_thread")
-def test_jobs_2_gives_the_record_and_tensors_of_jobs_1(recorded, tmp_path):
-    record, path = recorded
-    wr.main(["--preset", "ci", "--out", str(tmp_path), "--no-progress", "--jobs", "2"])
-    again = json.loads((tmp_path / "ch08_which_rank_ci.json").read_text())
-
-    def without_timings(obj):
-        if isinstance(obj, dict):
-            return {k: without_timings(v) for k, v in obj.items()
-                    if k not in ("train_s", "decode_s", "timing")}
-        return [without_timings(v) for v in obj] if isinstance(obj, list) else obj
-
-    assert without_timings(again["results"]) == without_timings(record["results"])
-    assert again["results"]["timing"]["jobs"] == 2 and again["data"] == record["data"]
-    assert record["data"]["source"] in ("synthetic", "real") and record["source_sha256"]
-    tensors, _ = wr.load_adapters(path)
-    tensors2, _ = wr.load_adapters(tmp_path / "ch09_adapters_ci.safetensors")
-    assert list(tensors) == list(tensors2)
-    assert all(torch.equal(tensors[k], tensors2[k]) for k in tensors)
-
-
-def test_plan_trains_each_configuration_once_and_table5_has_one_budget():
+def test_plan_each_configuration_once_per_seed_and_factors_where_chapter_9_reads():
     settings = wr.PRESETS["gpu"]
-    jobs = wr.plan_jobs(settings)
-    keys = [(j["targets"], j["r"], j["seed"]) for j in jobs]
-    assert len(keys) == len(set(keys))
-    assert {r * len(t) for t, r, _ in keys if t in wr.TABLE5 and r == 8 // len(t)} == {8}
-    required = [j for j in jobs if j["required"]]
-    assert jobs[:len(required)] == required  # optional seeds come last (the budget may skip them)
-    assert ((("q", "v"), 64, 1) in keys) and ((("q", "v"), 8, 0) in keys)
+    specs = wr.plan(settings)
+    keys = [(tuple(s["targets"]), s["r"], s["seed"]) for s in specs]
+    assert len(keys) == len(set(keys)) == len(wr.configs(settings)) * 3
+    assert {r * len(t) for t, r in wr.configs(settings)[:7]} == {8}  # Table 5: one budget
+    assert [s["seed"] for s in specs] == sorted(s["seed"] for s in specs)  # seed-major
+    assert {(s["r"], s["seed"]) for s in specs if s["factors"]} == \
+        {(r, s) for r in (4, 8, 64) for s in (0, 1, 2)}
+    assert all(s["targets"] == ["q", "v"] for s in specs if s["factors"])
+    assert settings["epochs"] >= 2 and settings["test_mrs"] is None
+    cpu = wr.plan(wr.PRESETS["cpu"])
+    assert {s["seed"] for s in cpu if not s["factors"]} == {0}
+    assert {s["seed"] for s in cpu if s["factors"]} == {0, 1}  # independent seeds for ch. 9
 
 
-def test_record_tables_and_metrics(recorded):
-    record, _ = recorded
-    res = record["results"]
-    assert record["name"] == "ch08_which_rank_ci" and record["preset"] == "ci"
-    t5 = res["table5"]
-    assert [tuple(x["targets"]) for x in t5] == list(wr.TABLE5)
-    assert len({x["trainable_params"] for x in t5}) == 1  # one parameter budget
-    ranks = wr.PRESETS["ci"]["ranks"]
-    assert len(res["table6"]) == len(wr.TABLE6_SETS) * len(ranks)
-    for run in res["runs"]:
-        for key in ("dev_loss", "bleu", "rouge_l", "ser", "train_s"):
-            assert math.isfinite(run[key]), (key, run)
-        assert 0 <= run["bleu"] <= 100 and run["steps"] == wr.PRESETS["ci"]["steps"]
-        assert run["ser"] >= 0  # a percentage; it can pass 100 (added slots)
-    qv = {x["r"]: x["trainable_params"] for x in res["table6"] if x["targets"] == ["q", "v"]}
-    assert qv[2] == 2 * qv[1] and qv[8] == 8 * qv[1]  # linear in r
-    for row in t5 + res["table6"]:
-        assert row["ser_mean"] == pytest.approx(
-            sum(row["ser"]) / len(row["ser"])) and len(row["ser"]) == len(row["seeds"])
-    test = load_e2e("test", res["data"]["source"])[:wr.PRESETS["ci"]["test_mrs"]]
-    assert res["template"]["metrics"] == score_all(template_texts([x.mr for x in test]),
-                                                   [list(x.refs) for x in test],
-                                                   mrs=[x.mr for x in test])
-    assert res["template"]["metrics"]["ser"] == 0.0  # it says every slot, by construction
-    table = wr.format_table(t5, res["template"]).splitlines()
-    assert "SER %" in table[0] and table[1].split()[0] == "template"
-    assert f"{res['template']['metrics']['bleu']:.1f}" in table[1]
-    assert "not recorded" not in "\n".join(table) and len(table) == len(t5) + 2
+def test_one_record_per_run_with_factors_beside(grid):
+    settings = wr.PRESETS["ci"]
+    specs = wr.plan(settings)
+    names = {p.stem for p in grid.glob("*.json")}
+    assert names == {s["id"] for s in specs} | {"template", "base_weights"}
+    for spec in specs:
+        r = json.loads((grid / f"{spec['id']}.json").read_text())["results"]
+        assert (r["targets"], r["r"], r["seed"]) == (spec["targets"], spec["r"], spec["seed"])
+        assert set(r["bootstrap"]) == {"bleu", "rouge_l", "ser"} and len(r["hyps"]) == 4
+        assert math.isfinite(r["dev_loss"]) and len(r["evals"]) == 1
+        if spec["factors"]:
+            tensors = _grid.load_tensors(grid, {"name": spec["id"], "results": r})
+            d = r["base"]["config"]["n_embd"]
+            assert tensors["l1.q.A"].shape == (spec["r"], d)
+            assert tensors["l1.v.B"].shape == (d, spec["r"])
+            assert all(0 <= v < 10 for v in r["a_moved"].values())
+        else:
+            assert "tensors_file" not in r and "a_moved" not in r
 
 
-def test_tables_of_a_record_without_ser_or_template_say_not_recorded(recorded):
-    keep = ("targets", "r", "seeds", "trainable_params", "bleu", "bleu_mean", "bleu_std",
-            "rouge_l", "rouge_l_mean", "rouge_l_std", "dev_loss", "dev_loss_mean", "dev_loss_std")
-    old = [{k: x[k] for k in keep} for x in recorded[0]["results"]["table5"]]
-    table = wr.format_table(old, None).splitlines()
-    assert table[1].split()[0] == "template" and table[1].count("not recorded") == 3
-    assert all("not recorded" in line for line in table[2:])  # the SER column
-    assert all(line.count("not recorded") == 1 for line in table[2:])
+def test_report_tables_and_claims(grid):
+    out = rep.report_folder(grid, wr.PRESETS["ci"])
+    assert not out["missing"] and not out["stale"] and out["gpu_minutes"] > 0
+    assert [tuple(x["targets"]) for x in out["table5"]] == list(wr.TABLE5)
+    assert len({x["trainable_params"] for x in out["table5"]}) == 1  # one parameter budget
+    assert len(out["table6"]) == len(wr.TABLE6_SETS) * len(wr.PRESETS["ci"]["ranks"])
+    for row in out["table5"] + out["table6"]:
+        assert row["status"] == "run" and row["seeds"] == [0, 1]
+        assert row["bleu"]["n"] == 2 and row["bleu"]["sd"] is not None
+    assert {c["chapter"] for c in out["claims"]} == {8} and len(out["claims"]) == 4
+    assert {c["verdict"] for c in out["claims"]} <= {"reproduced", "not reproduced",
+                                                     "undetermined"}
+    table = rep.table_text(out["table5"], out["template"]).splitlines()
+    assert table[1].split()[0] == "template" and len(table) == len(wr.TABLE5) + 2
 
 
-def test_subspace_grids_are_similarities(recorded):
-    record, _ = recorded
-    sub, meta = record["results"]["subspace"], record["results"]["adapters"]
-    grids = [g for m in ("q", "v") for g in sub["fig3_6_7"][m].values()]
-    grids += [sub["fig4"][k] for k in ("q", "v", "random")]
-    grids += [sub["fig3_cross_seed"][m] for m in ("q", "v")]
-    for g in grids:
-        t = torch.tensor(g)
-        assert t.min() >= 0 and t.max() <= 1 + 1e-6
-    assert torch.tensor(grids[0]).shape == (meta["r_low"], meta["r_high"])
-    assert torch.tensor(sub["fig4"]["q"]).shape == (meta["r_high"], meta["r_high"])
-    assert torch.tensor(sub["fig3_cross_seed"]["v"]).shape == (meta["r_low"], meta["r_high"])
+def test_missing_runs_are_not_run_and_one_seed_is_undetermined(grid, tmp_path):
+    records = [r for r in _grid.load_runs(grid) if not r["name"].endswith("-s1")]
+    out = rep.report(records, wr.PRESETS["ci"])
+    assert "q+v-r1-s1" in {s["id"] for s in out["missing"]}
+    claim = out["claims"][0]
+    assert claim["claim"].startswith("a very low rank") and claim["verdict"] == "undetermined"
+    none = rep.report([], wr.PRESETS["ci"])
+    assert {c["verdict"] for c in none["claims"]} == {"not run"}
+    assert all(x["status"] == "not run" for x in none["table5"])
+    assert "not run" in rep.table_text(none["table5"], None)
+
+
+def test_subspace_report_reads_independent_seed_pairs(grid):
+    out = sub.report(_grid.load_runs(grid), grid)
+    meta = out["meta"]
+    assert meta["r_low"] == 8 and meta["r_high"] == 16 and meta["analysis_layer"] == 1
+    f3 = out["figure3"]
+    assert f3["independent"]["pairs"] == [(0, 1), (1, 0)]
+    assert f3["same_seed"]["pairs"] == [(0, 0), (1, 1)]
+    for kind in ("independent", "same_seed"):
+        g = torch.tensor(f3[kind]["grids"]["q"]["1"])
+        assert g.shape == (8, 16) and g.min() >= 0 and g.max() <= 1 + 1e-6
+    assert out["figure4"]["pairs"] == [(0, 1)]
+    assert torch.tensor(out["figure4"]["random"]).shape == (16, 16)
     for m in ("q", "v"):
-        for row in sub["table7"][m].values():
-            assert row["amplification"] > 0 and row["dW_norm"] > 0
-    assert len(sub["fig8"]["random"]) == meta["r_high"]
+        for r in ("4", "16"):
+            x = out["table7"][m][r]
+            assert x["seeds"] == [0, 1] and len(x["amplification"]["values"]) == 2
+            assert x["amplification"]["sd"] is not None
+    assert len(out["figure8"]["random"]) == 16 and set(out["figure8"]) == {"4", "16", "random"}
+    assert out["runs_read"] == sorted(f"q+v-r{r}-s{s}" for r in (4, 8, 16) for s in (0, 1))
+    rows = out["convergence"]
+    assert len(rows) == 6 and all(x["converged"] is None for x in rows)  # one epoch: not judged
+    assert {c["chapter"] for c in out["claims"]} == {9} and len(out["claims"]) == 8
 
 
-def test_saved_tensors_have_the_right_shapes_and_reproduce_the_record(recorded):
-    record, path = recorded
-    assert path.stat().st_size < 2_000_000
-    tensors, meta = wr.load_adapters(path)
-    cfg = record["results"]["base"]["config"]
-    d, mid = cfg["n_embd"], meta["analysis_layer"]
-    for r, s in ((meta["r_low"], 0), (meta["r_high"], 0), (meta["r_high"], 1), (4, 0)):
-        for m in ("q", "v"):
-            assert tensors[f"qv.r{r}.s{s}.l{mid}.{m}.A"].shape == (r, d)
-            assert tensors[f"qv.r{r}.s{s}.l{mid}.{m}.B"].shape == (d, r)
-    assert tensors[f"W.l{mid}.q"].shape == (d, d)
-    again = wr.subspace_analysis(tensors, meta)  # from the fp16/bf16 file, on the CPU
-    sub = record["results"]["subspace"]
-    key = str(mid)
-    assert torch.allclose(torch.tensor(again["fig3_6_7"]["q"][key]),
-                          torch.tensor(sub["fig3_6_7"]["q"][key]), atol=2e-2)
-    assert again["table7"]["q"]["4"]["amplification"] == pytest.approx(
-        sub["table7"]["q"]["4"]["amplification"], rel=5e-2)
+def test_claim_rows_for_the_claims_table(grid, tmp_path):
+    rows = wr.claim_rows(tmp_path)  # no records: every claim of chapters 8 and 9 is "not run"
+    assert {r["verdict"] for r in rows} == {"not run"} and {r["chapter"] for r in rows} == {8, 9}
+    folder = tmp_path / f"{wr.GRID}_ci"
+    folder.symlink_to(grid)
+    judged = wr.claim_rows(tmp_path, preset="ci")
+    assert len(judged) == len(rows) and "not run" not in {r["verdict"] for r in judged}
 
 
-def test_claims_are_evaluated_from_the_record(recorded):
-    rows = wr.paper_claims(recorded[0]["results"])
-    assert len(rows) == 7 and all(isinstance(x["holds"], bool) for x in rows[2:])
-    assert all(x["holds"] in (True, False, None) for x in rows)
-    assert [("ΔWq" in x["claim"], "ΔWv" in x["claim"]) for x in rows[3:]] == \
-        [(True, False)] * 2 + [(False, True)] * 2  # Table 7 checked for both matrices
-    text = wr.format_claims(rows)
-    assert text.count("ours:") == 7 and ("yes" in text or "no" in text)
-    res = recorded[0]["results"]
-    assert wr.format_table(res["table5"], res["template"]).count("\n") == len(wr.TABLE5) + 1
+def test_convergence_rule():
+    runs = {(8, 0): {"evals": [{"eval_loss": 1.20}, {"eval_loss": 1.195}], "a_moved": {"x": 0.5},
+                     "schedule": {"epochs": 2}},
+            (8, 1): {"evals": [{"eval_loss": 1.30}, {"eval_loss": 1.20}], "a_moved": {"x": 0.4}}}
+    rows = sub.convergence(runs)
+    assert [r["converged"] for r in rows] == [True, False]
+    assert rows[0]["last_epoch_change"] == pytest.approx(0.005 / 1.2)
+
+
+@pytest.mark.parametrize("values, threshold, expected", [
+    ([0.7, 0.75, 0.72], 0.5, "reproduced"), ([0.2, 0.25, 0.22], 0.5, "not reproduced"),
+    ([0.4, 0.6, 0.5], 0.5, "undetermined"), ([0.9], 0.5, "undetermined")])
+def test_subspace_claims_rule(values, threshold, expected):
+    assert sub._side(values, threshold, above=True)[0] == expected
 
 
 def test_base_weight_is_the_slice_that_lora_updates(tiny_gpt2):
@@ -164,22 +163,11 @@ def test_base_weight_is_the_slice_that_lora_updates(tiny_gpt2):
         assert torch.allclose(wr.base_weight(tiny_gpt2, 1, m), expected, atol=1e-5)
 
 
-def test_clear_difference():
-    assert wr.clear_difference([10.0, 10.2], [12.0, 12.1])
-    assert not wr.clear_difference([10.0, 11.0], [11.2, 12.0])
-    assert wr.clear_difference([1.0], [1.5])  # one seed each: any gap counts
-    with pytest.raises(ValueError, match="at least one value"):
-        wr.clear_difference([], [1.0])
-
-
-def test_unknown_preset_is_an_error():
-    with pytest.raises(ValueError, match="Unknown preset 'huge'"):
-        wr.run_which_rank("huge")
-
-
-def test_base_narrower_than_the_ranks_is_an_error(tiny_tokenizer):
+def test_unknown_preset_and_a_base_narrower_than_the_ranks(tiny_tokenizer):
     from conftest import make_tiny_gpt2
 
+    with pytest.raises(ValueError, match="Unknown preset 'huge'"):
+        wr.run_which_rank("huge")
     narrow = make_tiny_gpt2(n_embd=8, n_head=2)
     before = {k: v.clone() for k, v in narrow.state_dict().items()}
     with pytest.raises(ValueError, match="only 8 wide"):
@@ -187,16 +175,16 @@ def test_base_narrower_than_the_ranks_is_an_error(tiny_tokenizer):
     assert all(torch.equal(before[k], v) for k, v in narrow.state_dict().items())
 
 
-def test_missing_or_foreign_adapter_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="which-rank"):
-        wr.load_adapters(tmp_path / "nope.safetensors")
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match="not a chapter-9 adapter file"):
-        wr.load_adapters(bad)
-    from safetensors.torch import save_file
+def test_a_corrupt_tensor_file_names_the_record(tmp_path):
+    (tmp_path / "x.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="tensors of record q\\+v-r8-s0"):
+        _grid.load_tensors(tmp_path, {"name": "q+v-r8-s0",
+                                      "results": {"tensors_file": "x.safetensors"}})
 
-    foreign = tmp_path / "foreign.safetensors"
-    save_file({"x": torch.zeros(2)}, str(foreign))
-    with pytest.raises(ValueError, match="not a chapter-9 adapter file"):
-        wr.load_adapters(foreign)
+
+def test_clear_difference_the_exercises_rule_of_thumb():
+    assert wr.clear_difference([10.0, 10.2], [12.0, 12.1])
+    assert not wr.clear_difference([10.0, 11.0], [11.2, 12.0])
+    assert wr.clear_difference([1.0], [1.5])  # one seed each: std 0, so any gap counts
+    with pytest.raises(ValueError, match="at least one value"):
+        wr.clear_difference([], [1.0])

@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="learning rates of one method, e.g. lora=2e-4,1e-3 (repeatable)")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="override the preset's epochs")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="stop each run after this many optimizer steps")
+    parser.add_argument("--test-mrs", type=positive_int, default=None,
+                        help="decode only the first N test MRs")
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--device", type=device, default=None)
     parser.add_argument("--out", type=writable_folder, default=None,
@@ -229,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
     overrides = {k: v for k, v in (("seeds", args.seeds), ("sweep_seeds", args.sweep_seeds),
-                                   ("epochs", args.epochs)) if v is not None}
+                                   ("epochs", args.epochs), ("steps", args.steps),
+                                   ("test_mrs", args.test_mrs)) if v is not None}
     if args.lr:
         overrides["lrs"] = dict(args.lr)
     src = data_source(args.data)

@@ -265,6 +265,16 @@ def report(records: list[dict], settings: dict, part: str = "all") -> dict:
             "stale": [r["name"] for r in records if not r["current"]]}
 
 
+def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[dict]:
+    """Chapter 7's claims judged from the ``preset`` grid's records under ``runs_dir`` (default
+    ``data/runs``): for ``python -m lorakit.runs claims``. No records: every claim "not run"."""
+    from lorakit.experiments.baselines import GRID, settings_for
+    from lorakit.runs import RUNS_DIR
+
+    folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
+    return report_folder(folder, settings_for(preset))["claims"]
+
+
 def main(argv: list[str] | None = None) -> None:
     from lorakit.experiments.baselines import GRID, PRESETS, settings_for
 

@@ -1,327 +1,240 @@
 """Chapters 8-9's experiment: which weight matrices and which rank to adapt (paper §7.1-§7.3).
 
-``python -m lorakit.experiments which-rank [--preset P] [--base NAME] [--data SOURCE] [--jobs N]
-[--out DIR]``
+``python -m lorakit.experiments which-rank [--preset P] [--seeds ...] [--jobs N] [--force]
+[--list] [--base NAME] [--data SOURCE] [--out DIR]``
 
-One set of fine-tunes of GPT-2 on the E2E-style task feeds both chapters, so each configuration
-is trained once:
+One grid of LoRA fine-tunes of the base on the E2E-style task feeds both chapters, each
+configuration trained once per seed:
 
 * Table 5: one parameter budget (``r x number of matrices = 8``): {Wq}, {Wk}, {Wv}, {Wo} at r=8,
-  {Wq,Wk} and {Wq,Wv} at r=4, all four at r=2; several seeds (mean ± std);
-* Table 6: r in {1, 2, 4, 8, 64} for {Wq}, {Wq,Wv} and {Wq,Wk,Wv,Wo}; the rows that Table 5 already
-  trained are reused;
-* chapter 9: the A and B factors of ΔWq and ΔWv of the {Wq,Wv} runs at r=8 (seed 0) and r=64
-  (seeds 0 and 1) for the first, middle and last layer, r=4 for the middle layer, and the base
-  weights Wq, Wv of the middle layer, saved small (fp16 A and W, bf16 B) next to the record; the
-  subspace analyses (:func:`subspace_analysis`) are computed in full precision and recorded too.
+  {Wq,Wk} and {Wq,Wv} at r=4, all four at r=2;
+* Table 6: r in ``ranks`` (1, 2, 4, 8, 64 in ``gpu``) for {Wq}, {Wq,Wv} and {Wq,Wk,Wv,Wo}; the
+  rows Table 5 already has are not trained again;
+* chapter 9: the runs of {Wq,Wv} at r = 4, 8 and the highest rank also keep the factors A and B
+  of ΔWq and ΔWv for the first, middle and last layer (``<run id>.safetensors`` beside the
+  record) and how far each A moved from its random start; the frozen Wq, Wv of the middle layer
+  are kept once, in ``base_weights.safetensors`` (:mod:`lorakit.experiments.subspace_report`).
 
-Every run is short: a fixed number of optimizer steps over a subset, with a larger batch than the
-paper's (fewer, CPU-bound steps), α = 32 for every r (the paper fixes α and scales by α/r), LoRA
-dropout 0.1, label smoothing 0.1. Score: BLEU/ROUGE-L/NIST and the slot error rate (SER, %) of
-beam-search decodes (the paper's beam 10 in the ``gpu`` preset) on a test subset; validation loss:
-:func:`lorakit.train.evaluate_loss` on dev. The ``template`` entry scores the deterministic
-rule-based realizer of :mod:`lorakit.data.template` on the same test MRs: a row of every table.
-The ``gpu`` preset has a time budget: extra seeds are skipped (and listed in the record) if the
-runs so far say they would not fit, so the whole command stays within 4 minutes on an H200.
+Every run: α = 32 for every r (the paper fixes α and scales the update by α/r), LoRA dropout 0.1,
+label smoothing 0.1, AdamW with warm-up then linear decay; the dev loss after each epoch; beam
+search on the test MRs (the paper's beam 10 in ``gpu``) scored with BLEU, ROUGE-L, NIST and the
+slot error rate (SER), each with a bootstrap 95% interval over the test MRs.
 
-Record: ``ch08_which_rank_<preset>.json``; tensors: ``ch09_adapters_<preset>.safetensors``.
+**One record per run**, resumable (:mod:`lorakit.experiments._grid`): ``data/runs/
+ch08_which_rank_<preset>/<run id>.json``, e.g. ``q+v-r4-s1.json``; running again makes only the
+runs without a current record (``--force``: all). ``python -m lorakit.experiments
+which-rank-report`` builds Tables 5 and 6 and the verdicts from whatever records exist.
 
-``--data``: ``auto`` (default: the real E2E data when it is cached or can be downloaded, else the
-shipped synthetic set, with a notice), ``synthetic``, ``real``, or a folder holding the splits;
-see :func:`lorakit.data.sources.data_source`. The record stores the source used and the SHA-256
-of its files. ``--jobs N``: N fine-tunes at once, each in a worker process (spread over the GPUs
-of the host); every run seeds itself, so the record is the one ``--jobs 1`` writes, timings
-aside (:mod:`lorakit.experiments._jobs`). The budget then counts wall time with N at once.
+Presets: ``ci`` a smoke test (seconds); ``cpu`` a short live run (one seed; {Wq,Wv} at the
+ranks chapter 9 reads gets two); ``gpu``: every train MR with all its references, **2 epochs**
+of batch 8 (~10k steps), warm-up 500, lr 1e-3 (at 2 epochs, LoRA at 1e-3 reached 67.9 BLEU on
+the H200 where the paper's 2e-4, tuned for 5 epochs, reached 61.5), the whole test split, 3 seeds
+for every row.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import time
 from pathlib import Path
 
-import torch
-
-import lorakit
 from lorakit.cli import device, positive_int, writable_folder
-from lorakit.data import LengthBucketBatches, load_e2e, make_batches, make_examples, pad_id_of
 from lorakit.data.sources import data_source
-from lorakit.evaluate import generate_texts, score_all
-from lorakit.experiments._jobs import Job, run_jobs
-from lorakit.experiments._which_rank_report import (  # noqa: F401  (re-exported for the chapters)
-    _grid,
-    _mean_std,
-    _pm,
-    _top_rows,
-    clear_difference,
-    format_claims,
-    format_table,
-    load_adapters,
-    paper_claims,
-    save_adapters,
-    subspace_analysis,
-    summarise,
+from lorakit.experiments import _grid
+from lorakit.experiments._baselines_run import template_results
+from lorakit.experiments._which_rank_run import (  # noqa: F401  (re-exported for the chapters)
+    ALPHA,
+    base_weight,
+    factor_layers,
+    prepare_data,
+    run_config,
     weights_label,
 )
-from lorakit.experiments.baselines import data_label
-from lorakit.experiments.finetune import template_row
-from lorakit.presets import get_preset, seed_everything
-from lorakit.runs import RUNS_DIR, save_record
-from lorakit.train import TrainConfig, evaluate_loss, train
+from lorakit.experiments.which_rank_report import clear_difference  # noqa: F401  (ch. 8)
+from lorakit.presets import get_preset
+from lorakit.runs import save_record
 
-ALPHA, DROPOUT, LABEL_SMOOTHING, BUDGET_RANK, R_LOW = 32, 0.1, 0.1, 8, 8
+GRID = "ch08_which_rank"
+BUDGET_RANK, R_LOW = 8, 8
 TABLE5 = (("q",), ("k",), ("v",), ("o",), ("q", "k"), ("q", "v"), ("q", "k", "v", "o"))
 TABLE6_SETS = (("q",), ("q", "v"), ("q", "k", "v", "o"))
+_COMMON = dict(refs_per_mr=None, label_smoothing=0.1, bootstrap=1000)
 PRESETS: dict[str, dict] = {
-    "ci": dict(train_mrs=24, refs_per_mr=2, dev_mrs=4, test_mrs=4, steps=3, batch_size=8,
-               lr=2e-3, warmup=1, beams=2, gen_batch=4, max_new_tokens=12,
-               ranks=(1, 2, 4, 8, 16), table5_seeds=(0,), budget_s=None),
-    "cpu": dict(train_mrs=800, refs_per_mr=None, dev_mrs=40, test_mrs=20, steps=40,
+    "ci": dict(_COMMON, train_mrs=24, refs_per_mr=2, dev_mrs=4, test_mrs=4, epochs=1, steps=3,
+               batch_size=8, lr=2e-3, warmup=1, beams=2, gen_batch=4, max_new_tokens=12,
+               log_every=1, ranks=(1, 4, 8, 16), seeds=(0, 1), qv_seeds=(0, 1), bootstrap=50),
+    "cpu": dict(_COMMON, train_mrs=800, dev_mrs=40, test_mrs=20, epochs=1, steps=40,
                 batch_size=16, lr=2e-3, warmup=4, beams=3, gen_batch=20, max_new_tokens=32,
-                ranks=(1, 2, 4, 8, 64), table5_seeds=(0,), budget_s=None),
-    "gpu": dict(train_mrs=None, refs_per_mr=None, dev_mrs=200, test_mrs=80, steps=100,
-                batch_size=64, lr=1e-3, warmup=10, beams=10, gen_batch=80, max_new_tokens=48,
-                ranks=(1, 2, 4, 8, 64), table5_seeds=(0, 1, 2), budget_s=200),
+                log_every=10, ranks=(1, 2, 4, 8, 64), seeds=(0,), qv_seeds=(0, 1)),
+    "gpu": dict(_COMMON, train_mrs=None, dev_mrs=None, test_mrs=None, epochs=2, steps=None,
+                batch_size=8, lr=1e-3, warmup=500, beams=10, gen_batch=100, max_new_tokens=96,
+                log_every=250, ranks=(1, 2, 4, 8, 64), seeds=(0, 1, 2), qv_seeds=(0, 1, 2)),
 }
 
 
-def plan_jobs(settings: dict, only_adapters: bool = False) -> list[dict]:
-    """The fine-tunes to run, each once: ``{targets, r, seed, required}``, required ones first."""
-    r_high = max(settings["ranks"])
-    if only_adapters:
-        return [dict(targets=("q", "v"), r=r, seed=s, required=True)
-                for r, s in ((4, 0), (R_LOW, 0), (r_high, 0), (r_high, 1))]
-    first = [(t, BUDGET_RANK // len(t), 0) for t in TABLE5]
-    first += [(t, r, 0) for t in TABLE6_SETS for r in settings["ranks"]]
-    first.append((("q", "v"), r_high, 1))
-    extra = [(t, BUDGET_RANK // len(t), s) for s in settings["table5_seeds"][1:] for t in TABLE5]
-    jobs, seen = [], set()
-    for required, group in ((True, first), (False, extra)):
-        for t, r, s in group:
-            if (t, r, s) not in seen:
-                seen.add((t, r, s))
-                jobs.append(dict(targets=t, r=r, seed=s, required=required))
-    return jobs
+def factor_ranks(settings: dict) -> tuple[int, ...]:
+    """The {Wq,Wv} ranks whose factors chapter 9 reads: 4 (Table 7), 8 and the highest."""
+    return tuple(sorted({4, R_LOW, max(settings["ranks"])}))
 
 
-def adapter_keys(settings: dict, n_layer: int) -> dict[tuple[int, int], list[int]]:
-    """``{(r, seed): layers}``: which {Wq,Wv} factors chapter 9 needs from which run."""
-    layers = sorted({0, n_layer // 2, n_layer - 1})
-    mid, r_high = n_layer // 2, max(settings["ranks"])
-    return {(R_LOW, 0): layers, (r_high, 0): layers, (r_high, 1): [mid], (4, 0): [mid]}
+def configs(settings: dict) -> list[tuple[tuple[str, ...], int]]:
+    """Every (targets, r) of Tables 5 and 6, each once, Table 5 first."""
+    out = [(t, BUDGET_RANK // len(t)) for t in TABLE5]
+    out += [(t, r) for t in TABLE6_SETS for r in settings["ranks"] if (t, r) not in out]
+    return out
 
 
-def base_weight(model: torch.nn.Module, layer: int, which: str) -> torch.Tensor:
-    """GPT-2's frozen ``W_q``/``W_k``/``W_v`` of one layer as a (d, k) = (out, in) matrix.
+def plan(settings: dict, only_adapters: bool = False) -> list[dict]:
+    """Every run, seed-major: ``{"id", "targets", "r", "seed", "factors"}``.
 
-    HF stores ``attn.c_attn`` as a Conv1D of weight (k, 3d) with q, k, v side by side.
+    Each configuration gets ``settings["seeds"]``; {Wq,Wv} at :func:`factor_ranks` gets
+    ``settings["qv_seeds"]`` too (chapter 9 compares independent seeds) and keeps its factors.
+    ``only_adapters``: just those {Wq,Wv} runs (chapter 9's quick live run).
     """
-    attn = model.transformer.h[layer].attn.c_attn
-    base = getattr(attn, "base", attn)  # under LoRA the Conv1D is wrapped
-    d = base.weight.shape[1] // 3
-    i = "qkv".index(which)
-    return base.weight[:, i * d:(i + 1) * d].T.detach()
+    qv = [(("q", "v"), r) for r in factor_ranks(settings)]
+    pairs = qv if only_adapters else configs(settings)
+    seeds = sorted(set(settings["seeds"]) | set(settings["qv_seeds"]))
+    specs = []
+    for s in seeds:
+        for t, r in pairs:
+            keep = (t, r) in qv
+            if s in settings["seeds"] or (keep and s in settings["qv_seeds"]):
+                specs.append({"id": _grid.run_id(t=list(t), r=r, s=s), "targets": list(t),
+                              "r": r, "seed": s, "factors": keep})
+    return specs
 
 
-def run_config(base, tokenizer, data: dict, targets, r: int, seed: int, settings: dict,
-               device: torch.device, score: bool = True, keep_layers=()) -> tuple[dict, dict]:
-    """Fine-tune a copy of ``base`` with LoRA on ``targets`` at rank ``r``; evaluate it.
-
-    Returns ``(result, factors)``: a JSON-able dict (trainable params, dev loss, metrics, timing)
-    and ``{f"l{layer}.{m}.A"/".B": tensor}`` (fp32, CPU) for m in q, v and each of ``keep_layers``.
-    """
-    seed_everything(seed)  # LoRA's A init, then dropout and data order below
-    model = copy.deepcopy(base)
-    lorakit.apply_lora(model, lorakit.LoRAConfig(r=r, alpha=ALPHA, targets=list(targets),
-                                                 dropout=DROPOUT))
-    trainable, _ = lorakit.count_parameters(model)
-    batches = LengthBucketBatches(data["examples"], settings["batch_size"], data["pad_id"],
-                                  shuffle=True, seed=seed)
-    steps = settings["steps"]
-    cfg = TrainConfig(lr=settings["lr"], weight_decay=0.01, epochs=math.ceil(steps / len(batches)),
-                      max_steps=steps, warmup_steps=settings["warmup"],
-                      label_smoothing=LABEL_SMOOTHING, log_every=max(1, steps // 10), seed=seed,
-                      progress=False)
-    result = train(model, batches, cfg, device=device)
-    out = {"targets": list(targets), "r": r, "seed": seed, "trainable_params": trainable,
-           "steps": result.steps, "train_s": result.wall_s,
-           "final_train_loss": result.history[-1]["loss"] if result.history else None,
-           "dev_loss": evaluate_loss(model, data["dev_batches"], device)}
-    factors = {}
-    found = lorakit.lora_factors(model)
-    for layer in keep_layers:
-        for m in ("q", "v"):
-            A, B = found[f"transformer.h.{layer}.attn.c_attn.{m}"]
-            factors[f"l{layer}.{m}.A"] = A.detach().float().cpu()
-            factors[f"l{layer}.{m}.B"] = B.detach().float().cpu()
-    if score:
-        lorakit.merge_lora(model)
-        start = time.perf_counter()
-        test = data["test"]
-        hyps = generate_texts(model, tokenizer, [x.mr for x in test],
-                              batch_size=settings["gen_batch"],
-                              max_new_tokens=settings["max_new_tokens"],
-                              num_beams=settings["beams"], device=device)
-        out["decode_s"] = time.perf_counter() - start
-        out.update(score_all(hyps, [list(x.refs) for x in test], mrs=[x.mr for x in test]))
-        out["sample"] = {"mr": test[0].mr, "generated": hyps[0]}
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return out, factors
+def settings_for(preset: str, overrides: dict | None = None) -> dict:
+    """The preset's settings with ``overrides`` applied (unknown keys are an error)."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
+    unknown = sorted(set(overrides or {}) - set(PRESETS[preset]))
+    if unknown:
+        raise ValueError(f"Unknown settings {unknown}; choose from {sorted(PRESETS[preset])}.")
+    return {**PRESETS[preset], **(overrides or {})}
 
 
-def _run_spec(ctx: dict, spec: dict, score: bool, keep) -> tuple[dict, dict]:
-    """One fine-tune of the grid (here or in a worker); factors as NumPy arrays for the trip."""
-    row, factors = run_config(ctx["base"], ctx["tokenizer"], ctx["data"], spec["targets"],
-                              spec["r"], spec["seed"], ctx["settings"], ctx["device"], score=score,
-                              keep_layers=keep)
-    return row, {name: t.numpy() for name, t in factors.items()}
-
-
-def _prepare(base, tokenizer, settings: dict, source="auto") -> dict:
-    max_len = base.config.n_positions
-
-    def subset(split, n, refs=None):
-        recs = load_e2e(split, source)
-        recs = recs if n is None else recs[:n]
-        return recs if refs is None else [type(x)(x.mr, x.refs[:refs]) for x in recs]
-
-    dev = subset("dev", settings["dev_mrs"], settings["refs_per_mr"])
-    return {"examples": make_examples(subset("train", settings["train_mrs"],
-                                             settings["refs_per_mr"]), tokenizer, max_len),
-            "pad_id": pad_id_of(tokenizer),
-            "dev_batches": list(make_batches(dev, tokenizer, 64, max_len, shuffle=False)),
-            "test": subset("test", settings["test_mrs"])}
+def base_weights_results(base, settings: dict) -> tuple[dict, dict]:
+    """The frozen Wq, Wv of the middle layer (chapter 9's Table 7), as a pseudo-run record."""
+    n_layer, mid = base.config.n_layer, base.config.n_layer // 2
+    tensors = {f"W.l{mid}.{m}": base_weight(base, mid, m).float().cpu() for m in ("q", "v")}
+    results = {"layers": factor_layers(n_layer), "analysis_layer": mid, "alpha": ALPHA,
+               "r_low": R_LOW, "r_high": max(settings["ranks"]), "n_embd": base.config.n_embd,
+               "n_layer": n_layer}
+    return results, tensors
 
 
 def run_which_rank(preset: str | None = None, base_name: str = "auto", device: str | None = None,
                    progress: bool = True, loaded: tuple | None = None,
-                   only_adapters: bool = False, data_root=None, source=None,
-                   jobs: int = 1) -> tuple[dict, dict]:
-    """The whole experiment. Returns ``(results, tensors)``.
+                   only_adapters: bool = False, source=None, jobs: int = 1,
+                   out: str | None = None, force: bool = False, overrides: dict | None = None,
+                   config: dict | None = None) -> list[dict]:
+    """Make the grid's runs; returns the records made now, after two that are not runs:
+    ``base_weights`` (the frozen Wq, Wv of the middle layer, its tensors under ``"tensors"``)
+    and ``template`` (the rule-based realizer scored on the same test MRs).
 
-    ``results`` holds ``runs`` (one row per fine-tune), ``table5``, ``table6`` (mean ± std over
-    seeds), ``template`` (the template baseline's metrics on the same test MRs, as
-    :func:`lorakit.experiments.finetune.template_row`), ``subspace`` (:func:`subspace_analysis`)
-    and timing; ``tensors`` the chapter-9 factors and base weights (fp32) named as
-    :func:`subspace_analysis` expects. ``loaded`` may pass an
-    already loaded ``(model, tokenizer, info)`` (it is copied, never changed). ``only_adapters``:
-    just the four {Wq,Wv} runs chapter 9 needs, without decoding (for a quick live run).
-    ``source``: the data (:func:`lorakit.data.sources.data_source`; default ``"auto"``, or
-    ``data_root``, its former name for a folder). ``jobs``: fine-tunes at once
-    (:func:`lorakit.experiments._jobs.run_jobs`).
+    ``out``: the records' folder; ``None`` keeps them in memory (a notebook's live run). Runs
+    with factors carry them under ``"tensors"`` in memory and in ``<run id>.safetensors`` in
+    ``out``. ``only_adapters``: only the {Wq,Wv} runs chapter 9 reads, not decoded.
     """
     from lorakit.models import load_base
 
-    start = time.perf_counter()
     preset = preset or get_preset()
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
-    settings = PRESETS[preset]
-    src = data_source(source if source is not None else data_root or "auto")
+    settings = settings_for(preset, overrides)
+    src = data_source(source if source is not None else "auto")
     base, tokenizer, info = loaded if loaded is not None else \
         load_base(base_name, preset=preset, device="cpu", verbose=progress)
-    width, n_layer = base.config.n_embd, base.config.n_layer
-    if max(settings["ranks"]) > width:
+    if max(settings["ranks"]) > base.config.n_embd:
         raise ValueError(f"Preset {preset!r} trains ranks up to {max(settings['ranks'])} but the "
-                         f"base is only {width} wide; use a wider base or a smaller preset.")
-    data = _prepare(base, tokenizer, settings, src)
-    keys = adapter_keys(settings, n_layer)
-    mid = n_layer // 2
-    tensors = {f"W.l{mid}.{m}": base_weight(base, mid, m).float().cpu() for m in ("q", "v")}
-    grid = plan_jobs(settings, only_adapters)
-    index = {id(job): n for n, job in enumerate(grid, 1)}
-    rows, skipped, loop_start = [], [], time.perf_counter()
+                         f"base is only {base.config.n_embd} wide; use a wider base or a smaller "
+                         "preset.")
+    specs, files = plan(settings, only_adapters), src.provenance().get("files")
+    data = prepare_data(base, tokenizer, settings, src)
+    config = {"grid": GRID, **(config or {})}
+    results, tensors = base_weights_results(base, settings)
+    weights = {"name": "base_weights", "current": True, "results": results, "tensors": tensors}
+    template = {"name": "template", "current": True,
+                "results": template_results(data["test"], settings["bootstrap"])}
+    have = set() if out is None else \
+        {r["name"] for r in _grid.load_runs(out, files) if r["current"]}
+    if out is not None and (force or "base_weights" not in have):
+        results["tensors_file"] = _grid.save_tensors(tensors, f"{out}/base_weights").name
+        save_record("base_weights", results, preset=preset, config=config, wall_s=0.0,
+                    out_dir=out, data=src)
+    if out is not None and not only_adapters and (force or "template" not in have):
+        save_record("template", template["results"], preset=preset, config=config, wall_s=0.0,
+                    out_dir=out, data=src)
+    start, say = time.perf_counter(), print if progress else (lambda *a, **k: None)
+    n_todo = len(specs) if out is None else len(_grid.todo(specs, out, force, files))
+    say(f"[ch08 {preset}] {n_todo} of {len(specs)} runs to make, {jobs} at a time; "
+        f"{data['label']}")
 
-    def over_budget(job: Job) -> bool:
-        spec = job.args[0]
-        elapsed = time.perf_counter() - start
-        mean = (time.perf_counter() - loop_start) / max(len(rows), 1)
-        if not (settings["budget_s"] and elapsed + mean > settings["budget_s"]):
-            return False
-        skipped.append({k: spec[k] for k in ("targets", "r", "seed")})
-        print(f"[{index[id(spec)]:2d}/{len(grid)}] skipped {weights_label(spec['targets'])} "
-              f"r={spec['r']} seed {spec['seed']}: would exceed the {settings['budget_s']} s "
-              "budget")
-        return True
+    def report(k: int, n: int, spec: dict, r: dict) -> None:
+        score = (f", BLEU {r['metrics']['bleu']:.1f}, SER {r['metrics']['ser']:.1f}%"
+                 if "metrics" in r else "")
+        say(f"[{k:2d}/{n}] {spec['id']:14s}: dev loss {r['dev_loss']:.3f}{score}, train "
+            f"{r['train_s']:.0f} s | {time.perf_counter() - start:.0f} s elapsed")
 
-    def report(k: int, job: Job, result: tuple[dict, dict]) -> None:
-        row = result[0]
-        rows.append(row)
-        if progress:
-            score = (f", BLEU {row['bleu']:.1f}, SER {row['ser']:.1f}%, decode "
-                     f"{row['decode_s']:.1f} s") if "bleu" in row else ""
-            print(f"[{k:2d}/{len(grid)}] {job.label:24s}: train {row['train_s']:.1f} s, dev loss "
-                  f"{row['dev_loss']:.3f}{score} ({time.perf_counter() - start:.0f} s so far)")
-
-    todo = []
-    for spec in grid:
-        keep = keys.get((spec["r"], spec["seed"]), []) if spec["targets"] == ("q", "v") else []
-        label = f"{weights_label(spec['targets'])} r={spec['r']} seed {spec['seed']}"
-        todo.append(Job(label, (spec, not only_adapters, keep), spec["required"]))
-    context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings}
-    if progress:
-        print(f"[ch08 {preset}] {len(grid)} fine-tunes, {jobs} at a time; {data_label(src)}")
-    results = run_jobs(_run_spec, todo, context, jobs, device=device, skip=over_budget,
-                       on_done=report)
-    rows = [res[0] for res in results if res is not None]  # in the order of the plan
-    for spec, res in zip(grid, results):
-        for name, array in ({} if res is None else res[1]).items():
-            tensors[f"qv.r{spec['r']}.s{spec['seed']}.{name}"] = torch.from_numpy(array)
-    meta = {"layers": keys[(R_LOW, 0)], "analysis_layer": mid, "r_low": R_LOW,
-            "r_high": max(settings["ranks"]), "r_table7": [4, max(settings["ranks"])],
-            "alpha": ALPHA}
-    results = {
-        "base": {"source": info.source, "name": info.name, "n_params": info.n_params,
-                 "config": info.config, "notice": info.notice},
-        "data": {"source": src.kind, "train_pairs": len(data["examples"]),
-                 "test_mrs": len(data["test"])},
-        "settings": {**settings, "alpha": ALPHA, "dropout": DROPOUT,
-                     "label_smoothing": LABEL_SMOOTHING, "budget_rank": BUDGET_RANK},
-        "runs": rows, "skipped": skipped, "adapters": meta, "template": template_row(data["test"]),
-        "table5": [] if only_adapters else
-        [summarise(rows, t, BUDGET_RANK // len(t)) for t in TABLE5],
-        "table6": [] if only_adapters else
-        [summarise(rows, t, r) for t in TABLE6_SETS for r in settings["ranks"]],
-        "subspace": subspace_analysis(tensors, meta),
-        "timing": {"total_s": time.perf_counter() - start, "jobs": jobs,
-                   "train_s": sum(x["train_s"] for x in rows),
-                   "decode_s": sum(x.get("decode_s", 0.0) for x in rows)},
-    }
-    return results, tensors
+    context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings,
+               "score": not only_adapters,
+               "base_info": {"source": info.source, "name": info.name,
+                             "n_params": info.n_params, "config": info.config}}
+    made = _grid.run_grid(run_config, specs, context, folder=out, preset=preset, config=config,
+                          data=src, jobs=jobs, device=device, force=force, on_done=report)
+    return [weights, template, *made]
 
 
+def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[dict]:
+    """Chapters 8 and 9's claims judged from the ``preset`` grid's records under ``runs_dir``
+    (default ``data/runs``): for ``python -m lorakit.runs claims``. No records: "not run"."""
+    from lorakit.experiments import subspace_report, which_rank_report
+    from lorakit.runs import RUNS_DIR
+
+    folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
+    records = _grid.load_runs(folder)
+    rows = which_rank_report.report(records, settings_for(preset))["claims"]
+    return rows + subspace_report.report(records, folder)["claims"]
 
 
 def main(argv: list[str] | None = None) -> None:
+    from lorakit.experiments import which_rank_report as report
+
     parser = argparse.ArgumentParser(prog="python -m lorakit.experiments which-rank",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds of every row (default: the preset's)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="override the preset's epochs")
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--device", type=device, default=None)
     parser.add_argument("--out", type=writable_folder, default=None,
-                        help="folder for the record (default data/runs)")
+                        help=f"folder of the records (default data/runs/{GRID}_<preset>)")
     parser.add_argument("--data", default="auto",
                         help="auto (default), synthetic, real, or a folder with the splits")
     parser.add_argument("--jobs", type=positive_int, default=1,
                         help="fine-tunes at once, each in a worker process (default 1)")
+    parser.add_argument("--force", action="store_true", help="make every run again")
+    parser.add_argument("--list", action="store_true", help="print the plan and what is done")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
-    start = time.perf_counter()
+    overrides = {k: v for k, v in (("seeds", args.seeds), ("epochs", args.epochs))
+                 if v is not None}
+    if args.seeds is not None:
+        overrides["qv_seeds"] = args.seeds
     src = data_source(args.data)
-    results, tensors = run_which_rank(preset, args.base, args.device, not args.no_progress,
-                                      source=src, jobs=args.jobs)
-    out = Path(args.out) if args.out else RUNS_DIR
-    results["adapters_file"] = save_adapters(tensors, results["adapters"],
-                                             out / f"ch09_adapters_{preset}.safetensors").name
-    wall = time.perf_counter() - start
-    path = save_record(f"ch08_which_rank_{preset}", results, preset=preset,
-                       config={"base": args.base, "data": args.data, "jobs": args.jobs},
-                       wall_s=wall, seed=0, out_dir=out, data=src)
-    print("Table 5 (one budget):\n" + format_table(results["table5"], results["template"]))
-    print("Table 6 (ranks):\n" + format_table(results["table6"], results["template"]))
-    print(f"wrote {path} and {results['adapters_file']} ({wall:.0f} s)")
+    folder = _grid.grid_dir(GRID, preset, args.out, args.base, src.kind)
+    if args.list:
+        specs = plan(settings_for(preset, overrides))
+        left = {s["id"] for s in
+                _grid.todo(specs, folder, args.force, src.provenance().get("files"))}
+        for s in specs:
+            print(f"{'to do' if s['id'] in left else 'done '}  {s['id']}")
+        print(f"{len(left)} of {len(specs)} runs to do in {folder}")
+        return
+    run_which_rank(preset, args.base, args.device, not args.no_progress, source=src,
+                   jobs=args.jobs, out=folder, force=args.force, overrides=overrides,
+                   config={"base": args.base, "data": args.data, "overrides": overrides})
+    if not args.no_progress:
+        report.main(["--preset", preset, "--out", str(folder)])

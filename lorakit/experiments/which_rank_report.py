@@ -1,0 +1,222 @@
+"""Chapter 8's tables and verdicts from whatever run records exist.
+
+``python -m lorakit.experiments which-rank-report [--preset P] [--out DIR]`` reads the records
+of :mod:`lorakit.experiments.which_rank` and prints Table 5 (one parameter budget), Table 6
+(ranks), each row against the best row of its table, the paper's claims with a verdict each,
+the runs of the plan with no record (*not run*) and the GPU minutes the records took.
+
+A row is one (weight matrices, rank): mean ± sample standard deviation over its seeds
+(:func:`lorakit.experiments._stats.seed_summary`) and the mean half-width of its runs' bootstrap
+95% intervals over test MRs. A comparison uses :func:`lorakit.experiments._stats.verdict` with
+the rule ``"max-noise"`` (:data:`RULE_TEXT`): with fewer than 2 seeds on a side it is
+*undetermined*; a difference no larger than the noise is *within noise*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from lorakit.experiments import _grid
+from lorakit.experiments._stats import RULES, seed_summary, verdict
+from lorakit.experiments._which_rank_run import weights_label
+from lorakit.presets import get_preset
+
+RULE = "max-noise"
+RULE_TEXT = RULES[RULE]
+NOT_RUN = "not run"
+KEYS = ("bleu", "rouge_l", "ser", "dev_loss")
+PSEUDO = ("base_weights",)  # records of a grid folder that are not runs
+
+
+def clear_difference(a: list[float], b: list[float]) -> bool:
+    """Whether the means of ``a`` and ``b`` differ by more than the sum of their sample standard
+    deviations (a rule of thumb for "beyond seed noise"; a single value has std 0).
+
+    Chapter 8's exercise. It cannot see the noise of a configuration run once; the verdicts of
+    the tables use :func:`lorakit.experiments._stats.verdict` instead, which says
+    "undetermined" below 2 seeds and also weighs the bootstrap intervals over test MRs.
+    """
+    if not a or not b:
+        raise ValueError("clear_difference needs at least one value in each list (one per seed).")
+    spread = sum(statistics.stdev(x) if len(x) > 1 else 0.0 for x in (a, b))
+    return abs(statistics.fmean(a) - statistics.fmean(b)) > spread
+
+
+def summarise(runs: list[dict], targets, r: int) -> dict:
+    """One (targets, r) row over its seeds: per metric a seed summary (``"values"``, ``"mean"``,
+    ``"sd"``...), the bootstrap intervals and their mean half-width; ``"status"`` is "run" or
+    "not run"."""
+    mine = sorted((x for x in runs if tuple(x["targets"]) == tuple(targets) and x["r"] == r),
+                  key=lambda x: x["seed"])
+    out = {"targets": list(targets), "r": r, "seeds": [x["seed"] for x in mine],
+           "status": "run" if mine else NOT_RUN,
+           "trainable_params": mine[0]["trainable_params"] if mine else None}
+    for key in KEYS:
+        vals = [x[key] if key == "dev_loss" else x.get("metrics", {}).get(key) for x in mine]
+        vals = [v for v in vals if v is not None]
+        cis = [x["bootstrap"][key] for x in mine if key in x.get("bootstrap", {})]
+        out[key] = {**(seed_summary(vals).to_dict() if vals else
+                       {"n": 0, "mean": None, "sd": None, "values": []}),
+                    "cis": cis,
+                    "ci_half_width": statistics.fmean((c["hi"] - c["lo"]) / 2 for c in cis)
+                    if cis else None}
+    return out
+
+
+def tables(runs: list[dict], settings: dict) -> tuple[list[dict], list[dict]]:
+    """``(table5, table6)``: rows of :func:`summarise` in the paper's order."""
+    from lorakit.experiments.which_rank import BUDGET_RANK, TABLE5, TABLE6_SETS
+
+    t5 = [summarise(runs, t, BUDGET_RANK // len(t)) for t in TABLE5]
+    t6 = [summarise(runs, t, r) for t in TABLE6_SETS for r in settings["ranks"]]
+    return t5, t6
+
+
+def compare(a: dict, b: dict, key: str = "bleu"):
+    """The verdict on ``key`` of row ``a`` against row ``b`` (rule :data:`RULE`)."""
+    return verdict(a[key]["values"], b[key]["values"], a[key]["cis"], b[key]["cis"], rule=RULE,
+                   higher_is_better=key not in ("ser", "dev_loss"))
+
+
+def against_best(rows: list[dict], key: str = "bleu") -> list[tuple[dict, object]]:
+    """Each run row against the row with the best mean: ``[(row, verdict of best vs row)]``."""
+    done = [x for x in rows if x["status"] == "run" and x[key]["mean"] is not None]
+    if not done:
+        return []
+    sign = -1 if key in ("ser", "dev_loss") else 1
+    best = max(done, key=lambda x: sign * x[key]["mean"])
+    return [(x, compare(best, x, key)) for x in done if x is not best]
+
+
+def _label(row: dict) -> str:
+    return f"{weights_label(row['targets'])} r={row['r']}"
+
+
+def _mean(row: dict, key: str = "bleu") -> str:
+    s = row[key]
+    if row["status"] != "run" or s["mean"] is None:
+        return NOT_RUN
+    return f"{s['mean']:.1f}" + ("" if s["sd"] is None else f" ± {s['sd']:.1f}") + \
+        f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
+
+
+def _verdict_word(v, kind: str) -> str:
+    if v.outcome == "undetermined":
+        return "undetermined"
+    if v.outcome == "a better" or (kind == "matches" and v.outcome == "within noise"):
+        return "reproduced"
+    return "undetermined" if v.outcome == "within noise" else "not reproduced"
+
+
+def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
+    """The paper's §7.1 claims: ``{"chapter", "claim", "paper", "ours", "verdict", "why"}``;
+    the verdict is "reproduced", "not reproduced", "undetermined" or "not run"."""
+    rows = []
+
+    def add(claim: str, paper: str, a: dict | None, b: dict | None, kind: str) -> None:
+        if a is None or b is None or a["status"] != "run" or b["status"] != "run":
+            rows.append({"chapter": 8, "claim": claim, "paper": paper, "ours": NOT_RUN,
+                         "verdict": "not run", "why": "a side of the comparison has no record"})
+            return
+        v = compare(a, b)
+        rows.append({"chapter": 8, "claim": claim, "paper": paper,
+                     "ours": f"{_label(a)} {_mean(a)} vs {_label(b)} {_mean(b)} BLEU",
+                     "verdict": _verdict_word(v, kind), "why": f"{v.outcome}: {v.why}"})
+
+    qv = [x for x in t6 if x["targets"] == ["q", "v"]]
+    done = [x for x in qv if x["status"] == "run"]
+    low = min(qv, key=lambda x: x["r"]) if qv else None
+    best = max(done, key=lambda x: x["bleu"]["mean"]) if done else None
+    add("a very low rank suffices: {Wq,Wv} at r=1 matches the best rank",
+        "r=1 73.4 vs r=64 73.5 (WikiSQL, Table 6)", low, best, "matches")
+    singles = [x for x in t5 if len(x["targets"]) == 1 and x["status"] == "run"]
+    top1 = max(singles, key=lambda x: x["bleu"]["mean"]) if singles else None
+    pick = {tuple(x["targets"]): x for x in t5}
+    add("{Wq,Wv} at r=4 beats {Wq} at r=8 (same budget)", "73.7 vs 70.4 (WikiSQL, Table 5)",
+        pick[("q", "v")], pick[("q",)], "beats")
+    add("{Wq,Wv} at r=4 matches or beats the best single matrix at r=8",
+        "73.7 vs Wo 73.2 (WikiSQL, Table 5)", pick[("q", "v")], top1, "matches")
+    add("all four at r=2 match or beat the best single matrix at r=8",
+        "73.7 vs Wo 73.2 (WikiSQL); 91.7 vs 91.3 (MultiNLI)", pick[("q", "k", "v", "o")], top1,
+        "matches")
+    return rows
+
+
+def table_text(rows: list[dict], template: dict | None) -> str:
+    """Table 5 or 6 as text: the template's row, then per row the weight set, r, trainable
+    parameters, BLEU, ROUGE-L, SER (%) as mean ± seed sd [± mean bootstrap half-width], dev
+    loss and the seeds; a row without a record reads "not run"."""
+    head = ("weights", "r", "trainable", "BLEU", "ROUGE-L", "SER %", "dev loss", "seeds")
+
+    def cell(x: dict, key: str, fmt: str) -> str:
+        s = x[key]
+        if s["mean"] is None:
+            return NOT_RUN
+        text = format(s["mean"], fmt) + ("" if s["sd"] is None else " ± " + format(s["sd"], fmt))
+        return text + ("" if s["ci_half_width"] is None else f" [±{s['ci_half_width']:{fmt}}]")
+
+    lines = [head]
+    if template is not None:
+        t = {k: {"mean": template["metrics"][k], "sd": None,
+                 "ci_half_width": (template["bootstrap"][k]["hi"]
+                                   - template["bootstrap"][k]["lo"]) / 2
+                 if k in template.get("bootstrap", {}) else None} for k in KEYS[:3]}
+        lines.append(("template", "-", "0", *(cell(t, k, ".1f") for k in KEYS[:3]), "-", "-"))
+    for x in rows:
+        lines.append((weights_label(x["targets"]), str(x["r"]),
+                      f"{x['trainable_params']:,}" if x["trainable_params"] else "-",
+                      *(cell(x, k, ".1f") for k in KEYS[:3]), cell(x, "dev_loss", ".3f"),
+                      str(len(x["seeds"]))))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(line, widths))) for line in lines)
+
+
+def claims_text(rows: list[dict]) -> str:
+    """One block per claim: the verdict, the claim, ours, the paper's, and why."""
+    return "\n".join(f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
+                     f"    paper: {x['paper']}\n    why:   {x['why']}" for x in rows)
+
+
+def report(records: list[dict], settings: dict, template: dict | None = None) -> dict:
+    """Everything chapter 8 shows from ``records`` (a folder's or a live run's): ``{"runs",
+    "table5", "table6", "claims", "missing", "gpu_minutes", "stale", "template"}``."""
+    from lorakit.experiments.which_rank import plan
+
+    runs = [r["results"] for r in records if r["name"] not in PSEUDO + ("template",)]
+    template = template or next((r["results"] for r in records if r["name"] == "template"), None)
+    t5, t6 = tables(runs, settings)
+    return {"runs": runs, "table5": t5, "table6": t6, "claims": claims(t5, t6),
+            "missing": _grid.missing(plan(settings), records), "template": template,
+            "gpu_minutes": _grid.gpu_minutes(records),
+            "stale": [r["name"] for r in records if not r["current"]]}
+
+
+def report_folder(folder: str | Path, settings: dict) -> dict:
+    """:func:`report` of the records in ``folder``."""
+    return report(_grid.load_runs(folder), settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from lorakit.experiments.which_rank import GRID, PRESETS, settings_for
+
+    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments which-rank-report",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument("--out", default=None,
+                        help=f"records' folder (default data/runs/{GRID}_<preset>)")
+    args = parser.parse_args(argv)
+    preset = args.preset or get_preset()
+    folder = _grid.grid_dir(GRID, preset, args.out)
+    rep = report_folder(folder, settings_for(preset))
+    print(f"{len(rep['runs'])} run records in {folder}; {rep['gpu_minutes']:.1f} GPU minutes")
+    if rep["stale"]:
+        print(f"made by other code or data than this tree's: {', '.join(rep['stale'])}")
+    print("\nTable 5 (one budget)\n" + table_text(rep["table5"], rep["template"]))
+    print("\nTable 6 (ranks)\n" + table_text(rep["table6"], rep["template"]))
+    print(f"\nClaims (rule: {RULE_TEXT})\n" + claims_text(rep["claims"]))
+    left = rep["missing"]
+    print(f"\n{len(left)} runs of the plan not run" + (": " + ", ".join(s["id"] for s in left)
+                                                      if left else ""))
