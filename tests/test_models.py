@@ -55,6 +55,16 @@ def test_offline_base_is_a_pretrained_gpt2(ci_cache):
     assert info.heldout_perplexity == pytest.approx(math.exp(t["heldout_loss"]))
     assert info.heldout_perplexity < 0.5 * info.vocab_size
     assert t["tokens_seen"] > 0 and t["tokens_per_s"] > 0 and len(t["samples"]) == 3
+    assert t["tokens_per_param"] == pytest.approx(t["tokens_seen"] / info.n_params)
+    assert t["train_tokens_per_param"] == pytest.approx(t["train_tokens"] / info.n_params)
+    assert t["size_rule"]["rule"] == "fixed by the preset" and t["size_rule"]["params"] == info.n_params
+    assert sum(t["corpus_sources"].values()) == info.corpus_chars
+    # the network beats the unigram model, on held-out prose and on unseen restaurant text
+    assert info.heldout_perplexity < t["unigram_heldout_perplexity"]
+    r = t["restaurant"]
+    assert r["texts"] == 128 and r["perplexity"] < r["unigram_perplexity"]
+    probe = t["copy_probe"]
+    assert probe["n"] == 24 and 0 <= probe["copied"] <= 24 and len(probe["interval95"]) == 2
     assert str(root) in info.cache_path and verify_entry(Path(info.cache_path)) is None
     assert model.config.resid_pdrop == 0.1  # saved for fine-tuning like real GPT-2
     d = info.as_dict()
@@ -188,6 +198,10 @@ def test_pretrain_experiment_writes_a_record(offline_env, tmp_path):
     assert res["steps"] == 4 and res["tokens_seen"] == 4 * 16 * 128
     assert res["corpus_sha256"] == offline_env[3].corpus_sha256 and res["mfu"] is None
     assert len(res["loss_curve"]) >= 2 and len(res["samples"]) == 3
+    assert res["tokens_per_param"] == pytest.approx(res["tokens_seen"] / res["n_params"])
+    assert res["unigram_heldout_perplexity"] > 1 and res["restaurant"]["texts"] == 128
+    assert res["copy_probe"]["n"] == 24 and res["size_rule"]["train_tokens"] > 0
+    assert sum(res["corpus_sources"].values()) == res["corpus_chars"]
     assert pretrain.subsample(list(range(1000)), 10)[-1] == 999
 
 

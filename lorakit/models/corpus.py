@@ -131,8 +131,11 @@ def source_roots() -> list[tuple[str, Path]]:
     return [(label, p) for label, p in roots if p.is_dir()]
 
 
+_REPO_PREFIXES = tuple(str(d) + os.sep for d in _REPO_DIRS)
+
+
 def _in_repo(path: Path) -> bool:
-    return any(path == d or d in path.parents for d in _REPO_DIRS)
+    return str(path).startswith(_REPO_PREFIXES)  # a string test: thousands of files per walk
 
 
 def candidate_files(

@@ -7,8 +7,9 @@ Cache layout under :func:`lorakit.models.cache.cache_root`::
 
 ``<fingerprint>`` hashes what the corpus is made from (the installed files' names and sizes,
 the size limit, the domain text), so finding the corpus's SHA-256 does not mean re-reading it;
-``<key>`` hashes the corpus's SHA-256 and the preset's sizes, so a different corpus or a
-changed preset gets a new base.
+``<key>`` hashes the corpus's SHA-256, the preset's sizes and the size rule
+(:func:`lorakit.models.specs.size_for_tokens`), so a different corpus, a changed preset or a
+changed rule gets a new base.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from lorakit.models.cache import cache_root, read_manifest, verify_entry, write_entry
 from lorakit.models.corpus import Corpus, candidate_files, gather_corpus, sources_fingerprint
 from lorakit.models.info import BaseInfo, short_path
-from lorakit.models.specs import get_spec
+from lorakit.models.specs import GPT2_LADDER, REPEAT_EPOCHS, TOKENS_PER_PARAM, get_spec
 
 
 def _domain_tag() -> str:
@@ -107,7 +108,10 @@ def corpus_sha256(max_chars: int | None, cache_dir=None, verbose: bool = True) -
 def base_entry(preset: str, corpus_sha: str, cache_dir=None) -> Path:
     """The cache directory of the offline base for ``preset`` trained on corpus ``corpus_sha``."""
     spec = json.dumps(asdict(get_spec(preset)), sort_keys=True)
-    key = hashlib.sha256(f"{corpus_sha}|{spec}".encode()).hexdigest()[:16]
+    rule = (
+        f"{TOKENS_PER_PARAM}|{REPEAT_EPOCHS}|{GPT2_LADDER}"  # how a sized_by_tokens spec is sized
+    )
+    key = hashlib.sha256(f"{corpus_sha}|{spec}|{rule}".encode()).hexdigest()[:16]
     return cache_root(cache_dir) / f"offline-{preset}-{key}"
 
 

@@ -6,9 +6,12 @@ The steps, each its own function so that chapter 5 can show them one by one:
 2. :func:`lorakit.models.tokenizer.train_tokenizer` -- byte-level BPE on the training documents;
 3. pack the token stream into blocks of ``block_size`` (labels = input_ids);
 4. :func:`lorakit.train.train` -- the same loop every later chapter fine-tunes with;
-5. held-out perplexity, sample generations, throughput and model FLOPs utilisation.
+5. held-out perplexity beside a unigram model's, perplexity on restaurant descriptions the base
+   never saw, an in-context copy probe (:mod:`lorakit.models.probes`), sample generations,
+   tokens per parameter, throughput and model FLOPs utilisation.
 
-Sizes come from :data:`lorakit.models.specs.SPECS` by preset.
+Sizes come from :data:`lorakit.models.specs.SPECS` by preset; the ``gpu`` preset's shape from the
+tokens the corpus gives (:func:`lorakit.models.specs.size_for_tokens`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from lorakit.models import offline
 from lorakit.models.corpus import Corpus
 from lorakit.models.flops import measure_matmul_peak, model_flops_per_token
 from lorakit.models.info import BaseInfo, short_path
-from lorakit.models.specs import BaseSpec, get_spec
+from lorakit.models.probes import evaluate_base
+from lorakit.models.specs import BaseSpec, get_spec, size_for_tokens
 from lorakit.models.tokenizer import (
     PackedBatches,
     describe_tokenizer,
@@ -135,6 +139,14 @@ def pretrain_base(
         say(f"tokenizer: {describe_tokenizer(tokenizer)}")
     train_ids = encode_documents(tokenizer, corpus.train_texts)
     held_ids = encode_documents(tokenizer, corpus.heldout_texts)
+    spec, sizing = size_for_tokens(spec, int(train_ids.numel()), len(tokenizer))
+    if spec.sized_by_tokens:
+        say(
+            f"size rule: {sizing['train_tokens']:,} training tokens support N* = "
+            f"{sizing['supported_params']:,.0f} parameters ({sizing['rule']}) -> "
+            f"n_layer={spec.n_layer}, n_embd={spec.n_embd}"
+            + (" (the floor)" if sizing["floor_decided"] else "")
+        )
     train_blocks = pack_blocks(train_ids, spec.block_size)
     held_blocks = pack_blocks(held_ids, min(spec.block_size, held_ids.numel()))[: spec.eval_blocks]
     if dev.type == "cuda":
@@ -191,7 +203,9 @@ def pretrain_base(
     # saved with GPT-2's 0.1 so that fine-tuning in later chapters behaves as on real GPT-2.
     for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
         setattr(model.config, key, 0.1)
+    model.eval()
     samples = sample_generations(model, tokenizer, max_new_tokens=spec.sample_tokens, seed=seed)
+    probes = evaluate_base(model, tokenizer, train_ids, held_ids, spec)
     wall = time.perf_counter() - t0
     training = _training_facts(spec, cfg, result, n_nonemb, len(tokenizer), dev, measure_peak)
     training.update(
@@ -200,6 +214,12 @@ def pretrain_base(
         samples=samples,
         train_tokens=int(train_ids.numel()),
         heldout_tokens=int(held_ids.numel()),
+        tokens_per_param=result.tokens_seen / n_params,
+        train_tokens_per_param=int(train_ids.numel()) / n_params,
+        non_embedding_params=n_nonemb,
+        size_rule=sizing,
+        corpus_sources=corpus.chars_by_origin(),
+        **probes,
     )
     info = BaseInfo(
         source="offline",
@@ -225,7 +245,9 @@ def pretrain_base(
     )
     say(
         f"pretrained in {wall:.1f} s: held-out perplexity {math.exp(start_loss):.1f} -> "
-        f"{info.heldout_perplexity:.1f}"
+        f"{info.heldout_perplexity:.1f} (unigram model: "
+        f"{probes['unigram_heldout_perplexity']:.1f}); {training['tokens_per_param']:.3g} "
+        "tokens seen per parameter"
     )
     if save:
         info.cache_path = str(
