@@ -227,3 +227,18 @@ def test_errors_say_what_was_wrong(gpt2_adapters):
     lorakit.apply_lora(biased, lorakit.LoRAConfig(r=2, targets=["q", "v"], bias="all"))
     with pytest.raises(ValueError, match="bias"):
         served.add_adapter("biased", biased)
+
+
+def test_factors_for_a_module_that_lora_does_not_adapt_are_refused(gpt2_adapters):
+    from lorakit.serving import Factors
+
+    base, _ = gpt2_adapters
+    served = MultiAdapterModel(copy.deepcopy(base))
+    block = {"transformer.h.0": Factors("linear", torch.zeros(2, 32), torch.zeros(32, 2), 1.0)}
+    with pytest.raises(ValueError, match="GPT2Block"):
+        served.add_adapter("block", block)
+    missing = {"transformer.h.9.attn.c_attn": Factors("linear", torch.zeros(2, 32),
+                                                       torch.zeros(96, 2), 1.0)}
+    with pytest.raises(ValueError, match="does not have"):
+        served.add_adapter("missing", missing)
+    assert served.names == [] and not served.multi_layers()

@@ -12,7 +12,7 @@ from torch import nn
 
 from lorakit.lora import lora_layers
 
-from .factors import Factors, factors_of_adapter, factors_of_model, module_kind
+from .factors import Factors, base_shape, factors_of_adapter, factors_of_model, module_kind
 from .layers import MultiLoRAEmbedding, MultiLoRALinear, RowRouter, remove_slot
 
 AdapterSource = str | os.PathLike | nn.Module | Mapping[str, Factors]
@@ -133,16 +133,15 @@ class MultiAdapterModel(nn.Module):
                     raise ValueError(f"The adapter {name!r} adapts {mod_name}, which this base does "
                                      "not have: it was made for another model.") from None
                 new[mod_name] = base
-            kind = module_kind(base)
+            try:
+                kind, have = module_kind(base), base_shape(base)
+            except TypeError:
+                raise ValueError(f"The adapter {name!r} adapts {mod_name}, a "
+                                 f"{type(base).__name__}; LoRA adapts nn.Linear, Conv1D and "
+                                 "nn.Embedding layers: it was made for another model.") from None
             if (kind == "embedding") != (f.kind == "embedding"):
                 raise ValueError(f"{mod_name}: the adapter holds a {f.kind} update, the base has a "
                                  f"{type(base).__name__}; it was made for another model.")
-            wrapper = multi.get(mod_name)
-            want = (wrapper.out_features, wrapper.in_features) if isinstance(
-                wrapper, MultiLoRALinear) else None
-            from .factors import base_shape
-
-            have = want or base_shape(base)
             if f.shape != have:
                 raise ValueError(f"{mod_name}: the adapter {name!r} has an update of shape (d, k) = "
                                  f"{f.shape}, the base's layer is {have}; it was made for another "
