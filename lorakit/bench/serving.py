@@ -13,7 +13,10 @@ forward passes only, LoRA r = 4, α = 32 on Wq, Wv (the paper's setting) with ra
   PEFT (``autocast_adapter_dtype=False``: its factors stay bf16), ``adapter_names=`` per row;
 * ``one_unmerged``: every row on one adapter, kept unmerged (the multi-adapter layer's plain path);
 * ``merged_b1`` / ``unmerged_b1`` / ``lorakit_layer_b1``: batch 1 × 128, merged, unmerged in the
-  multi-adapter layer, and unmerged in lorakit's own LoRA layer.
+  multi-adapter layer, and unmerged in lorakit's own LoRA layer;
+* ``mixed_overlap`` / ``unmerged_b1_overlap`` (CUDA graphs only): ``mixed`` and ``unmerged_b1``
+  captured with the router's ``overlap_streams`` on (each layer's ``x Aᵀ`` on a second stream,
+  beside the base matmul).
 
 A timing is the median over ``--trials`` passes taken in rounds that visit every row in turn (so
 that drift in clocks hits all rows alike), each pass timed with CUDA events (wall clock on a CPU).
@@ -68,6 +71,10 @@ EXTRA = (
      "one adapter for all rows, unmerged / merged, eager"),
     ("one_unmerged_vs_merged_graph", "one_unmerged", "merged", "graph",
      "one adapter for all rows, unmerged / merged, CUDA graph"),
+    ("b1_overlap_vs_merged_graph", "unmerged_b1_overlap", "merged_b1", "graph",
+     "batch 1: unmerged, x A^T on a second stream / merged, CUDA graph"),
+    ("mixed_overlap_vs_merged_graph", "mixed_overlap", "merged", "graph",
+     "mixed batch, x A^T on a second stream / one merged adapter, CUDA graph"),
 )
 
 
@@ -127,7 +134,7 @@ def time_once(call, device: torch.device) -> float:
 
 
 def build_rows(s: dict, device, dtype, folder: Path, use_peft: bool):
-    """The models and the ``{row: (forward, graphable)}`` to time; also what they computed."""
+    """The models and the ``{row: (forward, modes)}`` to time; also what they computed."""
     from lorakit.models.gpt2 import build_gpt2
 
     base = build_gpt2(**s["arch"], seed=0, device=device).to(dtype).eval()
@@ -141,16 +148,20 @@ def build_rows(s: dict, device, dtype, folder: Path, use_peft: bool):
     routes = {"mixed": served.route_of(names)[0].to(device), "one": served.route_of("a0")[0]}
     info = {"names": names}
 
-    def on(route_key, x):
+    def on(route_key, x, overlap=False):
         def fn():
+            served.router.overlap_streams = overlap  # used only while a graph is captured
             served.router.set(routes[route_key])  # on the device already: nothing is copied
             served.router.prepare(x.device)
             return served.model(x, use_cache=False).logits
         return fn
 
-    rows = {"mixed": (on("mixed", ids), True), "one_unmerged": (on("one", ids), True),
-            "unmerged_b1": (on("one", ids1), True),
-            "lorakit_layer_b1": (lambda: lora(ids1, use_cache=False).logits, True)}
+    both, graph = ("eager", "graph"), ("graph",)
+    rows = {"mixed": (on("mixed", ids), both), "one_unmerged": (on("one", ids), both),
+            "unmerged_b1": (on("one", ids1), both),
+            "lorakit_layer_b1": (lambda: lora(ids1, use_cache=False).logits, both),
+            "mixed_overlap": (on("mixed", ids, True), graph),
+            "unmerged_b1_overlap": (on("one", ids1, True), graph)}
     if use_peft:
         from peft import PeftModel
 
@@ -162,11 +173,11 @@ def build_rows(s: dict, device, dtype, folder: Path, use_peft: bool):
         info["peft_lora_dtype"] = str(next(p for n, p in peft_model.named_parameters()
                                            if "lora_A" in n).dtype)
         rows["peft_mixed"] = (lambda: peft_model(input_ids=ids, adapter_names=names,
-                                                 use_cache=False).logits, False)
+                                                 use_cache=False).logits, ("eager",))
     merged = copy.deepcopy(lora)
     lorakit.merge_lora(merged)
-    rows["merged"] = (lambda: merged(ids, use_cache=False).logits, True)
-    rows["merged_b1"] = (lambda: merged(ids1, use_cache=False).logits, True)
+    rows["merged"] = (lambda: merged(ids, use_cache=False).logits, both)
+    rows["merged_b1"] = (lambda: merged(ids1, use_cache=False).logits, both)
     with torch.no_grad():  # the rows compute what they should (bf16 rounding aside)
         ref = rows["merged"][0]().float()
         scale = ref.abs().max().item()
@@ -190,9 +201,11 @@ def measure(rows: dict, s: dict, device) -> dict:
     timed = {}
     with torch.no_grad():
         for mode in modes:
-            for name, (fn, graphable) in rows.items():
-                if mode == "graph" and not graphable:
-                    out[mode][name] = {"skipped": "indexes by Python lists on the host; not capturable"}
+            for name, (fn, row_modes) in rows.items():
+                if mode not in row_modes:
+                    if name == "peft_mixed":
+                        out[mode][name] = {"skipped": "indexes by Python lists on the host; "
+                                                      "not capturable"}
                     continue
                 try:
                     timed[mode, name] = Timed(fn, mode == "graph", s["warmup"])

@@ -36,16 +36,22 @@ class RowRouter:
     ``route`` is ``None`` (every row on the base: the branch is skipped), an ``int`` (every row
     on that slot: plain matmuls, no gather), or a ``LongTensor`` (B0,) of slots, one per input
     row (on the CPU, copied once per call; or already on the model's device, used as it is, which
-    a CUDA graph capture needs). ``batch`` is the number of rows of the forward that runs (set by the model's
-    forward pre-hook): a generate call with beam search runs ``B0 · beams`` rows, the beams of
-    each input row next to each other, so each slot is repeated ``batch / B0`` times.
+    a CUDA graph capture needs). ``batch`` is the number of rows of the forward that runs (set by
+    the model's forward pre-hook): a generate call with beam search runs ``B0 · beams`` rows, the
+    beams of each input row next to each other, so each slot is repeated ``batch / B0`` times.
+
+    ``overlap_streams`` (default ``False``; CUDA only, and only while a CUDA graph is captured):
+    compute each layer's ``x Aᵀ`` on a second stream, beside the base layer's matmul, so that the
+    graph runs the two side by side (a small batch leaves most of the GPU idle in that matmul).
     """
 
     def __init__(self) -> None:
         self.route: None | int | torch.Tensor = None
         self.active = False
         self.batch: int | None = None
+        self.overlap_streams = False
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
+        self._side: dict[int | None, torch.cuda.Stream] = {}
 
     def set(self, route: None | int | torch.Tensor) -> None:
         self.route, self.active, self._cache = route, True, {}
@@ -56,6 +62,8 @@ class RowRouter:
     def prepare(self, device: torch.device) -> None:
         """Copy the route to ``device`` now, before the forward queues work (a CUDA copy from
         pinned memory does not wait for the GPU)."""
+        if self.overlap_streams and device.type == "cuda" and device.index not in self._side:
+            self._side[device.index] = torch.cuda.Stream(device)  # made before any capture
         key = (str(device), 0)
         if isinstance(self.route, torch.Tensor) and key not in self._cache:
             route = self.route
@@ -76,6 +84,16 @@ class RowRouter:
             self._cache[key] = route if n == b0 else \
                 route[:, None].expand(b0, n // b0).reshape(n)
         return self._cache[key]
+
+    def side_stream(self, device: torch.device) -> torch.cuda.Stream | None:
+        """The stream for ``x Aᵀ`` when ``overlap_streams`` is on and a CUDA graph is being
+        captured on ``device``; ``None`` otherwise (the branch then runs in order, on one stream)."""
+        if not (self.overlap_streams and device.type == "cuda"
+                and torch.cuda.is_current_stream_capturing()):
+            return None
+        if device.index not in self._side:
+            self._side[device.index] = torch.cuda.Stream(device)
+        return self._side[device.index]
 
 
 class MultiLoRALinear(nn.Module):
@@ -106,19 +124,37 @@ class MultiLoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``W0 x_b + s·B_{a(b)} A_{a(b)} x_b`` for every row ``b``: ``(n, ..., k) -> (n, ..., d)``."""
-        out = self.base(x)
         route = self.router.route
         if route is None:
-            return out
-        d, k = self.out_features, self.in_features
-        if isinstance(route, int):  # one adapter for all rows: two plain matmuls
-            h = x.reshape(-1, k) @ self.lora_A[route].T  # (n·T, R)
-            return out.reshape(-1, d).addmm_(h, self.lora_B[route].T).view(out.shape)
+            return self.base(x)
+        side = self.router.side_stream(x.device)
+        if side is None:
+            return self._add_up(self.base(x), self._down(x, route), route)
+        main = torch.cuda.current_stream(x.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):  # x Aᵀ beside the base's matmul (inside a graph capture)
+            h = self._down(x, route)
+        out = self.base(x)
+        main.wait_stream(side)
+        return self._add_up(out, h, route)
+
+    def _down(self, x: torch.Tensor, route: int | torch.Tensor) -> torch.Tensor:
+        """``h = x Aᵀ``: (n·T, R) for one adapter, (n, T, R) with each row's own A (gathered)."""
+        k = self.in_features
+        if isinstance(route, int):  # one adapter for all rows: a plain matmul
+            return x.reshape(-1, k) @ self.lora_A[route].T
         n = x.shape[0]
-        slots = self.router.slots(n, x.device)
-        A = self.lora_A.index_select(0, slots)  # (n, R, k)
-        B = self.lora_B.index_select(0, slots)  # (n, d, R)
-        h = torch.bmm(x.reshape(n, -1, k), A.transpose(1, 2))  # (n, T, R)
+        A = self.lora_A.index_select(0, self.router.slots(n, x.device))  # (n, R, k)
+        return torch.bmm(x.reshape(n, -1, k), A.transpose(1, 2))
+
+    def _add_up(self, out: torch.Tensor, h: torch.Tensor, route: int | torch.Tensor
+                ) -> torch.Tensor:
+        """``out + h (s·B)ᵀ`` in place, each row with its own B (gathered) for a mixed route."""
+        d = self.out_features
+        if isinstance(route, int):
+            return out.reshape(-1, d).addmm_(h, self.lora_B[route].T).view(out.shape)
+        n = out.shape[0]
+        B = self.lora_B.index_select(0, self.router.slots(n, out.device))  # (n, d, R)
         return out.reshape(n, -1, d).baddbmm_(h, B.transpose(1, 2)).view(out.shape)
 
     def extra_repr(self) -> str:
