@@ -42,6 +42,7 @@ __all__ = ["PeftFormatError", "export_peft", "import_peft", "read_peft"]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside ``torch.compile`` (``_orig_mod``) and (Distributed)DataParallel."""
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module
