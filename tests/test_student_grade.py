@@ -60,7 +60,7 @@ def _chapter_exercises(nb_path: Path) -> list[str]:
 # adds or drops an exercise updates this table; a check cell the tools miss fails the test.
 EXERCISES_PER_CHAPTER = {
     "00_start_here.ipynb": 0, "01_rank.ipynb": 3, "02_svd.ipynb": 3,
-    "03_lora_from_scratch.ipynb": 4, "04_lora_in_gpt2.ipynb": 2,
+    "03_lora_from_scratch.ipynb": 4, "04_lora_in_gpt2.ipynb": 2, "05_base_model.ipynb": 3,
 }
 
 

@@ -3,9 +3,11 @@
 >>> model, tokenizer, info = load_base("auto")   # doctest: +SKIP
 
 Modules: :mod:`.loading` (``load_base``), :mod:`.hub` (is the Hugging Face hub reachable),
-:mod:`.gpt2` (``build_gpt2``: a GPT-2 of a given shape), :mod:`.corpus` (installed prose),
-:mod:`.tokenizer` (byte-level BPE, packing), :mod:`.specs` (sizes per preset), :mod:`.pretrain`
-(``pretrain_base``), :mod:`.offline` and :mod:`.cache` (the on-disk cache), :mod:`.flops`
+:mod:`.gpt2` (``build_gpt2``: a GPT-2 of a given shape), :mod:`.corpus` (installed prose;
+:mod:`.prose` its paragraph filter, :mod:`.sysdocs` man pages, info manuals, /usr/share/doc),
+:mod:`.tokenizer` (byte-level BPE, packing), :mod:`.specs` (sizes per preset, the size rule),
+:mod:`.pretrain` (``pretrain_base``), :mod:`.probes` (unigram and restaurant perplexity, the
+copy probe), :mod:`.offline` and :mod:`.cache` (the on-disk cache), :mod:`.flops`
 (model FLOPs utilisation). Everything here needs the ``[hf]`` extra (transformers, tokenizers).
 """
 
