@@ -57,7 +57,8 @@ def test_offline_base_is_a_pretrained_gpt2(ci_cache):
     assert t["tokens_seen"] > 0 and t["tokens_per_s"] > 0 and len(t["samples"]) == 3
     assert t["tokens_per_param"] == pytest.approx(t["tokens_seen"] / info.n_params)
     assert t["train_tokens_per_param"] == pytest.approx(t["train_tokens"] / info.n_params)
-    assert t["size_rule"]["rule"] == "fixed by the preset" and t["size_rule"]["params"] == info.n_params
+    assert t["size_rule"]["rule"] == "fixed by the preset"
+    assert t["size_rule"]["params"] == info.n_params
     assert sum(t["corpus_sources"].values()) == info.corpus_chars
     # the network beats the unigram model, on held-out prose and on unseen restaurant text
     assert info.heldout_perplexity < t["unigram_heldout_perplexity"]

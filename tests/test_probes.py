@@ -22,7 +22,9 @@ from tests.conftest import make_tiny_gpt2, make_tiny_tokenizer
 
 def test_param_count_matches_a_built_gpt2():
     for n_layer, n_embd, vocab, positions in ((2, 32, 300, 128), (3, 48, 500, 64)):
-        model = make_tiny_gpt2(vocab_size=vocab, n_layer=n_layer, n_embd=n_embd, n_positions=positions)
+        model = make_tiny_gpt2(
+            vocab_size=vocab, n_layer=n_layer, n_embd=n_embd, n_positions=positions
+        )
         assert gpt2_param_count(n_layer, n_embd, vocab, positions) == sum(
             p.numel() for p in model.parameters()
         )
