@@ -4,12 +4,20 @@ Both add ``l_p`` prefix and ``l_i`` infix special tokens to every sequence (how 
 :mod:`lorakit.baselines.prompt`) and train only what belongs to those tokens.
 
 * **PreEmbed** trains the special tokens' input embeddings: ``d·(l_p + l_i)`` parameters.
-* **PreLayer** (``variant="activation"``, the paper's description) trains the special tokens'
-  activations at every layer: at the special positions, the hidden state *entering* each of the L
-  blocks (the embedding output for block 0, the previous block's output for the others) is
-  replaced by a trainable vector. ``L·d·(l_p + l_i)`` parameters. Every block's attention thus
-  sees trainable content at the special positions, while the special tokens' own computation
-  inside a block is thrown away at the next block.
+* **PreLayer** (``variant="activation"``, the paper's §5.1: "instead of just learning the word
+  embeddings (or equivalently, the activations after the embedding layer) for some special
+  tokens, we learn the activations after every Transformer layer. The activations computed from
+  previous layers are simply replaced by trainable ones", ``|Θ| = L·d·(l_p + l_i)``): at the
+  special positions, the hidden state *entering* each of the L blocks is replaced by a trainable
+  vector — the activation after the embedding layer for block 0, after block ``i - 1`` for block
+  ``i``. That is L vectors per token, the paper's count. (The activation after the *last* block
+  feeds only the LM head at a special position, whose prediction no loss reads, so replacing it
+  too would add ``d`` parameters per token that never train.) Every block's attention thus sees
+  trainable content at the special positions, while the special tokens' own computation inside a
+  block is thrown away at the next block. That is why the infix goes *before* the separator by
+  default (:mod:`lorakit.baselines.prompt`): the first word of the text is then predicted by the
+  separator, a real token, and not by a special token whose state every layer overwrites (which
+  drops the restaurant's name).
 * **Key/value prefix** (``variant="kv"``, Li & Liang's implementation of prefix tuning): instead of
   a hidden state, each block gets trainable *keys and values* at the special positions (what
   ``past_key_values`` would carry). This skips the frozen ``ln_1`` and ``W_k, W_v`` that the
@@ -30,7 +38,14 @@ import torch
 from torch import nn
 
 from .common import MethodReport, check_fresh, finish, freeze_all, gpt2_parts
-from .prompt import PromptEmbedding, PromptState, PromptTokens, replace_at_special, sample_token_ids
+from .prompt import (
+    INFIX_PLACES,
+    PromptEmbedding,
+    PromptState,
+    PromptTokens,
+    replace_at_special,
+    sample_token_ids,
+)
 
 VARIANTS = ("activation", "kv")
 
@@ -65,7 +80,11 @@ class PrefixKeyValue(nn.Module):
         return torch.cat([qkv[..., :d], kv], dim=-1)
 
 
-def _check_counts(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] | None) -> int:
+def _check_counts(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] | None,
+                  infix: str = "before") -> int:
+    if infix not in INFIX_PLACES:
+        raise ValueError(f"infix must be one of {INFIX_PLACES} (relative to the separator), got "
+                         f"{infix!r}.")
     for value, name in ((l_p, "l_p"), (l_i, "l_i")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
@@ -103,7 +122,8 @@ def _base_activations(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]
 
 
 def _install(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] | None, seed: int,
-             trainable_embedding: bool) -> tuple[PromptTokens, PromptState, torch.Tensor]:
+             trainable_embedding: bool, infix: str) -> tuple[PromptTokens, PromptState,
+                                                            torch.Tensor]:
     transformer, _ = gpt2_parts(model)
     wte = transformer.wte
     vocab = wte.num_embeddings
@@ -113,12 +133,13 @@ def _install(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] 
     if not trainable_embedding:
         rows = torch.zeros_like(rows)
     transformer.wte = PromptEmbedding(wte, rows, trainable_embedding, state)
-    tokens = PromptTokens(vocab, l_p, l_i, separator_ids, model.config.n_positions)
+    tokens = PromptTokens(vocab, l_p, l_i, separator_ids, model.config.n_positions, infix)
     return tokens, state, init_ids
 
 
 def apply_prefix_embed(model: nn.Module, l_p: int = 10, l_i: int = 0,
-                       separator_ids: Sequence[int] | None = None, seed: int = 0) -> MethodReport:
+                       separator_ids: Sequence[int] | None = None, seed: int = 0,
+                       infix: str = "before") -> MethodReport:
     """PreEmbed: ``l_p + l_i`` special tokens whose input embeddings are the only trainable weights.
 
     Parameters
@@ -127,6 +148,7 @@ def apply_prefix_embed(model: nn.Module, l_p: int = 10, l_i: int = 0,
     l_p, l_i : prefix and infix lengths.
     separator_ids : token ids of the MR/text separator (``" ||"``); required when ``l_i > 0``.
     seed : picks the real tokens whose embeddings initialise the special ones.
+    infix : the infix goes ``"before"`` (default) or ``"after"`` the separator.
 
     Returns
     -------
@@ -140,18 +162,20 @@ def apply_prefix_embed(model: nn.Module, l_p: int = 10, l_i: int = 0,
         a separator, or a method already applied; the model is untouched.
     """
     check_fresh(model, "prefix_embed")
-    _check_counts(model, l_p, l_i, separator_ids)
+    _check_counts(model, l_p, l_i, separator_ids, infix)
     freeze_all(model)
-    tokens, _, _ = _install(model, l_p, l_i, separator_ids, seed, trainable_embedding=True)
+    tokens, _, _ = _install(model, l_p, l_i, separator_ids, seed, trainable_embedding=True,
+                            infix=infix)
     d = model.config.n_embd
-    config = {"l_p": l_p, "l_i": l_i, "separator_ids": tokens.separator_ids, "seed": seed}
+    config = {"l_p": l_p, "l_i": l_i, "separator_ids": tokens.separator_ids, "seed": seed,
+              "infix": infix}
     return finish(model, "prefix_embed", config, ["transformer.wte.prompt"], d * (l_p + l_i),
                   f"d*(l_p + l_i) with d={d}, l_p={l_p}, l_i={l_i}", tokens.insert)
 
 
 def apply_prefix_layer(model: nn.Module, l_p: int = 10, l_i: int = 0,
                        separator_ids: Sequence[int] | None = None, variant: str = "activation",
-                       seed: int = 0) -> MethodReport:
+                       seed: int = 0, infix: str = "before") -> MethodReport:
     """PreLayer: trainable activations (or keys/values) of the special tokens at every layer.
 
     Parameters
@@ -162,6 +186,8 @@ def apply_prefix_layer(model: nn.Module, l_p: int = 10, l_i: int = 0,
     variant : ``"activation"`` (the paper's PreLayer, ``L·d·(l_p+l_i)``) or ``"kv"`` (Li & Liang's
         key/value prefix, ``2·L·d·(l_p+l_i)``); see the module docstring for the difference.
     seed : picks the real tokens whose activations initialise the special ones.
+    infix : the infix goes ``"before"`` (default) or ``"after"`` the separator (after it, the
+        activation variant must predict the text's first token from a special position).
 
     Returns
     -------
@@ -174,14 +200,15 @@ def apply_prefix_layer(model: nn.Module, l_p: int = 10, l_i: int = 0,
         As :func:`apply_prefix_embed`, or an unknown ``variant``; the model is untouched.
     """
     check_fresh(model, "prefix_layer")
-    _check_counts(model, l_p, l_i, separator_ids)
+    _check_counts(model, l_p, l_i, separator_ids, infix)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
     transformer, blocks = gpt2_parts(model)
     init_ids = sample_token_ids(transformer.wte.num_embeddings, l_p + l_i, seed)
     acts = _base_activations(model, init_ids)  # L tensors (n, d), computed before any change
     freeze_all(model)
-    tokens, state, _ = _install(model, l_p, l_i, separator_ids, seed, trainable_embedding=False)
+    tokens, state, _ = _install(model, l_p, l_i, separator_ids, seed, trainable_embedding=False,
+                                infix=infix)
     d, L = model.config.n_embd, len(blocks)
     modules = []
     for i, h in enumerate(acts):
@@ -198,5 +225,5 @@ def apply_prefix_layer(model: nn.Module, l_p: int = 10, l_i: int = 0,
     formula = factor * L * d * (l_p + l_i)
     text = (f"{'2*' if factor == 2 else ''}L*d*(l_p + l_i) with L={L}, d={d}, l_p={l_p}, l_i={l_i}")
     config = {"l_p": l_p, "l_i": l_i, "separator_ids": tokens.separator_ids, "variant": variant,
-              "seed": seed}
+              "seed": seed, "infix": infix}
     return finish(model, "prefix_layer", config, modules, formula, text, tokens.insert)

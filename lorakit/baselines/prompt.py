@@ -3,8 +3,14 @@
 How the prefix methods compose with the shared collation
 --------------------------------------------------------
 The task's sequences are ``<mr> || <text>``. Prefix tuning puts ``l_p`` special tokens in front
-of the sequence and ``l_i`` infix tokens between the MR and the text (Li & Liang 2021):
-``[P_1..P_lp] <mr> || [I_1..I_li] <text>``. The special tokens get ids *past the base vocabulary*,
+of the sequence and ``l_i`` infix tokens between the MR and the text (Li & Liang 2021; the LoRA
+paper, §5.1: "infixing ... appends to the prompt"). By default the infix is appended to the MR,
+*before* the separator: ``[P_1..P_lp] <mr> [I_1..I_li] || <text>``. Then the token that predicts
+the first word of the text (usually the restaurant's name) is the separator's last token, a real
+token computed by every layer, which can copy the name from the MR. Placed *after* the separator
+(``infix="after"``), that prediction comes from the last infix token; under prefix-layer tuning
+its hidden state is replaced at every layer, so only the last block's attention can bring the
+name there, and a trained model drops it. The special tokens get ids *past the base vocabulary*,
 ``V, V+1, ..., V+l_p+l_i-1`` (``V = config.vocab_size``), so they can never be generated (the LM
 head still has V outputs) and the model stays an ordinary ``GPT2LMHeadModel``.
 
@@ -14,8 +20,8 @@ head still has V outputs) and the model stays an ordinary ``GPT2LMHeadModel``.
 2. :class:`PromptTokens` inserts the ids into a collated batch: ``input_ids`` gets the special ids,
    ``attention_mask`` gets 1 there and ``labels`` gets -100 there, so the unchanged training loop
    and loss apply. The prefix goes before the first attended token of each row (so left padding
-   works), the infix right after the first occurrence of ``separator_ids`` (the token ids of
-   ``" ||"``). Apply it with ``report.prepare_batch(batch)`` or ``report.wrap_batches(batches)``,
+   works), the infix right before (default) or right after the first occurrence of
+   ``separator_ids`` (the token ids of ``" ||"``). Apply it with ``report.prepare_batch(batch)`` or ``report.wrap_batches(batches)``,
    for training and for decoding prompts alike; generated continuations never contain special ids.
 """
 
@@ -29,6 +35,7 @@ from torch import nn
 from .common import Batch
 
 IGNORE_INDEX = -100
+INFIX_PLACES = ("before", "after")
 
 
 class PromptState:
@@ -105,21 +112,26 @@ class PromptTokens:
     ----------
     vocab_size : V, the base vocabulary size; special ids are ``V .. V + l_p + l_i - 1``.
     l_p, l_i : number of prefix and infix tokens.
-    separator_ids : token ids after whose first occurrence the infix goes (needed if ``l_i > 0``).
+    separator_ids : token ids whose first occurrence places the infix (needed if ``l_i > 0``).
     max_positions : the model's context length (``config.n_positions``).
+    infix : ``"before"`` (default) or ``"after"`` the separator; see the module docstring.
     """
 
     def __init__(self, vocab_size: int, l_p: int, l_i: int,
-                 separator_ids: Sequence[int] | None, max_positions: int) -> None:
+                 separator_ids: Sequence[int] | None, max_positions: int,
+                 infix: str = "before") -> None:
+        if infix not in INFIX_PLACES:
+            raise ValueError(f"infix must be one of {INFIX_PLACES} (the separator), got {infix!r}.")
         self.vocab_size, self.l_p, self.l_i = vocab_size, l_p, l_i
         self.separator_ids = list(separator_ids) if separator_ids is not None else None
-        self.max_positions = max_positions
+        self.max_positions, self.infix = max_positions, infix
 
     @property
     def n_special(self) -> int:
         return self.l_p + self.l_i
 
-    def _separator_end(self, ids: torch.Tensor) -> torch.Tensor:
+    def _infix_start(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per row, the index where the infix goes: the separator's start or its end."""
         sep = torch.tensor(self.separator_ids, device=ids.device)
         m = len(sep)
         if ids.shape[1] < m:
@@ -129,9 +141,9 @@ class PromptTokens:
         if not bool(found.all()):
             rows = torch.nonzero(~found).flatten().tolist()
             raise ValueError(f"Rows {rows[:5]} of the batch do not contain the separator ids "
-                             f"{self.separator_ids}; the infix goes right after it. Check the "
-                             "separator (the token ids of ' ||') or use l_i=0.")
-        return hits.int().argmax(1) + m
+                             f"{self.separator_ids}; the infix goes right {self.infix} it. "
+                             "Check the separator (the token ids of ' ||') or use l_i=0.")
+        return hits.int().argmax(1) + (m if self.infix == "after" else 0)
 
     def insert(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Return a new batch with the special tokens inserted (the input batch is not changed).
@@ -152,7 +164,7 @@ class PromptTokens:
         dev = ids.device
         mask = batch.get("attention_mask")
         start = (mask != 0).int().argmax(1) if mask is not None else torch.zeros(B, dtype=torch.long, device=dev)
-        infix = self._separator_end(ids) if self.l_i else start
+        infix = self._infix_start(ids) if self.l_i else start
         t = torch.arange(T, device=dev).unsqueeze(0)
         dest = t + self.l_p * (t >= start[:, None]) + self.l_i * (t >= infix[:, None])
         special_pos = torch.cat([start[:, None] + torch.arange(self.l_p, device=dev),

@@ -166,11 +166,11 @@ def claims(t3: dict, f2: dict) -> list[dict]:
     eff = [m for m in TABLE3 if m != "lora" and t3[m].get("status") == "run"
            and t3["ft"].get("status") == "run"
            and t3[m]["trainable_params"] < 0.01 * t3["ft"]["trainable_params"]]
-    if eff:
-        rival = max(eff, key=lambda m: t3[m]["metrics"]["bleu"]["mean"])
-        add("LoRA is the best method training < 1% of the weights",
-            "LoRA 70.4, above every efficient baseline", lora, t3[rival], "beats",
-            f"LoRA vs the best other, {LABELS[rival]}")
+    rival = max(eff, key=lambda m: t3[m]["metrics"]["bleu"]["mean"]) if eff else None
+    add("LoRA is the best method training < 1% of the weights",
+        "LoRA 70.4, above every efficient baseline", lora,
+        t3[rival] if rival else {"status": NOT_RUN}, "beats",
+        f"LoRA vs the best other, {LABELS[rival]}" if rival else "")
     for m in ("prefix_embed", "prefix_layer"):
         if m not in f2:
             continue
