@@ -30,14 +30,12 @@ KEYS = ("bleu", "rouge_l", "ser", "dev_loss")
 PSEUDO = ("base_weights",)  # records of a grid folder that are not runs
 
 
+# Chapter 8's exercise (the notebook holds the same code). It cannot see the noise of a
+# configuration run once; the tables' verdicts use lorakit.experiments._stats.verdict instead,
+# which says "undetermined" below 2 seeds and also weighs the bootstrap intervals over test MRs.
 def clear_difference(a: list[float], b: list[float]) -> bool:
     """Whether the means of ``a`` and ``b`` differ by more than the sum of their sample standard
-    deviations (a rule of thumb for "beyond seed noise"; a single value has std 0).
-
-    Chapter 8's exercise. It cannot see the noise of a configuration run once; the verdicts of
-    the tables use :func:`lorakit.experiments._stats.verdict` instead, which says
-    "undetermined" below 2 seeds and also weighs the bootstrap intervals over test MRs.
-    """
+    deviations (a rule of thumb for "beyond seed noise"; a single value has std 0)."""
     if not a or not b:
         raise ValueError("clear_difference needs at least one value in each list (one per seed).")
     spread = sum(statistics.stdev(x) if len(x) > 1 else 0.0 for x in (a, b))
