@@ -4,7 +4,8 @@ LoRA (Hu et al. 2021, §4.1) rests on one hypothesis: the update ``ΔW`` that fi
 pretrained weight has a low "intrinsic rank", so it can be written as a product ``B A`` of two thin
 factors. This module holds the linear algebra behind that sentence: rank (by elimination and from
 singular values), the best rank-k approximation (Eckart–Young–Mirsky), the parameter count of a
-factorisation, and :class:`SubspaceModel` for the intrinsic-dimension demo (Li et al. 2018).
+factorisation, and :class:`SubspaceModel` (from :mod:`lorakit.subspace`) for the
+intrinsic-dimension demo (Li et al. 2018; Aghajanyan et al. 2020).
 
 Matrix arguments accept NumPy arrays, torch tensors and nested lists.
 """
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
+
+from lorakit.subspace import SubspaceModel  # chapter 2's intrinsic-dimension wrapper
 
 
 def _as_matrix(M, name: str = "M") -> np.ndarray:
@@ -124,7 +126,9 @@ def rank_under_noise(M, noise_std: float) -> int:
     -------
     int
     """
-    A = _as_matrix(M)
+    A = np.array(M, dtype=np.float64)
+    if A.ndim != 2 or not np.all(np.isfinite(A)):
+        raise ValueError(f"M must be a finite 2-D matrix (m, n); got shape {A.shape}.")
     if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.number)) \
             or not math.isfinite(noise_std) or noise_std < 0:
         raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
@@ -157,7 +161,9 @@ def low_rank_factors(M, tol: float | None = None) -> tuple[np.ndarray, np.ndarra
     A : np.ndarray, shape (r, n)
         ``r = numerical_rank(M, tol)`` and ``B @ A`` equals ``M`` up to what the tolerance drops.
     """
-    M = _as_matrix(M)
+    M = np.array(M, dtype=np.float64)
+    if M.ndim != 2 or not np.all(np.isfinite(M)):
+        raise ValueError(f"M must be a finite 2-D matrix (m, n); got shape {M.shape}.")
     m, n = M.shape
     if tol is None and M.size:
         tol = max(m, n) * np.finfo(np.float64).eps * np.linalg.norm(M, 2)
@@ -303,53 +309,6 @@ def random_low_rank(m: int, n: int, r: int, seed: int = 0, noise: float = 0.0) -
     rng = np.random.default_rng(seed)
     M = rng.standard_normal((m, r)) @ rng.standard_normal((r, n))
     return M + noise * rng.standard_normal((m, n)) if noise else M
-
-
-class SubspaceModel(nn.Module):
-    """Train a network in a random d-dimensional subspace of its parameters (Li et al. 2018).
-
-    ``theta = theta0 + P z``: ``theta0`` (D,) holds the wrapped model's initial parameters (frozen),
-    ``P`` (D, d) is a fixed random projection with unit-norm columns, and only ``z`` (d,), started at
-    zero, trains. The smallest d that reaches (say) 90% of full training's accuracy is the task's
-    intrinsic dimension; Aghajanyan et al. (2020) found it small for fine-tuning pretrained language
-    models, which is the motivation of LoRA's low-rank update.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The network; its parameters are frozen and used as ``theta0``. Calls go through
-        ``torch.func.functional_call``, so ``forward`` takes the model's own arguments.
-    d : int
-        Subspace dimension, ``1 <= d``.
-    seed : int
-        Seed of the projection ``P``.
-    """
-
-    def __init__(self, model: nn.Module, d: int, seed: int = 0):
-        super().__init__()
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"d must be a positive integer (the subspace dimension); got {d!r}.")
-        self.model = model
-        self._names = [name for name, _ in model.named_parameters()]
-        self._shapes = [p.shape for _, p in model.named_parameters()]
-        theta0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-        for p in model.parameters():
-            p.requires_grad_(False)
-        gen = torch.Generator().manual_seed(seed)
-        P = torch.randn(theta0.numel(), d, generator=gen, dtype=theta0.dtype)
-        self.register_buffer("theta0", theta0)
-        self.register_buffer("P", (P / P.norm(dim=0, keepdim=True)).to(theta0.device))
-        self.z = nn.Parameter(torch.zeros(d, dtype=theta0.dtype, device=theta0.device))
-
-    def params(self) -> dict[str, torch.Tensor]:
-        """The wrapped model's parameters ``theta0 + P z``, by name."""
-        theta = self.theta0 + self.P @ self.z
-        sizes = [math.prod(s) for s in self._shapes]
-        pieces = torch.split(theta, sizes)
-        return {n: t.view(s) for n, t, s in zip(self._names, pieces, self._shapes)}
-
-    def forward(self, *args, **kwargs):
-        return torch.func.functional_call(self.model, self.params(), args, kwargs)
 
 
 __all__: Sequence[str] = [
