@@ -203,6 +203,8 @@ def test_pretrain_experiment_writes_a_record(offline_env, tmp_path):
     assert res["unigram_heldout_perplexity"] > 1 and res["restaurant"]["texts"] == 128
     assert res["copy_probe"]["n"] == 24 and res["size_rule"]["train_tokens"] > 0
     assert sum(res["corpus_sources"].values()) == res["corpus_chars"]
+    train = {"train.jsonl"} if res["domain_text_used"] else set()
+    assert set(rec["data"]["files"]) == train | {"test.jsonl"}  # the probes read the test split
     assert pretrain.subsample(list(range(1000)), 10)[-1] == 999
 
 

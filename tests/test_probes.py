@@ -117,7 +117,7 @@ def test_copy_probe_scores_rate_interval_and_logprobs():
     cases = probes.copy_cases(6)
     result = probes.copy_probe(_Copier(tok, cases), tok, cases, examples=2)
     assert result["n"] == 6 and result["copied"] == 6 and result["rate"] == 1.0
-    assert result["interval95"][0] > 0.5 and result["interval95"][1] == pytest.approx(1.0)
+    assert result["interval95"][0] > 0.5 and result["interval95"][1] == 1.0
     assert result["name_logprob"] == pytest.approx(-math.log(len(tok)))
     assert len(result["examples"]) == 2 and result["decoding"] == "greedy"
     half = probes.copy_probe(_Copier(tok, cases, every=2), tok, cases)
@@ -138,3 +138,33 @@ def test_wilson_interval():
     assert probes.wilson_interval(0, 0) == (0.0, 1.0)
     lo, hi = probes.wilson_interval(5, 10)
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+
+
+class _ContextBag(torch.nn.Module):
+    """Logits that favour every token already in the sequence: a crude copier."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.w, self.vocab = torch.nn.Parameter(torch.zeros(1)), vocab
+
+    def forward(self, input_ids, attention_mask=None):
+        seen = torch.nn.functional.one_hot(input_ids, self.vocab).cumsum(1).clamp(max=1)
+        bias = torch.arange(self.vocab) % 7 / 3  # so that each token has its own probability
+        return type("Out", (), {"logits": 5.0 * seen.float() + bias})()
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
+        return torch.cat([input_ids, input_ids[:, -max_new_tokens:]], 1)
+
+
+def test_the_name_is_likelier_after_its_own_prompt_for_a_model_that_copies():
+    tok = make_tiny_tokenizer()
+    model, cases = _ContextBag(len(tok)), probes.copy_cases(8)
+    result = probes.copy_probe(model, tok, cases)
+    assert result["name_logprob"] > result["other_name_logprob"] + 1.0
+    by_hand = []  # every token of the name, each predicted from everything before it
+    for prompt, name in cases:
+        p, n = tok(prompt)["input_ids"], tok(" " + name)["input_ids"]
+        logp = model(torch.tensor([p + n])).logits[0].log_softmax(-1)
+        by_hand.append(sum(logp[len(p) - 1 + j, t].item() for j, t in enumerate(n)) / len(n))
+    assert result["name_logprob"] == pytest.approx(sum(by_hand) / len(by_hand))
+    assert probes.wilson_interval(0, 9) == (0.0, pytest.approx(0.2991, abs=1e-4))

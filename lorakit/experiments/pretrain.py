@@ -13,8 +13,8 @@ generations.
 
 No ``--data``: when the corpus mixes in restaurant descriptions, they are the train references of
 the shipped synthetic set (:func:`lorakit.data.domain_text`), whatever a machine has downloaded,
-because the cached base is keyed by its corpus's hash. The record's ``data`` then holds that
-file's SHA-256.
+because the cached base is keyed by its corpus's hash; the restaurant perplexity and the copy
+probe read the same set's test split. The record's ``data`` holds the SHA-256 of the files read.
 """
 
 from __future__ import annotations
@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> None:
         "corpus_sources": t["corpus_sources"],
     }
     name = f"ch05_pretrain_{preset}"
-    data = data_source("synthetic").provenance(("train",)) if info.domain_text_used else None
+    splits = (("train",) if info.domain_text_used else ()) + (
+        ("test",) if t["copy_probe"] is not None else ()
+    )  # train: unpaired domain text in the corpus; test: restaurant perplexity and copy probe
+    data = data_source("synthetic").provenance(splits) if splits else None
     path = runs.save_record(
         name,
         results,
