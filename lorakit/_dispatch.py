@@ -10,8 +10,11 @@ from types import ModuleType
 
 def available(package: ModuleType) -> list[str]:
     """Names of the runnable submodules of ``package`` (shown with dashes)."""
-    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(package.__path__)
-                  if not m.name.startswith("_"))
+    return sorted(
+        m.name.replace("_", "-")
+        for m in pkgutil.iter_modules(package.__path__)
+        if not m.name.startswith("_")
+    )
 
 
 def run(package: ModuleType, argv: list[str] | None = None) -> None:

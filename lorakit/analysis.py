@@ -105,18 +105,26 @@ def right_singular_vectors(A: Matrix) -> torch.Tensor:
 def _bases(A1: Matrix, A2: Matrix) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     (a1, eps1), (a2, eps2) = _matrix(A1, "A1"), _matrix(A2, "A2")
     if a1.shape[1] != a2.shape[1]:
-        raise ValueError(f"A1 {tuple(a1.shape)} and A2 {tuple(a2.shape)} must have the same number of "
-                         "columns k (both (r, k) LoRA A matrices of the same layer).")
-    return (torch.linalg.svd(a1, full_matrices=False).Vh.T,
-            torch.linalg.svd(a2, full_matrices=False).Vh.T, _rank(a1, eps1), _rank(a2, eps2))
+        raise ValueError(
+            f"A1 {tuple(a1.shape)} and A2 {tuple(a2.shape)} must have the same number of "
+            "columns k (both (r, k) LoRA A matrices of the same layer)."
+        )
+    return (
+        torch.linalg.svd(a1, full_matrices=False).Vh.T,
+        torch.linalg.svd(a2, full_matrices=False).Vh.T,
+        _rank(a1, eps1),
+        _rank(a2, eps2),
+    )
 
 
 def _check_index(i: int, rank: int, rows: int, name: str, which: str) -> None:
     if isinstance(i, bool) or not isinstance(i, int) or i < 1:
         raise ValueError(f"{name} must be a positive integer, got {i!r}.")
     if i > rank:
-        raise ValueError(f"{name}={i} but {which} has rank {rank} ({rows} rows): only its first "
-                         f"{rank} right-singular vectors are determined; use {name} <= {rank}.")
+        raise ValueError(
+            f"{name}={i} but {which} has rank {rank} ({rows} rows): only its first "
+            f"{rank} right-singular vectors are determined; use {name} <= {rank}."
+        )
 
 
 # --------------------------------------------------------------------- subspace similarity (§7.2)
@@ -175,14 +183,18 @@ def _top_directions(M: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor
 def _check_pair(W: Matrix, dW: Matrix, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     (w, _), (dw, eps) = _matrix(W, "W"), _matrix(dW, "dW")
     if w.shape != dw.shape:
-        raise ValueError(f"W {tuple(w.shape)} and dW {tuple(dw.shape)} must have the same shape "
-                         "(d, k); for GPT-2's Conv1D, transpose the stored (k, d) weight first.")
+        raise ValueError(
+            f"W {tuple(w.shape)} and dW {tuple(dw.shape)} must have the same shape "
+            "(d, k); for GPT-2's Conv1D, transpose the stored (k, d) weight first."
+        )
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"r must be a positive integer, got {r!r}.")
     rank = _rank(dw, eps)
     if r > rank:
-        raise ValueError(f"r={r} but dW has rank {rank}; its directions past {rank} are not "
-                         f"determined. Use r <= {rank} (the LoRA rank, for dW = B A).")
+        raise ValueError(
+            f"r={r} but dW has rank {rank}; its directions past {rank} are not "
+            f"determined. Use r <= {rank} (the LoRA rank, for dW = B A)."
+        )
     return w, dw
 
 

@@ -22,7 +22,9 @@ def _number(text: str, kind: type) -> int | float:
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+        ) from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
@@ -56,7 +58,9 @@ def probability(text: str) -> float:
     """A number in [0, 1) (dropout)."""
     value = _number(text, float)
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text} (e.g. 0.1 for 10% dropout)")
+        raise argparse.ArgumentTypeError(
+            f"must be in [0, 1), got {text} (e.g. 0.1 for 10% dropout)"
+        )
     return value
 
 
@@ -67,16 +71,20 @@ def device(text: str) -> str:
     try:
         dev = torch.device(text)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device; use cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise argparse.ArgumentTypeError(
                 f"{text}: CUDA is not available on this machine (no GPU, or a CPU-only torch); "
-                "use --device cpu, or leave --device out to pick the hardware")
+                "use --device cpu, or leave --device out to pick the hardware"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise argparse.ArgumentTypeError(
                 f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                f"numbered 0..{torch.cuda.device_count() - 1}")
+                f"numbered 0..{torch.cuda.device_count() - 1}"
+            )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine; use cpu")
     return text
@@ -94,13 +102,16 @@ def check_writable(folder: Path) -> None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise argparse.ArgumentTypeError(f"{folder}: {probe} is a file, not a folder; choose another path")
+        raise argparse.ArgumentTypeError(
+            f"{folder}: {probe} is a file, not a folder; choose another path"
+        )
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as e:
         raise argparse.ArgumentTypeError(
-            f"{folder} cannot be written ({e.strerror or e}); choose a folder you can write to") from None
+            f"{folder} cannot be written ({e.strerror or e}); choose a folder you can write to"
+        ) from None
 
 
 def writable_folder(text: str) -> str:

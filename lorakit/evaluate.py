@@ -40,16 +40,33 @@ from lorakit.presets import pick_device
 
 PAPER_DECODING = {"num_beams": 10, "no_repeat_ngram_size": 4, "length_penalty": 0.9}
 
-__all__ = ["PAPER_DECODING", "bleu_from_stats", "bleu_stats", "corpus_bleu", "corpus_nist",
-           "generate_texts", "rouge_l", "rouge_l_items", "score_all", "slot_error_rate",
-           "slot_errors"]
+__all__ = [
+    "PAPER_DECODING",
+    "bleu_from_stats",
+    "bleu_stats",
+    "corpus_bleu",
+    "corpus_nist",
+    "generate_texts",
+    "rouge_l",
+    "rouge_l_items",
+    "score_all",
+    "slot_error_rate",
+    "slot_errors",
+]
 
 
 @torch.no_grad()
-def generate_texts(model: nn.Module, tokenizer, mrs: Sequence[str], batch_size: int = 16,
-                   max_new_tokens: int = 64, num_beams: int = 10, no_repeat_ngram_size: int = 4,
-                   length_penalty: float = 0.9, device: str | torch.device | None = None
-                   ) -> list[str]:
+def generate_texts(
+    model: nn.Module,
+    tokenizer,
+    mrs: Sequence[str],
+    batch_size: int = 16,
+    max_new_tokens: int = 64,
+    num_beams: int = 10,
+    no_repeat_ngram_size: int = 4,
+    length_penalty: float = 0.9,
+    device: str | torch.device | None = None,
+) -> list[str]:
     """Decode one text per MR with beam search (defaults: the paper's settings).
 
     Parameters
@@ -67,8 +84,10 @@ def generate_texts(model: nn.Module, tokenizer, mrs: Sequence[str], batch_size: 
     list[str] : the generated texts, stripped, in the order of ``mrs``.
     """
     if not hasattr(model, "generate"):
-        raise TypeError(f"{type(model).__name__} has no generate(); pass an HF causal LM "
-                        "(e.g. GPT2LMHeadModel).")
+        raise TypeError(
+            f"{type(model).__name__} has no generate(); pass an HF causal LM "
+            "(e.g. GPT2LMHeadModel)."
+        )
     device = pick_device(None if device is None else str(device))
     was_training = model.training
     model.eval().to(device)
@@ -79,11 +98,18 @@ def generate_texts(model: nn.Module, tokenizer, mrs: Sequence[str], batch_size: 
         for batch in prompt_batches(list(mrs), tokenizer, batch_size):
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                                     no_repeat_ngram_size=no_repeat_ngram_size,
-                                     length_penalty=length_penalty, do_sample=False,
-                                     early_stopping=True, eos_token_id=eos, pad_token_id=pad)
-            new = out[:, batch["input_ids"].shape[1]:]
+                out = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    num_beams=num_beams,
+                    no_repeat_ngram_size=no_repeat_ngram_size,
+                    length_penalty=length_penalty,
+                    do_sample=False,
+                    early_stopping=True,
+                    eos_token_id=eos,
+                    pad_token_id=pad,
+                )
+            new = out[:, batch["input_ids"].shape[1] :]
             texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         model.train(was_training)
@@ -92,17 +118,22 @@ def generate_texts(model: nn.Module, tokenizer, mrs: Sequence[str], batch_size: 
 
 def _check(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
     if isinstance(hyps, str) or isinstance(refs, str):
-        raise TypeError("Pass a list of hypotheses and a list of reference lists, "
-                        "e.g. corpus_bleu(['a cat'], [['a cat', 'the cat']]).")
+        raise TypeError(
+            "Pass a list of hypotheses and a list of reference lists, "
+            "e.g. corpus_bleu(['a cat'], [['a cat', 'the cat']])."
+        )
     if len(hyps) != len(refs):
-        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference lists; "
-                         "give one list of references per hypothesis.")
+        raise ValueError(
+            f"{len(hyps)} hypotheses but {len(refs)} reference lists; "
+            "give one list of references per hypothesis."
+        )
     if not hyps:
         raise ValueError("No hypotheses to score.")
     for i, r in enumerate(refs):
         if isinstance(r, str) or not r:
-            raise ValueError(f"References of hypothesis {i} must be a non-empty list of strings, "
-                             f"got {r!r}.")
+            raise ValueError(
+                f"References of hypothesis {i} must be a non-empty list of strings, got {r!r}."
+            )
 
 
 def _ref_streams(refs: Sequence[Sequence[str]]) -> list[list[str | None]]:
@@ -184,8 +215,9 @@ def corpus_nist(hyps: Sequence[str], refs: Sequence[Sequence[str]], n: int = 5) 
     return float(_nist([[r.split() for r in rs] for rs in refs], hyp_tokens, n=n))
 
 
-def score_all(hyps: Sequence[str], refs: Sequence[Sequence[str]],
-              mrs: Sequence[str] | None = None) -> dict[str, float | None]:
+def score_all(
+    hyps: Sequence[str], refs: Sequence[Sequence[str]], mrs: Sequence[str] | None = None
+) -> dict[str, float | None]:
     """BLEU, ROUGE-L and NIST together, and the slot error rate ``"ser"`` when ``mrs`` is given.
 
     Parameters
@@ -204,7 +236,9 @@ def score_all(hyps: Sequence[str], refs: Sequence[Sequence[str]],
             out[key] = None
     if mrs is not None:
         if len(mrs) != len(hyps):
-            raise ValueError(f"{len(hyps)} hypotheses but {len(mrs)} MRs; give one MR per "
-                             "hypothesis (or mrs=None to skip the slot error rate).")
+            raise ValueError(
+                f"{len(hyps)} hypotheses but {len(mrs)} MRs; give one MR per "
+                "hypothesis (or mrs=None to skip the slot error rate)."
+            )
         out["ser"] = slot_error_rate(mrs, hyps)
     return out

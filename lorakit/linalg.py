@@ -28,11 +28,15 @@ def _as_matrix(M, name: str = "M") -> np.ndarray:
     try:
         A = np.array(M, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a numeric matrix (numpy array, torch tensor or nested "
-                        f"list of numbers); got {type(M).__name__}: {err}") from None
+        raise TypeError(
+            f"{name} must be a numeric matrix (numpy array, torch tensor or nested "
+            f"list of numbers); got {type(M).__name__}: {err}"
+        ) from None
     if A.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (m, n); got shape {A.shape}. "
-                         "Reshape it, e.g. M.reshape(m, n), or pass one matrix at a time.")
+        raise ValueError(
+            f"{name} must be 2-D (m, n); got shape {A.shape}. "
+            "Reshape it, e.g. M.reshape(m, n), or pass one matrix at a time."
+        )
     if not np.all(np.isfinite(A)):
         raise ValueError(f"{name} contains NaN or inf; rank is undefined. Clean the input first.")
     return A
@@ -68,7 +72,9 @@ def rank_by_elimination(M, tol: float | None = None) -> int:
     try:
         A = np.array(M, dtype=np.float64)  # a copy: elimination works in place
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"M must be a numeric matrix (array, CPU tensor, nested list): {err}") from None
+        raise TypeError(
+            f"M must be a numeric matrix (array, CPU tensor, nested list): {err}"
+        ) from None
     if A.ndim != 2:
         raise ValueError(f"M must be 2-D (m, n); got shape {A.shape}.")
     if not np.all(np.isfinite(A)):
@@ -84,8 +90,8 @@ def rank_by_elimination(M, tol: float | None = None) -> int:
             break  # what is left is zero up to round-off
         A[[rank, rank + i]] = A[[rank + i, rank]]  # row swap
         A[:, [rank, rank + j]] = A[:, [rank + j, rank]]  # column swap
-        factors = A[rank + 1:, rank] / A[rank, rank]
-        A[rank + 1:, rank:] -= np.outer(factors, A[rank, rank:])
+        factors = A[rank + 1 :, rank] / A[rank, rank]
+        A[rank + 1 :, rank:] -= np.outer(factors, A[rank, rank:])
         rank += 1
     return rank
 
@@ -129,8 +135,12 @@ def rank_under_noise(M, noise_std: float) -> int:
     A = np.array(M, dtype=np.float64)
     if A.ndim != 2 or not np.all(np.isfinite(A)):
         raise ValueError(f"M must be a finite 2-D matrix (m, n); got shape {A.shape}.")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.number)) \
-            or not math.isfinite(noise_std) or noise_std < 0:
+    if (
+        isinstance(noise_std, bool)
+        or not isinstance(noise_std, (int, float, np.number))
+        or not math.isfinite(noise_std)
+        or noise_std < 0
+    ):
         raise ValueError(f"noise_std must be a finite number >= 0; got {noise_std!r}.")
     m, n = A.shape
     s = np.linalg.svd(A, compute_uv=False)
@@ -201,8 +211,9 @@ def low_rank_approx(M, k: int):
     if not lib.all(lib.isfinite(M)):
         raise ValueError("M contains NaN or inf; its SVD is undefined. Clean the input first.")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= min(M.shape):
-        raise ValueError(f"k must be an integer with 0 <= k <= min(m, n) = {min(M.shape)}; "
-                         f"got {k!r}.")
+        raise ValueError(
+            f"k must be an integer with 0 <= k <= min(m, n) = {min(M.shape)}; got {k!r}."
+        )
     U, s, Vh = lib.linalg.svd(M, full_matrices=False)
     return (U[:, :k] * s[:k]) @ Vh[:k]
 
@@ -272,8 +283,10 @@ def outer_product_sum(us, vs):
     if lib is np:
         us, vs = np.asarray(us, dtype=np.float64), np.asarray(vs, dtype=np.float64)
     if us.ndim != 2 or vs.ndim != 2 or us.shape[0] != vs.shape[0]:
-        raise ValueError(f"us (r, m) and vs (r, n) must be 2-D with the same r; got shapes "
-                         f"{tuple(us.shape)} and {tuple(vs.shape)}.")
+        raise ValueError(
+            f"us (r, m) and vs (r, n) must be 2-D with the same r; got shapes "
+            f"{tuple(us.shape)} and {tuple(vs.shape)}."
+        )
     M = lib.zeros((us.shape[1], vs.shape[1]), dtype=us.dtype)
     for u, v in zip(us, vs):
         M = M + lib.outer(u, v)
@@ -290,8 +303,9 @@ def factor_params(d: int, k: int, r: int) -> tuple[int, int]:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     if r > min(d, k):
-        raise ValueError(f"r={r} exceeds min(d, k)={min(d, k)}: such factors save nothing; "
-                         "pick r <= min(d, k).")
+        raise ValueError(
+            f"r={r} exceeds min(d, k)={min(d, k)}: such factors save nothing; pick r <= min(d, k)."
+        )
     return d * k, r * (d + k)
 
 
@@ -312,8 +326,18 @@ def random_low_rank(m: int, n: int, r: int, seed: int = 0, noise: float = 0.0) -
 
 
 __all__: Sequence[str] = [
-    "singular_values", "rank_by_elimination", "numerical_rank", "rank_under_noise",
-    "low_rank_factors", "low_rank_approx", "approx_error",
-    "energy_kept", "rank_for_energy", "outer_product_sum", "factor_params", "storage_for_rank",
-    "random_low_rank", "SubspaceModel",
+    "singular_values",
+    "rank_by_elimination",
+    "numerical_rank",
+    "rank_under_noise",
+    "low_rank_factors",
+    "low_rank_approx",
+    "approx_error",
+    "energy_kept",
+    "rank_for_energy",
+    "outer_product_sum",
+    "factor_params",
+    "storage_for_rank",
+    "random_low_rank",
+    "SubspaceModel",
 ]

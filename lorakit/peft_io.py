@@ -85,28 +85,39 @@ def export_peft(model: nn.Module, path: str | os.PathLike) -> Path:
     from lorakit.fileio import atomic_write
 
     model = _unwrap(model)
-    layers = {re.sub(r"(^|\.)_orig_mod(?=\.|$)", "", n).lstrip("."): m
-              for n, m in lora_layers(model)}
+    layers = {
+        re.sub(r"(^|\.)_orig_mod(?=\.|$)", "", n).lstrip("."): m for n, m in lora_layers(model)
+    }
     if not layers:
-        raise ValueError("Cannot export: the model has no LoRA layers. Call lorakit.apply_lora "
-                         "(or lorakit.load_adapter) first.")
+        raise ValueError(
+            "Cannot export: the model has no LoRA layers. Call lorakit.apply_lora "
+            "(or lorakit.load_adapter) first."
+        )
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file; export_peft writes a folder ({PEFT_CONFIG} + "
-                         f"{PEFT_WEIGHTS}). Pass the path of a folder.")
+        raise ValueError(
+            f"{out} is a file; export_peft writes a folder ({PEFT_CONFIG} + "
+            f"{PEFT_WEIGHTS}). Pass the path of a folder."
+        )
     cfg = getattr(model, "_lorakit_config", None)
     first = next(iter(layers.values()))
     rslora = cfg.rslora if isinstance(cfg, LoRAConfig) else bool(getattr(first, "rslora", False))
     bias = cfg.bias if isinstance(cfg, LoRAConfig) else "none"
-    dropout = cfg.dropout if isinstance(cfg, LoRAConfig) else getattr(
-        getattr(first, "lora_dropout", None), "p", 0.0)
+    dropout = (
+        cfg.dropout
+        if isinstance(cfg, LoRAConfig)
+        else getattr(getattr(first, "lora_dropout", None), "p", 0.0)
+    )
     init = cfg.init if isinstance(cfg, LoRAConfig) else getattr(first, "init", "gaussian")
     tensors, settings = {}, {}
     for name, layer in layers.items():
         f = factors_of_layer(layer)
         settings[name] = (f.rank, peft_alpha(f.scaling, f.rank, rslora))
-        a, b = ("lora_embedding_A", "lora_embedding_B") if f.kind == "embedding" else \
-            ("lora_A.weight", "lora_B.weight")
+        a, b = (
+            ("lora_embedding_A", "lora_embedding_B")
+            if f.kind == "embedding"
+            else ("lora_A.weight", "lora_B.weight")
+        )
         tensors[f"{PREFIX}{name}.{a}"] = f.A.contiguous().cpu()
         tensors[f"{PREFIX}{name}.{b}"] = f.B.contiguous().cpu()
     for key, value in lora_state_dict(model, bias).items():
@@ -126,12 +137,20 @@ def export_peft(model: nn.Module, path: str | os.PathLike) -> Path:
     name_or_path = getattr(getattr(model, "config", None), "_name_or_path", None) or None
     causal = type(model).__name__.endswith(("LMHeadModel", "ForCausalLM"))
     config = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM" if causal else None,
-        "base_model_name_or_path": name_or_path, "r": r, "lora_alpha": alpha,
-        "rank_pattern": rank_pattern, "alpha_pattern": alpha_pattern,
-        "target_modules": sorted(layers), "lora_dropout": float(dropout),
-        "fan_in_fan_out": "conv1d" in kinds, "bias": bias, "use_rslora": rslora,
-        "init_lora_weights": True if init == "kaiming" else "gaussian", "modules_to_save": None,
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM" if causal else None,
+        "base_model_name_or_path": name_or_path,
+        "r": r,
+        "lora_alpha": alpha,
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": alpha_pattern,
+        "target_modules": sorted(layers),
+        "lora_dropout": float(dropout),
+        "fan_in_fan_out": "conv1d" in kinds,
+        "bias": bias,
+        "use_rslora": rslora,
+        "init_lora_weights": True if init == "kaiming" else "gaussian",
+        "modules_to_save": None,
         "inference_mode": True,
     }
     data = to_bytes(tensors, metadata={"format": "pt"})
@@ -151,8 +170,12 @@ def _lorakit_layout(model: nn.Module, factors: dict[str, Factors]) -> dict[str, 
     """
     fused_all = [n for n, _ in model.named_modules() if n.endswith(GPT2_FUSED)]
     enables = {factors[n].enable for n in fused_all if n in factors}
-    use_fused = bool(fused_all) and all(n in factors for n in fused_all) and len(enables) == 1 \
+    use_fused = (
+        bool(fused_all)
+        and all(n in factors for n in fused_all)
+        and len(enables) == 1
         and None not in enables
+    )
     out = {}
     for name, f in factors.items():
         if use_fused and name in fused_all:
@@ -184,8 +207,10 @@ def import_peft(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
     model = _unwrap(model)
     if any(True for _ in lora_layers(model)):
-        raise ValueError("The model already has LoRA layers; import a PEFT adapter into a fresh "
-                         "base (lorakit.load_adapter swaps lorakit adapters).")
+        raise ValueError(
+            "The model already has LoRA layers; import a PEFT adapter into a fresh "
+            "base (lorakit.load_adapter swaps lorakit adapters)."
+        )
     factors, settings = read_peft(path)
     if not factors:
         raise PeftFormatError(f"{Path(path) / PEFT_WEIGHTS} holds no LoRA tensors.")
@@ -194,19 +219,24 @@ def import_peft(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             base = model.get_submodule(name)
             kind = module_kind(base)
         except (AttributeError, TypeError):
-            raise PeftFormatError(f"The adapter adapts {name}, which this model does not have as "
-                                  "a Linear, Conv1D or Embedding: it was made for another base.") from None
+            raise PeftFormatError(
+                f"The adapter adapts {name}, which this model does not have as "
+                "a Linear, Conv1D or Embedding: it was made for another base."
+            ) from None
         if (kind == "embedding") != (f.kind == "embedding") or base_shape(base) != f.shape:
-            raise PeftFormatError(f"{name}: the adapter's update is {f.kind} (d, k) = {f.shape}, "
-                                  f"the model's layer is {type(base).__name__} {base_shape(base)}; "
-                                  "it was made for another base.")
+            raise PeftFormatError(
+                f"{name}: the adapter's update is {f.kind} (d, k) = {f.shape}, "
+                f"the model's layer is {type(base).__name__} {base_shape(base)}; "
+                "it was made for another base."
+            )
     layout = _lorakit_layout(model, factors)
     distinct = {(r, round(s, 9)) for r, s, _ in layout.values()}
     if len(distinct) > 1:
         raise PeftFormatError(
             f"The adapter's modules have different (rank, scaling) pairs {sorted(distinct)}; a "
             "lorakit adapter has one r and one alpha for all its layers. Import it per group of "
-            "modules, or serve it with lorakit.serving.MultiAdapterModel, which takes any mix.")
+            "modules, or serve it with lorakit.serving.MultiAdapterModel, which takes any mix."
+        )
     r, scaling, _ = next(iter(layout.values()))
     sd = model.state_dict()
     for key, value in settings["biases"].items():
@@ -219,8 +249,15 @@ def import_peft(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     targets = [f"re:{re.escape(n)}" for n in layout if n not in fused]
     if fused:
         targets += [s for s, on in zip("qkv", layout[fused[0]][2]) if on]
-    config = LoRAConfig(r=r, alpha=alpha, targets=targets, dropout=settings["dropout"],
-                        init=settings["init"], rslora=rslora, bias=settings["bias"])
+    config = LoRAConfig(
+        r=r,
+        alpha=alpha,
+        targets=targets,
+        dropout=settings["dropout"],
+        init=settings["init"],
+        rslora=rslora,
+        bias=settings["bias"],
+    )
     apply_lora(model, config)
     layers = dict(lora_layers(model))
     with torch.no_grad():

@@ -31,10 +31,16 @@ T = TypeVar("T")
 #: ``no_repeat_ngram_size`` 4 on the whole test split. The paper does not give full fine-tuning's
 #: learning rate; 5e-5 is the usual one for all of GPT-2.
 PAPER_E2E: dict = {
-    "epochs": 5, "batch_size": 8, "warmup": 500, "label_smoothing": 0.1, "weight_decay": 0.01,
-    "lr": {"lora": 2e-4, "full": 5e-5}, "lora": {"r": 4, "alpha": 32, "targets": ["q", "v"],
-                                                  "dropout": 0.1},
-    "beams": 10, "length_penalty": 0.9, "no_repeat_ngram_size": 4,
+    "epochs": 5,
+    "batch_size": 8,
+    "warmup": 500,
+    "label_smoothing": 0.1,
+    "weight_decay": 0.01,
+    "lr": {"lora": 2e-4, "full": 5e-5},
+    "lora": {"r": 4, "alpha": 32, "targets": ["q", "v"], "dropout": 0.1},
+    "beams": 10,
+    "length_penalty": 0.9,
+    "no_repeat_ngram_size": 4,
 }
 
 

@@ -11,13 +11,21 @@ from matplotlib.axes import Axes
 
 
 def _box(ax: Axes, xy: tuple[float, float], w: float, h: float, color: str, text: str) -> None:
-    ax.add_patch(patches.FancyBboxPatch(xy, w, h, boxstyle="round,pad=0.02", fc=color, ec="k", lw=1))
+    ax.add_patch(
+        patches.FancyBboxPatch(xy, w, h, boxstyle="round,pad=0.02", fc=color, ec="k", lw=1)
+    )
     ax.text(xy[0] + w / 2, xy[1] + h / 2, text, ha="center", va="center", fontsize=10)
 
 
-def _trapezoid(ax: Axes, y: float, h: float, bottom: float, top: float, cx: float, color: str,
-               text: str) -> None:
-    corners = [(cx - bottom / 2, y), (cx + bottom / 2, y), (cx + top / 2, y + h), (cx - top / 2, y + h)]
+def _trapezoid(
+    ax: Axes, y: float, h: float, bottom: float, top: float, cx: float, color: str, text: str
+) -> None:
+    corners = [
+        (cx - bottom / 2, y),
+        (cx + bottom / 2, y),
+        (cx + top / 2, y + h),
+        (cx - top / 2, y + h),
+    ]
     ax.add_patch(patches.Polygon(corners, closed=True, fc=color, ec="k", lw=1))
     ty = y + (0.35 if bottom > top else 0.65) * h  # the text sits in the wide half
     ax.text(cx, ty, text, ha="center", va="center", fontsize=9)
@@ -27,8 +35,13 @@ def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> No
     ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", lw=1.2, color="k"))
 
 
-def draw_lora(ax: Axes | None = None, d: str = "d", k: str = "k", r: str = "r",
-              title: str | None = "A LoRA layer: h = W0 x + (α/r) B A x") -> Axes:
+def draw_lora(
+    ax: Axes | None = None,
+    d: str = "d",
+    k: str = "k",
+    r: str = "r",
+    title: str | None = "A LoRA layer: h = W0 x + (α/r) B A x",
+) -> Axes:
     """Draw a LoRA layer in the style of the paper's Figure 1 and return the axes.
 
     The frozen ``W0 ∈ R^{d×k}`` (blue) maps the input ``x`` (k numbers) to ``d`` outputs; beside it
@@ -50,12 +63,34 @@ def draw_lora(ax: Axes | None = None, d: str = "d", k: str = "k", r: str = "r",
         _, ax = plt.subplots(figsize=(5, 4.2))
     ax.set(xlim=(0, 10.5), ylim=(0, 10), aspect="equal")
     ax.axis("off")
-    _box(ax, (0.6, 3.2), 3.8, 3.2, "#9ecae1",
-         f"Pretrained\nweights\n$W_0 \\in \\mathbb{{R}}^{{{d}\\times {k}}}$\n(frozen)")
-    _trapezoid(ax, 1.9, 2.6, 4.2, 1.0, 7.4, "#fdae6b",
-               f"$A \\in \\mathbb{{R}}^{{{r}\\times {k}}}$\n$A = \\mathcal{{N}}(0, \\sigma^2)$")
-    _trapezoid(ax, 5.1, 2.6, 1.0, 4.2, 7.4, "#fdae6b",
-               f"$B \\in \\mathbb{{R}}^{{{d}\\times {r}}}$\n$B = 0$")
+    _box(
+        ax,
+        (0.6, 3.2),
+        3.8,
+        3.2,
+        "#9ecae1",
+        f"Pretrained\nweights\n$W_0 \\in \\mathbb{{R}}^{{{d}\\times {k}}}$\n(frozen)",
+    )
+    _trapezoid(
+        ax,
+        1.9,
+        2.6,
+        4.2,
+        1.0,
+        7.4,
+        "#fdae6b",
+        f"$A \\in \\mathbb{{R}}^{{{r}\\times {k}}}$\n$A = \\mathcal{{N}}(0, \\sigma^2)$",
+    )
+    _trapezoid(
+        ax,
+        5.1,
+        2.6,
+        1.0,
+        4.2,
+        7.4,
+        "#fdae6b",
+        f"$B \\in \\mathbb{{R}}^{{{d}\\times {r}}}$\n$B = 0$",
+    )
     ax.text(8.2, 4.8, f"${r}$ numbers", ha="left", va="center", fontsize=9)
     ax.add_patch(patches.Circle((5.0, 8.6), 0.35, fc="white", ec="k", lw=1))
     ax.text(5.0, 8.6, "+", ha="center", va="center", fontsize=14)

@@ -20,7 +20,9 @@ def test_a_matrix_is_fully_similar_to_itself():
     for i in range(1, 9):
         assert an.subspace_similarity(A, A, i, i) == pytest.approx(1.0, abs=1e-12)
     # nested subspaces: the top-i directions lie inside the top-j ones
-    torch.testing.assert_close(an.subspace_similarity_grid(A, A), torch.ones(8, 8, dtype=torch.float64))
+    torch.testing.assert_close(
+        an.subspace_similarity_grid(A, A), torch.ones(8, 8, dtype=torch.float64)
+    )
 
 
 def test_similarity_is_between_0_and_1_and_matches_the_grid():
@@ -37,8 +39,9 @@ def test_similarity_is_between_0_and_1_and_matches_the_grid():
 def test_rotating_the_rows_of_A_changes_nothing():
     A1, A2 = _gauss(6, 30, seed=4), _gauss(10, 30, seed=5)
     R, _ = torch.linalg.qr(_gauss(6, 6, seed=6))
-    torch.testing.assert_close(an.subspace_similarity_grid(R @ A1, A2),
-                               an.subspace_similarity_grid(A1, A2))
+    torch.testing.assert_close(
+        an.subspace_similarity_grid(R @ A1, A2), an.subspace_similarity_grid(A1, A2)
+    )
     # right-singular vectors do not see the row space's basis, only its singular structure
     assert an.subspace_similarity(R @ A1, A1, 6, 6) == pytest.approx(1.0)
 
@@ -55,8 +58,10 @@ def test_random_subspaces_sit_at_the_chance_level():
     """E[φ] = max(i, j) / k for independent random subspaces (derivation in the module docstring)."""
     k, trials = 64, 150
     for i, j in [(2, 4), (8, 8), (4, 16)]:
-        values = [an.subspace_similarity(_gauss(i, k, seed=2 * t), _gauss(j, k, seed=2 * t + 1), i, j)
-                  for t in range(trials)]
+        values = [
+            an.subspace_similarity(_gauss(i, k, seed=2 * t), _gauss(j, k, seed=2 * t + 1), i, j)
+            for t in range(trials)
+        ]
         expected = an.random_similarity_expected(i, j, k)
         assert np.mean(values) == pytest.approx(expected, rel=0.1), (i, j)
 
@@ -66,15 +71,18 @@ def test_numpy_input_and_float32_work():
     assert an.subspace_similarity(A, A, 4, 2) == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("A1, A2, i, j, match", [
-    (torch.ones(5), torch.ones(3, 5), 1, 1, "2-D"),
-    (torch.randn(3, 5), torch.randn(3, 6), 1, 1, "same number of columns"),
-    (torch.randn(3, 5), torch.randn(3, 5), 0, 1, "positive integer"),
-    (torch.randn(3, 5), torch.randn(3, 5), 4, 1, "rank 3"),
-    (torch.randn(3, 5), torch.randn(3, 5), 1, 2.0, "positive integer"),
-    (torch.randn(4, 2) @ torch.randn(2, 9), torch.randn(3, 9), 3, 1, "rank 2"),
-    (torch.full((2, 3), float("nan")), torch.randn(2, 3), 1, 1, "NaN"),
-])
+@pytest.mark.parametrize(
+    "A1, A2, i, j, match",
+    [
+        (torch.ones(5), torch.ones(3, 5), 1, 1, "2-D"),
+        (torch.randn(3, 5), torch.randn(3, 6), 1, 1, "same number of columns"),
+        (torch.randn(3, 5), torch.randn(3, 5), 0, 1, "positive integer"),
+        (torch.randn(3, 5), torch.randn(3, 5), 4, 1, "rank 3"),
+        (torch.randn(3, 5), torch.randn(3, 5), 1, 2.0, "positive integer"),
+        (torch.randn(4, 2) @ torch.randn(2, 9), torch.randn(3, 9), 3, 1, "rank 2"),
+        (torch.full((2, 3), float("nan")), torch.randn(2, 3), 1, 1, "NaN"),
+    ],
+)
 def test_bad_input_is_explained(A1, A2, i, j, match):
     with pytest.raises(ValueError, match=match):
         an.subspace_similarity(A1, A2, i, j)
@@ -101,7 +109,8 @@ def test_projection_norms_and_amplification_on_a_known_matrix():
     assert norms["W_norm"] == pytest.approx(float(np.linalg.norm(s)))
     assert an.amplification_factor(W, dW, 2) == pytest.approx(np.hypot(7, 3) / np.hypot(2, 1))
     assert an.projection_norms(W, dW, 2, seed=1)["random"] == pytest.approx(
-        an.projection_norms(W, dW, 2, seed=1)["random"])
+        an.projection_norms(W, dW, 2, seed=1)["random"]
+    )
 
 
 def test_amplification_is_infinite_when_W_lacks_the_directions():
@@ -112,11 +121,14 @@ def test_amplification_is_infinite_when_W_lacks_the_directions():
     assert an.amplification_factor(W, dW, 1) == float("inf")
 
 
-@pytest.mark.parametrize("W, dW, r, match", [
-    (torch.randn(4, 5), torch.randn(5, 4), 1, "same shape"),
-    (torch.randn(6, 6), torch.randn(6, 2) @ torch.randn(2, 6), 3, "rank 2"),
-    (torch.randn(6, 6), torch.randn(6, 6), 0, "positive integer"),
-])
+@pytest.mark.parametrize(
+    "W, dW, r, match",
+    [
+        (torch.randn(4, 5), torch.randn(5, 4), 1, "same shape"),
+        (torch.randn(6, 6), torch.randn(6, 2) @ torch.randn(2, 6), 3, "rank 2"),
+        (torch.randn(6, 6), torch.randn(6, 6), 0, "positive integer"),
+    ],
+)
 def test_projection_errors(W, dW, r, match):
     with pytest.raises(ValueError, match=match):
         an.projection_norms(W, dW, r)

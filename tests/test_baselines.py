@@ -50,14 +50,20 @@ def _batches(n_batches=2, B=4, seed=0):
 
 def _fingerprint(model):
     """Everything a failed call must leave as it was: module tree, flags, values."""
-    return ([n for n, _ in model.named_modules()],
-            {n: p.requires_grad for n, p in model.named_parameters()},
-            {k: v.clone() for k, v in model.state_dict().items()})
+    return (
+        [n for n, _ in model.named_modules()],
+        {n: p.requires_grad for n, p in model.named_parameters()},
+        {k: v.clone() for k, v in model.state_dict().items()},
+    )
 
 
 def _same(a, b):
-    return a[0] == b[0] and a[1] == b[1] and a[2].keys() == b[2].keys() and all(
-        torch.equal(a[2][k], b[2][k]) for k in a[2])
+    return (
+        a[0] == b[0]
+        and a[1] == b[1]
+        and a[2].keys() == b[2].keys()
+        and all(torch.equal(a[2][k], b[2][k]) for k in a[2])
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -69,8 +75,14 @@ def test_method_trains_and_frozen_weights_stay_bit_identical(case):
     assert report.trainable == sum(p.numel() for p in trained.values()) > 0
     batches = report.wrap_batches(_batches())
     before = evaluate_loss(model, batches, device="cpu")
-    cfg = TrainConfig(lr=1e-1 if "prefix" in case else 1e-2, max_steps=12, epochs=6,
-                      grad_clip=1.0, progress=False, log_every=1)
+    cfg = TrainConfig(
+        lr=1e-1 if "prefix" in case else 1e-2,
+        max_steps=12,
+        epochs=6,
+        grad_clip=1.0,
+        progress=False,
+        log_every=1,
+    )
     train(model, batches, cfg, device="cpu")
     after = evaluate_loss(model, batches, device="cpu")
     # the prefixes steer a random tiny model only a little in 12 steps, but they do steer it
@@ -118,9 +130,15 @@ def test_special_tokens_are_inserted_at_prefix_and_at_the_separator(infix):
     out = report.prepare_batch({"input_ids": ids, "attention_mask": mask, "labels": labels})
     P, I = [300, 301], [302, 303, 304]  # noqa: E741
     if infix == "before":  # appended to the MR: the separator still precedes the text
-        expected = [[pad, pad, *P, 30, 31, *I, 7, 9, 40, 41], [*P, 30, 31, 32, *I, 7, 9, 40, 41, 42]]
+        expected = [
+            [pad, pad, *P, 30, 31, *I, 7, 9, 40, 41],
+            [*P, 30, 31, 32, *I, 7, 9, 40, 41, 42],
+        ]
     else:
-        expected = [[pad, pad, *P, 30, 31, 7, 9, *I, 40, 41], [*P, 30, 31, 32, 7, 9, *I, 40, 41, 42]]
+        expected = [
+            [pad, pad, *P, 30, 31, 7, 9, *I, 40, 41],
+            [*P, 30, 31, 32, 7, 9, *I, 40, 41, 42],
+        ]
     assert out["input_ids"].tolist() == expected
     assert out["attention_mask"].tolist() == [[0, 0] + [1] * 11, [1] * 13]
     assert out["labels"].tolist()[1] == [-100] * 10 + [40, 41, 42]
@@ -150,15 +168,18 @@ def test_prelayer_first_text_token_is_predicted_by_a_real_token_that_reads_the_m
     spread = {}
     for infix in ("before", "after"):
         model = make_tiny_gpt2(n_layer=3)
-        report = apply_method(model, "prefix_layer", l_p=2, l_i=2, separator_ids=SEP,
-                              infix=infix)
+        report = apply_method(model, "prefix_layer", l_p=2, l_i=2, separator_ids=SEP, infix=infix)
         logits, token = _first_text_prediction(model, report, ids)
         assert (int(token) >= 300) == (infix == "after")  # a special id predicts it
         spread[infix] = float((logits[0] - logits[1]).abs().max())
         last = model.transformer.h[-1].block  # inside its PrefixLayerInput wrapper
         with torch.no_grad():  # silence the last block: only the earlier layers can carry the MR
-            for p in (last.attn.c_proj.weight, last.attn.c_proj.bias, last.mlp.c_proj.weight,
-                      last.mlp.c_proj.bias):
+            for p in (
+                last.attn.c_proj.weight,
+                last.attn.c_proj.bias,
+                last.mlp.c_proj.weight,
+                last.mlp.c_proj.bias,
+            ):
                 p.zero_()
         logits, _ = _first_text_prediction(model, report, ids)
         spread[infix + " without the last block"] = float((logits[0] - logits[1]).abs().max())
@@ -170,8 +191,10 @@ def test_prelayer_first_text_token_is_predicted_by_a_real_token_that_reads_the_m
 
 def test_counts_match_the_papers_formulas():
     L, d, r = 3, 48, 5
+
     def fresh():
         return make_tiny_gpt2(n_layer=L, n_embd=d, n_head=4)
+
     rep = apply_method(fresh(), "adapter_h", r=r)
     assert rep.trainable == rep.formula == analysis.adapter_params(2 * L, d, r, L_ln=2 * L)
     rep = apply_method(fresh(), "adapter_l", r=r)
@@ -193,21 +216,24 @@ def test_counts_match_the_papers_formulas():
     assert rep.trainable == rep.total == sum(p.numel() for p in fresh().parameters())
 
 
-@pytest.mark.parametrize("name, kwargs, error", [
-    ("adapter_h", dict(r=0), ValueError),
-    ("adapter_l", dict(r=-3), ValueError),
-    ("adapter_h", dict(r=2.5), ValueError),
-    ("adapter_h", dict(r=4, activation="swish"), ValueError),
-    ("prefix_embed", dict(l_p=100, l_i=40, separator_ids=SEP), ValueError),
-    ("prefix_layer", dict(l_p=128), ValueError),
-    ("prefix_layer", dict(l_p=2, l_i=2), ValueError),  # an infix needs the separator
-    ("prefix_embed", dict(l_p=0, l_i=0), ValueError),
-    ("prefix_layer", dict(l_p=2, variant="deep"), ValueError),
-    ("ft_top2", dict(n_top=5), ValueError),
-    ("lora", dict(r=0), ValueError),
-    ("no_such_method", {}, ValueError),
-    ("adapter_h", dict(bottleneck=4), TypeError),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, error",
+    [
+        ("adapter_h", dict(r=0), ValueError),
+        ("adapter_l", dict(r=-3), ValueError),
+        ("adapter_h", dict(r=2.5), ValueError),
+        ("adapter_h", dict(r=4, activation="swish"), ValueError),
+        ("prefix_embed", dict(l_p=100, l_i=40, separator_ids=SEP), ValueError),
+        ("prefix_layer", dict(l_p=128), ValueError),
+        ("prefix_layer", dict(l_p=2, l_i=2), ValueError),  # an infix needs the separator
+        ("prefix_embed", dict(l_p=0, l_i=0), ValueError),
+        ("prefix_layer", dict(l_p=2, variant="deep"), ValueError),
+        ("ft_top2", dict(n_top=5), ValueError),
+        ("lora", dict(r=0), ValueError),
+        ("no_such_method", {}, ValueError),
+        ("adapter_h", dict(bottleneck=4), TypeError),
+    ],
+)
 def test_bad_settings_raise_and_leave_the_model_untouched(name, kwargs, error, tiny_gpt2):
     before = _fingerprint(tiny_gpt2)
     with pytest.raises(error, match=r"\S"):
@@ -215,8 +241,10 @@ def test_bad_settings_raise_and_leave_the_model_untouched(name, kwargs, error, t
     assert _same(before, _fingerprint(tiny_gpt2))
 
 
-@pytest.mark.parametrize("first, second", [("adapter_h", "adapter_h"), ("lora", "bitfit"),
-                                           ("prefix_embed", "adapter_l"), ("ft", "ft")])
+@pytest.mark.parametrize(
+    "first, second",
+    [("adapter_h", "adapter_h"), ("lora", "bitfit"), ("prefix_embed", "adapter_l"), ("ft", "ft")],
+)
 def test_a_second_method_is_refused(first, second, tiny_gpt2):
     _apply(tiny_gpt2, first)
     before = _fingerprint(tiny_gpt2)

@@ -11,8 +11,21 @@ from lorakit.bench import e2e_step
 
 def test_e2e_step_small_run_writes_rows_and_ratios(tmp_path, capsys):
     out = tmp_path / "e2e.json"
-    e2e_step.main(["--small", "--device", "cpu", "--steps", "6", "--out", str(out),
-                   "--rows", "lorakit_default", "lorakit_eager", "full_default"])
+    e2e_step.main(
+        [
+            "--small",
+            "--device",
+            "cpu",
+            "--steps",
+            "6",
+            "--out",
+            str(out),
+            "--rows",
+            "lorakit_default",
+            "lorakit_eager",
+            "full_default",
+        ]
+    )
     record = json.loads(out.read_text())
     rows = record["results"]["rows"]
     assert set(rows) == {"lorakit_default", "lorakit_eager", "full_default"}
@@ -31,8 +44,9 @@ def test_e2e_examples_are_shaped_like_the_task():
     assert e2e_step.e2e_examples(5, 100) == e2e_step.e2e_examples(5, 100)  # seeded
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--steps", "0"], "--steps"), (["--device", "nosuch"], "--device")])
+@pytest.mark.parametrize(
+    "argv,match", [(["--steps", "0"], "--steps"), (["--device", "nosuch"], "--device")]
+)
 def test_e2e_step_refuses_bad_arguments_before_any_work(argv, match, capsys):
     with pytest.raises(SystemExit) as exit_:
         e2e_step.main(argv)

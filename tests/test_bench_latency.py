@@ -152,16 +152,20 @@ def test_rounds_give_every_call_its_trials_in_rotating_order():
 def _record(ratios: dict, iqr: float = 0.02) -> dict:
     cells = {}
     for shape, row in ratios.items():
-        cells[shape] = {m: {"eager": {"median_ms": 10 * r, "iqr_ms": 10 * r * iqr, "n": 100,
-                                      "ratio": r}} for m, r in row.items()}
+        cells[shape] = {
+            m: {"eager": {"median_ms": 10 * r, "iqr_ms": 10 * r * iqr, "n": 100, "ratio": r}}
+            for m, r in row.items()
+        }
     return {"modes": ["eager"], "cells": cells}
 
 
 def test_claims_follow_the_stated_rule():
-    res = _record({"1x128": {"base": 1.0, "adapter_l": 1.3, "adapter_h": 1.005,
-                             "lora_merged": 1.004},
-                   "32x512": {"base": 1.0, "adapter_l": 1.02, "adapter_h": 1.0,
-                              "lora_merged": 0.999}})
+    res = _record(
+        {
+            "1x128": {"base": 1.0, "adapter_l": 1.3, "adapter_h": 1.005, "lora_merged": 1.004},
+            "32x512": {"base": 1.0, "adapter_l": 1.02, "adapter_h": 1.0, "lora_merged": 0.999},
+        }
+    )
     rows = {r["claim"].split(" ")[0]: r for r in latency.claims(res)}
     assert rows["adapter_l"]["verdict"] == "reproduced"
     assert rows["adapter_h"]["verdict"] == "not reproduced"  # +0.5% is within the noise

@@ -26,7 +26,11 @@ def test_small_cpu_run_writes_a_record_with_every_row(tmp_path, capsys, one_torc
     checks = res["checks"]
     assert len(checks["names"]) == serving.SMALL["rows"]
     assert checks["max_abs_diff_mixed_vs_merged_a0_rows"] < 1e-4 * max(1.0, checks["logit_scale"])
-    mem, n_layer, d = res["memory"], serving.SMALL["arch"]["n_layer"], serving.SMALL["arch"]["n_embd"]
+    mem, n_layer, d = (
+        res["memory"],
+        serving.SMALL["arch"]["n_layer"],
+        serving.SMALL["arch"]["n_embd"],
+    )
     assert mem["n"] == list(range(1, 101))
     assert checks["params"]["adapter"] == 2 * (2 * n_layer) * d * serving.LORA["r"]  # 2·L̂·d·r
     base, adapter = checks["params"]["base"], checks["params"]["adapter"]

@@ -33,11 +33,13 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAA
 needs_mathjax = pytest.mark.skipif(
     importlib.util.find_spec("jupyter_server_mathjax") is None,
     reason="jupyter-server-mathjax is not installed: `make book` installs it (the book serves "
-           "MathJax from it)")
+    "MathJax from it)",
+)
 needs_browser = pytest.mark.skipif(
     find_browser() is None,
     reason="no Chromium on this machine (install Debian's `chromium`, or set BOOK_BROWSER): the "
-           "book is not checked in a browser here")
+    "book is not checked in a browser here",
+)
 
 
 def _write_nb(path: Path, *cells, widgets: dict | None = None) -> Path:
@@ -54,17 +56,24 @@ def _rel(page: str, rel: str) -> list[str]:
 
 
 def _figure_cell(source: str = "plt.show()") -> nbformat.NotebookNode:
-    return new_code_cell(source, outputs=[new_output("display_data", data={
-        "image/png": PNG, "text/plain": "<Figure>"})])
+    return new_code_cell(
+        source,
+        outputs=[new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})],
+    )
 
 
 def _mini_course(tmp: Path, extra_md: str = "") -> tuple[Path, Path]:
     """Three tiny chapters (one with a figure, one an appendix) and a README with their table."""
     chapters = tmp / "chapters"
     chapters.mkdir()
-    _write_nb(chapters / "01_first.ipynb", new_markdown_cell(
-        "# Chapter 1 — First\n\nInline $\\Delta W = BA$ and\n$$\\lVert U^\\top W V\\rVert_F$$\n"
-        "Next: [chapter 2](02_second.ipynb)." + extra_md), _figure_cell())
+    _write_nb(
+        chapters / "01_first.ipynb",
+        new_markdown_cell(
+            "# Chapter 1 — First\n\nInline $\\Delta W = BA$ and\n$$\\lVert U^\\top W V\\rVert_F$$\n"
+            "Next: [chapter 2](02_second.ipynb)." + extra_md
+        ),
+        _figure_cell(),
+    )
     _write_nb(chapters / "02_second.ipynb", new_markdown_cell("# Chapter 2 — Second\n\n$r \\ll d$"))
     _write_nb(chapters / "A1_extra.ipynb", new_markdown_cell("# Appendix A1 — Extra"))
     readme = tmp / "README.md"
@@ -73,7 +82,8 @@ def _mini_course(tmp: Path, extra_md: str = "") -> tuple[Path, Path]:
         "| chapter | what | lorakit module |\n| --- | --- | --- |\n"
         "| [01_first.ipynb](chapters/01_first.ipynb) | a \\|b\\| | `linalg` |\n"
         "| [02_second.ipynb](chapters/02_second.ipynb) | c | `lora`, `nope` |\n\n"
-        "Closing line of the section.\n\n## Using it\n\nNot on the landing page.\n")
+        "Closing line of the section.\n\n## Using it\n\nNot on the landing page.\n"
+    )
     return chapters, readme
 
 
@@ -90,15 +100,25 @@ def test_chapters_are_found_in_the_folder_in_reading_order(tmp_path):
 
 
 def test_a_latex_command_that_lost_its_backslash_is_found():
-    broken = new_notebook(cells=[new_markdown_cell("ok"), new_markdown_cell(
-        "$\\lVert U^\top W V\rVert_F$ and $\frac{a}{b}$")])  # "\t", "\r", "\f": not raw strings
+    broken = new_notebook(
+        cells=[
+            new_markdown_cell("ok"),
+            new_markdown_cell("$\\lVert U^\top W V\rVert_F$ and $\frac{a}{b}$"),
+        ]
+    )  # "\t", "\r", "\f": not raw strings
     problems = lost_backslashes(broken)
     assert [p.split(":")[:2] for p in problems] == [
-        ["cell 1", " TAB before 'op W V'"], ["cell 1", " CR before 'Vert_F$ an'"],
-        ["cell 1", " form feed before 'rac{a}{b}$'"]]
+        ["cell 1", " TAB before 'op W V'"],
+        ["cell 1", " CR before 'Vert_F$ an'"],
+        ["cell 1", " form feed before 'rac{a}{b}$'"],
+    ]
     assert "\\top written through a non-raw Python string" in problems[0]
-    fine = new_notebook(cells=[new_markdown_cell(r"$\lVert U^\top W V\rVert_F$ $\frac{a}{b}$"),
-                               new_markdown_cell("- item\n\t1. indented by a tab\r\nCRLF\n")])
+    fine = new_notebook(
+        cells=[
+            new_markdown_cell(r"$\lVert U^\top W V\rVert_F$ $\frac{a}{b}$"),
+            new_markdown_cell("- item\n\t1. indented by a tab\r\nCRLF\n"),
+        ]
+    )
     assert lost_backslashes(fine) == []
 
 
@@ -111,8 +131,10 @@ def test_every_chapter_math_is_written_as_meant():
 def test_readme_table_links_every_chapter_to_modules_that_exist():
     table = readme_modules((ROOT / "README.md").read_text(encoding="utf-8"))
     for path in discover_chapters(ROOT / "chapters"):
-        assert table.get(path.stem), (f"{path.name} has no row (or no lorakit module) in the "
-                                      "README's chapter table; its book page would link to none")
+        assert table.get(path.stem), (
+            f"{path.name} has no row (or no lorakit module) in the "
+            "README's chapter table; its book page would link to none"
+        )
         for name in table[path.stem]:
             assert module_files(name, ROOT), f"README names lorakit.{name} for {path.name}"
 
@@ -128,23 +150,41 @@ def test_front_matter_is_the_readme_up_to_the_chapter_table_section(tmp_path):
 
 
 def test_notebook_links_become_page_links():
-    assert web_links("[a](03_x.ipynb) [b](03_x.ipynb#sec) <a href='04_y.ipynb'>") == \
-        "[a](03_x.html) [b](03_x.html#sec) <a href='04_y.html'>"
+    assert (
+        web_links("[a](03_x.ipynb) [b](03_x.ipynb#sec) <a href='04_y.ipynb'>")
+        == "[a](03_x.html) [b](03_x.html#sec) <a href='04_y.html'>"
+    )
     assert web_links("[c](https://e.org/n.ipynb)") == "[c](https://e.org/n.ipynb)"
 
 
 def test_a_widget_becomes_its_saved_snapshot():
     state = {
         "box": {"state": {"_model_name": "VBoxModel", "children": ["IPY_MODEL_s", "IPY_MODEL_o"]}},
-        "s": {"state": {"_model_name": "IntSliderModel", "description": "r", "value": 3,
-                        "min": 0, "max": 30}},
-        "o": {"state": {"_model_name": "OutputModel", "outputs": [
-            {"output_type": "display_data", "data": {"image/png": PNG}, "metadata": {}}]}},
+        "s": {
+            "state": {
+                "_model_name": "IntSliderModel",
+                "description": "r",
+                "value": 3,
+                "min": 0,
+                "max": 30,
+            }
+        },
+        "o": {
+            "state": {
+                "_model_name": "OutputModel",
+                "outputs": [
+                    {"output_type": "display_data", "data": {"image/png": PNG}, "metadata": {}}
+                ],
+            }
+        },
     }
-    view = {VIEW_MIME: {"model_id": "box", "version_major": 2, "version_minor": 0},
-            "text/plain": "interactive(children=(IntSlider(value=3)...))"}
-    nb = new_notebook(cells=[new_code_cell("interact(f)", outputs=[
-        new_output("display_data", data=view)])])
+    view = {
+        VIEW_MIME: {"model_id": "box", "version_major": 2, "version_minor": 0},
+        "text/plain": "interactive(children=(IntSlider(value=3)...))",
+    }
+    nb = new_notebook(
+        cells=[new_code_cell("interact(f)", outputs=[new_output("display_data", data=view)])]
+    )
     nb.metadata["widgets"] = {STATE_MIME: {"state": state}}
     web = for_the_web(nb)
     data = web.cells[0].outputs[0].data
@@ -166,15 +206,25 @@ def test_build_writes_linked_pages_that_need_no_network(tmp_path):
     assert any("A1_extra.ipynb is not in the README" in w for w in book.warnings)
     out = book.out
     pages = {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.html")}
-    assert set(pages) == {"index.html", "01_first.html", "02_second.html", "A1_extra.html",
-                          "lorakit.linalg.html", "lorakit.lora.html"}
+    assert set(pages) == {
+        "index.html",
+        "01_first.html",
+        "02_second.html",
+        "A1_extra.html",
+        "lorakit.linalg.html",
+        "lorakit.lora.html",
+    }
     first, second, last = pages["01_first.html"], pages["02_second.html"], pages["A1_extra.html"]
-    assert _rel(first, "prev") == ["index.html"] * 2 and _rel(first, "next") == ["02_second.html"] * 2
+    assert (
+        _rel(first, "prev") == ["index.html"] * 2 and _rel(first, "next") == ["02_second.html"] * 2
+    )
     assert _rel(second, "prev") == ["01_first.html"] * 2
     assert _rel(second, "next") == ["A1_extra.html"] * 2 and _rel(last, "next") == []
     assert _rel(pages["index.html"], "next") == ["01_first.html"] * 2
     assert 'href="lorakit.linalg.html"' in first and '<a href="02_second.html">chapter 2' in first
-    assert 'href="notebooks/01_first.ipynb"' in first and (out / "notebooks/01_first.ipynb").exists()
+    assert (
+        'href="notebooks/01_first.ipynb"' in first and (out / "notebooks/01_first.ipynb").exists()
+    )
     assert "def rank_by_elimination(" in pages["lorakit.linalg.html"]
     assert (out / "_static/mathjax/MathJax.js").is_file() and (out / "_static/book.css").is_file()
     for name, text in pages.items():  # nothing is fetched from the network
@@ -205,12 +255,22 @@ def test_the_browser_check_catches_what_a_reader_would_see_broken(tmp_path):
     request outside the book (to a closed port on this machine)."""
     from book.check import check_book
 
-    bad = ("\n\n$\\nosuchmacro{x}$ and <span class=\"tex2jax_ignore\">$a+b$</span> and "
-           "[gone](nothere.html) and [anchor](#no-such-anchor) ![x](http://127.0.0.1:9/x.png)")
+    bad = (
+        '\n\n$\\nosuchmacro{x}$ and <span class="tex2jax_ignore">$a+b$</span> and '
+        "[gone](nothere.html) and [anchor](#no-such-anchor) ![x](http://127.0.0.1:9/x.png)"
+    )
     chapters, readme = _mini_course(tmp_path, extra_md=bad)
     nb = nbformat.read(chapters / "02_second.ipynb", as_version=4)
-    nb.cells.append(new_code_cell("plt.show()", outputs=[new_output("display_data", data={
-        "image/png": base64.b64encode(b"not a png").decode()})]))
+    nb.cells.append(
+        new_code_cell(
+            "plt.show()",
+            outputs=[
+                new_output(
+                    "display_data", data={"image/png": base64.b64encode(b"not a png").decode()}
+                )
+            ],
+        )
+    )
     nbformat.write(nb, chapters / "02_second.ipynb")
     book = build_book(tmp_path / "out", chapters_dir=chapters, readme=readme, root=ROOT)
     reports = {r.page: r for r in check_book(book)}
@@ -218,7 +278,9 @@ def test_the_browser_check_catches_what_a_reader_would_see_broken(tmp_path):
     assert any("nosuchmacro" in e for e in first.console_errors), first.console_errors
     assert any("a+b" in r for r in first.raw_math), first.raw_math
     assert {u.rsplit("/", 1)[1] for u in first.broken_links} == {
-        "nothere.html", "01_first.html#no-such-anchor"}
+        "nothere.html",
+        "01_first.html#no-such-anchor",
+    }
     assert first.network == ["http://127.0.0.1:9/x.png"]
     assert first.figures_expected == first.figures_visible == 1 and not first.figures_broken
     assert second.figures_expected == 1 and second.figures_visible == 0 and second.problems()

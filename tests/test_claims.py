@@ -12,14 +12,25 @@ from lorakit.runs.check import main
 
 
 def _record(method, lr, seed, bleu, half=0.5, dev_loss=1.0, ser=5.0, current=True):
-    run = {"method": method, "lr": lr, "seed": seed, "dev_loss": dev_loss,
-           "trainable_params": 147_456 if method == "lora" else 98_000_000,
-           "total_params": 98_000_000,
-           "metrics": {"bleu": bleu, "rouge_l": 50.0, "nist": 5.0, "ser": ser},
-           "bootstrap": {"bleu": {"lo": bleu - half, "hi": bleu + half},
-                         "ser": {"lo": ser - 1, "hi": ser + 1}}}
-    return {"name": f"{method}-lr{lr:g}-s{seed}", "current": current, "wall_s": 60.0,
-            "results": {"methods": {method: run}}}
+    run = {
+        "method": method,
+        "lr": lr,
+        "seed": seed,
+        "dev_loss": dev_loss,
+        "trainable_params": 147_456 if method == "lora" else 98_000_000,
+        "total_params": 98_000_000,
+        "metrics": {"bleu": bleu, "rouge_l": 50.0, "nist": 5.0, "ser": ser},
+        "bootstrap": {
+            "bleu": {"lo": bleu - half, "hi": bleu + half},
+            "ser": {"lo": ser - 1, "hi": ser + 1},
+        },
+    }
+    return {
+        "name": f"{method}-lr{lr:g}-s{seed}",
+        "current": current,
+        "wall_s": 60.0,
+        "results": {"methods": {method: run}},
+    }
 
 
 def _configs(lora_bleus, full_bleus, **kw):
@@ -28,14 +39,17 @@ def _configs(lora_bleus, full_bleus, **kw):
     return fr.configurations(recs)
 
 
-@pytest.mark.parametrize("lora, full, expected", [
-    ([68.0, 68.2, 67.8], [66.0, 66.2, 65.8], "reproduced"),   # LoRA better
-    ([66.1, 66.3], [66.0, 66.2, 65.8], "reproduced"),         # within noise
-    ([65.0, 65.2, 64.8], [66.0, 66.2, 65.8], "partly"),       # 1.0 below, noise 0.5
-    ([60.0, 60.2, 59.8], [66.0, 66.2, 65.8], "not"),          # far below
-    ([68.0], [66.0, 66.2], "undetermined"),                   # one seed
-    ([], [66.0, 66.2], "not run"),
-])
+@pytest.mark.parametrize(
+    "lora, full, expected",
+    [
+        ([68.0, 68.2, 67.8], [66.0, 66.2, 65.8], "reproduced"),  # LoRA better
+        ([66.1, 66.3], [66.0, 66.2, 65.8], "reproduced"),  # within noise
+        ([65.0, 65.2, 64.8], [66.0, 66.2, 65.8], "partly"),  # 1.0 below, noise 0.5
+        ([60.0, 60.2, 59.8], [66.0, 66.2, 65.8], "not"),  # far below
+        ([68.0], [66.0, 66.2], "undetermined"),  # one seed
+        ([], [66.0, 66.2], "not run"),
+    ],
+)
 def test_chapter6_claim_rule(lora, full, expected):
     v = fr.claim_verdict(_configs(lora, full))
     assert v["verdict"] == expected
@@ -51,8 +65,12 @@ def test_learning_rate_is_chosen_by_dev_loss_not_test_bleu():
     assert fr.choose(configs, "lora") == ("lora", 1e-3)
     assert fr.claim_verdict(configs)["verdict"] == "not"
     assert fr.missing_runs(recs, [0, 1, 2], {"lora": [2e-4], "full": [5e-5, 1e-4]}) == [
-        "full lr 0.0001 seed 0", "full lr 0.0001 seed 1", "lora lr 0.0002 seed 2",
-        "full lr 5e-05 seed 2", "full lr 0.0001 seed 2"]
+        "full lr 0.0001 seed 0",
+        "full lr 0.0001 seed 1",
+        "lora lr 0.0002 seed 2",
+        "full lr 5e-05 seed 2",
+        "full lr 0.0001 seed 2",
+    ]
 
 
 def test_report_table_marks_stale_runs_and_counts_seeds():
@@ -77,15 +95,28 @@ def test_claims_table_from_records_and_pending_judges(tmp_path, monkeypatch):
     ch6 = [r for r in rows if r["chapter"] == 6]
     assert [r["verdict"] for r in ch6] == ["reproduced", "not run"]  # synthetic; real not run
     assert "68.0 ± 0.2 (3 seeds)" in ch6[0]["ours"] and "Rule:" in ch6[0]["why"]
-    assert {r["verdict"] for r in rows if r["chapter"] > 6} <= {"not run", "reproduced", "not",
-                                                                 "partly", "undetermined"}
+    assert {r["verdict"] for r in rows if r["chapter"] > 6} <= {
+        "not run",
+        "reproduced",
+        "not",
+        "partly",
+        "undetermined",
+    }
     assert all(set(r) == set(claims.COLUMNS) for r in rows)
 
 
 def test_judges_rows_are_normalised_and_checked(tmp_path, monkeypatch):
     def rows(runs_dir):
-        return [{"chapter": 7, "claim": "a | b", "paper": "p", "ours": "o",
-                 "verdict": "not reproduced", "why": "w"}]
+        return [
+            {
+                "chapter": 7,
+                "claim": "a | b",
+                "paper": "p",
+                "ours": "o",
+                "verdict": "not reproduced",
+                "why": "w",
+            }
+        ]
 
     monkeypatch.setattr(claims, "JUDGES", ((7, "tests.test_claims:_judge"),))
     monkeypatch.setattr("tests.test_claims._judge", rows, raising=False)
@@ -93,8 +124,9 @@ def test_judges_rows_are_normalised_and_checked(tmp_path, monkeypatch):
     assert table[0]["verdict"] == "not"
     assert "a \\| b" in claims.format_markdown(table)
     assert claims.format_text(table).splitlines()[-1].startswith("0 reproduced, 0 partly, 1 not")
-    monkeypatch.setattr("tests.test_claims._judge",
-                        lambda d: [{**rows(d)[0], "verdict": "sort of"}])
+    monkeypatch.setattr(
+        "tests.test_claims._judge", lambda d: [{**rows(d)[0], "verdict": "sort of"}]
+    )
     with pytest.raises(ValueError, match="verdict 'sort of'"):
         claims.claims_table(tmp_path)
     monkeypatch.setattr(claims, "JUDGES", ((8, "lorakit.no_such_module:claim_rows"),))

@@ -87,9 +87,12 @@ def test_compiled_gpt2_with_lora_qv_compiles_once_and_trains_like_eager(fast):
 
 def test_compiled_mlp_with_lora_is_one_graph():
     g = torch.Generator().manual_seed(2)
-    batches = [(torch.randn(8, 16, generator=g), torch.randint(0, 4, (8,), generator=g))
-               for _ in range(STEPS)]
+    batches = [
+        (torch.randn(8, 16, generator=g), torch.randint(0, 4, (8,), generator=g))
+        for _ in range(STEPS)
+    ]
     frames, compiled, eager = _compiled_vs_eager(
-        _mlp, lambda m, b: F.cross_entropy(m(b[0]), b[1]), batches)
+        _mlp, lambda m, b: F.cross_entropy(m(b[0]), b[1]), batches
+    )
     assert frames == 1
     assert compiled == pytest.approx(eager, rel=1e-5)

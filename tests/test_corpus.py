@@ -19,8 +19,10 @@ from lorakit.models.corpus import (
 )
 from lorakit.models.tokenizer import PackedBatches, encode_documents, pack_blocks, train_tokenizer
 
-PROSE = ("The scheduler keeps a queue of pending tasks and runs each one when its time comes, "
-         "so that callers never wait longer than they must.")
+PROSE = (
+    "The scheduler keeps a queue of pending tasks and runs each one when its time comes, "
+    "so that callers never wait longer than they must."
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,8 @@ def test_gatherer_reads_docstrings_and_docs_from_a_given_root(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "mod.py").write_text(
         f'"""{PROSE}\n\n>>> mod.run()\n"""\n\ndef run():\n    """Run it.\n\n    {PROSE}\n    """\n'
-        "    return {'a': 1}\n")
+        "    return {'a': 1}\n"
+    )
     (tmp_path / "pkg" / "README.md").write_text(f"# Title\n\n{PROSE}\n\n    code = 1\n")
     files = candidate_files([("x", tmp_path)])
     assert sorted(k for k, _, _ in files) == ["x:pkg/README.md", "x:pkg/mod.py"]
@@ -83,8 +86,11 @@ def test_gather_errors():
 def test_tokenizer_round_trip_ascii_and_unicode(small_corpus):
     tok = train_tokenizer(small_corpus.train_texts, vocab_size=600)
     assert len(tok) == 600 and tok.eos_token == tok.pad_token == "<|endoftext|>"
-    for s in ["Hello, world!  Two  spaces\tand a tab.\n", PROSE,
-              "Unicode: café, naïve, Ελληνικά, 東京, emoji 🙂 and a zero-width\u200bjoiner"]:
+    for s in [
+        "Hello, world!  Two  spaces\tand a tab.\n",
+        PROSE,
+        "Unicode: café, naïve, Ελληνικά, 東京, emoji 🙂 and a zero-width\u200bjoiner",
+    ]:
         ids = tok(s)["input_ids"]
         assert tok.decode(ids) == s
     assert len(tok(PROSE)["input_ids"]) < len(PROSE.encode())  # merges were learned

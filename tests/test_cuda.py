@@ -41,8 +41,9 @@ def test_padded_head_loss_matches_autograd_at_gpt2_vocab(smoothing):
 @pytest.mark.parametrize("fast", [False, True], ids=["formula", "fast_path"])
 def test_fused_lora_bf16_matches_fp32_reference(fast):
     torch.manual_seed(0)
-    layer = FusedLoRALinear(Conv1D(3 * 256, 256), r=4, alpha=32, dropout=0.0,
-                            enable=(True, False, True)).cuda()
+    layer = FusedLoRALinear(
+        Conv1D(3 * 256, 256), r=4, alpha=32, dropout=0.0, enable=(True, False, True)
+    ).cuda()
     layer.fast_path = fast
     with torch.no_grad():
         layer.lora_B.normal_(0, 0.02)

@@ -38,8 +38,12 @@ MR = "name[The Eagle], eatType[coffee shop], food[Japanese], near[Burger King]"
 
 def test_parse_and_format_mr_round_trip():
     slots = parse_mr(MR)
-    assert slots == {"name": "The Eagle", "eatType": "coffee shop", "food": "Japanese",
-                     "near": "Burger King"}
+    assert slots == {
+        "name": "The Eagle",
+        "eatType": "coffee shop",
+        "food": "Japanese",
+        "near": "Burger King",
+    }
     assert format_mr(slots) == MR
     # canonical E2E order whatever the dict order
     assert format_mr({"near": "X", "name": "Y"}) == "name[Y], near[X]"
@@ -120,13 +124,20 @@ def _write_csv(path, rows, header=("mr", "ref")):
 
 def test_real_e2e_csv_groups_rows_by_mr(tmp_path):
     other = "name[Blue Spice], area[riverside], familyFriendly[yes]"
-    _write_csv(tmp_path / "devset.csv", [(MR, "The Eagle is a coffee shop."),
-                                         (other, "Blue Spice, by the river, welcomes kids."),
-                                         (MR, "Near Burger King, The Eagle serves sushi, too.")])
+    _write_csv(
+        tmp_path / "devset.csv",
+        [
+            (MR, "The Eagle is a coffee shop."),
+            (other, "Blue Spice, by the river, welcomes kids."),
+            (MR, "Near Burger King, The Eagle serves sushi, too."),
+        ],
+    )
     recs = read_e2e_csv(tmp_path / "devset.csv")
     assert [r.mr for r in recs] == [MR, other]
-    assert recs[0].refs == ("The Eagle is a coffee shop.",
-                            "Near Burger King, The Eagle serves sushi, too.")
+    assert recs[0].refs == (
+        "The Eagle is a coffee shop.",
+        "Near Burger King, The Eagle serves sushi, too.",
+    )
     assert load_e2e("dev", root=tmp_path) == recs  # the CSV name E2E uses is found by split
 
 
@@ -164,13 +175,13 @@ def test_examples_mask_the_mr_and_end_with_eos(tiny_tokenizer):
     assert len(examples) == 2
     ex = examples[0]
     prompt_ids = tiny_tokenizer(prompt_text(MR), add_special_tokens=False)["input_ids"]
-    assert list(ex.input_ids[:ex.n_prompt]) == prompt_ids
+    assert list(ex.input_ids[: ex.n_prompt]) == prompt_ids
     assert ex.input_ids[-1] == tiny_tokenizer.eos_token_id
     text = tiny_tokenizer.decode(list(ex.input_ids), skip_special_tokens=True)
     assert text == f"{MR}{SEPARATOR} The Eagle is a coffee shop."
     batch = collate(examples, pad_id=tiny_tokenizer.pad_token_id)
     labels, mask = batch["labels"], batch["attention_mask"]
-    assert (labels[0, :ex.n_prompt] == IGNORE_INDEX).all()
+    assert (labels[0, : ex.n_prompt] == IGNORE_INDEX).all()
     assert (labels[mask == 0] == IGNORE_INDEX).all()
     keep = labels != IGNORE_INDEX
     assert torch.equal(labels[keep], batch["input_ids"][keep])
@@ -196,8 +207,9 @@ def test_length_bucketing_reduces_padding_and_reshuffles(tiny_tokenizer):
     second = [b["input_ids"] for b in bucketed]
     assert len(first) == len(bucketed) == -(-len(examples) // 8)
     assert sum(b.shape[0] for b in first) == len(examples)
-    assert any(not torch.equal(a, b) for a, b in zip(first, second) if a.shape == b.shape) or \
-        [a.shape for a in first] != [b.shape for b in second]  # each epoch is shuffled anew
+    assert any(not torch.equal(a, b) for a, b in zip(first, second) if a.shape == b.shape) or [
+        a.shape for a in first
+    ] != [b.shape for b in second]  # each epoch is shuffled anew
     fixed = make_batches(recs, tiny_tokenizer, 8, shuffle=False)
     assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(fixed, fixed))
     with pytest.raises(ValueError, match="batch_size"):
@@ -210,4 +222,4 @@ def test_prompt_batches_pad_on_the_left(tiny_tokenizer):
     ids, mask = batch["input_ids"], batch["attention_mask"]
     assert (mask[:, -1] == 1).all() and mask[0, 0] == 0
     short = tiny_tokenizer(prompt_text("name[A]"), add_special_tokens=False)["input_ids"]
-    assert ids[0, -len(short):].tolist() == short
+    assert ids[0, -len(short) :].tolist() == short

@@ -45,12 +45,15 @@ def _copy_fixture(dest: Path) -> str:
 def test_real_csv_format_quoting_multi_reference_bom_and_crlf():
     train = load_e2e("train", str(FIXTURE))
     assert [r.mr for r in train] == [
-        LAMP, "name[Quiet Heron], priceRange[less than £20], familyFriendly[yes]",
-        "name[Saltmarsh], eatType[coffee shop], customer rating[3 out of 5], near[The Old Mill]"]
+        LAMP,
+        "name[Quiet Heron], priceRange[less than £20], familyFriendly[yes]",
+        "name[Saltmarsh], eatType[coffee shop], customer rating[3 out of 5], near[The Old Mill]",
+    ]
     assert train[0].refs == (  # rows 1, 2 and 4 of the file, in file order
         "The Brass Lamp is a pub in the city centre that serves Indian food.",
         "In the city centre, The Brass Lamp, a pub, offers Indian dishes.",
-        'For Indian food, try the pub called "The Brass Lamp", downtown.')
+        'For Indian food, try the pub called "The Brass Lamp", downtown.',
+    )
     assert train[1].slots["priceRange"] == "less than £20"
     assert train[2].slots["customer rating"] == "3 out of 5"
     dev = load_e2e("dev", FIXTURE)  # starts with a byte-order mark, CRLF line ends
@@ -164,8 +167,11 @@ def test_download_writes_the_cache_atomically(tmp_path, monkeypatch):
 
 
 def test_download_routes_write_the_csv_format(tmp_path, monkeypatch):
-    rows = {"train": [(LAMP, 'A pub, "quoted", in town.')], "validation": [(LAMP, "Dev text.")],
-            "test": [(LAMP, "Test text.")]}
+    rows = {
+        "train": [(LAMP, 'A pub, "quoted", in town.')],
+        "validation": [(LAMP, "Dev text.")],
+        "test": [(LAMP, "Test text.")],
+    }
     calls = []
 
     def load_dataset(repo, revision, data_dir, split):
@@ -199,6 +205,7 @@ def test_download_routes_write_the_csv_format(tmp_path, monkeypatch):
     out = tmp_path / "csv"
     out.mkdir()
     assert sources.download_real(out).startswith("csv:")
-    assert urls == [sources.RAW_URL + n for n in ("trainset.csv", "devset.csv",
-                                                  "testset_w_refs.csv")]
+    assert urls == [
+        sources.RAW_URL + n for n in ("trainset.csv", "devset.csv", "testset_w_refs.csv")
+    ]
     assert load_e2e("test", out) == load_e2e("test", FIXTURE)

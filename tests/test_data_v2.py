@@ -67,7 +67,8 @@ def test_dev_and_test_names_never_occur_in_train(shipped, stats):
     train = {r.slots.get(k) for r in shipped["train"] for k in ("name", "near")}
     for split in ("dev", "test"):
         assert not train & {r.slots.get(k) for r in shipped[split] for k in ("name", "near")} - {
-            None}
+            None
+        }
 
 
 def test_references_seldom_leave_a_slot_out(stats):
@@ -90,8 +91,16 @@ def test_baselines_score_as_recorded(shipped, manifest):
     assert recorded["human"]["ser"] < 2
 
 
-_BAD = [r"\s{2}", r"\s[,.!?]", r"\{|\}", r"\b(\w+) \1\b", r"\ban [bcdfgjklmnpqrstvwxyz]",
-        r"\ba (?!one)[aeio]", r"\.\.", r"[,;:]$"]
+_BAD = [
+    r"\s{2}",
+    r"\s[,.!?]",
+    r"\{|\}",
+    r"\b(\w+) \1\b",
+    r"\ban [bcdfgjklmnpqrstvwxyz]",
+    r"\ba (?!one)[aeio]",
+    r"\.\.",
+    r"[,;:]$",
+]
 
 
 def test_references_look_like_english(shipped):
@@ -99,15 +108,22 @@ def test_references_look_like_english(shipped):
     for rec in shipped["test"]:
         name = rec.slots["name"]
         for ref in rec.refs:
-            if not (ref[0].isupper() and ref[-1] in ".!?" and name in ref) or \
-                    any(re.search(p, ref) for p in _BAD):
+            if not (ref[0].isupper() and ref[-1] in ".!?" and name in ref) or any(
+                re.search(p, ref) for p in _BAD
+            ):
                 bad.append(ref)
     assert not bad, bad[:5]
 
 
 def test_the_writer_depends_on_the_venue():
-    upmarket = style_weights({"name": "A", "eatType": "restaurant", "priceRange": "high",
-                              "customer rating": "5 out of 5"})
+    upmarket = style_weights(
+        {
+            "name": "A",
+            "eatType": "restaurant",
+            "priceRange": "high",
+            "customer rating": "5 out of 5",
+        }
+    )
     cheap_pub = style_weights({"name": "A", "eatType": "pub", "priceRange": "cheap"})
     assert max(upmarket, key=upmarket.get) in "ga" and max(cheap_pub, key=cheap_pub.get) == "c"
     assert upmarket["c"] < upmarket["g"] / 5

@@ -25,8 +25,16 @@ from tests.conftest import make_tiny_gpt2
 
 ATOL = 1e-5
 LORA = dict(r=4, alpha=8, targets=["q", "v"])
-CFG = dict(lr=1e-2, max_steps=3, grad_accum=2, label_smoothing=0.1, grad_clip=1.0,
-           log_every=1, progress=False, seed=0)
+CFG = dict(
+    lr=1e-2,
+    max_steps=3,
+    grad_accum=2,
+    label_smoothing=0.1,
+    grad_clip=1.0,
+    log_every=1,
+    progress=False,
+    seed=0,
+)
 
 
 def global_batches(n: int = 6, rows: int = 6, T: int = 24, seed: int = 1) -> list[dict]:
@@ -39,7 +47,7 @@ def global_batches(n: int = 6, rows: int = 6, T: int = 24, seed: int = 1) -> lis
         for r, length in enumerate(torch.randint(T // 3, T + 1, (rows,), generator=g).tolist()):
             mask[r, length:] = 0
         labels = ids.masked_fill(mask == 0, -100)
-        labels[:, :int(torch.randint(2, 8, (1,), generator=g))] = -100
+        labels[:, : int(torch.randint(2, 8, (1,), generator=g))] = -100
         out.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
     return out
 
@@ -60,8 +68,13 @@ def lora_tensors(model) -> dict[str, torch.Tensor]:
 def _worker(rank: int, port: int, out: str) -> None:
     import os
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)  # two ranks on a small CPU: no OpenMP oversubscription
     from torch.distributed.tensor import DTensor
 
@@ -71,28 +84,43 @@ def _worker(rank: int, port: int, out: str) -> None:
     report: dict = {}
     for mode in ("ddp", "fsdp"):
         model = lora_model()
-        res = train(model, global_batches(), TrainConfig(distributed=mode, **CFG),
-                    eval_batches=global_batches(2, seed=5))
-        report[mode] = {"history": [h["loss"] for h in res.history], "evals": res.evals,
-                        "info": res.distributed, "tokens": res.tokens_seen}
+        res = train(
+            model,
+            global_batches(),
+            TrainConfig(distributed=mode, **CFG),
+            eval_batches=global_batches(2, seed=5),
+        )
+        report[mode] = {
+            "history": [h["loss"] for h in res.history],
+            "evals": res.evals,
+            "info": res.distributed,
+            "tokens": res.tokens_seen,
+        }
         D.save_adapter(model, f"{out}/{mode}")
         if mode == "fsdp":
             w = model.transformer.h[0].attn.c_attn.base.weight  # frozen W0, (32, 96)
-            report["fsdp"]["base_local_rows"] = w.to_local().shape[0] if isinstance(w, DTensor) else None
-            report["fsdp"]["base_unchanged"] = bool(torch.equal(
-                w.full_tensor(), make_tiny_gpt2(seed=0).transformer.h[0].attn.c_attn.weight))
+            report["fsdp"]["base_local_rows"] = (
+                w.to_local().shape[0] if isinstance(w, DTensor) else None
+            )
+            report["fsdp"]["base_unchanged"] = bool(
+                torch.equal(
+                    w.full_tensor(), make_tiny_gpt2(seed=0).transformer.h[0].attn.c_attn.weight
+                )
+            )
             # load_adapter on every rank: into a plain model, and back into the sharded one
             _, saved = read_adapter(f"{out}/fsdp")
             plain = D.load_adapter(make_tiny_gpt2(seed=0), f"{out}/fsdp")
-            report["fsdp"]["plain_load_ok"] = all(torch.equal(v, saved[k])
-                                                  for k, v in lora_tensors(plain).items())
+            report["fsdp"]["plain_load_ok"] = all(
+                torch.equal(v, saved[k]) for k, v in lora_tensors(plain).items()
+            )
             with torch.no_grad():
                 for p in model.parameters():
                     if p.requires_grad:
                         p.zero_()
             D.load_adapter(model, f"{out}/fsdp")
             report["fsdp"]["sharded_load_ok"] = all(
-                torch.equal(v.full_tensor(), saved[k]) for k, v in lora_tensors(model).items())
+                torch.equal(v.full_tensor(), saved[k]) for k, v in lora_tensors(model).items()
+            )
     # only A and B are all-reduced under DDP: count what a comm hook is handed
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
@@ -123,9 +151,10 @@ def _worker(rank: int, port: int, out: str) -> None:
     from lorakit.bench import multi_gpu
 
     smoke = dict(multi_gpu.SMOKE, steps=2)
-    report["bench"] = {row: multi_gpu.run_row(row, *multi_gpu.ROWS["multi"][row], smoke,
-                                              torch.device("cpu"), 2)
-                       for row in ("ddp_lora", "fsdp_full")}
+    report["bench"] = {
+        row: multi_gpu.run_row(row, *multi_gpu.ROWS["multi"][row], smoke, torch.device("cpu"), 2)
+        for row in ("ddp_lora", "fsdp_full")
+    }
     if rank == 0:
         Path(out, "report.json").write_text(json.dumps(report))
     torch.distributed.destroy_process_group()
@@ -198,7 +227,9 @@ def test_ddp_reduces_only_lora_and_tolerates_unused_params(two_ranks):
     model = lora_model(extra_unused=True)
     train(model, global_batches(), TrainConfig(**CFG))
     again = train(model, global_batches(), TrainConfig(**CFG))
-    assert report["second_call_losses"] == pytest.approx([h["loss"] for h in again.history], rel=1e-5)
+    assert report["second_call_losses"] == pytest.approx(
+        [h["loss"] for h in again.history], rel=1e-5
+    )
 
 
 def test_shard_batch_rows_trim_and_weights():
@@ -207,7 +238,9 @@ def test_shard_batch_rows_trim_and_weights():
     assert [p["input_ids"].shape[0] for p in parts] == [3, 2]
     for p, lo in zip(parts, (0, 3)):
         width = p["input_ids"].shape[1]
-        assert torch.equal(p["input_ids"], batch["input_ids"][lo:lo + len(p["input_ids"]), :width])
+        assert torch.equal(
+            p["input_ids"], batch["input_ids"][lo : lo + len(p["input_ids"]), :width]
+        )
         assert bool(p["attention_mask"][:, -1].any())  # trailing all-padding columns cut
         assert p.global_tokens == int(batch["attention_mask"].sum())
     n = [int((p["labels"][:, 1:] != -100).sum()) for p in parts]
@@ -244,8 +277,9 @@ def test_bench_rows_on_two_ranks_and_one(two_ranks):
     from lorakit.bench import multi_gpu
 
     bench = two_ranks[0]["bench"]
-    single = multi_gpu.run_row("lora_1gpu", "lora", "none", dict(multi_gpu.SMOKE, steps=2),
-                               torch.device("cpu"), 1)
+    single = multi_gpu.run_row(
+        "lora_1gpu", "lora", "none", dict(multi_gpu.SMOKE, steps=2), torch.device("cpu"), 1
+    )
     rows = {**bench, "lora_1gpu": single}
     assert bench["ddp_lora"]["distributed"]["mode"] == "ddp"
     assert bench["fsdp_full"]["distributed"]["mode"] == "fsdp"
@@ -258,15 +292,21 @@ def test_bench_rows_on_two_ranks_and_one(two_ranks):
     assert bench["ddp_lora"]["trainable_params"] < full["trainable_params"] == full["total_params"]
     ratios = multi_gpu._ratios(rows, 2)
     assert ratios["ddp_scaling"]["value"] == pytest.approx(
-        bench["ddp_lora"]["tokens_per_s"] / single["tokens_per_s"])
+        bench["ddp_lora"]["tokens_per_s"] / single["tokens_per_s"]
+    )
     assert ratios["ddp_scaling"]["goal"] == ">= 1.8"
     assert "fsdp_full_vs_lora_memory" not in ratios  # no memory measured on a CPU
     assert "goal" not in multi_gpu._ratios(rows, 2, on_gpus=False)["ddp_scaling"]
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--gpus", "0"], "--gpus"), (["--device", "tpu"], "--device"),
-    (["--device", "cpu"], "add --smoke")])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--gpus", "0"], "--gpus"),
+        (["--device", "tpu"], "--device"),
+        (["--device", "cpu"], "add --smoke"),
+    ],
+)
 def test_bench_refuses_bad_arguments_before_any_work(argv, match, capsys):
     from lorakit.bench import multi_gpu
 

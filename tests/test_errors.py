@@ -29,7 +29,9 @@ from lorakit.train import TrainConfig
 def test_a_non_utf8_jsonl_names_the_line_and_the_fix(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_bytes(b'{"mr": "name[A]", "refs": ["x"]}\n{"mr": "name[Caf\xe9]", "refs": ["y"]}\n')
-    with pytest.raises(DataFileError, match=r"train.jsonl, line 2: not UTF-8 text \(byte 0xe9\).*UTF-8"):
+    with pytest.raises(
+        DataFileError, match=r"train.jsonl, line 2: not UTF-8 text \(byte 0xe9\).*UTF-8"
+    ):
         read_jsonl(path)
 
 
@@ -43,7 +45,11 @@ def test_a_non_utf8_csv_names_the_line_and_the_fix(tmp_path):
 def test_files_with_a_utf8_bom_load(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(b'\xef\xbb\xbf{"mr": "name[A]", "refs": ["A."]}\n')
     (tmp_path / "b.csv").write_bytes(b'\xef\xbb\xbf"mr","ref"\n"name[A]","A."\n')
-    assert read_jsonl(tmp_path / "a.jsonl") == read_e2e_csv(tmp_path / "b.csv") == [E2ERecord("name[A]", ("A.",))]
+    assert (
+        read_jsonl(tmp_path / "a.jsonl")
+        == read_e2e_csv(tmp_path / "b.csv")
+        == [E2ERecord("name[A]", ("A.",))]
+    )
 
 
 def test_refs_that_is_one_string_is_refused_not_split_into_characters(tmp_path):
@@ -71,7 +77,9 @@ def test_load_base_on_a_broken_config_json(saved_model):
     from lorakit.models import BaseCorruptError, load_base
 
     (saved_model / "config.json").write_text('{"model_type": "gpt2",')
-    with pytest.raises(BaseCorruptError, match="config.json is not a model config.*save_pretrained"):
+    with pytest.raises(
+        BaseCorruptError, match="config.json is not a model config.*save_pretrained"
+    ):
         load_base(saved_model, device="cpu")
 
 
@@ -80,7 +88,9 @@ def test_load_base_on_a_truncated_weights_file(saved_model):
 
     weights = saved_model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
-    with pytest.raises(BaseCorruptError, match="a weights file cannot be read.*truncated or corrupt"):
+    with pytest.raises(
+        BaseCorruptError, match="a weights file cannot be read.*truncated or corrupt"
+    ):
         load_base(saved_model, device="cpu")
 
 
@@ -102,13 +112,16 @@ def test_sequences_longer_than_n_positions_are_named(saved_model):
 # ---- LoRA settings and arguments ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(targets=["re:("]), r"target 're:\(' is not a valid regular expression"),
-    (dict(targets=None), "targets must be a non-empty list of names, got None"),
-    (dict(alpha="32"), "alpha must be a number > 0, got '32'"),
-    (dict(dropout=5), r"dropout must be a number in \[0, 1\)"),
-    (dict(rslora="yes"), "rslora must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(targets=["re:("]), r"target 're:\(' is not a valid regular expression"),
+        (dict(targets=None), "targets must be a non-empty list of names, got None"),
+        (dict(alpha="32"), "alpha must be a number > 0, got '32'"),
+        (dict(dropout=5), r"dropout must be a number in \[0, 1\)"),
+        (dict(rslora="yes"), "rslora must be True or False"),
+    ],
+)
 def test_bad_lora_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LoRAConfig(**kwargs)
@@ -126,19 +139,22 @@ def test_apply_lora_needs_a_module_and_a_config():
 # ---- numbers a training run must not accept (item 11) ------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(grad_clip=-1.0), r"grad_clip must be a finite number >= 0"),
-    (dict(lr=math.inf), r"lr must be a finite number > 0, got inf"),
-    (dict(lr=float("nan")), r"lr must be a finite number > 0"),
-    (dict(weight_decay=-0.01), r"weight_decay must be a finite number >= 0"),
-    (dict(epochs=2.5), r"epochs must be a whole number >= 1, got 2.5"),
-    (dict(max_steps=0), r"max_steps must be a whole number >= 1 or None"),
-    (dict(grad_accum=True), r"grad_accum must be a whole number"),
-    (dict(warmup_steps=-1), r"warmup_steps must be a whole number >= 0"),
-    (dict(label_smoothing=1.0), r"label_smoothing must be a finite number >= 0 and < 1"),
-    (dict(seed=1.5), r"seed must be a whole number"),
-    (dict(progress="no"), r"progress must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(grad_clip=-1.0), r"grad_clip must be a finite number >= 0"),
+        (dict(lr=math.inf), r"lr must be a finite number > 0, got inf"),
+        (dict(lr=float("nan")), r"lr must be a finite number > 0"),
+        (dict(weight_decay=-0.01), r"weight_decay must be a finite number >= 0"),
+        (dict(epochs=2.5), r"epochs must be a whole number >= 1, got 2.5"),
+        (dict(max_steps=0), r"max_steps must be a whole number >= 1 or None"),
+        (dict(grad_accum=True), r"grad_accum must be a whole number"),
+        (dict(warmup_steps=-1), r"warmup_steps must be a whole number >= 0"),
+        (dict(label_smoothing=1.0), r"label_smoothing must be a finite number >= 0 and < 1"),
+        (dict(seed=1.5), r"seed must be a whole number"),
+        (dict(progress="no"), r"progress must be True or False"),
+    ],
+)
 def test_train_config_refuses_numbers_that_would_misbehave(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
@@ -161,9 +177,15 @@ def _cli(main, argv, capsys) -> str:
 def test_experiment_command_lines_refuse_out_of_range_values(tmp_path, capsys):
     from lorakit.experiments import baselines, pretrain, which_rank
 
-    assert "--max-steps: must be a whole number >= 1, got -1" in _cli(pretrain.main, ["--max-steps", "-1"], capsys)
-    assert "--steps: must be a whole number >= 1, got -5" in _cli(baselines.main, ["--steps", "-5"], capsys)
-    assert "--jobs: must be a whole number >= 1, got 0" in _cli(which_rank.main, ["--jobs", "0"], capsys)
+    assert "--max-steps: must be a whole number >= 1, got -1" in _cli(
+        pretrain.main, ["--max-steps", "-1"], capsys
+    )
+    assert "--steps: must be a whole number >= 1, got -5" in _cli(
+        baselines.main, ["--steps", "-5"], capsys
+    )
+    assert "--jobs: must be a whole number >= 1, got 0" in _cli(
+        which_rank.main, ["--jobs", "0"], capsys
+    )
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for main in (pretrain.main, baselines.main, which_rank.main):

@@ -70,8 +70,9 @@ def test_generate_left_padding_matches_one_by_one(tiny_gpt2, tiny_tokenizer):
     mrs = ["name[A]", "name[The Eagle], eatType[coffee shop], food[Japanese]", "name[B], near[X]"]
     kwargs = dict(num_beams=3, max_new_tokens=6, device="cpu")
     batched = generate_texts(tiny_gpt2, tiny_tokenizer, mrs, batch_size=3, **kwargs)
-    single = [generate_texts(tiny_gpt2, tiny_tokenizer, [m], batch_size=1, **kwargs)[0]
-              for m in mrs]
+    single = [
+        generate_texts(tiny_gpt2, tiny_tokenizer, [m], batch_size=1, **kwargs)[0] for m in mrs
+    ]
     assert len(batched) == 3 and batched == single
     assert all(isinstance(t, str) for t in batched)
 

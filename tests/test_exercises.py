@@ -30,7 +30,9 @@ WRONG = [(name, i) for name in NAMES for i in range(len(REGISTRY[name].wrong))]
 
 def _one_line(capsys) -> str:
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and out.endswith("\n"), f"check must print exactly one line, got {out!r}"
+    assert out.count("\n") == 1 and out.endswith("\n"), (
+        f"check must print exactly one line, got {out!r}"
+    )
     return out.rstrip("\n")
 
 
@@ -39,7 +41,9 @@ def test_every_chapter_module_imports():
 
 
 def test_chapter_three_exercises_are_registered():
-    assert {"ch03.lora_forward", "ch03.lora_layer", "ch03.merge_lora", "ch03.unmerge_lora"} <= set(NAMES)
+    assert {"ch03.lora_forward", "ch03.lora_layer", "ch03.merge_lora", "ch03.unmerge_lora"} <= set(
+        NAMES
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -75,11 +79,14 @@ def test_unknown_name_fails_and_lists_known_names(capsys):
     assert "ch03.lora_forward" in line
 
 
-@pytest.mark.parametrize("candidate,expected", [
-    (None, "got None"),
-    (42, "your code raised TypeError"),
-    ("lora_forward", "your code raised TypeError"),
-])
+@pytest.mark.parametrize(
+    "candidate,expected",
+    [
+        (None, "got None"),
+        (42, "your code raised TypeError"),
+        ("lora_forward", "your code raised TypeError"),
+    ],
+)
 def test_odd_candidates_fail_cleanly(candidate, expected, capsys):
     assert not check("ch03.lora_forward", candidate)
     assert expected in _one_line(capsys)
@@ -159,9 +166,11 @@ def test_register_and_check_a_new_exercise(capsys):
 
     try:
         register("ch99.square", reference=lambda n: n * n, wrong=[lambda n: 2 * n + 1])(_checker)
-        assert check("ch99.square", lambda n: n ** 2)
+        assert check("ch99.square", lambda n: n**2)
         assert not check("ch99.square", lambda n: n + 3)
-        assert capsys.readouterr().out.splitlines()[-1] == "FAIL ch99.square: f(2): expected 4, got 5"
+        assert (
+            capsys.readouterr().out.splitlines()[-1] == "FAIL ch99.square: f(2): expected 4, got 5"
+        )
     finally:
         core._REGISTRY.pop("ch99.square", None)
 
@@ -179,7 +188,8 @@ def test_assert_close_reports_shape_dtype_values_and_type():
     t = torch.zeros(2, 3)
     assert "expected shape (2, 3), got (3, 2)" in _message(assert_close, "h", torch.zeros(3, 2), t)
     assert "expected dtype torch.float32, got torch.float64" in _message(
-        assert_close, "h", torch.zeros(2, 3, dtype=torch.float64), t)
+        assert_close, "h", torch.zeros(2, 3, dtype=torch.float64), t
+    )
     bad = t.clone()
     bad[1, 2] = 0.5
     msg = _message(assert_close, "h", bad, t)
@@ -214,8 +224,9 @@ def test_assert_grad_cases():
 # ----------------------------------------------------------------------------- what checkers accept
 
 
-@pytest.mark.parametrize("wrap", [int, np.int64, np.int32, float, torch.tensor, np.array,
-                                  lambda v: torch.tensor([v])])
+@pytest.mark.parametrize(
+    "wrap", [int, np.int64, np.int32, float, torch.tensor, np.array, lambda v: torch.tensor([v])]
+)
 def test_a_whole_number_may_come_as_any_numeric_scalar(wrap, capsys):
     ref = REGISTRY["ch04.lora_param_count"].reference
     assert check("ch04.lora_param_count", lambda *a: wrap(ref(*a)))
@@ -225,12 +236,15 @@ def test_a_whole_number_may_come_as_any_numeric_scalar(wrap, capsys):
     assert check("ch02.rank_for_energy", lambda *a: wrap(ref_k(*a)))
 
 
-@pytest.mark.parametrize("bad,expected", [
-    (lambda *a: True, "should be a number, got bool"),
-    (lambda *a: "393216", "should be a number, got str"),
-    (lambda *a: [393216], "should be a number, got list"),
-    (lambda *a: 393216.5, "should be a whole number"),
-])
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        (lambda *a: True, "should be a number, got bool"),
+        (lambda *a: "393216", "should be a number, got str"),
+        (lambda *a: [393216], "should be a number, got list"),
+        (lambda *a: 393216.5, "should be a whole number"),
+    ],
+)
 def test_what_is_not_a_whole_number_fails_with_its_type(bad, expected, capsys):
     assert not check("ch04.lora_param_count", bad)
     assert expected in _one_line(capsys)
@@ -290,7 +304,7 @@ def test_qv_lora_accepts_a_conv1d_wrapper_written_another_way(capsys):
             h = self.base(x).clone()
             d = self.d
             h[..., :d] += self.scaling * (x @ self.lora_A_q.T) @ self.lora_B_q.T
-            h[..., 2 * d:] += self.scaling * (x @ self.lora_A_v.T) @ self.lora_B_v.T
+            h[..., 2 * d :] += self.scaling * (x @ self.lora_A_v.T) @ self.lora_B_v.T
             return h
 
     assert check("ch04.qv_lora", Sliced)

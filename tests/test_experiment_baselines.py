@@ -64,8 +64,9 @@ def test_every_run_of_the_plan_writes_its_own_record(grid):
         r = record["results"]
         assert record["preset"] == "ci" and record["source_sha256"] and record["data"]
         assert record["config"]["run"] == spec and record["wall_s"] > 0
-        assert {k: r[k] for k in ("method", "size", "lr", "seed")} == \
-            {k: spec[k] for k in ("method", "size", "lr", "seed")}
+        assert {k: r[k] for k in ("method", "size", "lr", "seed")} == {
+            k: spec[k] for k in ("method", "size", "lr", "seed")
+        }
         assert set(r["metrics"]) == {"bleu", "rouge_l", "nist", "ser"}
         assert set(r["bootstrap"]) == {"bleu", "rouge_l", "ser"}
         for key, ci in r["bootstrap"].items():
@@ -79,7 +80,7 @@ def test_every_run_of_the_plan_writes_its_own_record(grid):
 
 def test_template_record_scores_the_same_test_mrs(grid):
     t = json.loads((grid / "template.json").read_text())["results"]
-    test = load_e2e("test", "auto")[:exp.PRESETS["ci"]["test_mrs"]]
+    test = load_e2e("test", "auto")[: exp.PRESETS["ci"]["test_mrs"]]
     hyps = template_texts([r.mr for r in test])
     assert t["hyps"] == hyps and t["metrics"]["ser"] == 0.0
     assert t["metrics"] == score_all(hyps, [list(r.refs) for r in test], mrs=[r.mr for r in test])
@@ -134,8 +135,11 @@ def test_missing_and_foreign_records_are_listed_not_filled_in(grid, tmp_path):
     record["source_sha256"] = "other-source"
     (part / "bitfit-lr0.002-s0.json").write_text(json.dumps(record))
     out = rep.report_folder(part, exp.PRESETS["ci"])
-    assert {s["id"] for s in out["missing"]} == {"lora-size4-lr0.001-s1", "ft-lr0.0002-s0",
-                                                 "ft-lr0.0002-s1"}
+    assert {s["id"] for s in out["missing"]} == {
+        "lora-size4-lr0.001-s1",
+        "ft-lr0.0002-s0",
+        "ft-lr0.0002-s1",
+    }
     assert out["stale"] == ["bitfit-lr0.002-s0"]
     assert out["table3"]["ft"]["status"] == "not run" and out["table3"]["lora"]["n"] == 1
     claim = next(c for c in out["claims"] if c["claim"].startswith("LoRA matches"))
@@ -148,20 +152,26 @@ def test_missing_and_foreign_records_are_listed_not_filled_in(grid, tmp_path):
 
 
 def _row(values, hw=0.5):
-    runs = [{"seed": i, "metrics": {"bleu": v}, "bootstrap": {"bleu": {"lo": v - hw,
-                                                                      "hi": v + hw}}}
-            for i, v in enumerate(values)]
-    return {"status": "run", "metrics": {"bleu": {"values": values,
-                                                   "cis": [r["bootstrap"]["bleu"] for r in runs]}}}
+    runs = [
+        {"seed": i, "metrics": {"bleu": v}, "bootstrap": {"bleu": {"lo": v - hw, "hi": v + hw}}}
+        for i, v in enumerate(values)
+    ]
+    return {
+        "status": "run",
+        "metrics": {"bleu": {"values": values, "cis": [r["bootstrap"]["bleu"] for r in runs]}},
+    }
 
 
-@pytest.mark.parametrize("a, b, kind, expected", [
-    ([70.0, 70.5, 70.2], [66.0, 66.4, 66.1], "beats", "reproduced"),
-    ([66.0, 66.4, 66.1], [70.0, 70.5, 70.2], "beats", "not reproduced"),
-    ([70.0, 70.5, 70.2], [70.1, 70.3, 70.0], "beats", "undetermined"),
-    ([70.0, 70.5, 70.2], [70.1, 70.3, 70.0], "matches", "reproduced"),
-    ([70.0], [60.0, 61.0], "beats", "undetermined"),
-])
+@pytest.mark.parametrize(
+    "a, b, kind, expected",
+    [
+        ([70.0, 70.5, 70.2], [66.0, 66.4, 66.1], "beats", "reproduced"),
+        ([66.0, 66.4, 66.1], [70.0, 70.5, 70.2], "beats", "not reproduced"),
+        ([70.0, 70.5, 70.2], [70.1, 70.3, 70.0], "beats", "undetermined"),
+        ([70.0, 70.5, 70.2], [70.1, 70.3, 70.0], "matches", "reproduced"),
+        ([70.0], [60.0, 61.0], "beats", "undetermined"),
+    ],
+)
 def test_claim_verdicts_follow_the_stated_rule(a, b, kind, expected):
     assert rep.claim_verdict(rep.compare(_row(a), _row(b)), kind) == expected
 
@@ -179,8 +189,9 @@ def test_plan_of_the_gpu_preset():
     extra = [s for s in specs if s["part"] == "figure2"]
     reused = sum(settings["sizes"][m] in sizes for m, sizes in settings["sweep"].items())
     n_points = sum(len(sizes) for sizes in settings["sweep"].values()) - reused
-    assert len(extra) == n_points * len(settings["sweep_seeds"]) + \
-        reused * len(set(settings["sweep_seeds"]) - set(settings["seeds"]))
+    assert len(extra) == n_points * len(settings["sweep_seeds"]) + reused * len(
+        set(settings["sweep_seeds"]) - set(settings["seeds"])
+    )
     assert len(exp.plan(settings, "table3")) == 24
 
 
@@ -195,8 +206,19 @@ def test_lr_option_adds_rates_and_refuses_nonsense(tmp_path, capsys):
 
 
 def test_jobs_2_writes_the_records_of_jobs_1(tmp_path):
-    args = ["--preset", "ci", "--device", "cpu", "--quiet", "--data", str(FIXTURE), "--part",
-            "table3", "--seeds", "0"]
+    args = [
+        "--preset",
+        "ci",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--data",
+        str(FIXTURE),
+        "--part",
+        "table3",
+        "--seeds",
+        "0",
+    ]
     exp.main(args + ["--out", str(tmp_path / "one")])
     exp.main(args + ["--out", str(tmp_path / "two"), "--jobs", "2"])
     for path in sorted((tmp_path / "one").glob("*.json")):
@@ -214,8 +236,9 @@ def test_prompted_generator_returns_prompt_and_new_tokens_only(tiny_tokenizer):
     ids = torch.tensor([tiny_tokenizer("name[A] ||")["input_ids"]])
     mask = torch.ones_like(ids)
     out = exp.PromptedGenerator(model, report.prepare_batch).generate(
-        ids, mask, max_new_tokens=5, do_sample=False, pad_token_id=0, min_new_tokens=5)
-    assert torch.equal(out[:, :ids.shape[1]], ids) and out.shape[1] == ids.shape[1] + 5
+        ids, mask, max_new_tokens=5, do_sample=False, pad_token_id=0, min_new_tokens=5
+    )
+    assert torch.equal(out[:, : ids.shape[1]], ids) and out.shape[1] == ids.shape[1] + 5
     assert int(out.max()) < model.config.vocab_size  # no special id leaks into the text
 
 
@@ -227,8 +250,7 @@ def test_unknown_preset_settings_and_a_base_too_short_for_the_prefixes(tiny_toke
         exp.run_baselines("ci", progress=False, overrides={"stepz": 3})
     short = make_tiny_gpt2(n_positions=16)
     with pytest.raises(ValueError, match="no room for"):
-        exp.run_baselines("ci", loaded=(short, tiny_tokenizer, info), device="cpu",
-                          progress=False)
+        exp.run_baselines("ci", loaded=(short, tiny_tokenizer, info), device="cpu", progress=False)
 
 
 def test_progress_lines_name_the_shipped_data_without_this_machines_path():

@@ -24,8 +24,11 @@ FILES = ("trainset.csv", "devset.csv", "testset_w_refs.csv")
 @pytest.fixture
 def fixed_source(monkeypatch):
     """One source hash for the whole test: other edits of lorakit/ while it runs do not count."""
-    for where in ("lorakit.runs", "lorakit.experiments._finetune_grid",
-                  "lorakit.experiments.finetune_report"):
+    for where in (
+        "lorakit.runs",
+        "lorakit.experiments._finetune_grid",
+        "lorakit.experiments.finetune_report",
+    ):
         monkeypatch.setattr(f"{where}.source_sha256", lambda: "f" * 64)
 
 
@@ -39,19 +42,34 @@ def tiny_base(tiny_tokenizer):
 
 def test_plan_is_seed_major_and_names_each_run():
     runs = grid.plan_grid(["lora", "full"], [0, 1], {"lora": [2e-4, 1e-3], "full": [5e-5]})
-    assert [r.name for r in runs] == ["lora-lr0.0002-s0", "lora-lr0.001-s0", "full-lr5e-05-s0",
-                                      "lora-lr0.0002-s1", "lora-lr0.001-s1", "full-lr5e-05-s1"]
+    assert [r.name for r in runs] == [
+        "lora-lr0.0002-s0",
+        "lora-lr0.001-s0",
+        "full-lr5e-05-s0",
+        "lora-lr0.0002-s1",
+        "lora-lr0.001-s1",
+        "full-lr5e-05-s1",
+    ]
     with pytest.raises(ValueError, match="Unknown methods"):
         grid.plan_grid(["adapter"], [0], {"adapter": [1e-3]})
     assert grid.grid_folder("r", "gpu", "offline", "synthetic").name == "ch06_finetune_gpu"
-    assert grid.grid_folder("r", "gpu", "gpt2-medium", "real", "x").name == \
-        "ch06_finetune_gpu_gpt2-medium_real_x"
+    assert (
+        grid.grid_folder("r", "gpu", "gpt2-medium", "real", "x").name
+        == "ch06_finetune_gpu_gpt2-medium_real_x"
+    )
 
 
 def test_grid_writes_one_record_per_run_and_resumes(tmp_path, tiny_base, capsys):
     runs = grid.plan_grid(["lora", "full"], [0, 1], {"lora": [2e-4], "full": [5e-5]})
-    out = grid.run_grid(runs, "ci", source=str(FIXTURE), out=tmp_path, device="cpu",
-                        progress=False, loaded=tiny_base)
+    out = grid.run_grid(
+        runs,
+        "ci",
+        source=str(FIXTURE),
+        out=tmp_path,
+        device="cpu",
+        progress=False,
+        loaded=tiny_base,
+    )
     assert out.folder == tmp_path / "ch06_finetune_ci_tiny_dir"
     assert sorted(p.name for p in out.written) == sorted(f"{r.name}.json" for r in runs)
     rec = json.loads((out.folder / "lora-lr0.0002-s1.json").read_text())
@@ -59,25 +77,51 @@ def test_grid_writes_one_record_per_run_and_resumes(tmp_path, tiny_base, capsys)
     assert (rec["seed"], run["seed"], run["lr"], rec["config"]["method"]) == (1, 1, 2e-4, "lora")
     assert len(run["hyps"]) == rec["results"]["data"]["test_mrs"] == 2  # every text is kept
     assert set(run["bootstrap"]) == {"bleu", "rouge_l", "ser"}
-    assert run["bootstrap"]["bleu"]["lo"] <= run["metrics"]["bleu"] <= run["bootstrap"]["bleu"]["hi"]
+    assert (
+        run["bootstrap"]["bleu"]["lo"] <= run["metrics"]["bleu"] <= run["bootstrap"]["bleu"]["hi"]
+    )
     assert "bootstrap" in rec["results"]["template"] and run["dev_loss"] is not None
     assert rec["data"]["files"] == {n: file_sha256(FIXTURE / n) for n in FILES}
     seed0 = json.loads((out.folder / "lora-lr0.0002-s0.json").read_text())
     assert seed0["results"]["methods"]["lora"]["history"] != run["history"]  # seeds differ
 
-    again = grid.run_grid(runs, "ci", source=str(FIXTURE), out=tmp_path, device="cpu",
-                          progress=False, loaded=tiny_base)
+    again = grid.run_grid(
+        runs,
+        "ci",
+        source=str(FIXTURE),
+        out=tmp_path,
+        device="cpu",
+        progress=False,
+        loaded=tiny_base,
+    )
     assert again.written == [] and sorted(again.current) == sorted(r.name for r in runs)
-    forced = grid.run_grid(runs[:1], "ci", source=str(FIXTURE), out=tmp_path, device="cpu",
-                           progress=False, loaded=tiny_base, force=True)
+    forced = grid.run_grid(
+        runs[:1],
+        "ci",
+        source=str(FIXTURE),
+        out=tmp_path,
+        device="cpu",
+        progress=False,
+        loaded=tiny_base,
+        force=True,
+    )
     assert [p.name for p in forced.written] == ["lora-lr0.0002-s0.json"]
 
     rec["source_sha256"] = "0" * 64  # as if made by other code: made again
     (out.folder / "lora-lr0.0002-s1.json").write_text(json.dumps(rec))
-    assert grid.stale_reason(out.folder / "lora-lr0.0002-s1.json", "x", {}, {}) == \
-        "made from another lorakit/ source"
-    redo = grid.run_grid(runs, "ci", source=str(FIXTURE), out=tmp_path, device="cpu",
-                         progress=False, loaded=tiny_base)
+    assert (
+        grid.stale_reason(out.folder / "lora-lr0.0002-s1.json", "x", {}, {})
+        == "made from another lorakit/ source"
+    )
+    redo = grid.run_grid(
+        runs,
+        "ci",
+        source=str(FIXTURE),
+        out=tmp_path,
+        device="cpu",
+        progress=False,
+        loaded=tiny_base,
+    )
     assert [p.name for p in redo.written] == ["lora-lr0.0002-s1.json"]
 
     text = finetune_report.report(out.folder, [0, 1, 2], {"lora": [2e-4], "full": [5e-5]})
@@ -94,29 +138,70 @@ def test_budget_starts_no_run_that_would_overrun(tmp_path, tiny_base, monkeypatc
 
     monkeypatch.setattr(grid, "_grid_run", slow_run)
     runs = grid.plan_grid(["lora"], [0, 1, 2], {"lora": [2e-4]})
-    out = grid.run_grid(runs, "ci", source=str(FIXTURE), out=tmp_path, device="cpu",
-                        progress=False, loaded=tiny_base, budget_s=50)
+    out = grid.run_grid(
+        runs,
+        "ci",
+        source=str(FIXTURE),
+        out=tmp_path,
+        device="cpu",
+        progress=False,
+        loaded=tiny_base,
+        budget_s=50,
+    )
     assert len(out.written) == 1 and out.not_started == [r.name for r in runs[1:]]
 
 
 def test_grid_with_two_jobs_gives_the_records_of_one(tmp_path, tiny_base):
     runs = grid.plan_grid(["lora"], [0, 1], {"lora": [2e-4]})
-    one = grid.run_grid(runs, "ci", source=str(FIXTURE), out=tmp_path / "one", device="cpu",
-                        progress=False, loaded=tiny_base)
-    two = grid.run_grid(runs, "ci", source=str(FIXTURE), out=tmp_path / "two", device="cpu",
-                        progress=False, loaded=tiny_base, jobs=2)
+    one = grid.run_grid(
+        runs,
+        "ci",
+        source=str(FIXTURE),
+        out=tmp_path / "one",
+        device="cpu",
+        progress=False,
+        loaded=tiny_base,
+    )
+    two = grid.run_grid(
+        runs,
+        "ci",
+        source=str(FIXTURE),
+        out=tmp_path / "two",
+        device="cpu",
+        progress=False,
+        loaded=tiny_base,
+        jobs=2,
+    )
     for name in ("lora-lr0.0002-s0.json", "lora-lr0.0002-s1.json"):
-        a, b = (json.loads((o.folder / name).read_text())["results"]["methods"]["lora"]
-                for o in (one, two))
+        a, b = (
+            json.loads((o.folder / name).read_text())["results"]["methods"]["lora"]
+            for o in (one, two)
+        )
         assert a["hyps"] == b["hyps"] and a["metrics"] == b["metrics"]
 
 
 def test_command_line_reads_the_data_asked_for(tmp_path, monkeypatch, tiny_base):
     monkeypatch.setattr("lorakit.models.load_base", lambda *a, **k: tiny_base)
-    finetune.main(["--preset", "ci", "--device", "cpu", "--no-progress", "--methods", "lora",
-                   "--seeds", "0", "--data", str(FIXTURE), "--out", str(tmp_path)])
-    record = json.loads((tmp_path / "ch06_finetune_ci_tiny_dir" / "lora-lr0.0002-s0.json")
-                        .read_text())
+    finetune.main(
+        [
+            "--preset",
+            "ci",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--methods",
+            "lora",
+            "--seeds",
+            "0",
+            "--data",
+            str(FIXTURE),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    record = json.loads(
+        (tmp_path / "ch06_finetune_ci_tiny_dir" / "lora-lr0.0002-s0.json").read_text()
+    )
     res = record["results"]
     assert res["data"]["source"] == "dir" and res["data"]["train_mrs"] == 3
     assert res["data"]["train_pairs"] == 3  # the ci preset keeps 1 reference per MR
@@ -137,21 +222,36 @@ def _medium_stand_in(tiny_tokenizer, full_size: bool):
     architecture (24 layers x 1024, 16 heads) when ``full_size``, else a 2-layer cut of it."""
     from lorakit.models.gpt2 import build_gpt2
 
-    arch = dict(n_layer=24 if full_size else 2, n_embd=1024 if full_size else 64,
-                n_head=16 if full_size else 4)
+    arch = dict(
+        n_layer=24 if full_size else 2,
+        n_embd=1024 if full_size else 64,
+        n_head=16 if full_size else 4,
+    )
     model = build_gpt2(n_positions=1024, vocab_size=len(tiny_tokenizer), seed=0, **arch).eval()
-    info = BaseInfo(source="hub", name="gpt2-medium",
-                    n_params=sum(p.numel() for p in model.parameters()), tokenizer="tiny",
-                    vocab_size=len(tiny_tokenizer), config=arch)
+    info = BaseInfo(
+        source="hub",
+        name="gpt2-medium",
+        n_params=sum(p.numel() for p in model.parameters()),
+        tokenizer="tiny",
+        vocab_size=len(tiny_tokenizer),
+        config=arch,
+    )
     return model, tiny_tokenizer, info
 
 
-@pytest.mark.parametrize("full_size", [
-    False,
-    pytest.param(True, marks=pytest.mark.skipif(
-        not os.environ.get("LORAKIT_TEST_MEDIUM"),
-        reason="GPT-2 medium's size on a CPU takes minutes: set LORAKIT_TEST_MEDIUM=1")),
-])
+@pytest.mark.parametrize(
+    "full_size",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.skipif(
+                not os.environ.get("LORAKIT_TEST_MEDIUM"),
+                reason="GPT-2 medium's size on a CPU takes minutes: set LORAKIT_TEST_MEDIUM=1",
+            ),
+        ),
+    ],
+)
 def test_paper_setting_command_runs_offline(tmp_path, monkeypatch, tiny_tokenizer, full_size):
     """``--base gpt2-medium --data real``: the real data from the cache (the real-format
     fixture placed there) and a randomly initialised GPT-2 medium standing in for the hub's."""
@@ -159,8 +259,11 @@ def test_paper_setting_command_runs_offline(tmp_path, monkeypatch, tiny_tokenize
     from lorakit.models.cache import write_entry
 
     monkeypatch.setenv("LORAKIT_CACHE", str(tmp_path / "cache"))
-    write_entry(real_entry(), lambda tmp: [shutil.copy(FIXTURE / n, tmp / n) for n in FILES],
-                {"note": "test fixture"})
+    write_entry(
+        real_entry(),
+        lambda tmp: [shutil.copy(FIXTURE / n, tmp / n) for n in FILES],
+        {"note": "test fixture"},
+    )
     asked = []
 
     def load_hub(name):
@@ -168,9 +271,23 @@ def test_paper_setting_command_runs_offline(tmp_path, monkeypatch, tiny_tokenize
         return _medium_stand_in(tiny_tokenizer, full_size)
 
     monkeypatch.setattr("lorakit.models.loading.load_hub", load_hub)
-    out = finetune.main(["--preset", "ci", "--base", "gpt2-medium", "--data", "real",
-                         "--device", "cpu", "--no-progress", "--seeds", "0",
-                         "--out", str(tmp_path / "runs")])
+    out = finetune.main(
+        [
+            "--preset",
+            "ci",
+            "--base",
+            "gpt2-medium",
+            "--data",
+            "real",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path / "runs"),
+        ]
+    )
     assert asked == ["gpt2-medium"]
     assert out.folder.name == "ch06_finetune_ci_gpt2-medium_real"
     rec = json.loads((out.folder / "lora-lr0.0002-s0.json").read_text())

@@ -43,8 +43,9 @@ def test_plan_each_configuration_once_per_seed_and_factors_where_chapter_9_reads
     assert len(keys) == len(set(keys)) == len(wr.configs(settings)) * 3
     assert {r * len(t) for t, r in wr.configs(settings)[:7]} == {8}  # Table 5: one budget
     assert [s["seed"] for s in specs] == sorted(s["seed"] for s in specs)  # seed-major
-    assert {(s["r"], s["seed"]) for s in specs if s["factors"]} == \
-        {(r, s) for r in (4, 8, 64) for s in (0, 1, 2)}
+    assert {(s["r"], s["seed"]) for s in specs if s["factors"]} == {
+        (r, s) for r in (4, 8, 64) for s in (0, 1, 2)
+    }
     assert all(s["targets"] == ["q", "v"] for s in specs if s["factors"])
     assert settings["epochs"] >= 2 and settings["test_mrs"] is None
     cpu = wr.plan(wr.PRESETS["cpu"])
@@ -82,8 +83,7 @@ def test_report_tables_and_claims(grid):
         assert row["status"] == "run" and row["seeds"] == [0, 1]
         assert row["bleu"]["n"] == 2 and row["bleu"]["sd"] is not None
     assert {c["chapter"] for c in out["claims"]} == {8} and len(out["claims"]) == 4
-    assert {c["verdict"] for c in out["claims"]} <= {"reproduced", "not reproduced",
-                                                     "undetermined"}
+    assert {c["verdict"] for c in out["claims"]} <= {"reproduced", "not reproduced", "undetermined"}
     table = rep.table_text(out["table5"], out["template"]).splitlines()
     assert table[1].split()[0] == "template" and len(table) == len(wr.TABLE5) + 2
 
@@ -134,17 +134,28 @@ def test_claim_rows_for_the_claims_table(grid, tmp_path):
 
 
 def test_convergence_rule():
-    runs = {(8, 0): {"evals": [{"eval_loss": 1.20}, {"eval_loss": 1.195}], "a_moved": {"x": 0.5},
-                     "schedule": {"epochs": 2}},
-            (8, 1): {"evals": [{"eval_loss": 1.30}, {"eval_loss": 1.20}], "a_moved": {"x": 0.4}}}
+    runs = {
+        (8, 0): {
+            "evals": [{"eval_loss": 1.20}, {"eval_loss": 1.195}],
+            "a_moved": {"x": 0.5},
+            "schedule": {"epochs": 2},
+        },
+        (8, 1): {"evals": [{"eval_loss": 1.30}, {"eval_loss": 1.20}], "a_moved": {"x": 0.4}},
+    }
     rows = sub.convergence(runs)
     assert [r["converged"] for r in rows] == [True, False]
     assert rows[0]["last_epoch_change"] == pytest.approx(0.005 / 1.2)
 
 
-@pytest.mark.parametrize("values, threshold, expected", [
-    ([0.7, 0.75, 0.72], 0.5, "reproduced"), ([0.2, 0.25, 0.22], 0.5, "not reproduced"),
-    ([0.4, 0.6, 0.5], 0.5, "undetermined"), ([0.9], 0.5, "undetermined")])
+@pytest.mark.parametrize(
+    "values, threshold, expected",
+    [
+        ([0.7, 0.75, 0.72], 0.5, "reproduced"),
+        ([0.2, 0.25, 0.22], 0.5, "not reproduced"),
+        ([0.4, 0.6, 0.5], 0.5, "undetermined"),
+        ([0.9], 0.5, "undetermined"),
+    ],
+)
 def test_subspace_claims_rule(values, threshold, expected):
     assert sub._side(values, threshold, above=True)[0] == expected
 
@@ -178,8 +189,9 @@ def test_unknown_preset_and_a_base_narrower_than_the_ranks(tiny_tokenizer):
 def test_a_corrupt_tensor_file_names_the_record(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="tensors of record q\\+v-r8-s0"):
-        _grid.load_tensors(tmp_path, {"name": "q+v-r8-s0",
-                                      "results": {"tensors_file": "x.safetensors"}})
+        _grid.load_tensors(
+            tmp_path, {"name": "q+v-r8-s0", "results": {"tensors_file": "x.safetensors"}}
+        )
 
 
 def test_clear_difference_the_exercises_rule_of_thumb():

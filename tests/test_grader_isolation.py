@@ -39,7 +39,11 @@ def _notebook(path: Path, *cells: str | tuple[str, list]) -> Path:
         code.outputs = outputs
         code.execution_count = 1 if outputs else None
         nb.cells.append(code)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -58,7 +62,8 @@ def test_stale_outputs_are_not_graded(tmp_path):
     returned = _notebook(
         tmp_path / CH03,
         "import os\nos._exit(0)",
-        *[(f'lorakit.exercises.check("{n}", x)', _printed(f"PASS {n}\n")) for n in CH03_EXERCISES])
+        *[(f'lorakit.exercises.check("{n}", x)', _printed(f"PASS {n}\n")) for n in CH03_EXERCISES],
+    )
     [result] = grade([returned], timeout=60)
     assert [e.name for e in result.exercises] == CH03_EXERCISES
     assert result.passed == 0
@@ -72,7 +77,8 @@ def test_expected_exercises_come_from_the_course_not_the_notebook(tmp_path):
         tmp_path / "alice_03_lora_from_scratch.ipynb",
         "import lorakit.exercises",
         STUB.format("lora_forward"),
-        'print("PASS ch03.lora_forward")\nprint("PASS ch99.bonus")\nprint("PASS ch03.merge_lora")')
+        'print("PASS ch03.lora_forward")\nprint("PASS ch99.bonus")\nprint("PASS ch03.merge_lora")',
+    )
     [result] = grade([returned], timeout=60)
     assert result.chapter == CH03
     assert [e.name for e in result.exercises] == CH03_EXERCISES  # none missing, no ch99.bonus
@@ -93,7 +99,8 @@ def test_the_grader_rechecks_with_its_own_checker(tmp_path):
         'lorakit.exercises.check("ch03.lora_forward", lora_forward)',
         "from lorakit.exercises.ch03 import merge_lora",  # the reference is not the learner's answer
         "import torch, math\nfrom torch import nn\n" + inspect.getsource(ch03.LoRAFromScratch),
-        "import torch\n" + inspect.getsource(ch03.unmerge_lora))
+        "import torch\n" + inspect.getsource(ch03.unmerge_lora),
+    )
     [result] = grade([returned], timeout=60)
     ex = _by_name(result)
     assert ex["ch03.lora_forward"].reason == NOT_IMPLEMENTED
@@ -122,7 +129,8 @@ def test_each_notebook_runs_in_a_copy_and_leaves_nothing_running(tmp_path):
         "import os, subprocess\nopen('written.txt', 'w').write('x')\nos.remove('data.csv')",
         "p = subprocess.Popen(['sleep', '400'])\n"
         "q = subprocess.Popen(['sleep', '401'], start_new_session=True)\n"
-        f"open({str(pids)!r}, 'w').write(f'{{p.pid}} {{q.pid}}')")
+        f"open({str(pids)!r}, 'w').write(f'{{p.pid}} {{q.pid}}')",
+    )
     [result] = grade([returned], timeout=60)
     assert result.cell_errors == [], result.cell_errors
     assert (folder / "data.csv").exists() and not (folder / "written.txt").exists()
@@ -136,14 +144,18 @@ def test_each_notebook_runs_in_a_copy_and_leaves_nothing_running(tmp_path):
 def test_a_notebook_that_edits_the_package_stops_the_grading(tmp_path, monkeypatch, capsys):
     """Item 4: a notebook appends to lorakit's core.py; the next notebook is not graded with it."""
     copy = tmp_path / "site"
-    shutil.copytree(Path(lorakit.__file__).parent, copy / "lorakit",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(lorakit.__file__).parent,
+        copy / "lorakit",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     monkeypatch.setattr(grader_kernel, "PACKAGE_DIR", copy / "lorakit")
     monkeypatch.setenv("PYTHONPATH", str(copy))  # the kernels import this copy
     tamper = _notebook(
         tmp_path / "a" / CH03,
         "import lorakit.exercises.core as core\n"
-        "open(core.__file__, 'a').write('\\ndef explain(*a, **k):\\n    return None\\n')")
+        "open(core.__file__, 'a').write('\\ndef explain(*a, **k):\\n    return None\\n')",
+    )
     untouched = _notebook(tmp_path / "b" / CH03, STUB.format("lora_forward"))
     assert main(["grade", str(tamper), str(untouched), "--timeout", "60"]) == 2
     out, err = capsys.readouterr()
@@ -188,7 +200,8 @@ def test_widget_cells_run_in_the_time_their_code_takes(tmp_path):
         "import ipywidgets as widgets\nfrom IPython.display import display",
         "def show(k):\n    display({'text/plain': 'x' * 8_000_000}, raw=True)",
         "widgets.interact(show, k=widgets.IntSlider(value=2, min=1, max=5));",
-        "print('done')")
+        "print('done')",
+    )
     for _ in range(3):
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()

@@ -14,10 +14,19 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs nee
 
 
 def _setup(device: str, lora_dropout: float = 0.0, lr: float = 1e-2, seed: int = 0):
-    model = build_gpt2(n_layer=2, n_embd=64, n_head=2, n_positions=32, vocab_size=97, dropout=0.0,
-                       seed=seed, device=torch.device(device)).train()
-    lorakit.apply_lora(model, lorakit.LoRAConfig(targets=["q", "v"], r=4, alpha=8,
-                                                 dropout=lora_dropout))
+    model = build_gpt2(
+        n_layer=2,
+        n_embd=64,
+        n_head=2,
+        n_positions=32,
+        vocab_size=97,
+        dropout=0.0,
+        seed=seed,
+        device=torch.device(device),
+    ).train()
+    lorakit.apply_lora(
+        model, lorakit.LoRAConfig(targets=["q", "v"], r=4, alpha=8, dropout=lora_dropout)
+    )
     with torch.no_grad():  # B = 0 at the start; make the branch matter from step one
         for name, p in model.named_parameters():
             if name.endswith("lora_B"):

@@ -122,14 +122,29 @@ def test_static_steps_train_exactly_like_eager_steps(method, grad_accum):
         params = [p for g in groups for p in g["params"]]
         # eps 1e-4: Adam turns round-off in a gradient that is zero in exact arithmetic (the key
         # bias of attention) into steps of size lr; a larger eps keeps such noise small
-        opt = torch.optim.AdamW(groups, lr=torch.tensor(1e-2) if i else 1e-2, eps=1e-4,
-                                foreach=False)
+        opt = torch.optim.AdamW(
+            groups, lr=torch.tensor(1e-2) if i else 1e-2, eps=1e-4, foreach=False
+        )
 
         def loss_fn(batch, positions, model=model):
             return causal_lm_loss(model, batch, 0.1, None, positions)
-        runner = (StaticSteps(model, params, opt, loss_fn, grad_accum, 1.0, torch.device("cpu"),
-                              capture=False, batch_size=4, max_positions=128) if i else
-                  EagerSteps(params, opt, loss_fn, grad_accum, 1.0, torch.device("cpu")))
+
+        runner = (
+            StaticSteps(
+                model,
+                params,
+                opt,
+                loss_fn,
+                grad_accum,
+                1.0,
+                torch.device("cpu"),
+                capture=False,
+                batch_size=4,
+                max_positions=128,
+            )
+            if i
+            else EagerSteps(params, opt, loss_fn, grad_accum, 1.0, torch.device("cpu"))
+        )
         runners.append(runner)
         out = []
         for _epoch in range(2):
@@ -139,8 +154,9 @@ def test_static_steps_train_exactly_like_eager_steps(method, grad_accum):
                     runner.step()
                     out.append(runner.read_loss())
         losses.append(out)
-    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-5,
-                               atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-5, atol=1e-6
+    )
     for (name, p0), p1 in zip(models[0].named_parameters(), models[1].parameters()):
         torch.testing.assert_close(p1, p0, rtol=1e-5, atol=1e-6, msg=name)
     assert len(runners[1].buckets) >= 2  # several lengths, so several buckets were used
@@ -182,15 +198,27 @@ def test_graphed_train_matches_eager_train_on_a_gpu(grad_accum):
     batches, runs = _gpu_batches(), []
     for graphs in (False, True):
         model = copy.deepcopy(base)
-        cfg = TrainConfig(lr=1e-2, epochs=2, bf16=False, grad_accum=grad_accum, log_every=1,
-                          progress=False, cuda_graphs=graphs, warmup_steps=2)
+        cfg = TrainConfig(
+            lr=1e-2,
+            epochs=2,
+            bf16=False,
+            grad_accum=grad_accum,
+            log_every=1,
+            progress=False,
+            cuda_graphs=graphs,
+            warmup_steps=2,
+        )
         runs.append((model, train(model, batches, cfg, eval_batches=batches[:2], device="cuda")))
     (eager, r0), (graphed, r1) = runs
     assert r0.cuda_graphs is None
     assert r1.cuda_graphs["fallback"] is None and r1.cuda_graphs["graphs"] >= 3
     assert r1.steps == r0.steps
-    torch.testing.assert_close(torch.tensor([h["loss"] for h in r1.history]),
-                               torch.tensor([h["loss"] for h in r0.history]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor([h["loss"] for h in r1.history]),
+        torch.tensor([h["loss"] for h in r0.history]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     assert [h["lr"] for h in r1.history] == [h["lr"] for h in r0.history]
     for (name, p0), p1 in zip(eager.named_parameters(), graphed.parameters()):
         torch.testing.assert_close(p1, p0, rtol=1e-4, atol=1e-5, msg=name)
@@ -210,8 +238,10 @@ def test_graphed_train_with_dropout_and_bf16_learns():
 
 
 @cuda
-@pytest.mark.parametrize("method", ["ft", "ft_top2", "bitfit", "adapter_h", "adapter_l",
-                                    "prefix_embed", "prefix_layer", "lora"])
+@pytest.mark.parametrize(
+    "method",
+    ["ft", "ft_top2", "bitfit", "adapter_h", "adapter_l", "prefix_embed", "prefix_layer", "lora"],
+)
 def test_every_baseline_trains_with_the_default_trainer_on_a_gpu(method, capsys):
     from lorakit.baselines import apply_method
     from lorakit.experiments.baselines import method_kwargs
@@ -248,4 +278,5 @@ def test_compile_and_forced_graphs_do_not_combine():
     cfg = TrainConfig(compile=True, cuda_graphs=True, progress=False)
     with pytest.raises(ValueError, match="cannot be combined"):
         from lorakit.train.loop import _use_graphs
+
         _use_graphs(cfg, torch.device("cuda"))

@@ -22,9 +22,14 @@ def one_run(ctx, seed: int) -> dict:
     ids = torch.randint(0, 300, (2, 8), device=ctx["device"])
     loss = model(ids, labels=ids).loss
     loss.backward()
-    return {"seed": seed, "loss": loss.item(), "extra": ctx["extra"],
-            "grad": model.transformer.h[0].attn.c_attn.weight.grad.sum().item(),
-            "pid": os.getpid(), "threads": torch.get_num_threads()}
+    return {
+        "seed": seed,
+        "loss": loss.item(),
+        "extra": ctx["extra"],
+        "grad": model.transformer.h[0].attn.c_attn.weight.grad.sum().item(),
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def failing_run(ctx, seed: int) -> int:
@@ -50,14 +55,22 @@ def test_workers_give_the_same_results_as_one_process(context):
     jobs = [Job(f"seed {s}", (s,), required=s < 3) for s in range(5)]
     alone = run_jobs(one_run, jobs, context, 1, device="cpu")
     seen = []
-    side_by_side = run_jobs(one_run, jobs, context, 2, device="cpu", threads=1,
-                            skip=lambda job: job.args[0] == 4,
-                            on_done=lambda k, job, r: seen.append((k, job.label)))
+    side_by_side = run_jobs(
+        one_run,
+        jobs,
+        context,
+        2,
+        device="cpu",
+        threads=1,
+        skip=lambda job: job.args[0] == 4,
+        on_done=lambda k, job, r: seen.append((k, job.label)),
+    )
     assert side_by_side[4] is None and [k for k, _ in seen] == [1, 2, 3, 4]
     assert {label for _, label in seen} == {"seed 0", "seed 1", "seed 2", "seed 3"}
     for a, b in zip(alone[:4], side_by_side[:4]):
-        assert {k: a[k] for k in ("seed", "loss", "grad", "extra")} == \
-               {k: b[k] for k in ("seed", "loss", "grad", "extra")}
+        assert {k: a[k] for k in ("seed", "loss", "grad", "extra")} == {
+            k: b[k] for k in ("seed", "loss", "grad", "extra")
+        }
     pids = {r["pid"] for r in side_by_side[:4]}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
     assert {r["threads"] for r in side_by_side[:4]} == {1}

@@ -160,6 +160,7 @@ def test_subspace_model_trains_only_z():
 
 # ---- bad input ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fn", [rank_by_elimination, numerical_rank, linalg.singular_values])
 def test_rank_rejects_bad_matrices(fn):
     with pytest.raises(ValueError, match="2-D"):

@@ -33,9 +33,11 @@ def gpt2_adapters():
     """A tiny GPT-2 base and three adapters: q,v (the fused layer); q,k,v + MLP at another rank;
     v + the position embedding (an embedding LoRA)."""
     base = make_tiny_gpt2()
-    adapters = {"qv": trained(base, 1, r=2, alpha=8, targets=["q", "v"]),
-                "qkv_mlp": trained(base, 2, r=4, alpha=4, targets=["q", "k", "v", "mlp_out"]),
-                "v_wpe": trained(base, 3, r=3, alpha=6, targets=["v", "re:.*wpe"])}
+    adapters = {
+        "qv": trained(base, 1, r=2, alpha=8, targets=["q", "v"]),
+        "qkv_mlp": trained(base, 2, r=4, alpha=4, targets=["q", "k", "v", "mlp_out"]),
+        "v_wpe": trained(base, 3, r=3, alpha=6, targets=["v", "re:.*wpe"]),
+    }
     return base, adapters
 
 
@@ -47,10 +49,10 @@ def test_mixed_batch_rows_equal_each_adapter_alone(gpt2_adapters):
     with torch.no_grad():
         out = served(ids, adapter_names=names).logits
         for i, name in enumerate(names):
-            alone = (adapters[name] if name else base)(ids[i:i + 1]).logits
-            torch.testing.assert_close(out[i:i + 1], alone, atol=1e-5, rtol=1e-5)
+            alone = (adapters[name] if name else base)(ids[i : i + 1]).logits
+            torch.testing.assert_close(out[i : i + 1], alone, atol=1e-5, rtol=1e-5)
             if name:  # the adapter really changes the output, so the check can fail
-                assert (alone - base(ids[i:i + 1]).logits).abs().max() > 1e-2
+                assert (alone - base(ids[i : i + 1]).logits).abs().max() > 1e-2
     layers = served.multi_layers()
     assert isinstance(layers["transformer.wpe"], MultiLoRAEmbedding)
     assert isinstance(layers["transformer.h.0.attn.c_attn"], MultiLoRALinear)
@@ -63,10 +65,15 @@ def test_one_adapter_for_every_row_and_all_base(gpt2_adapters):
     ids = torch.randint(0, V, (3, 9), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         for name, model in adapters.items():
-            torch.testing.assert_close(served(ids, adapter_names=name).logits, model(ids).logits,
-                                       atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(served(ids, adapter_names=[name] * 3).logits,
-                                       model(ids).logits, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                served(ids, adapter_names=name).logits, model(ids).logits, atol=1e-5, rtol=1e-5
+            )
+            torch.testing.assert_close(
+                served(ids, adapter_names=[name] * 3).logits,
+                model(ids).logits,
+                atol=1e-5,
+                rtol=1e-5,
+            )
         torch.testing.assert_close(served(ids, adapter_names=[None] * 3).logits, base(ids).logits)
 
 
@@ -93,8 +100,12 @@ def test_linear_layers_of_any_model_and_2d_inputs():
         with torch.no_grad():
             out = served(x, adapter_names=names)
             for i, name in enumerate(names):
-                torch.testing.assert_close(out[i], ({"a": a, "b": b}.get(name, base))(x[i:i + 1])[0],
-                                           atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(
+                    out[i],
+                    ({"a": a, "b": b}.get(name, base))(x[i : i + 1])[0],
+                    atol=1e-6,
+                    rtol=1e-5,
+                )
 
 
 def test_embedding_rows_with_positions_shared_by_the_batch():
@@ -149,14 +160,20 @@ def test_beam_search_on_a_mixed_batch_equals_each_adapter_alone(gpt2_adapters, t
     base, adapters = gpt2_adapters
     base.config.eos_token_id = base.config.pad_token_id = tiny_tokenizer.eos_token_id
     served = MultiAdapterModel(copy.deepcopy(base), adapters)
-    mrs = ["name[The Eagle], food[Japanese]", "name[Near], area[riverside]",
-           "name[A], eatType[pub], near[Burger King]", "name[The Eagle]"]
+    mrs = [
+        "name[The Eagle], food[Japanese]",
+        "name[Near], area[riverside]",
+        "name[A], eatType[pub], near[Burger King]",
+        "name[The Eagle]",
+    ]
     names = ["qkv_mlp", None, "qv", "v_wpe"]
     kw = dict(max_new_tokens=8, num_beams=3, device="cpu")
     with served.rows(names):
         mixed = generate_texts(served, tiny_tokenizer, mrs, batch_size=4, **kw)
-    alone = [generate_texts(adapters[n] if n else base, tiny_tokenizer, [mr], batch_size=1, **kw)[0]
-             for mr, n in zip(mrs, names)]
+    alone = [
+        generate_texts(adapters[n] if n else base, tiny_tokenizer, [mr], batch_size=1, **kw)[0]
+        for mr, n in zip(mrs, names)
+    ]
     assert mixed == alone
     assert len(set(alone)) > 1  # the adapters write different texts
     assert served.generate_texts(tiny_tokenizer, mrs, names, batch_size=3, **kw) == alone
@@ -168,7 +185,9 @@ def test_adapters_from_folders_lorakit_and_peft(gpt2_adapters, tmp_path):
     from lorakit.peft_io import export_peft
 
     export_peft(adapters["v_wpe"], tmp_path / "peft")
-    served = MultiAdapterModel(copy.deepcopy(base), {"lk": tmp_path / "lk", "pf": tmp_path / "peft"})
+    served = MultiAdapterModel(
+        copy.deepcopy(base), {"lk": tmp_path / "lk", "pf": tmp_path / "peft"}
+    )
     ids = torch.randint(0, V, (2, 7), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         out = served(ids, adapter_names=["pf", "lk"]).logits
@@ -186,7 +205,9 @@ def test_remove_and_add_adapters(gpt2_adapters):
     with torch.no_grad():
         out = served(ids, adapter_names=["again", "v_wpe", "qv"]).logits
         for i, m in enumerate([adapters["qkv_mlp"], adapters["v_wpe"], adapters["qv"]]):
-            torch.testing.assert_close(out[i:i + 1], m(ids[i:i + 1]).logits, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                out[i : i + 1], m(ids[i : i + 1]).logits, atol=1e-5, rtol=1e-5
+            )
     with pytest.raises(KeyError, match="qkv_mlp"):
         served(ids, adapter_names=["qkv_mlp"] * 3)
 
@@ -237,8 +258,11 @@ def test_factors_for_a_module_that_lora_does_not_adapt_are_refused(gpt2_adapters
     block = {"transformer.h.0": Factors("linear", torch.zeros(2, 32), torch.zeros(32, 2), 1.0)}
     with pytest.raises(ValueError, match="GPT2Block"):
         served.add_adapter("block", block)
-    missing = {"transformer.h.9.attn.c_attn": Factors("linear", torch.zeros(2, 32),
-                                                       torch.zeros(96, 2), 1.0)}
+    missing = {
+        "transformer.h.9.attn.c_attn": Factors(
+            "linear", torch.zeros(2, 32), torch.zeros(96, 2), 1.0
+        )
+    }
     with pytest.raises(ValueError, match="does not have"):
         served.add_adapter("missing", missing)
     assert served.names == [] and not served.multi_layers()

@@ -18,8 +18,13 @@ import pytest
 from lorakit import runs
 
 CHAPTERS = Path(__file__).resolve().parent.parent / "chapters"
-STORED_IN_CPU = ["00_start_here.ipynb", "01_rank.ipynb", "02_svd.ipynb",
-                 "03_lora_from_scratch.ipynb", "04_lora_in_gpt2.ipynb"]
+STORED_IN_CPU = [
+    "00_start_here.ipynb",
+    "01_rank.ipynb",
+    "02_svd.ipynb",
+    "03_lora_from_scratch.ipynb",
+    "04_lora_in_gpt2.ipynb",
+]
 
 
 def _text(cell) -> str:
@@ -51,7 +56,8 @@ def test_stored_outputs_come_from_one_run_in_order(chapter):
     counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
     assert counts == list(range(1, len(counts) + 1)), (
         f"{name}: execution counts {counts}; re-run the whole chapter "
-        "(LORAKIT_PRESET=cpu jupyter nbconvert --to notebook --execute --inplace ...)")
+        "(LORAKIT_PRESET=cpu jupyter nbconvert --to notebook --execute --inplace ...)"
+    )
 
 
 def test_stored_outputs_hold_no_errors(chapter):
@@ -59,7 +65,9 @@ def test_stored_outputs_hold_no_errors(chapter):
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             assert out.get("output_type") != "error", f"{name}, cell {i}: {out.get('ename')}"
-            assert "Traceback (most recent call last)" not in out.get("text", ""), f"{name}, cell {i}"
+            assert "Traceback (most recent call last)" not in out.get("text", ""), (
+                f"{name}, cell {i}"
+            )
 
 
 def test_stored_outputs_come_from_the_cpu_preset(chapter):
@@ -71,17 +79,22 @@ def test_stored_outputs_come_from_the_cpu_preset(chapter):
 def test_chapter0_lists_the_recorded_runs_that_exist():
     nb = nbformat.read(CHAPTERS / "00_start_here.ipynb", as_version=4)
     stored = _text(_cell(nb, "recorded runs in data/runs/")).splitlines()
-    on_disk = sorted(p.relative_to(runs.RUNS_DIR).with_suffix("").as_posix()
-                     for p in runs.RUNS_DIR.rglob("*.json"))
+    on_disk = sorted(
+        p.relative_to(runs.RUNS_DIR).with_suffix("").as_posix()
+        for p in runs.RUNS_DIR.rglob("*.json")
+    )
     assert stored[0] == f"{len(on_disk)} recorded runs in data/runs/:", (
-        f"chapter 0 stores {stored[0]!r} but data/runs/ holds {len(on_disk)}: re-run chapter 0")
+        f"chapter 0 stores {stored[0]!r} but data/runs/ holds {len(on_disk)}: re-run chapter 0"
+    )
     assert [line.strip() for line in stored[1:]] == on_disk
 
 
 def test_chapter4_counts_gpt3_live():
     nb = nbformat.read(CHAPTERS / "04_lora_in_gpt2.ipynb", as_version=4)
     text = _text(_cell(nb, '"GPT-3 175B": (96, 12288, 96, 2048)'))
-    assert re.search(r"GPT-3 175B\s+96\s+12288\s+174,604,259,328\s+18,874,368\s+18,874,368", text), text
+    assert re.search(
+        r"GPT-3 175B\s+96\s+12288\s+174,604,259,328\s+18,874,368\s+18,874,368", text
+    ), text
     assert "174.6B frozen parameters, 18.9M trained by LoRA" in text
 
 

@@ -47,17 +47,22 @@ def same_code(cell_source: str, dotted: str) -> bool:
     return _definition(cell_source, name) == _definition(inspect.getsource(obj), name)
 
 
-@pytest.mark.parametrize("notebook,cell,target,source",
-                         sync_cells() or [pytest.param(None, None, None, None,
-                                                       marks=pytest.mark.skip("no sync cells yet"))])
+@pytest.mark.parametrize(
+    "notebook,cell,target,source",
+    sync_cells()
+    or [pytest.param(None, None, None, None, marks=pytest.mark.skip("no sync cells yet"))],
+)
 def test_notebook_code_is_lorakit_code(notebook, cell, target, source):
     assert same_code(source, target), (
-        f"{notebook} cell {cell} defines {target} differently from lorakit: edit both together")
+        f"{notebook} cell {cell} defines {target} differently from lorakit: edit both together"
+    )
 
 
 def test_the_comparison_catches_a_difference():
     src = inspect.getsource(importlib.import_module("lorakit.lora.layers").lora_scaling)
-    assert same_code("# sync: lorakit.lora.layers.lora_scaling\n" + src, "lorakit.lora.layers.lora_scaling")
+    assert same_code(
+        "# sync: lorakit.lora.layers.lora_scaling\n" + src, "lorakit.lora.layers.lora_scaling"
+    )
     changed = src.replace("alpha / r", "alpha / (r + 1)")
     assert changed != src
     assert not same_code(changed, "lorakit.lora.layers.lora_scaling")

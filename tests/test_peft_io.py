@@ -55,7 +55,9 @@ def test_gpt2_qv_is_one_rank_2r_lora_on_c_attn_with_zero_k_rows(tmp_path):
     B = w["base_model.model.transformer.h.0.attn.c_attn.lora_B.weight"]
     assert A.shape == (4, 32) and B.shape == (96, 4)
     assert torch.equal(B[32:64], torch.zeros(32, 4))  # k's rows
-    assert torch.equal(B[:32, 2:], torch.zeros(32, 2)) and torch.equal(B[64:, :2], torch.zeros(32, 2))
+    assert torch.equal(B[:32, 2:], torch.zeros(32, 2)) and torch.equal(
+        B[64:, :2], torch.zeros(32, 2)
+    )
     # the exactness argument: (2α / 2r) · B A is the layer's own ΔW, slice by slice
     torch.testing.assert_close(16 / 4 * (B @ A), layer.delta_weight().detach())
 
@@ -63,8 +65,7 @@ def test_gpt2_qv_is_one_rank_2r_lora_on_c_attn_with_zero_k_rows(tmp_path):
 def test_peft_loads_the_export_with_the_same_logits(tmp_path):
     peft = pytest.importorskip("peft")
     base = make_tiny_gpt2()
-    model = lorakit_model(base, r=2, alpha=8, targets=["q", "v", "mlp_in", "re:.*wpe"],
-                          dropout=0.1)
+    model = lorakit_model(base, r=2, alpha=8, targets=["q", "v", "mlp_in", "re:.*wpe"], dropout=0.1)
     export_peft(model, tmp_path)
     loaded = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()
     torch.testing.assert_close(logits(loaded, IDS), logits(model, IDS), atol=1e-5, rtol=1e-5)
@@ -74,9 +75,14 @@ def test_peft_loads_the_export_with_the_same_logits(tmp_path):
     assert cfg["lora_dropout"] == 0.1
 
 
-@pytest.mark.parametrize("settings", [dict(rslora=True, alpha=6, r=2, targets=["q", "k", "v"]),
-                                      dict(bias="lora_only", r=2, targets=["v", "o"]),
-                                      dict(bias="all", r=3, alpha=3, targets=["mlp_out"])])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(rslora=True, alpha=6, r=2, targets=["q", "k", "v"]),
+        dict(bias="lora_only", r=2, targets=["v", "o"]),
+        dict(bias="all", r=3, alpha=3, targets=["mlp_out"]),
+    ],
+)
 def test_rslora_and_biases_travel_too(tmp_path, settings):
     peft = pytest.importorskip("peft")
     base = make_tiny_gpt2()
@@ -108,8 +114,9 @@ def test_round_trip_gives_back_the_same_layers(tmp_path):
 def test_import_a_peft_made_adapter_on_conv1d(tmp_path):
     peft = pytest.importorskip("peft")
     base = make_tiny_gpt2()
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"],
-                             fan_in_fan_out=True, lora_dropout=0.05)
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True, lora_dropout=0.05
+    )
     pm = peft.get_peft_model(copy.deepcopy(base), config)
     randomise_lora(pm, 3)
     pm.save_pretrained(tmp_path)
@@ -134,15 +141,19 @@ class Net(nn.Module):
 def test_nn_linear_and_embedding_both_ways(tmp_path):
     peft = pytest.importorskip("peft")
     ids = torch.randint(0, 50, (4, 6))
-    pm = peft.get_peft_model(Net(), peft.LoraConfig(r=3, lora_alpha=6, target_modules=["fc1", "emb"]))
+    pm = peft.get_peft_model(
+        Net(), peft.LoraConfig(r=3, lora_alpha=6, target_modules=["fc1", "emb"])
+    )
     randomise_lora(pm, 4)
     pm.save_pretrained(tmp_path / "theirs")
     model = import_peft(Net(), tmp_path / "theirs")
     with torch.no_grad():
         torch.testing.assert_close(model(ids), pm(ids))
     export_peft(model, tmp_path / "ours")
-    assert json.loads((tmp_path / "ours" / "adapter_config.json").read_text())["fan_in_fan_out"] \
+    assert (
+        json.loads((tmp_path / "ours" / "adapter_config.json").read_text())["fan_in_fan_out"]
         is False
+    )
     again = peft.PeftModel.from_pretrained(Net(), tmp_path / "ours")
     with torch.no_grad():
         torch.testing.assert_close(again(ids), pm(ids))
@@ -155,12 +166,15 @@ def edit_config(folder, **changes):
     path.write_text(json.dumps(cfg))
 
 
-@pytest.mark.parametrize("change, match", [
-    (dict(use_dora=True), "use_dora"),
-    (dict(init_lora_weights="pissa"), "rewrites the base"),
-    (dict(modules_to_save=["lm_head"]), "modules_to_save"),
-    (dict(peft_type="IA3"), "not a PEFT LoRA adapter"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(use_dora=True), "use_dora"),
+        (dict(init_lora_weights="pissa"), "rewrites the base"),
+        (dict(modules_to_save=["lm_head"]), "modules_to_save"),
+        (dict(peft_type="IA3"), "not a PEFT LoRA adapter"),
+    ],
+)
 def test_what_lorakit_cannot_represent_is_refused(tmp_path, change, match):
     base = make_tiny_gpt2()
     export_peft(lorakit_model(base, r=2, targets=["q", "v"]), tmp_path)
@@ -177,8 +191,13 @@ def test_refusals_of_the_weights_leave_the_model_untouched(tmp_path):
     path = tmp_path / "adapter_model.safetensors"
     weights = load_file(str(path))
     # a DoRA magnitude vector: not plain LoRA
-    save_file({**weights, "base_model.model.transformer.h.0.mlp.c_fc.lora_magnitude_vector": torch.ones(128)},
-              str(path))
+    save_file(
+        {
+            **weights,
+            "base_model.model.transformer.h.0.mlp.c_fc.lora_magnitude_vector": torch.ones(128),
+        },
+        str(path),
+    )
     with pytest.raises(PeftFormatError, match="magnitude"):
         import_peft(copy.deepcopy(base), tmp_path)
     # c_attn at rank 4 (2r) but mlp at rank 2 and alpha pattern removed: two scalings

@@ -39,13 +39,24 @@ def test_source_hash_depends_on_code_only_not_on_git_or_caches(tmp_path):
 def test_save_record_computes_provenance(tmp_path, monkeypatch):
     monkeypatch.setenv("LORAKIT_COMMIT", "abc1234")
     src = DataSource("dir", FIXTURE)
-    path = runs.save_record("demo", {"bleu": 1.0}, preset="ci", config={"k": 1}, wall_s=2.0,
-                            seed=0, out_dir=tmp_path, data=src)
+    path = runs.save_record(
+        "demo",
+        {"bleu": 1.0},
+        preset="ci",
+        config={"k": 1},
+        wall_s=2.0,
+        seed=0,
+        out_dir=tmp_path,
+        data=src,
+    )
     rec = runs.load_record("demo", tmp_path)
     assert path == tmp_path / "demo.json" and rec["results"] == {"bleu": 1.0}
     assert rec["commit"] == "abc1234" and rec["source_sha256"] == runs.source_sha256()
     assert rec["data"]["source"] == "dir" and set(rec["data"]["files"]) == {
-        "trainset.csv", "devset.csv", "testset_w_refs.csv"}
+        "trainset.csv",
+        "devset.csv",
+        "testset_w_refs.csv",
+    }
     runs.save_record("bench", {}, preset="ci", config={}, wall_s=0, out_dir=tmp_path)
     assert runs.load_record("bench", tmp_path)["data"] is None  # a run that reads no data file
     assert list(tmp_path.glob(".*")) == []  # written atomically, no temporary file left
@@ -64,24 +75,43 @@ def test_check_lists_old_changed_and_unverifiable_records(tmp_path, capsys, monk
     shutil.copytree(FIXTURE, data_dir)
     recs = tmp_path / "runs"
     for name in ("fresh", "data_edited"):
-        runs.save_record(name, {}, preset="ci", config={}, wall_s=0, out_dir=recs,
-                         data=data_source(data_dir))
-    runs.save_record("synthetic", {}, preset="ci", config={}, wall_s=0, out_dir=recs,
-                     data=data_source("synthetic"))
+        runs.save_record(
+            name, {}, preset="ci", config={}, wall_s=0, out_dir=recs, data=data_source(data_dir)
+        )
+    runs.save_record(
+        "synthetic",
+        {},
+        preset="ci",
+        config={},
+        wall_s=0,
+        out_dir=recs,
+        data=data_source("synthetic"),
+    )
     runs.save_record("latency", {}, preset="ci", config={}, wall_s=0, out_dir=recs / "bench")
     _write(recs / "old.json", commit="9a9ef97")
     _write(recs / "bench" / "old_bench.json", commit="9a9ef97")
     _write(recs / "other_code.json", source_sha256="0" * 64, data=None)
-    _write(recs / "real.json", source_sha256=runs.source_sha256(),
-           data={"source": "real", "path": "<cache>/e2e_real", "files": {"trainset.csv": "ab"}})
+    _write(
+        recs / "real.json",
+        source_sha256=runs.source_sha256(),
+        data={"source": "real", "path": "<cache>/e2e_real", "files": {"trainset.csv": "ab"}},
+    )
     (recs / "notes.json").write_text(json.dumps({"not": "a record"}))
     edited = json.loads((recs / "data_edited.json").read_text())
     edited["data"]["files"]["devset.csv"] = "0" * 64  # as if devset.csv changed after the run
     (recs / "data_edited.json").write_text(json.dumps(edited))
 
     findings = {f.path.stem: f for f in check_runs(recs)}
-    assert set(findings) == {"fresh", "data_edited", "synthetic", "latency", "old", "old_bench",
-                             "other_code", "real"}
+    assert set(findings) == {
+        "fresh",
+        "data_edited",
+        "synthetic",
+        "latency",
+        "old",
+        "old_bench",
+        "other_code",
+        "real",
+    }
     assert not findings["fresh"].stale and not findings["fresh"].unverified
     assert not findings["synthetic"].stale and not findings["latency"].stale
     assert findings["data_edited"].stale == ["data file devset.csv (dir) changed"]
@@ -92,8 +122,13 @@ def test_check_lists_old_changed_and_unverifiable_records(tmp_path, capsys, monk
     assert main(["check", str(recs)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     listed = sorted(line.split()[1].rsplit("/", 1)[-1].rstrip(":") for line in lines[:-1])
-    assert listed == ["data_edited.json", "old.json", "old_bench.json", "other_code.json",
-                      "real.json"]  # one line per record that is stale or unverified
+    assert listed == [
+        "data_edited.json",
+        "old.json",
+        "old_bench.json",
+        "other_code.json",
+        "real.json",
+    ]  # one line per record that is stale or unverified
     assert lines[-1].startswith("4 of 8 records stale, 1 unverified")
     assert main(["check", str(recs), "--strict"]) == 1
     for name in ("old", "old_bench", "other_code", "data_edited"):
@@ -103,8 +138,13 @@ def test_check_lists_old_changed_and_unverifiable_records(tmp_path, capsys, monk
 
 
 def test_the_command_line_and_the_shipped_records_still_load():
-    proc = subprocess.run([sys.executable, "-m", "lorakit.runs", "check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lorakit.runs", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "records stale" in proc.stdout.splitlines()[-1] and "Warning" not in proc.stderr
     for path in sorted((ROOT / "data" / "runs").glob("*.json")):

@@ -13,16 +13,21 @@ from lorakit.data.lexicon import VALUES
 from lorakit.data.template import retrieval_texts, template_text, template_texts
 from lorakit.evaluate import slot_error_rate
 
-MR = ("name[The Fig], eatType[pub], food[Italian], priceRange[cheap], customer rating[5 out of 5], "
-      "area[riverside], familyFriendly[no], near[the Clock Tower]")
+MR = (
+    "name[The Fig], eatType[pub], food[Italian], priceRange[cheap], customer rating[5 out of 5], "
+    "area[riverside], familyFriendly[no], near[the Clock Tower]"
+)
 
 
 def test_template_reads_as_one_fixed_plan():
     assert template_text(MR) == (
         "The Fig is a pub serving Italian food in the riverside area near the Clock Tower. "
-        "It has low prices and a customer rating of 5 out of 5. It is not family-friendly.")
-    assert template_text("name[A], area[city centre], food[Fast food]") == \
-        "A is a place serving fast food in the city centre."
+        "It has low prices and a customer rating of 5 out of 5. It is not family-friendly."
+    )
+    assert (
+        template_text("name[A], area[city centre], food[Fast food]")
+        == "A is a place serving fast food in the city centre."
+    )
     assert template_text({"name": "A", "eatType": "restaurant"}) == "A is a restaurant."
     assert template_texts([MR, MR]) == [template_text(MR)] * 2
 
@@ -41,15 +46,26 @@ def test_template_says_every_slot_and_nothing_else():
 
 
 def test_retrieval_takes_the_most_similar_training_mr():
-    train = [E2ERecord("name[Old], eatType[pub], food[Indian], near[the Mill]",
-                       ("Old is a pub near the Mill serving Indian food.",
-                        "Old, an Indian pub, is close to the Mill.",
-                        "Old is an Indian pub near the Mill.")),
-             E2ERecord("name[Other], eatType[restaurant], food[French]",
-                       ("Other is a French restaurant.",))]
-    out = retrieval_texts(["name[New], eatType[pub], food[Indian], near[Crown Bridge]",
-                           "name[Café], eatType[restaurant], food[French], area[riverside]"],
-                          train)
+    train = [
+        E2ERecord(
+            "name[Old], eatType[pub], food[Indian], near[the Mill]",
+            (
+                "Old is a pub near the Mill serving Indian food.",
+                "Old, an Indian pub, is close to the Mill.",
+                "Old is an Indian pub near the Mill.",
+            ),
+        ),
+        E2ERecord(
+            "name[Other], eatType[restaurant], food[French]", ("Other is a French restaurant.",)
+        ),
+    ]
+    out = retrieval_texts(
+        [
+            "name[New], eatType[pub], food[Indian], near[Crown Bridge]",
+            "name[Café], eatType[restaurant], food[French], area[riverside]",
+        ],
+        train,
+    )
     # the reference sharing most bigrams with its siblings, the name and landmark swapped
     assert out == ["New is an Indian pub near Crown Bridge.", "Café is a French restaurant."]
     with pytest.raises(ValueError, match="training records"):

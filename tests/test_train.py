@@ -64,8 +64,9 @@ def test_loss_matches_hf_and_logits_path(tiny_gpt2):
     target = batch["labels"][:, 1:]
     keep = target != -100
     smooth = F.cross_entropy(logits[keep], target[keep], label_smoothing=0.1)
-    torch.testing.assert_close(causal_lm_loss(tiny_gpt2, batch, 0.1)[0], smooth,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        causal_lm_loss(tiny_gpt2, batch, 0.1)[0], smooth, rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -185,8 +186,13 @@ def test_train_errors(tiny_gpt2):
     bad = [{"input_ids": torch.zeros(2, 4, dtype=torch.long)}]
     with pytest.raises(KeyError, match="labels"):
         train(tiny_gpt2, bad, TrainConfig(progress=False), device="cpu")
-    for kwargs in ({"lr": 0}, {"epochs": 0}, {"grad_accum": 0}, {"label_smoothing": 1.0},
-                   {"max_steps": 0}):
+    for kwargs in (
+        {"lr": 0},
+        {"epochs": 0},
+        {"grad_accum": 0},
+        {"label_smoothing": 1.0},
+        {"max_steps": 0},
+    ):
         with pytest.raises(ValueError):
             TrainConfig(**kwargs)
     with pytest.raises(ValueError, match="no batches"):
@@ -231,8 +237,7 @@ def test_finetune_experiment_runs_both_methods(tiny_tokenizer):
 
     info = BaseInfo(source="test", name="tiny", n_params=0, tokenizer="tiny", vocab_size=300)
     before = {n: p.detach().clone() for n, p in tiny_gpt2.named_parameters()}
-    out = run_finetune("ci", loaded=(tiny_gpt2, tiny_tokenizer, info), device="cpu",
-                       progress=False)
+    out = run_finetune("ci", loaded=(tiny_gpt2, tiny_tokenizer, info), device="cpu", progress=False)
     assert all(torch.equal(before[n], p) for n, p in tiny_gpt2.named_parameters())  # a copy
     lora, full = out["methods"]["lora"], out["methods"]["full"]
     assert lora["trainable_params"] < full["trainable_params"] == full["total_params"]

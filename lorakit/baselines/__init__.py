@@ -38,8 +38,16 @@ from .prefix import PrefixKeyValue, PrefixLayerInput, apply_prefix_embed, apply_
 from .prompt import PromptEmbedding, PromptTokens
 from .state import load_method, read_method, save_method
 
-METHODS = ("lora", "adapter_h", "adapter_l", "prefix_embed", "prefix_layer", "bitfit", "ft_top2",
-           "ft")
+METHODS = (
+    "lora",
+    "adapter_h",
+    "adapter_l",
+    "prefix_embed",
+    "prefix_layer",
+    "bitfit",
+    "ft_top2",
+    "ft",
+)
 
 
 def apply_lora_method(model: nn.Module, **kwargs: Any) -> MethodReport:
@@ -100,15 +108,33 @@ def apply_method(model: nn.Module, name: str, **kwargs: Any) -> MethodReport:
         return _APPLY[key](model, **kwargs)
     except TypeError as err:
         if "unexpected keyword" in str(err):
-            raise TypeError(f"{key}: {err}. See help(lorakit.baselines.{_APPLY[key].__name__}) "
-                            "for its settings.") from err
+            raise TypeError(
+                f"{key}: {err}. See help(lorakit.baselines.{_APPLY[key].__name__}) "
+                "for its settings."
+            ) from err
         raise
 
 
 __all__ = [
-    "METHODS", "BottleneckAdapter", "MethodReport", "PrefixKeyValue", "PrefixLayerInput",
-    "PromptEmbedding", "PromptTokens", "WithAdapter", "apply_adapter_h", "apply_adapter_l",
-    "apply_bitfit", "apply_ft_top", "apply_full_ft", "apply_lora_method", "apply_method",
-    "apply_prefix_embed", "apply_prefix_layer", "applied_method", "load_method",
-    "read_method", "save_method",
+    "METHODS",
+    "BottleneckAdapter",
+    "MethodReport",
+    "PrefixKeyValue",
+    "PrefixLayerInput",
+    "PromptEmbedding",
+    "PromptTokens",
+    "WithAdapter",
+    "apply_adapter_h",
+    "apply_adapter_l",
+    "apply_bitfit",
+    "apply_ft_top",
+    "apply_full_ft",
+    "apply_lora_method",
+    "apply_method",
+    "apply_prefix_embed",
+    "apply_prefix_layer",
+    "applied_method",
+    "load_method",
+    "read_method",
+    "save_method",
 ]

@@ -46,12 +46,20 @@ class BottleneckAdapter(nn.Module):
     Shapes: input and output ``(..., d)``.
     """
 
-    def __init__(self, d: int, r: int, activation: str = "gelu", layer_norm: bool = False,
-                 init_std: float = 0.02) -> None:
+    def __init__(
+        self,
+        d: int,
+        r: int,
+        activation: str = "gelu",
+        layer_norm: bool = False,
+        init_std: float = 0.02,
+    ) -> None:
         super().__init__()
         check_positive_int(r, "The adapter bottleneck r", "r = 8 to 64 is typical.")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}."
+            )
         self.norm = nn.LayerNorm(d) if layer_norm else nn.Identity()
         self.down = nn.Linear(d, r)
         self.act = ACTIVATIONS[activation]()
@@ -80,14 +88,25 @@ class WithAdapter(nn.Module):
         return self.adapter(out)
 
 
-def _apply(model: nn.Module, method: str, r: int, activation: str, sites: tuple[str, ...],
-           adapter_norm: bool, train_block_ln: bool) -> MethodReport:
+def _apply(
+    model: nn.Module,
+    method: str,
+    r: int,
+    activation: str,
+    sites: tuple[str, ...],
+    adapter_norm: bool,
+    train_block_ln: bool,
+) -> MethodReport:
     check_fresh(model, method)
     check_positive_int(r, "The adapter bottleneck r", "r = 8 to 64 is typical.")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
     transformer, blocks = gpt2_parts(model)
-    d = transformer.config.n_embd if hasattr(transformer, "config") else transformer.wte.embedding_dim
+    d = (
+        transformer.config.n_embd
+        if hasattr(transformer, "config")
+        else transformer.wte.embedding_dim
+    )
     ref = transformer.wte.weight
     freeze_all(model)
     prefix = "transformer." if transformer is not model else ""
@@ -95,7 +114,9 @@ def _apply(model: nn.Module, method: str, r: int, activation: str, sites: tuple[
     for i, block in enumerate(blocks):
         for site in sites:
             adapter = BottleneckAdapter(d, r, activation, layer_norm=adapter_norm)
-            setattr(block, site, WithAdapter(getattr(block, site), adapter.to(ref.device, ref.dtype)))
+            setattr(
+                block, site, WithAdapter(getattr(block, site), adapter.to(ref.device, ref.dtype))
+            )
             modules.append(f"{prefix}h.{i}.{site}.adapter")
             n_ln += int(adapter_norm)
         if train_block_ln:
@@ -112,8 +133,9 @@ def _apply(model: nn.Module, method: str, r: int, activation: str, sites: tuple[
     return finish(model, method, config, modules, formula, text)
 
 
-def apply_adapter_h(model: nn.Module, r: int = 8, activation: str = "gelu",
-                    train_layernorm: bool = True) -> MethodReport:
+def apply_adapter_h(
+    model: nn.Module, r: int = 8, activation: str = "gelu", train_layernorm: bool = True
+) -> MethodReport:
     """AdapterH: adapters after the attention and after the MLP of every block (Houlsby et al.).
 
     Parameters
@@ -134,8 +156,15 @@ def apply_adapter_h(model: nn.Module, r: int = 8, activation: str = "gelu",
     ValueError
         ``r <= 0``, an unknown activation, or a method already applied; the model is untouched.
     """
-    return _apply(model, "adapter_h", r, activation, ("attn", "mlp"), adapter_norm=False,
-                  train_block_ln=train_layernorm)
+    return _apply(
+        model,
+        "adapter_h",
+        r,
+        activation,
+        ("attn", "mlp"),
+        adapter_norm=False,
+        train_block_ln=train_layernorm,
+    )
 
 
 def apply_adapter_l(model: nn.Module, r: int = 8, activation: str = "relu") -> MethodReport:
@@ -157,5 +186,6 @@ def apply_adapter_l(model: nn.Module, r: int = 8, activation: str = "relu") -> M
     ValueError
         ``r <= 0``, an unknown activation, or a method already applied; the model is untouched.
     """
-    return _apply(model, "adapter_l", r, activation, ("mlp",), adapter_norm=True,
-                  train_block_ln=False)
+    return _apply(
+        model, "adapter_l", r, activation, ("mlp",), adapter_norm=True, train_block_ln=False
+    )

@@ -56,8 +56,10 @@ def apply_ft_top(model: nn.Module, n_top: int = 2, include_final_ln: bool = True
     transformer, blocks = gpt2_parts(model)
     check_positive_int(n_top, "n_top", f"the model has {len(blocks)} blocks.")
     if n_top > len(blocks):
-        raise ValueError(f"n_top={n_top} but the model has only {len(blocks)} blocks; use "
-                         f"n_top <= {len(blocks)} (or method 'ft' to train everything).")
+        raise ValueError(
+            f"n_top={n_top} but the model has only {len(blocks)} blocks; use "
+            f"n_top <= {len(blocks)} (or method 'ft' to train everything)."
+        )
     freeze_all(model)
     prefix = "transformer." if transformer is not model else ""
     names = []

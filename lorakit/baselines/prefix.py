@@ -80,11 +80,13 @@ class PrefixKeyValue(nn.Module):
         return torch.cat([qkv[..., :d], kv], dim=-1)
 
 
-def _check_counts(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] | None,
-                  infix: str = "before") -> int:
+def _check_counts(
+    model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] | None, infix: str = "before"
+) -> int:
     if infix not in INFIX_PLACES:
-        raise ValueError(f"infix must be one of {INFIX_PLACES} (relative to the separator), got "
-                         f"{infix!r}.")
+        raise ValueError(
+            f"infix must be one of {INFIX_PLACES} (relative to the separator), got {infix!r}."
+        )
     for value, name in ((l_p, "l_p"), (l_i, "l_i")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
@@ -92,12 +94,16 @@ def _check_counts(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[
         raise ValueError("l_p + l_i is 0: there are no special tokens to train; use l_p >= 1.")
     n_positions = model.config.n_positions
     if l_p + l_i >= n_positions:
-        raise ValueError(f"{l_p + l_i} special tokens leave no room in the model's {n_positions} "
-                         f"positions; use l_p + l_i < {n_positions} (the paper uses up to a few hundred "
-                         "with 1024 positions).")
+        raise ValueError(
+            f"{l_p + l_i} special tokens leave no room in the model's {n_positions} "
+            f"positions; use l_p + l_i < {n_positions} (the paper uses up to a few hundred "
+            "with 1024 positions)."
+        )
     if l_i > 0 and not separator_ids:
-        raise ValueError("l_i > 0 needs separator_ids (e.g. tokenizer.encode(' ||')): the infix "
-                         "goes right after the separator between the MR and the text.")
+        raise ValueError(
+            "l_i > 0 needs separator_ids (e.g. tokenizer.encode(' ||')): the infix "
+            "goes right after the separator between the MR and the text."
+        )
     return n_positions
 
 
@@ -106,8 +112,10 @@ def _base_activations(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]
     """The hidden state entering each block for the token sequence ``ids`` (n,): L tensors (n, d)."""
     _, blocks = gpt2_parts(model)
     seen: list[torch.Tensor] = []
-    hooks = [b.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0].detach().clone()))
-             for b in blocks]
+    hooks = [
+        b.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0].detach().clone()))
+        for b in blocks
+    ]
     transformer = getattr(model, "transformer", model)
     was_training = transformer.training
     try:
@@ -121,9 +129,15 @@ def _base_activations(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]
     return seen
 
 
-def _install(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] | None, seed: int,
-             trainable_embedding: bool, infix: str) -> tuple[PromptTokens, PromptState,
-                                                            torch.Tensor]:
+def _install(
+    model: nn.Module,
+    l_p: int,
+    l_i: int,
+    separator_ids: Sequence[int] | None,
+    seed: int,
+    trainable_embedding: bool,
+    infix: str,
+) -> tuple[PromptTokens, PromptState, torch.Tensor]:
     transformer, _ = gpt2_parts(model)
     wte = transformer.wte
     vocab = wte.num_embeddings
@@ -137,9 +151,14 @@ def _install(model: nn.Module, l_p: int, l_i: int, separator_ids: Sequence[int] 
     return tokens, state, init_ids
 
 
-def apply_prefix_embed(model: nn.Module, l_p: int = 10, l_i: int = 0,
-                       separator_ids: Sequence[int] | None = None, seed: int = 0,
-                       infix: str = "before") -> MethodReport:
+def apply_prefix_embed(
+    model: nn.Module,
+    l_p: int = 10,
+    l_i: int = 0,
+    separator_ids: Sequence[int] | None = None,
+    seed: int = 0,
+    infix: str = "before",
+) -> MethodReport:
     """PreEmbed: ``l_p + l_i`` special tokens whose input embeddings are the only trainable weights.
 
     Parameters
@@ -164,18 +183,37 @@ def apply_prefix_embed(model: nn.Module, l_p: int = 10, l_i: int = 0,
     check_fresh(model, "prefix_embed")
     _check_counts(model, l_p, l_i, separator_ids, infix)
     freeze_all(model)
-    tokens, _, _ = _install(model, l_p, l_i, separator_ids, seed, trainable_embedding=True,
-                            infix=infix)
+    tokens, _, _ = _install(
+        model, l_p, l_i, separator_ids, seed, trainable_embedding=True, infix=infix
+    )
     d = model.config.n_embd
-    config = {"l_p": l_p, "l_i": l_i, "separator_ids": tokens.separator_ids, "seed": seed,
-              "infix": infix}
-    return finish(model, "prefix_embed", config, ["transformer.wte.prompt"], d * (l_p + l_i),
-                  f"d*(l_p + l_i) with d={d}, l_p={l_p}, l_i={l_i}", tokens.insert)
+    config = {
+        "l_p": l_p,
+        "l_i": l_i,
+        "separator_ids": tokens.separator_ids,
+        "seed": seed,
+        "infix": infix,
+    }
+    return finish(
+        model,
+        "prefix_embed",
+        config,
+        ["transformer.wte.prompt"],
+        d * (l_p + l_i),
+        f"d*(l_p + l_i) with d={d}, l_p={l_p}, l_i={l_i}",
+        tokens.insert,
+    )
 
 
-def apply_prefix_layer(model: nn.Module, l_p: int = 10, l_i: int = 0,
-                       separator_ids: Sequence[int] | None = None, variant: str = "activation",
-                       seed: int = 0, infix: str = "before") -> MethodReport:
+def apply_prefix_layer(
+    model: nn.Module,
+    l_p: int = 10,
+    l_i: int = 0,
+    separator_ids: Sequence[int] | None = None,
+    variant: str = "activation",
+    seed: int = 0,
+    infix: str = "before",
+) -> MethodReport:
     """PreLayer: trainable activations (or keys/values) of the special tokens at every layer.
 
     Parameters
@@ -207,8 +245,9 @@ def apply_prefix_layer(model: nn.Module, l_p: int = 10, l_i: int = 0,
     init_ids = sample_token_ids(transformer.wte.num_embeddings, l_p + l_i, seed)
     acts = _base_activations(model, init_ids)  # L tensors (n, d), computed before any change
     freeze_all(model)
-    tokens, state, _ = _install(model, l_p, l_i, separator_ids, seed, trainable_embedding=False,
-                                infix=infix)
+    tokens, state, _ = _install(
+        model, l_p, l_i, separator_ids, seed, trainable_embedding=False, infix=infix
+    )
     d, L = model.config.n_embd, len(blocks)
     modules = []
     for i, h in enumerate(acts):
@@ -223,7 +262,13 @@ def apply_prefix_layer(model: nn.Module, l_p: int = 10, l_i: int = 0,
             modules.append(f"transformer.h.{i}.attn.c_attn.kv")
     factor = 1 if variant == "activation" else 2
     formula = factor * L * d * (l_p + l_i)
-    text = (f"{'2*' if factor == 2 else ''}L*d*(l_p + l_i) with L={L}, d={d}, l_p={l_p}, l_i={l_i}")
-    config = {"l_p": l_p, "l_i": l_i, "separator_ids": tokens.separator_ids, "variant": variant,
-              "seed": seed, "infix": infix}
+    text = f"{'2*' if factor == 2 else ''}L*d*(l_p + l_i) with L={L}, d={d}, l_p={l_p}, l_i={l_i}"
+    config = {
+        "l_p": l_p,
+        "l_i": l_i,
+        "separator_ids": tokens.separator_ids,
+        "variant": variant,
+        "seed": seed,
+        "infix": infix,
+    }
     return finish(model, "prefix_layer", config, modules, formula, text, tokens.insert)

@@ -59,8 +59,9 @@ class PromptEmbedding(nn.Module):
     Shapes: ``ids`` (B, T) long -> (B, T, d).
     """
 
-    def __init__(self, base: nn.Embedding, rows: torch.Tensor, trainable: bool,
-                 state: PromptState) -> None:
+    def __init__(
+        self, base: nn.Embedding, rows: torch.Tensor, trainable: bool, state: PromptState
+    ) -> None:
         super().__init__()
         self.base = base
         self.vocab_size = base.num_embeddings
@@ -86,21 +87,26 @@ class PromptEmbedding(nn.Module):
         # the check reads a value back from the device, which a CUDA graph cannot record
         capturing = ids.is_cuda and torch.cuda.is_current_stream_capturing()
         if not capturing and bool((index >= self.n_special).any()):
-            raise ValueError(f"Token id {int(ids.max())} is past the base vocabulary ({self.vocab_size}) "
-                             f"and its {self.n_special} special tokens; insert special tokens with "
-                             "PromptTokens.insert (report.prepare_batch) only.")
+            raise ValueError(
+                f"Token id {int(ids.max())} is past the base vocabulary ({self.vocab_size}) "
+                f"and its {self.n_special} special tokens; insert special tokens with "
+                "PromptTokens.insert (report.prepare_batch) only."
+            )
         self.state.index = index
         out = self.base(ids.masked_fill(special, 0))
         rows = self.prompt.to(out.dtype)[index.clamp(min=0)]
         return torch.where(special.unsqueeze(-1), rows, out)
 
 
-def replace_at_special(hidden: torch.Tensor, index: torch.Tensor | None,
-                       rows: torch.Tensor) -> torch.Tensor:
+def replace_at_special(
+    hidden: torch.Tensor, index: torch.Tensor | None, rows: torch.Tensor
+) -> torch.Tensor:
     """``hidden`` (B, T, m) with position (b, t) replaced by ``rows[index[b, t]]`` where index >= 0."""
     if index is None or index.shape != hidden.shape[:2]:
-        raise RuntimeError("The prefix-layer wrappers need the special-token positions of this "
-                           "forward pass; call the model with input_ids (not inputs_embeds).")
+        raise RuntimeError(
+            "The prefix-layer wrappers need the special-token positions of this "
+            "forward pass; call the model with input_ids (not inputs_embeds)."
+        )
     special = (index >= 0).unsqueeze(-1)
     return torch.where(special, rows.to(hidden.dtype)[index.clamp(min=0)], hidden)
 
@@ -117,9 +123,15 @@ class PromptTokens:
     infix : ``"before"`` (default) or ``"after"`` the separator; see the module docstring.
     """
 
-    def __init__(self, vocab_size: int, l_p: int, l_i: int,
-                 separator_ids: Sequence[int] | None, max_positions: int,
-                 infix: str = "before") -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        l_p: int,
+        l_i: int,
+        separator_ids: Sequence[int] | None,
+        max_positions: int,
+        infix: str = "before",
+    ) -> None:
         if infix not in INFIX_PLACES:
             raise ValueError(f"infix must be one of {INFIX_PLACES} (the separator), got {infix!r}.")
         self.vocab_size, self.l_p, self.l_i = vocab_size, l_p, l_i
@@ -135,14 +147,18 @@ class PromptTokens:
         sep = torch.tensor(self.separator_ids, device=ids.device)
         m = len(sep)
         if ids.shape[1] < m:
-            raise ValueError("The sequences are shorter than the separator; cannot place the infix.")
+            raise ValueError(
+                "The sequences are shorter than the separator; cannot place the infix."
+            )
         hits = (ids.unfold(1, m, 1) == sep).all(-1)  # (B, T - m + 1)
         found = hits.any(1)
         if not bool(found.all()):
             rows = torch.nonzero(~found).flatten().tolist()
-            raise ValueError(f"Rows {rows[:5]} of the batch do not contain the separator ids "
-                             f"{self.separator_ids}; the infix goes right {self.infix} it. "
-                             "Check the separator (the token ids of ' ||') or use l_i=0.")
+            raise ValueError(
+                f"Rows {rows[:5]} of the batch do not contain the separator ids "
+                f"{self.separator_ids}; the infix goes right {self.infix} it. "
+                "Check the separator (the token ids of ' ||') or use l_i=0."
+            )
         return hits.int().argmax(1) + (m if self.infix == "after" else 0)
 
     def insert(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -152,23 +168,35 @@ class PromptTokens:
         same way (1 and -100 at the special positions). Other keys pass through unchanged.
         """
         if not isinstance(batch, Mapping) or "input_ids" not in batch:
-            raise TypeError("Expected a batch dict with 'input_ids' (B, T); got "
-                            f"{type(batch).__name__}.")
+            raise TypeError(
+                f"Expected a batch dict with 'input_ids' (B, T); got {type(batch).__name__}."
+            )
         ids = batch["input_ids"]
         B, T = ids.shape
         n = self.n_special
         if T + n > self.max_positions:
-            raise ValueError(f"Sequences of {T} tokens plus {n} special tokens exceed the model's "
-                             f"{self.max_positions} positions; collate with max_length <= "
-                             f"{self.max_positions - n} or use fewer special tokens.")
+            raise ValueError(
+                f"Sequences of {T} tokens plus {n} special tokens exceed the model's "
+                f"{self.max_positions} positions; collate with max_length <= "
+                f"{self.max_positions - n} or use fewer special tokens."
+            )
         dev = ids.device
         mask = batch.get("attention_mask")
-        start = (mask != 0).int().argmax(1) if mask is not None else torch.zeros(B, dtype=torch.long, device=dev)
+        start = (
+            (mask != 0).int().argmax(1)
+            if mask is not None
+            else torch.zeros(B, dtype=torch.long, device=dev)
+        )
         infix = self._infix_start(ids) if self.l_i else start
         t = torch.arange(T, device=dev).unsqueeze(0)
         dest = t + self.l_p * (t >= start[:, None]) + self.l_i * (t >= infix[:, None])
-        special_pos = torch.cat([start[:, None] + torch.arange(self.l_p, device=dev),
-                                 infix[:, None] + self.l_p + torch.arange(self.l_i, device=dev)], 1)
+        special_pos = torch.cat(
+            [
+                start[:, None] + torch.arange(self.l_p, device=dev),
+                infix[:, None] + self.l_p + torch.arange(self.l_i, device=dev),
+            ],
+            1,
+        )
         special_ids = (self.vocab_size + torch.arange(n, device=dev)).expand(B, n)
 
         def place(x: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:

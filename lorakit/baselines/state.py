@@ -26,8 +26,12 @@ FORMAT = "lorakit.baselines/1"
 def _base_shape(model: nn.Module) -> dict[str, int]:
     transformer, blocks = gpt2_parts(model)
     cfg = transformer.config
-    return {"n_layer": len(blocks), "n_embd": cfg.n_embd, "vocab_size": cfg.vocab_size,
-            "n_positions": cfg.n_positions}
+    return {
+        "n_layer": len(blocks),
+        "n_embd": cfg.n_embd,
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.n_positions,
+    }
 
 
 def save_method(model: nn.Module, directory: str | os.PathLike) -> Path:
@@ -40,8 +44,10 @@ def save_method(model: nn.Module, directory: str | os.PathLike) -> Path:
     """
     applied = applied_method(model)
     if applied is None:
-        raise ValueError("The model carries no method; apply one with "
-                         "lorakit.baselines.apply_method(model, name, ...) before saving.")
+        raise ValueError(
+            "The model carries no method; apply one with "
+            "lorakit.baselines.apply_method(model, name, ...) before saving."
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_trainable(model, directory / WEIGHTS)
@@ -64,15 +70,19 @@ def read_method(directory: str | os.PathLike) -> dict[str, Any]:
     directory = Path(directory)
     for name in (META, WEIGHTS):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"No {name} in {directory}; save with "
-                                    "lorakit.baselines.save_method(model, directory).")
+            raise FileNotFoundError(
+                f"No {name} in {directory}; save with "
+                "lorakit.baselines.save_method(model, directory)."
+            )
     try:
         meta = json.loads((directory / META).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{directory / META} is not valid JSON ({err}).") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{directory / META} was not written by lorakit.baselines.save_method "
-                         f"(expected format {FORMAT!r}).")
+        raise ValueError(
+            f"{directory / META} was not written by lorakit.baselines.save_method "
+            f"(expected format {FORMAT!r})."
+        )
     return meta
 
 
@@ -95,14 +105,18 @@ def load_method(model: nn.Module, directory: str | os.PathLike) -> MethodReport 
     meta = read_method(directory)
     base = _base_shape(model)
     if meta["base"] != base:
-        raise ValueError(f"The saved {meta['method']!r} state belongs to a base of shape "
-                         f"{meta['base']}, this model is {base}; load it into the same base model.")
+        raise ValueError(
+            f"The saved {meta['method']!r} state belongs to a base of shape "
+            f"{meta['base']}, this model is {base}; load it into the same base model."
+        )
     applied = applied_method(model)
     report = None
     if applied is None:
         report = apply_method(model, meta["method"], **meta["config"])
     elif applied["method"] != meta["method"] or applied["config"] != meta["config"]:
-        raise ValueError(f"The model carries {applied} but the file holds {meta['method']!r} with "
-                         f"{meta['config']}; load into a fresh base (it applies the method itself).")
+        raise ValueError(
+            f"The model carries {applied} but the file holds {meta['method']!r} with "
+            f"{meta['config']}; load into a fresh base (it applies the method itself)."
+        )
     load_trainable(model, Path(directory) / WEIGHTS)
     return report

@@ -44,9 +44,11 @@ def bench_target(default_name: str, args: argparse.Namespace) -> Path:
         except (ValueError, OSError, AttributeError):
             preset = None
         if preset != "small":
-            raise ValueError(f"{target} holds a recorded full-size run (preset {preset!r}); a --small "
-                             "smoke run does not write over it. Pass another --out, or leave --out "
-                             f"out (smoke runs then go to {SMALL_DIR}).")
+            raise ValueError(
+                f"{target} holds a recorded full-size run (preset {preset!r}); a --small "
+                "smoke run does not write over it. Pass another --out, or leave --out "
+                f"out (smoke runs then go to {SMALL_DIR})."
+            )
     return target
 
 
@@ -57,8 +59,14 @@ def save_bench_record(default_name: str, args: argparse.Namespace, results: dict
 
     target = bench_target(default_name, args)
     config = {k: v for k, v in vars(args).items() if k != "out"}
-    return save_record(target.stem, results, preset="small" if args.small else get_preset(),
-                       config=config, wall_s=time.perf_counter() - start, out_dir=target.parent)
+    return save_record(
+        target.stem,
+        results,
+        preset="small" if args.small else get_preset(),
+        config=config,
+        wall_s=time.perf_counter() - start,
+        out_dir=target.parent,
+    )
 
 
 def bench_parser(name: str, description: str | None, small_help: str) -> argparse.ArgumentParser:
@@ -69,19 +77,27 @@ def bench_parser(name: str, description: str | None, small_help: str) -> argpars
     """
     from lorakit.cli import device, writable_output
 
-    p = argparse.ArgumentParser(prog=f"python -m lorakit.bench {name}", description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", type=device, default=None,
-                   help="cuda, cpu, ... (default: picked by hardware)")
+    p = argparse.ArgumentParser(
+        prog=f"python -m lorakit.bench {name}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--device", type=device, default=None, help="cuda, cpu, ... (default: picked by hardware)"
+    )
     p.add_argument("--small", action="store_true", help=small_help)
-    p.add_argument("--out", type=writable_output, default=None,
-                   help="directory, or a .json file (default data/runs/bench; --small: a temp "
-                        "folder)")
+    p.add_argument(
+        "--out",
+        type=writable_output,
+        default=None,
+        help="directory, or a .json file (default data/runs/bench; --small: a temp folder)",
+    )
     return p
 
 
-def parse_bench_args(parser: argparse.ArgumentParser, default_name: str,
-                     argv: list[str] | None) -> argparse.Namespace:
+def parse_bench_args(
+    parser: argparse.ArgumentParser, default_name: str, argv: list[str] | None
+) -> argparse.Namespace:
     """Parse a benchmark's command line and check its record's target (:func:`bench_target`) now,
     so that a bad ``--out`` is an argparse error before the run, not a failure after it."""
     args = parser.parse_args(argv)

@@ -14,19 +14,28 @@ import json
 import statistics
 from pathlib import Path
 
-RULE_TEXT = ("a ratio of medians differs from 1 when |ratio - 1| exceeds the larger relative "
-             "half-IQR ((q3 - q1) / 2 / median) of the two cells' per-pass times")
-PAPER = {"adapter_l": "+20.7% at 1x128, +2.2% at 32x512 (AdapterL, GPT-2 M, Table 1)",
-         "adapter_h": "+30.3% at 1x128, +3.0% at 32x512 (AdapterH, GPT-2 M, Table 1)"}
+RULE_TEXT = (
+    "a ratio of medians differs from 1 when |ratio - 1| exceeds the larger relative "
+    "half-IQR ((q3 - q1) / 2 / median) of the two cells' per-pass times"
+)
+PAPER = {
+    "adapter_l": "+20.7% at 1x128, +2.2% at 32x512 (AdapterL, GPT-2 M, Table 1)",
+    "adapter_h": "+30.3% at 1x128, +3.0% at 32x512 (AdapterH, GPT-2 M, Table 1)",
+}
 
 
 def summary(ms: list[float]) -> dict:
     """Median, quartiles, interquartile range, mean, sample std and count of per-pass times."""
-    q1, med, q3 = statistics.quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else \
-        (ms[0],) * 3
-    return {"median_ms": med, "q1_ms": q1, "q3_ms": q3, "iqr_ms": q3 - q1,
-            "mean_ms": statistics.fmean(ms), "std_ms": statistics.stdev(ms) if len(ms) > 1
-            else 0.0, "n": len(ms)}
+    q1, med, q3 = statistics.quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else (ms[0],) * 3
+    return {
+        "median_ms": med,
+        "q1_ms": q1,
+        "q3_ms": q3,
+        "iqr_ms": q3 - q1,
+        "mean_ms": statistics.fmean(ms),
+        "std_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        "n": len(ms),
+    }
 
 
 def noise(cell: dict, base: dict) -> float:
@@ -40,8 +49,10 @@ def format_table(results: dict) -> str:
     cols = list(results["cells"])
     first = next(iter(results["cells"].values()))
     if "eager" not in next(iter(first.values())):
-        return ("(a record from before medians and CUDA graphs: means of eager passes; "
-                "re-run `python -m lorakit.bench latency`)")
+        return (
+            "(a record from before medians and CUDA graphs: means of eager passes; "
+            "re-run `python -m lorakit.bench latency`)"
+        )
     lines = []
     for mode in results.get("modes", ["eager"]):
         lines.append(f"{mode}: median ms [IQR] (ratio to base)")
@@ -71,23 +82,35 @@ def claims(results: dict) -> list[dict]:
             z, n = cells[last][m][mode], cells[last]["base"][mode]
             slower = a["ratio"] - 1 > noise(a, b)
             shrinks = (a["ratio"] - 1) > (z["ratio"] - 1) + max(noise(a, b), noise(z, n))
-            verdict = "reproduced" if slower and shrinks else "partly" if slower else \
-                "not reproduced"
-            rows.append({"chapter": 7, "claim": f"{m} adds latency at batch 1, less at large "
-                                                f"batches ({tag})", "paper": PAPER[m],
-                         "ours": f"{first} {100 * (a['ratio'] - 1):+.1f}%, {last} "
-                                 f"{100 * (z['ratio'] - 1):+.1f}% (medians of {a['n']} passes)",
-                         "verdict": verdict,
-                         "why": f"noise at {first} ±{100 * noise(a, b):.1f}%; {RULE_TEXT}"})
+            verdict = (
+                "reproduced" if slower and shrinks else "partly" if slower else "not reproduced"
+            )
+            rows.append(
+                {
+                    "chapter": 7,
+                    "claim": f"{m} adds latency at batch 1, less at large batches ({tag})",
+                    "paper": PAPER[m],
+                    "ours": f"{first} {100 * (a['ratio'] - 1):+.1f}%, {last} "
+                    f"{100 * (z['ratio'] - 1):+.1f}% (medians of {a['n']} passes)",
+                    "verdict": verdict,
+                    "why": f"noise at {first} ±{100 * noise(a, b):.1f}%; {RULE_TEXT}",
+                }
+            )
         if "lora_merged" in cells[first]:
             devs = [(c, cells[c]["lora_merged"][mode], cells[c]["base"][mode]) for c in shapes]
             level = all(abs(x["ratio"] - 1) <= noise(x, b) for _, x, b in devs)
-            rows.append({"chapter": 7, "claim": f"merged LoRA adds no latency ({tag})",
-                         "paper": "no additional inference latency (§4.1)",
-                         "ours": ", ".join(f"{c} {x['ratio']:.3f}x ±{noise(x, b):.3f}"
-                                           for c, x, b in devs),
-                         "verdict": "reproduced" if level else "not reproduced",
-                         "why": RULE_TEXT})
+            rows.append(
+                {
+                    "chapter": 7,
+                    "claim": f"merged LoRA adds no latency ({tag})",
+                    "paper": "no additional inference latency (§4.1)",
+                    "ours": ", ".join(
+                        f"{c} {x['ratio']:.3f}x ±{noise(x, b):.3f}" for c, x, b in devs
+                    ),
+                    "verdict": "reproduced" if level else "not reproduced",
+                    "why": RULE_TEXT,
+                }
+            )
     return rows
 
 
@@ -102,10 +125,22 @@ def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
     cells = res.get("cells") or {}
     fresh = bool(cells) and "eager" in next(iter(next(iter(cells.values())).values()))
     if record is None or record.get("preset") == "small" or not fresh:
-        why = ("no record" if record is None else "the record predates the medians and CUDA "
-               "graphs" if not fresh else "only a --small smoke record")
-        return [{"chapter": 7, "claim": f"{m} adds latency at batch 1, less at large batches",
-                 "paper": PAPER[m], "ours": "not run", "verdict": "not run",
-                 "why": f"{why}: run `python -m lorakit.bench latency` on a GPU"}
-                for m in ("adapter_l", "adapter_h")]
+        why = (
+            "no record"
+            if record is None
+            else "the record predates the medians and CUDA graphs"
+            if not fresh
+            else "only a --small smoke record"
+        )
+        return [
+            {
+                "chapter": 7,
+                "claim": f"{m} adds latency at batch 1, less at large batches",
+                "paper": PAPER[m],
+                "ours": "not run",
+                "verdict": "not run",
+                "why": f"{why}: run `python -m lorakit.bench latency` on a GPU",
+            }
+            for m in ("adapter_l", "adapter_h")
+        ]
     return claims(res)

@@ -52,27 +52,69 @@ from lorakit.data import Example, LengthBucketBatches
 from lorakit.presets import pick_device
 from lorakit.train import TrainConfig, train
 
-ROWS = ("lorakit_default", "lorakit_eager", "lorakit_compile", "peft_eager", "peft_compile",
-        "full_eager", "full_default")
-FULL = dict(arch=dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=16384),
-            batch=8, steps=240, log_every=20, examples=4000, rounds=3)
-SMALL = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-             batch=4, steps=12, log_every=2, examples=60, rounds=1)
+ROWS = (
+    "lorakit_default",
+    "lorakit_eager",
+    "lorakit_compile",
+    "peft_eager",
+    "peft_compile",
+    "full_eager",
+    "full_default",
+)
+FULL = dict(
+    arch=dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=16384),
+    batch=8,
+    steps=240,
+    log_every=20,
+    examples=4000,
+    rounds=3,
+)
+SMALL = dict(
+    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
+    batch=4,
+    steps=12,
+    log_every=2,
+    examples=60,
+    rounds=1,
+)
 LORA = dict(r=4, alpha=32, dropout=0.1)
 # (key, numerator, denominator, label, limit)
 GOALS = (
-    ("default_vs_peft_eager", "lorakit_default", "peft_eager",
-     "lorakit.train's default step / PEFT LoRA eager step", 0.30),
-    ("eager_vs_peft_eager", "lorakit_eager", "peft_eager",
-     "lorakit eager (graphs off) / PEFT eager", 1.00),
-    ("compile_vs_peft_compile", "lorakit_compile", "peft_compile",
-     "lorakit + torch.compile / PEFT + torch.compile", 1.00),
+    (
+        "default_vs_peft_eager",
+        "lorakit_default",
+        "peft_eager",
+        "lorakit.train's default step / PEFT LoRA eager step",
+        0.30,
+    ),
+    (
+        "eager_vs_peft_eager",
+        "lorakit_eager",
+        "peft_eager",
+        "lorakit eager (graphs off) / PEFT eager",
+        1.00,
+    ),
+    (
+        "compile_vs_peft_compile",
+        "lorakit_compile",
+        "peft_compile",
+        "lorakit + torch.compile / PEFT + torch.compile",
+        1.00,
+    ),
 )
 EXTRA = (
-    ("default_vs_full_default", "lorakit_default", "full_default",
-     "LoRA / full fine-tuning, both with lorakit.train's default"),
-    ("full_default_vs_full_eager", "full_default", "full_eager",
-     "full fine-tuning: CUDA graphs / eager"),
+    (
+        "default_vs_full_default",
+        "lorakit_default",
+        "full_default",
+        "LoRA / full fine-tuning, both with lorakit.train's default",
+    ),
+    (
+        "full_default_vs_full_eager",
+        "full_default",
+        "full_eager",
+        "full fine-tuning: CUDA graphs / eager",
+    ),
     ("eager_vs_default", "lorakit_eager", "lorakit_default", "LoRA: eager / CUDA graphs"),
 )
 
@@ -98,11 +140,22 @@ def prepare(row: str, arch: dict, device: torch.device):
     elif method == "peft":
         from peft import LoraConfig, get_peft_model
 
-        get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"],
-                                         lora_dropout=LORA["dropout"], target_modules=["c_attn"],
-                                         fan_in_fan_out=True, bias="none"))
-    flags = {"default": dict(cuda_graphs="auto"), "eager": dict(cuda_graphs=False),
-             "compile": dict(cuda_graphs=False, compile=True)}[mode]
+        get_peft_model(
+            model,
+            LoraConfig(
+                r=LORA["r"],
+                lora_alpha=LORA["alpha"],
+                lora_dropout=LORA["dropout"],
+                target_modules=["c_attn"],
+                fan_in_fan_out=True,
+                bias="none",
+            ),
+        )
+    flags = {
+        "default": dict(cuda_graphs="auto"),
+        "eager": dict(cuda_graphs=False),
+        "compile": dict(cuda_graphs=False, compile=True),
+    }[mode]
     return model, flags
 
 
@@ -110,9 +163,11 @@ def _dynamo_counts() -> dict:
     """What ``torch.compile`` did in this row: graphs compiled, graph breaks, recompiles."""
     from torch._dynamo.utils import counters
 
-    return {"unique_graphs": int(counters["stats"].get("unique_graphs", 0)),
-            "graph_breaks": int(sum(counters["graph_break"].values())),
-            "recompiles": int(sum(counters["recompiles"].values()))}
+    return {
+        "unique_graphs": int(counters["stats"].get("unique_graphs", 0)),
+        "graph_breaks": int(sum(counters["graph_break"].values())),
+        "recompiles": int(sum(counters["recompiles"].values())),
+    }
 
 
 def run_row(row: str, settings: dict, batches, device: torch.device) -> dict:
@@ -122,20 +177,33 @@ def run_row(row: str, settings: dict, batches, device: torch.device) -> dict:
         from torch._dynamo.utils import counters
 
         counters.clear()
-    cfg = TrainConfig(lr=2e-4 if not row.startswith("full") else 5e-5, max_steps=settings["steps"],
-                      epochs=100, warmup_steps=10, label_smoothing=0.1, log_every=settings[
-                          "log_every"], progress=False, **flags)
+    cfg = TrainConfig(
+        lr=2e-4 if not row.startswith("full") else 5e-5,
+        max_steps=settings["steps"],
+        epochs=100,
+        warmup_steps=10,
+        label_smoothing=0.1,
+        log_every=settings["log_every"],
+        progress=False,
+        **flags,
+    )
     batches.epoch = 0  # every row sees the same batches in the same order
     start = time.perf_counter()
     result = train(model, batches, cfg, device=device)
     wall = time.perf_counter() - start
-    windows = [h["seconds"] / settings["log_every"] for h in result.history[2:]] or \
-        [result.wall_s / max(result.steps, 1)]
-    out = {"step_ms": 1000 * statistics.median(windows),
-           "step_ms_spread": [1000 * min(windows), 1000 * max(windows)],
-           "peak_mem_mb": result.peak_mem_mb, "steps": result.steps, "wall_s": wall,
-           "final_loss": result.history[-1]["loss"], "cuda_graphs": result.cuda_graphs,
-           "trainable_params": lorakit.count_parameters(model)[0]}
+    windows = [h["seconds"] / settings["log_every"] for h in result.history[2:]] or [
+        result.wall_s / max(result.steps, 1)
+    ]
+    out = {
+        "step_ms": 1000 * statistics.median(windows),
+        "step_ms_spread": [1000 * min(windows), 1000 * max(windows)],
+        "peak_mem_mb": result.peak_mem_mb,
+        "steps": result.steps,
+        "wall_s": wall,
+        "final_loss": result.history[-1]["loss"],
+        "cuda_graphs": result.cuda_graphs,
+        "trainable_params": lorakit.count_parameters(model)[0],
+    }
     if flags.get("compile"):
         out["dynamo"] = _dynamo_counts()
     del model
@@ -161,31 +229,45 @@ def run_rows(names: list[str], settings: dict, batches, device: torch.device) ->
     try:
         import peft  # noqa: F401
     except ImportError:
-        rows.update({r: {"skipped": "peft is not installed"} for r in names if r.startswith("peft")})
+        rows.update(
+            {r: {"skipped": "peft is not installed"} for r in names if r.startswith("peft")}
+        )
     todo = [r for r in names if r not in rows]
     for k in range(settings["rounds"]):
-        order = todo[k % len(todo):] + todo[:k % len(todo)] if todo else []
+        order = todo[k % len(todo) :] + todo[: k % len(todo)] if todo else []
         for row in order:
             if k and row.endswith("compile"):
                 continue
             runs.setdefault(row, []).append(run_row(row, settings, copy.copy(batches), device))
-            print(f"round {k + 1}: {row:16s} {runs[row][-1]['step_ms']:7.2f} ms/step  peak "
-                  f"{runs[row][-1]['peak_mem_mb'] or 0:7.0f} MiB  graphs "
-                  f"{runs[row][-1]['cuda_graphs']}", flush=True)
+            print(
+                f"round {k + 1}: {row:16s} {runs[row][-1]['step_ms']:7.2f} ms/step  peak "
+                f"{runs[row][-1]['peak_mem_mb'] or 0:7.0f} MiB  graphs "
+                f"{runs[row][-1]['cuda_graphs']}",
+                flush=True,
+            )
     rows.update({row: _merge_rounds(runs[row]) for row in todo})
     return {row: rows[row] for row in names}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lorakit.bench e2e-step",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=writable_output, default=None,
-                        help="folder or .json file (default data/runs/bench)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.bench e2e-step", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=writable_output,
+        default=None,
+        help="folder or .json file (default data/runs/bench)",
+    )
     parser.add_argument("--device", type=device_arg, default=None)
     parser.add_argument("--steps", type=positive_int, default=None)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
-    parser.add_argument("--rounds", type=positive_int, default=None,
-                        help="rounds of the uncompiled rows, each in a rotated order (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=None,
+        help="rounds of the uncompiled rows, each in a rotated order (default 3)",
+    )
     parser.add_argument("--small", action="store_true", help="a tiny model (seconds, any device)")
     args = parse_bench_args(parser, "e2e_step", argv)
     start = time.perf_counter()
@@ -193,8 +275,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps:
         settings["steps"] = args.steps
     device = pick_device(args.device)
-    batches = LengthBucketBatches(e2e_examples(settings["examples"], settings["arch"]["vocab_size"]),
-                                  settings["batch"], pad_id=0, shuffle=True, seed=0)
+    batches = LengthBucketBatches(
+        e2e_examples(settings["examples"], settings["arch"]["vocab_size"]),
+        settings["batch"],
+        pad_id=0,
+        shuffle=True,
+        seed=0,
+    )
     if args.rounds:
         settings["rounds"] = args.rounds
     rows = run_rows(args.rows, settings, batches, device)
@@ -203,19 +290,30 @@ def main(argv: list[str] | None = None) -> None:
         if "step_ms" in rows.get(num, {}) and "step_ms" in rows.get(den, {}):
             value = rows[num]["step_ms"] / rows[den]["step_ms"]
             ratios[key] = {"label": label, "value": value}
-            per_round = zip(rows[num].get("step_ms_rounds", []), rows[den].get("step_ms_rounds", []))
+            per_round = zip(
+                rows[num].get("step_ms_rounds", []), rows[den].get("step_ms_rounds", [])
+            )
             if by_round := [a / b for a, b in per_round]:  # the same round: the same conditions
                 # paired: each round's ratio cancels the drift the two rows share
-                ratios[key].update(value=statistics.median(by_round), rounds=by_round,
-                                   ratio_of_medians=value)
+                ratios[key].update(
+                    value=statistics.median(by_round), rounds=by_round, ratio_of_medians=value
+                )
                 value = ratios[key]["value"]
             if limit:
                 ratios[key].update(goal=f"<= {limit[0]}", met=value <= limit[0])
     for r in ratios.values():
-        met = "" if "met" not in r else ("  goal " + r["goal"] + (": met" if r["met"] else
-                                                                    ": NOT met"))
+        met = (
+            ""
+            if "met" not in r
+            else ("  goal " + r["goal"] + (": met" if r["met"] else ": NOT met"))
+        )
         print(f"{r['label']}: {r['value']:.3f}{met}")
-    results = {"settings": {k: v for k, v in settings.items()}, "lora": LORA,
-               "device": str(device), "rows": rows, "ratios": ratios}
+    results = {
+        "settings": {k: v for k, v in settings.items()},
+        "lora": LORA,
+        "device": str(device),
+        "rows": rows,
+        "ratios": ratios,
+    }
     path = save_bench_record("e2e_step", args, results, start)
     print(f"wrote {path}")

@@ -120,8 +120,9 @@ class Forward:
             self._eager()
 
 
-def time_rounds(calls: dict[str, Forward], trials: int, warmup: int, device: torch.device
-                ) -> dict[str, list[float]]:
+def time_rounds(
+    calls: dict[str, Forward], trials: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
     """Milliseconds of ``trials`` passes of each call, after ``warmup`` untimed ones, the calls
     taking turns in rounds of :data:`ROUND` passes with the order rotated every round."""
     timer = Timer(device)
@@ -132,7 +133,7 @@ def time_rounds(calls: dict[str, Forward], trials: int, warmup: int, device: tor
     times: dict[str, list[float]] = {n: [] for n in names}
     k = 0
     while min(len(t) for t in times.values()) < trials:
-        order = names[k % len(names):] + names[:k % len(names)]
+        order = names[k % len(names) :] + names[: k % len(names)]
         for name in order:
             for _ in range(min(ROUND, trials - len(times[name]))):
                 times[name].append(timer.time(calls[name]))
@@ -160,12 +161,16 @@ def run(args: argparse.Namespace) -> dict:
     cells: dict[str, dict[str, dict]] = {}
     for B, T in shapes:
         ids = torch.randint(0, setup["arch"]["vocab_size"], (B, T), generator=gen)
-        inputs = {m: (ids if p is None else p({"input_ids": ids})["input_ids"]).to(device)
-                  for m, (_, p, _) in variants.items()}
+        inputs = {
+            m: (ids if p is None else p({"input_ids": ids})["input_ids"]).to(device)
+            for m, (_, p, _) in variants.items()
+        }
         row = {m: {"seq_len": inputs[m].shape[1]} for m in variants}
         for mode in modes:
-            calls = {m: Forward(model, inputs[m], mode == "graph")
-                     for m, (model, _, _) in variants.items()}
+            calls = {
+                m: Forward(model, inputs[m], mode == "graph")
+                for m, (model, _, _) in variants.items()
+            }
             for m, ms in time_rounds(calls, trials, warmup, device).items():
                 row[m][mode] = summary(ms)
             del calls
@@ -177,11 +182,22 @@ def run(args: argparse.Namespace) -> dict:
                 cell[mode]["ratio"] = cell[mode]["median_ms"] / ref if ref else None
         cells[f"{B}x{T}"] = row
     return {
-        "dtype": dtype_name, "device_type": device.type, "trials": trials, "warmup": warmup,
-        "round": ROUND, "modes": modes, "statistic": "median", "arch": setup["arch"],
-        "added_params": {m: v[2] for m, v in variants.items()}, "cells": cells,
-        "settings": {"adapter_r": args.adapter_r, "lora_r": args.lora_r,
-                     "lora_targets": ["q", "v"], "prefix": args.prefix},
+        "dtype": dtype_name,
+        "device_type": device.type,
+        "trials": trials,
+        "warmup": warmup,
+        "round": ROUND,
+        "modes": modes,
+        "statistic": "median",
+        "arch": setup["arch"],
+        "added_params": {m: v[2] for m, v in variants.items()},
+        "cells": cells,
+        "settings": {
+            "adapter_r": args.adapter_r,
+            "lora_r": args.lora_r,
+            "lora_targets": ["q", "v"],
+            "prefix": args.prefix,
+        },
     }
 
 
@@ -199,22 +215,34 @@ def _shape(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     p = bench_parser("latency", __doc__, "tiny model and shapes: a seconds-long smoke run")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                   help="default fp16 on CUDA, fp32 elsewhere")
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="default fp16 on CUDA, fp32 elsewhere"
+    )
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--shapes", nargs="+", type=_shape, default=None,
-                   help="e.g. 1x128 16x256 32x512")
-    p.add_argument("--trials", type=positive_int, default=None,
-                   help="timed passes per cell (default 100; 5 with --small)")
+    p.add_argument(
+        "--shapes", nargs="+", type=_shape, default=None, help="e.g. 1x128 16x256 32x512"
+    )
+    p.add_argument(
+        "--trials",
+        type=positive_int,
+        default=None,
+        help="timed passes per cell (default 100; 5 with --small)",
+    )
     p.add_argument("--warmup", type=nonnegative_int, default=None)
     p.add_argument("--no-graphs", action="store_true", help="time eager passes only")
-    p.add_argument("--adapter-r", type=positive_int, default=64,
-                   help="adapter bottleneck (default 64)")
+    p.add_argument(
+        "--adapter-r", type=positive_int, default=64, help="adapter bottleneck (default 64)"
+    )
     p.add_argument("--lora-r", type=positive_int, default=4)
-    p.add_argument("--prefix", type=positive_int, default=16,
-                   help="prefix_layer special tokens (default 16)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (1 gives steadier CPU timings on a busy machine)")
+    p.add_argument(
+        "--prefix", type=positive_int, default=16, help="prefix_layer special tokens (default 16)"
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (1 gives steadier CPU timings on a busy machine)",
+    )
     args = parse_bench_args(p, "latency", argv)
     if "base" not in args.methods:
         args.methods = ["base", *args.methods]  # every ratio is relative to the base

@@ -38,13 +38,33 @@ from pathlib import Path
 
 import torch
 
-ROWS = {"single": {"lora_1gpu": ("lora", "none"), "full_1gpu": ("full", "none")},
-        "multi": {"ddp_lora": ("lora", "ddp"), "fsdp_lora": ("lora", "fsdp"),
-                  "ddp_full": ("full", "ddp"), "fsdp_full": ("full", "fsdp")}}
-FULL = dict(arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-            batch=8, seq=512, steps=40, log_every=5, skip=2, timeout_s=270)
-SMOKE = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=64, vocab_size=512),
-             batch=2, seq=32, steps=4, log_every=1, skip=1, timeout_s=180)
+ROWS = {
+    "single": {"lora_1gpu": ("lora", "none"), "full_1gpu": ("full", "none")},
+    "multi": {
+        "ddp_lora": ("lora", "ddp"),
+        "fsdp_lora": ("lora", "fsdp"),
+        "ddp_full": ("full", "ddp"),
+        "fsdp_full": ("full", "fsdp"),
+    },
+}
+FULL = dict(
+    arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
+    batch=8,
+    seq=512,
+    steps=40,
+    log_every=5,
+    skip=2,
+    timeout_s=270,
+)
+SMOKE = dict(
+    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=64, vocab_size=512),
+    batch=2,
+    seq=32,
+    steps=4,
+    log_every=1,
+    skip=1,
+    timeout_s=180,
+)
 LORA = dict(r=4, alpha=32, dropout=0.1, targets=["q", "v"])
 
 
@@ -54,12 +74,15 @@ def random_batches(n: int, rows: int, seq: int, vocab: int, seed: int = 0) -> li
     out = []
     for _ in range(n):
         ids = torch.randint(0, vocab, (rows, seq), generator=g)
-        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()})
+        out.append(
+            {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+        )
     return out
 
 
-def run_row(row: str, method: str, mode: str, settings: dict, device: torch.device,
-            world: int) -> dict:
+def run_row(
+    row: str, method: str, mode: str, settings: dict, device: torch.device, world: int
+) -> dict:
     """Train one row on this rank; the row's numbers (the same on every rank but the memory)."""
     import torch.distributed as dist
 
@@ -75,28 +98,47 @@ def run_row(row: str, method: str, mode: str, settings: dict, device: torch.devi
         lorakit.apply_lora(model, lorakit.LoRAConfig(**LORA))
     trainable, total = lorakit.count_parameters(model)
     block = sum(p.numel() for p in model.transformer.h[0].parameters())
-    batches = random_batches(settings["steps"], settings["batch"] * world, settings["seq"],
-                             settings["arch"]["vocab_size"])
-    cfg = TrainConfig(lr=2e-4 if method == "lora" else 5e-5, max_steps=settings["steps"],
-                      warmup_steps=2, log_every=settings["log_every"], progress=False,
-                      bf16=device.type == "cuda", cuda_graphs=False, distributed=mode)
+    batches = random_batches(
+        settings["steps"],
+        settings["batch"] * world,
+        settings["seq"],
+        settings["arch"]["vocab_size"],
+    )
+    cfg = TrainConfig(
+        lr=2e-4 if method == "lora" else 5e-5,
+        max_steps=settings["steps"],
+        warmup_steps=2,
+        log_every=settings["log_every"],
+        progress=False,
+        bf16=device.type == "cuda",
+        cuda_graphs=False,
+        distributed=mode,
+    )
     result = train(model, batches, cfg, device=device)
-    windows = result.history[settings["skip"]:] or result.history
+    windows = result.history[settings["skip"] :] or result.history
     peak = result.peak_mem_mb
     peaks = [peak]
     if mode != "none" and dist.is_initialized():
         peaks = [None] * dist.get_world_size()
         dist.all_gather_object(peaks, peak)
     formula = memory_per_gpu(total, trainable, world, "single" if mode == "none" else mode, block)
-    out = {"method": method, "mode": mode, "world_size": world,
-           "tokens_per_s": statistics.median(h["tokens_per_s"] for h in windows),
-           "step_ms": 1000 * statistics.median(h["seconds"] for h in windows) / settings["log_every"],
-           "peak_mem_mib": peak, "peak_mem_mib_max": max(peaks) if peak is not None else None,
-           "mem_before_mib": before,
-           "formula_mib": {k: v / 2**20 for k, v in formula.items()},
-           "trainable_params": trainable, "total_params": total, "block_params": block,
-           "steps": result.steps, "final_loss": result.history[-1]["loss"],
-           "distributed": result.distributed}
+    out = {
+        "method": method,
+        "mode": mode,
+        "world_size": world,
+        "tokens_per_s": statistics.median(h["tokens_per_s"] for h in windows),
+        "step_ms": 1000 * statistics.median(h["seconds"] for h in windows) / settings["log_every"],
+        "peak_mem_mib": peak,
+        "peak_mem_mib_max": max(peaks) if peak is not None else None,
+        "mem_before_mib": before,
+        "formula_mib": {k: v / 2**20 for k, v in formula.items()},
+        "trainable_params": trainable,
+        "total_params": total,
+        "block_params": block,
+        "steps": result.steps,
+        "final_loss": result.history[-1]["loss"],
+        "distributed": result.distributed,
+    }
     del model, result
     gc.collect()
     if device.type == "cuda":
@@ -134,8 +176,10 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def _line(row: str, r: dict) -> str:
     peak = f"{r['peak_mem_mib']:8.0f} MiB" if r["peak_mem_mib"] is not None else "     n/a (cpu)"
-    return (f"{row:10s} x{r['world_size']}  {r['tokens_per_s']:10.0f} tok/s  {r['step_ms']:8.1f} "
-            f"ms/step  peak {peak}  formula {r['formula_mib']['total']:8.0f} MiB")
+    return (
+        f"{row:10s} x{r['world_size']}  {r['tokens_per_s']:10.0f} tok/s  {r['step_ms']:8.1f} "
+        f"ms/step  peak {peak}  formula {r['formula_mib']['total']:8.0f} MiB"
+    )
 
 
 def _ratios(rows: dict, gpus: int, on_gpus: bool = True) -> dict:
@@ -151,16 +195,42 @@ def _ratios(rows: dict, gpus: int, on_gpus: bool = True) -> dict:
             out[key].update(goal=f">= {goal:g}", met=a / b >= goal)
 
     out: dict = {}
-    ratio("ddp_scaling", "ddp_lora", "lora_1gpu", "tokens_per_s",
-          f"DDP LoRA throughput: {gpus} {many} / 1 {one}", 0.9 * gpus)
-    ratio("fsdp_scaling", "fsdp_lora", "lora_1gpu", "tokens_per_s",
-          f"FSDP LoRA throughput: {gpus} {many} / 1 {one}")
-    ratio("fsdp_full_vs_lora_memory", "fsdp_full", "fsdp_lora", "peak_mem_mib",
-          f"FSDP peak memory per {one}: full fine-tuning / LoRA")
-    ratio("fsdp_vs_ddp_full_memory", "fsdp_full", "ddp_full", "peak_mem_mib",
-          f"full fine-tuning peak memory per {one}: FSDP / DDP")
-    ratio("fsdp_vs_ddp_lora_memory", "fsdp_lora", "ddp_lora", "peak_mem_mib",
-          f"LoRA peak memory per {one}: FSDP / DDP")
+    ratio(
+        "ddp_scaling",
+        "ddp_lora",
+        "lora_1gpu",
+        "tokens_per_s",
+        f"DDP LoRA throughput: {gpus} {many} / 1 {one}",
+        0.9 * gpus,
+    )
+    ratio(
+        "fsdp_scaling",
+        "fsdp_lora",
+        "lora_1gpu",
+        "tokens_per_s",
+        f"FSDP LoRA throughput: {gpus} {many} / 1 {one}",
+    )
+    ratio(
+        "fsdp_full_vs_lora_memory",
+        "fsdp_full",
+        "fsdp_lora",
+        "peak_mem_mib",
+        f"FSDP peak memory per {one}: full fine-tuning / LoRA",
+    )
+    ratio(
+        "fsdp_vs_ddp_full_memory",
+        "fsdp_full",
+        "ddp_full",
+        "peak_mem_mib",
+        f"full fine-tuning peak memory per {one}: FSDP / DDP",
+    )
+    ratio(
+        "fsdp_vs_ddp_lora_memory",
+        "fsdp_lora",
+        "ddp_lora",
+        "peak_mem_mib",
+        f"LoRA peak memory per {one}: FSDP / DDP",
+    )
     return out
 
 
@@ -168,10 +238,26 @@ def _launch(part: str, nproc: int, args: argparse.Namespace, folder: Path, setti
     import lorakit
 
     out = folder / f"{part}.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "lorakit.bench", "multi-gpu", "--part", part,
-           "--part-out", str(out), "--device", args.device] + (["--smoke"] if args.small else []) \
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "lorakit.bench",
+            "multi-gpu",
+            "--part",
+            part,
+            "--part-out",
+            str(out),
+            "--device",
+            args.device,
+        ]
+        + (["--smoke"] if args.small else [])
         + (["--steps", str(args.steps)] if args.steps else [])
+    )
     env = dict(os.environ)
     root = str(Path(lorakit.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
@@ -179,15 +265,18 @@ def _launch(part: str, nproc: int, args: argparse.Namespace, folder: Path, setti
     env.setdefault("NCCL_NVLS_ENABLE", "0")  # no NVLink multicast: small all-reduces need none
     print(f"[{part}] {' '.join(cmd[2:])}", flush=True)
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                              timeout=settings["timeout_s"])
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=settings["timeout_s"]
+        )
     except subprocess.TimeoutExpired as err:
         text = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
-        raise RuntimeError(f"part {part!r} ran past {settings['timeout_s']} s:\n{text[-3000:]}") \
-            from None
+        raise RuntimeError(
+            f"part {part!r} ran past {settings['timeout_s']} s:\n{text[-3000:]}"
+        ) from None
     if proc.returncode != 0 or not out.is_file():
-        raise RuntimeError(f"part {part!r} failed (exit {proc.returncode}):\n"
-                           f"{(proc.stdout + proc.stderr)[-4000:]}")
+        raise RuntimeError(
+            f"part {part!r} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+        )
     print("\n".join(line for line in proc.stdout.splitlines() if " tok/s " in line), flush=True)
     return json.loads(out.read_text())
 
@@ -196,16 +285,30 @@ def main(argv: list[str] | None = None) -> None:
     from lorakit.bench import parse_bench_args, save_bench_record
     from lorakit.cli import positive_int, writable_output
 
-    parser = argparse.ArgumentParser(prog="python -m lorakit.bench multi-gpu",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=writable_output, default=None,
-                        help="folder or .json file (default data/runs/bench)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.bench multi-gpu", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=writable_output,
+        default=None,
+        help="folder or .json file (default data/runs/bench)",
+    )
     parser.add_argument("--gpus", type=positive_int, default=2, help="processes of the multi part")
     parser.add_argument("--steps", type=positive_int, default=None)
-    parser.add_argument("--device", choices=("cuda", "cpu"), default=None,
-                        help="default: cuda when available (NCCL), else cpu (gloo)")
-    parser.add_argument("--smoke", "--small", dest="small", action="store_true",
-                        help="a tiny model, 2 CPU processes with gloo unless --device cuda")
+    parser.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default=None,
+        help="default: cuda when available (NCCL), else cpu (gloo)",
+    )
+    parser.add_argument(
+        "--smoke",
+        "--small",
+        dest="small",
+        action="store_true",
+        help="a tiny model, 2 CPU processes with gloo unless --device cuda",
+    )
     parser.add_argument("--part", choices=tuple(ROWS), help=argparse.SUPPRESS)
     parser.add_argument("--part-out", help=argparse.SUPPRESS)
     args = parse_bench_args(parser, "multi_gpu", argv)
@@ -214,14 +317,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.part:
         return run_part(args)
     if "LOCAL_RANK" in os.environ:
-        parser.error("run it without torchrun: `python -m lorakit.bench multi-gpu` launches "
-                     "torchrun itself (1 process, then --gpus processes).")
+        parser.error(
+            "run it without torchrun: `python -m lorakit.bench multi-gpu` launches "
+            "torchrun itself (1 process, then --gpus processes)."
+        )
     if args.device == "cpu" and not args.small:
-        parser.error("the full size (GPT-2 medium, 8 x 512 per GPU) needs GPUs; add --smoke for "
-                     "the tiny CPU run.")
+        parser.error(
+            "the full size (GPT-2 medium, 8 x 512 per GPU) needs GPUs; add --smoke for "
+            "the tiny CPU run."
+        )
     if args.device == "cuda" and torch.cuda.device_count() < args.gpus:
-        parser.error(f"--gpus {args.gpus} needs {args.gpus} GPUs; this machine has "
-                     f"{torch.cuda.device_count()}.")
+        parser.error(
+            f"--gpus {args.gpus} needs {args.gpus} GPUs; this machine has "
+            f"{torch.cuda.device_count()}."
+        )
     start = time.perf_counter()
     settings = _settings(args)
     rows: dict = {}
@@ -232,11 +341,18 @@ def main(argv: list[str] | None = None) -> None:
     for r in ratios.values():
         goal = f"  goal {r['goal']}: {'met' if r['met'] else 'NOT met'}" if "goal" in r else ""
         print(f"{r['label']}: {r['value']:.3f}{goal}")
-    gpu_names = [torch.cuda.get_device_name(i) for i in range(args.gpus)] \
-        if args.device == "cuda" else None
-    results = {"settings": {k: v for k, v in settings.items() if k != "timeout_s"}, "lora": LORA,
-               "gpus": args.gpus, "device": args.device, "gpu_names": gpu_names,
-               "backend": "nccl" if args.device == "cuda" else "gloo", "rows": rows,
-               "ratios": ratios}
+    gpu_names = (
+        [torch.cuda.get_device_name(i) for i in range(args.gpus)] if args.device == "cuda" else None
+    )
+    results = {
+        "settings": {k: v for k, v in settings.items() if k != "timeout_s"},
+        "lora": LORA,
+        "gpus": args.gpus,
+        "device": args.device,
+        "gpu_names": gpu_names,
+        "backend": "nccl" if args.device == "cuda" else "gloo",
+        "rows": rows,
+        "ratios": ratios,
+    }
     path = save_bench_record("multi_gpu", args, results, start)
     print(f"wrote {path}")

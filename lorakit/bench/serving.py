@@ -46,35 +46,104 @@ from lorakit.peft_io import export_peft
 from lorakit.presets import pick_device
 from lorakit.serving import MultiAdapterModel, serving_bytes
 
-FULL = dict(arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-            rows=32, adapters=8, seq=128, trials=60, warmup=10, rounds=6)
-SMALL = dict(arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-             rows=8, adapters=3, seq=16, trials=4, warmup=1, rounds=2)
+FULL = dict(
+    arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
+    rows=32,
+    adapters=8,
+    seq=128,
+    trials=60,
+    warmup=10,
+    rounds=6,
+)
+SMALL = dict(
+    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
+    rows=8,
+    adapters=3,
+    seq=16,
+    trials=4,
+    warmup=1,
+    rounds=2,
+)
 LORA = dict(r=4, alpha=32, targets=["q", "v"])
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # (key, numerator, denominator, mode, label, limit)
 GOALS = (
-    ("mixed_vs_merged", "mixed", "merged", "eager",
-     "mixed batch (8 adapters) / one merged adapter, eager", 1.15),
-    ("mixed_vs_merged_graph", "mixed", "merged", "graph",
-     "mixed batch (8 adapters) / one merged adapter, CUDA graph", 1.15),
-    ("mixed_vs_peft", "mixed", "peft_mixed", "eager",
-     "mixed batch: lorakit / PEFT adapter_names, eager", 0.80),
-    ("b1_unmerged_vs_merged_graph", "unmerged_b1", "merged_b1", "graph",
-     "batch 1: unmerged / merged, CUDA graph", 1.10),
+    (
+        "mixed_vs_merged",
+        "mixed",
+        "merged",
+        "eager",
+        "mixed batch (8 adapters) / one merged adapter, eager",
+        1.15,
+    ),
+    (
+        "mixed_vs_merged_graph",
+        "mixed",
+        "merged",
+        "graph",
+        "mixed batch (8 adapters) / one merged adapter, CUDA graph",
+        1.15,
+    ),
+    (
+        "mixed_vs_peft",
+        "mixed",
+        "peft_mixed",
+        "eager",
+        "mixed batch: lorakit / PEFT adapter_names, eager",
+        0.80,
+    ),
+    (
+        "b1_unmerged_vs_merged_graph",
+        "unmerged_b1",
+        "merged_b1",
+        "graph",
+        "batch 1: unmerged / merged, CUDA graph",
+        1.10,
+    ),
 )
 EXTRA = (
-    ("b1_unmerged_vs_merged", "unmerged_b1", "merged_b1", "eager", "batch 1: unmerged / merged, eager"),
-    ("b1_lorakit_layer_vs_merged_graph", "lorakit_layer_b1", "merged_b1", "graph",
-     "batch 1: lorakit LoRA layer unmerged / merged, CUDA graph"),
-    ("one_unmerged_vs_merged", "one_unmerged", "merged", "eager",
-     "one adapter for all rows, unmerged / merged, eager"),
-    ("one_unmerged_vs_merged_graph", "one_unmerged", "merged", "graph",
-     "one adapter for all rows, unmerged / merged, CUDA graph"),
-    ("b1_overlap_vs_merged_graph", "unmerged_b1_overlap", "merged_b1", "graph",
-     "batch 1: unmerged, x A^T on a second stream / merged, CUDA graph"),
-    ("mixed_overlap_vs_merged_graph", "mixed_overlap", "merged", "graph",
-     "mixed batch, x A^T on a second stream / one merged adapter, CUDA graph"),
+    (
+        "b1_unmerged_vs_merged",
+        "unmerged_b1",
+        "merged_b1",
+        "eager",
+        "batch 1: unmerged / merged, eager",
+    ),
+    (
+        "b1_lorakit_layer_vs_merged_graph",
+        "lorakit_layer_b1",
+        "merged_b1",
+        "graph",
+        "batch 1: lorakit LoRA layer unmerged / merged, CUDA graph",
+    ),
+    (
+        "one_unmerged_vs_merged",
+        "one_unmerged",
+        "merged",
+        "eager",
+        "one adapter for all rows, unmerged / merged, eager",
+    ),
+    (
+        "one_unmerged_vs_merged_graph",
+        "one_unmerged",
+        "merged",
+        "graph",
+        "one adapter for all rows, unmerged / merged, CUDA graph",
+    ),
+    (
+        "b1_overlap_vs_merged_graph",
+        "unmerged_b1_overlap",
+        "merged_b1",
+        "graph",
+        "batch 1: unmerged, x A^T on a second stream / merged, CUDA graph",
+    ),
+    (
+        "mixed_overlap_vs_merged_graph",
+        "mixed_overlap",
+        "merged",
+        "graph",
+        "mixed batch, x A^T on a second stream / one merged adapter, CUDA graph",
+    ),
 )
 
 
@@ -154,26 +223,35 @@ def build_rows(s: dict, device, dtype, folder: Path, use_peft: bool):
             served.router.set(routes[route_key])  # on the device already: nothing is copied
             served.router.prepare(x.device)
             return served.model(x, use_cache=False).logits
+
         return fn
 
     both, graph = ("eager", "graph"), ("graph",)
-    rows = {"mixed": (on("mixed", ids), both), "one_unmerged": (on("one", ids), both),
-            "unmerged_b1": (on("one", ids1), both),
-            "lorakit_layer_b1": (lambda: lora(ids1, use_cache=False).logits, both),
-            "mixed_overlap": (on("mixed", ids, True), graph),
-            "unmerged_b1_overlap": (on("one", ids1, True), graph)}
+    rows = {
+        "mixed": (on("mixed", ids), both),
+        "one_unmerged": (on("one", ids), both),
+        "unmerged_b1": (on("one", ids1), both),
+        "lorakit_layer_b1": (lambda: lora(ids1, use_cache=False).logits, both),
+        "mixed_overlap": (on("mixed", ids, True), graph),
+        "unmerged_b1_overlap": (on("one", ids1, True), graph),
+    }
     if use_peft:
         from peft import PeftModel
 
-        peft_model = PeftModel.from_pretrained(copy.deepcopy(base), folder / "peft0", adapter_name="a0",
-                                               autocast_adapter_dtype=False).eval()
+        peft_model = PeftModel.from_pretrained(
+            copy.deepcopy(base), folder / "peft0", adapter_name="a0", autocast_adapter_dtype=False
+        ).eval()
         for i in range(1, s["adapters"]):
-            peft_model.load_adapter(folder / f"peft{i}", adapter_name=f"a{i}",
-                                    autocast_adapter_dtype=False)
-        info["peft_lora_dtype"] = str(next(p for n, p in peft_model.named_parameters()
-                                           if "lora_A" in n).dtype)
-        rows["peft_mixed"] = (lambda: peft_model(input_ids=ids, adapter_names=names,
-                                                 use_cache=False).logits, ("eager",))
+            peft_model.load_adapter(
+                folder / f"peft{i}", adapter_name=f"a{i}", autocast_adapter_dtype=False
+            )
+        info["peft_lora_dtype"] = str(
+            next(p for n, p in peft_model.named_parameters() if "lora_A" in n).dtype
+        )
+        rows["peft_mixed"] = (
+            lambda: peft_model(input_ids=ids, adapter_names=names, use_cache=False).logits,
+            ("eager",),
+        )
     merged = copy.deepcopy(lora)
     lorakit.merge_lora(merged)
     rows["merged"] = (lambda: merged(ids, use_cache=False).logits, both)
@@ -185,12 +263,15 @@ def build_rows(s: dict, device, dtype, folder: Path, use_peft: bool):
         mixed = rows["mixed"][0]().float()
         info["max_abs_diff_mixed_vs_merged_a0_rows"] = (mixed[a0] - ref[a0]).abs().max().item()
         if use_peft:
-            info["max_abs_diff_peft_vs_lorakit_mixed"] = \
+            info["max_abs_diff_peft_vs_lorakit_mixed"] = (
                 (rows["peft_mixed"][0]().float() - mixed).abs().max().item()
+            )
         info["logit_scale"] = scale
     info["stacked_bytes_per_adapter"] = served.stacked_bytes() / (len(served.names) + 1)
-    info["params"] = {"base": lorakit.count_parameters(base)[1],
-                      "adapter": lorakit.count_parameters(lora)[0]}
+    info["params"] = {
+        "base": lorakit.count_parameters(base)[1],
+        "adapter": lorakit.count_parameters(lora)[0],
+    }
     return rows, info
 
 
@@ -204,8 +285,9 @@ def measure(rows: dict, s: dict, device) -> dict:
             for name, (fn, row_modes) in rows.items():
                 if mode not in row_modes:
                     if name == "peft_mixed":
-                        out[mode][name] = {"skipped": "indexes by Python lists on the host; "
-                                                      "not capturable"}
+                        out[mode][name] = {
+                            "skipped": "indexes by Python lists on the host; not capturable"
+                        }
                     continue
                 try:
                     timed[mode, name] = Timed(fn, mode == "graph", s["warmup"])
@@ -217,23 +299,38 @@ def measure(rows: dict, s: dict, device) -> dict:
             for key, call in timed.items():
                 samples[key] += [time_once(call, device) for _ in range(per_round)]
     for (mode, name), ms in samples.items():
-        out[mode][name] = {"median_ms": statistics.median(ms), "min_ms": min(ms),
-                           "max_ms": max(ms), "n": len(ms)}
+        out[mode][name] = {
+            "median_ms": statistics.median(ms),
+            "min_ms": min(ms),
+            "max_ms": max(ms),
+            "n": len(ms),
+        }
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lorakit.bench serving",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=writable_output, default=None,
-                        help="folder or .json file (default data/runs/bench)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.bench serving", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=writable_output,
+        default=None,
+        help="folder or .json file (default data/runs/bench)",
+    )
     parser.add_argument("--device", type=device_arg, default=None)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                        help="default bf16 on CUDA, fp32 elsewhere")
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="default bf16 on CUDA, fp32 elsewhere"
+    )
     parser.add_argument("--trials", type=positive_int, default=None)
     parser.add_argument("--no-peft", action="store_true", help="leave the PEFT row out")
-    parser.add_argument("--small", "--smoke", action="store_true", dest="small",
-                        help="a tiny model (seconds, any device)")
+    parser.add_argument(
+        "--small",
+        "--smoke",
+        action="store_true",
+        dest="small",
+        help="a tiny model (seconds, any device)",
+    )
     args = parse_bench_args(parser, "serving", argv)
     start = time.perf_counter()
     s = dict(SMALL if args.small else FULL)
@@ -258,22 +355,45 @@ def main(argv: list[str] | None = None) -> None:
             if limit:
                 ratios[key].update(goal=f"<= {limit[0]}", met=ratios[key]["value"] <= limit[0])
         elif limit:
-            ratios[key] = {"label": label, "value": None, "goal": f"<= {limit[0]}", "met": None,
-                           "why": f"not measured ({mode} mode on {device.type}, "
-                                  f"{'PEFT missing' if 'peft' in num + den and not use_peft else 'see times'})"}
+            ratios[key] = {
+                "label": label,
+                "value": None,
+                "goal": f"<= {limit[0]}",
+                "met": None,
+                "why": f"not measured ({mode} mode on {device.type}, "
+                f"{'PEFT missing' if 'peft' in num + den and not use_peft else 'see times'})",
+            }
     for mode, t in times.items():
         for name, r in t.items():
-            print(f"[{mode:5s}] {name:18s} " + (f"{r['median_ms']:8.3f} ms" if "median_ms" in r
-                                                 else f"skipped: {r['skipped']}"))
+            print(
+                f"[{mode:5s}] {name:18s} "
+                + (f"{r['median_ms']:8.3f} ms" if "median_ms" in r else f"skipped: {r['skipped']}")
+            )
     for r in ratios.values():
-        verdict = "" if "goal" not in r else f"  goal {r['goal']}: " + (
-            "met" if r["met"] else "not measured" if r["met"] is None else "NOT met")
+        verdict = (
+            ""
+            if "goal" not in r
+            else f"  goal {r['goal']}: "
+            + ("met" if r["met"] else "not measured" if r["met"] is None else "NOT met")
+        )
         print(f"{r['label']}: " + ("-" if r["value"] is None else f"{r['value']:.3f}") + verdict)
     ns = list(range(1, 101))
-    memory = serving_bytes(info["params"]["base"], info["params"]["adapter"], ns,
-                           bytes_per_value=torch.finfo(DTYPES[dtype_name]).bits // 8)
-    results = {"settings": s, "lora": LORA, "dtype": dtype_name, "device": str(device),
-               "peft": use_peft, "times": times, "ratios": ratios, "checks": info,
-               "memory": memory}
+    memory = serving_bytes(
+        info["params"]["base"],
+        info["params"]["adapter"],
+        ns,
+        bytes_per_value=torch.finfo(DTYPES[dtype_name]).bits // 8,
+    )
+    results = {
+        "settings": s,
+        "lora": LORA,
+        "dtype": dtype_name,
+        "device": str(device),
+        "peft": use_peft,
+        "times": times,
+        "ratios": ratios,
+        "checks": info,
+        "memory": memory,
+    }
     path = save_bench_record("serving", args, results, start)
     print(f"wrote {path}")

@@ -21,13 +21,19 @@ from lorakit.data.stats import add_baselines, write_manifest
 DEFAULT_SEED = 2017
 
 
-def generate(out: str | Path, seed: int = DEFAULT_SEED, sizes: dict[str, int] | None = None,
-             manifest: bool = True) -> list[Path]:
+def generate(
+    out: str | Path,
+    seed: int = DEFAULT_SEED,
+    sizes: dict[str, int] | None = None,
+    manifest: bool = True,
+) -> list[Path]:
     """Write ``{train,dev,test}.jsonl`` (and ``MANIFEST.json``) into ``out``; return the paths."""
     sizes = sizes or DEFAULT_SIZES
     out = Path(out)
-    paths = [write_jsonl(records, out / f"{split}.jsonl")
-             for split, records in generate_splits(sizes, seed=seed).items()]
+    paths = [
+        write_jsonl(records, out / f"{split}.jsonl")
+        for split, records in generate_splits(sizes, seed=seed).items()
+    ]
     if manifest:
         command = "python -m lorakit.data generate --out data/e2e"
         if seed != DEFAULT_SEED or sizes != DEFAULT_SIZES:
@@ -42,14 +48,22 @@ def main(argv: list[str] | None = None) -> None:
     gen = sub.add_parser("generate", help="write the synthetic E2E-style set as JSONL")
     gen.add_argument("--out", default="data/e2e", help="output folder (default data/e2e)")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    gen.add_argument("--sizes", type=nonnegative_int, nargs=3, metavar=("TRAIN", "DEV", "TEST"),
-                     default=[DEFAULT_SIZES[s] for s in ("train", "dev", "test")],
-                     help="MRs per split (default %(default)s: about E2E's references at 8.5 "
-                          "references per MR)")
+    gen.add_argument(
+        "--sizes",
+        type=nonnegative_int,
+        nargs=3,
+        metavar=("TRAIN", "DEV", "TEST"),
+        default=[DEFAULT_SIZES[s] for s in ("train", "dev", "test")],
+        help="MRs per split (default %(default)s: about E2E's references at 8.5 references per MR)",
+    )
     st = sub.add_parser("stats", help="add the baselines' test scores to a set's MANIFEST")
     st.add_argument("dir", nargs="?", default="data/e2e", help="the set's folder")
-    st.add_argument("--oracle-samples", type=positive_int, default=100,
-                    help="texts drawn per MR for the oracle (default 100)")
+    st.add_argument(
+        "--oracle-samples",
+        type=positive_int,
+        default=100,
+        help="texts drawn per MR for the oracle (default 100)",
+    )
     args = parser.parse_args(argv)
     if args.command == "generate":
         sizes = dict(zip(("train", "dev", "test"), args.sizes))

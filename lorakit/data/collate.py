@@ -45,8 +45,10 @@ def _ids(tokenizer, text: str) -> list[int]:
 def _eos_id(tokenizer) -> int:
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
-        raise ValueError("The tokenizer has no eos_token_id; set one (GPT-2: '<|endoftext|>') so "
-                         "the model can learn where a description ends.")
+        raise ValueError(
+            "The tokenizer has no eos_token_id; set one (GPT-2: '<|endoftext|>') so "
+            "the model can learn where a description ends."
+        )
     return int(eos)
 
 
@@ -56,8 +58,9 @@ def pad_id_of(tokenizer) -> int:
     return int(pad) if pad is not None else _eos_id(tokenizer)
 
 
-def make_examples(records: Sequence[E2ERecord], tokenizer, max_len: int | None = None
-                  ) -> list[Example]:
+def make_examples(
+    records: Sequence[E2ERecord], tokenizer, max_len: int | None = None
+) -> list[Example]:
     """Tokenize every (MR, reference) pair of ``records``.
 
     Parameters
@@ -72,9 +75,11 @@ def make_examples(records: Sequence[E2ERecord], tokenizer, max_len: int | None =
     for rec in records:
         prompt = _ids(tokenizer, prompt_text(rec.mr))
         if max_len is not None and len(prompt) >= max_len:
-            raise ValueError(f"The MR {rec.mr!r} is {len(prompt)} tokens, which leaves no room for "
-                             f"its text within max_len={max_len}; use a larger max_len (a model "
-                             "with more positions) or a tokenizer trained on this domain.")
+            raise ValueError(
+                f"The MR {rec.mr!r} is {len(prompt)} tokens, which leaves no room for "
+                f"its text within max_len={max_len}; use a larger max_len (a model "
+                "with more positions) or a tokenizer trained on this domain."
+            )
         for ref in rec.refs:
             ids = prompt + _ids(tokenizer, " " + ref.strip()) + [eos]
             if max_len is not None:
@@ -102,7 +107,7 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]
         row = torch.tensor(e.input_ids, dtype=torch.long)
         ids[i, :n] = row
         mask[i, :n] = 1
-        labels[i, e.n_prompt:n] = row[e.n_prompt:]
+        labels[i, e.n_prompt : n] = row[e.n_prompt :]
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -121,8 +126,15 @@ class LengthBucketBatches:
     pad_id : from :func:`pad_id_of`.
     """
 
-    def __init__(self, examples: Sequence[Example], batch_size: int, pad_id: int,
-                 shuffle: bool = True, seed: int = 0, pool_batches: int = 50) -> None:
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        batch_size: int,
+        pad_id: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        pool_batches: int = 50,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         if not examples:
@@ -140,15 +152,15 @@ class LengthBucketBatches:
         length = [len(e.input_ids) for e in self.examples]
         if not self.shuffle:
             order = sorted(range(n), key=lambda i: length[i])
-            return [order[i:i + bs] for i in range(0, n, bs)]
+            return [order[i : i + bs] for i in range(0, n, bs)]
         rng = random.Random(self.seed + self.epoch)
         order = list(range(n))
         rng.shuffle(order)
         pool = bs * self.pool_batches
         batches = []
         for start in range(0, n, pool):
-            chunk = sorted(order[start:start + pool], key=lambda i: length[i])
-            batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
+            chunk = sorted(order[start : start + pool], key=lambda i: length[i])
+            batches += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
         rng.shuffle(batches)
         return batches
 
@@ -168,16 +180,27 @@ class LengthBucketBatches:
         return 1.0 - real / padded
 
 
-def make_batches(records: Sequence[E2ERecord], tokenizer, batch_size: int,
-                 max_len: int | None = None, shuffle: bool = True, seed: int = 0
-                 ) -> LengthBucketBatches:
+def make_batches(
+    records: Sequence[E2ERecord],
+    tokenizer,
+    batch_size: int,
+    max_len: int | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+) -> LengthBucketBatches:
     """Records -> length-bucketed training batches (one example per (MR, reference) pair)."""
-    return LengthBucketBatches(make_examples(records, tokenizer, max_len), batch_size,
-                               pad_id_of(tokenizer), shuffle=shuffle, seed=seed)
+    return LengthBucketBatches(
+        make_examples(records, tokenizer, max_len),
+        batch_size,
+        pad_id_of(tokenizer),
+        shuffle=shuffle,
+        seed=seed,
+    )
 
 
-def prompt_batches(mrs: Sequence[str], tokenizer, batch_size: int
-                   ) -> Iterator[dict[str, torch.Tensor]]:
+def prompt_batches(
+    mrs: Sequence[str], tokenizer, batch_size: int
+) -> Iterator[dict[str, torch.Tensor]]:
     """Left-padded prompt batches ``"<mr> ||"`` for generation, in the order of ``mrs``.
 
     Yields dicts with ``input_ids`` (B, T) and ``attention_mask`` (B, T); padding on the left so
@@ -185,11 +208,11 @@ def prompt_batches(mrs: Sequence[str], tokenizer, batch_size: int
     """
     pad = pad_id_of(tokenizer)
     for start in range(0, len(mrs), batch_size):
-        rows = [_ids(tokenizer, prompt_text(mr)) for mr in mrs[start:start + batch_size]]
+        rows = [_ids(tokenizer, prompt_text(mr)) for mr in mrs[start : start + batch_size]]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
         yield {"input_ids": ids, "attention_mask": mask}

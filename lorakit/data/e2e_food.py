@@ -11,20 +11,20 @@ from lorakit.data.phrase_table import Entry, fill, parse_table
 
 DISHES = {
     "English": "fish and chips|Sunday roasts|roast beef|shepherd's pie|bangers and mash|"
-               "steak and ale pie|toad in the hole|ploughman's lunches|Yorkshire puddings|"
-               "cottage pie|bread and butter pudding|sticky toffee pudding|Lancashire hotpot",
+    "steak and ale pie|toad in the hole|ploughman's lunches|Yorkshire puddings|"
+    "cottage pie|bread and butter pudding|sticky toffee pudding|Lancashire hotpot",
     "French": "croissants|crêpes|coq au vin|bouillabaisse|ratatouille|cassoulet|onion soup|"
-              "boeuf bourguignon|quiche lorraine|tarte tatin|soufflés|duck confit|moules",
+    "boeuf bourguignon|quiche lorraine|tarte tatin|soufflés|duck confit|moules",
     "Italian": "pasta|pizza|risotto|lasagne|tiramisu|gnocchi|ravioli|bruschetta|carbonara|"
-               "minestrone|focaccia|antipasti|osso buco|panna cotta",
+    "minestrone|focaccia|antipasti|osso buco|panna cotta",
     "Chinese": "dim sum|chow mein|Peking duck|spring rolls|wontons|kung pao chicken|"
-               "sweet and sour pork|hot and sour soup|char siu|egg fried rice|bao buns",
+    "sweet and sour pork|hot and sour soup|char siu|egg fried rice|bao buns",
     "Indian": "curries|biryani|tandoori chicken|samosas|onion bhajis|dhal|naan bread|"
-              "chicken tikka|korma|vindaloo|pakoras|saag paneer|rogan josh",
+    "chicken tikka|korma|vindaloo|pakoras|saag paneer|rogan josh",
     "Japanese": "sushi|sashimi|ramen|tempura|teriyaki|udon noodles|miso soup|gyoza|"
-                "katsu curry|yakitori|edamame|onigiri|tonkatsu",
+    "katsu curry|yakitori|edamame|onigiri|tonkatsu",
     "Fast food": "burgers|fries|hot dogs|milkshakes|fried chicken|chicken nuggets|"
-                 "cheeseburgers|onion rings|chicken wings|wraps|loaded fries",
+    "cheeseburgers|onion rings|chicken wings|wraps|loaded fries",
 }
 
 _FOOD = """
@@ -104,7 +104,8 @@ def food_phrasings(value: str) -> dict[str, list[Entry]]:
     spec_fn = (_FAST_FN if fast else _CUISINE_FN).replace("F-", f"{value}-")
     fns = parse_table(spec_fn.replace("F ", f"{value} "))["np"]
     if value == "English":
-        fns += parse_table("np: traditional British food | 0 g2 a1\n"
-                           "np: British classics like {dishes} | 0 c1 a1")["np"]
+        fns += parse_table(
+            "np: traditional British food | 0 g2 a1\nnp: British classics like {dishes} | 0 c1 a1"
+        )["np"]
     spec = spec.replace("MENU", menu).replace("pre: F", f"pre: {adjective}")
     return fill(parse_table(spec.replace("is F", f"is {value}")), "FN", fns)

@@ -43,40 +43,73 @@ REFS_PER_MR = (7, 8, 8, 9, 9, 10)
 """How many distinct references an MR gets: drawn uniformly from this tuple (mean 8.5)."""
 NAMES_PER_SPLIT = {"train": 3500, "dev": 250, "test": 250}
 LANDMARKS_PER_SPLIT = {"train": 1800, "dev": 160, "test": 160}
-OPTIONAL_P = {"eatType": 0.85, "food": 0.8, "priceRange": 0.7, "customer rating": 0.7,
-              "area": 0.75, "familyFriendly": 0.65, "near": 0.55}
+OPTIONAL_P = {
+    "eatType": 0.85,
+    "food": 0.8,
+    "priceRange": 0.7,
+    "customer rating": 0.7,
+    "area": 0.75,
+    "familyFriendly": 0.65,
+    "near": 0.55,
+}
 """Chance that an MR has each slot (``name`` always; at least two others)."""
 
 OMIT_P = 0.04
 """Chance that a reference of an MR with 3+ slots besides the name leaves one slot out."""
-STYLE_NAMES = {"p": "plain", "g": "guide-book", "c": "chatty reviewer", "a": "advertising",
-               "t": "terse"}
-_ORDER = {"p": "eatType food area near priceRange|customer rating|familyFriendly",
-          "g": "eatType area near food priceRange|customer rating|familyFriendly",
-          "c": "eatType food priceRange|customer rating|area near familyFriendly",
-          "a": "eatType food area near customer rating|priceRange|familyFriendly",
-          "t": "eatType food priceRange|area near customer rating|familyFriendly"}
-_CLOSERS = {"c": "Well worth a visit.|Worth a try.|Give it a go!|Definitely worth a look.|"
-                 "Worth checking out.|I would go back.|Pop in if you are passing.|"
-                 "You could do a lot worse.|Check it out.|I would give it a try.|"
-                 "Recommended.|Not a bad shout at all.|Worth a detour.|"
-                 "Good for a quick bite.|One to remember.",
-            "a": "Book your table today!|Why not pay a visit?|Come and see for yourself!|"
-                 "Don't miss it!|We look forward to seeing you!|Reserve your table now!|"
-                 "Your table is waiting!|Drop in soon!|See you there!|Treat yourself today!|"
-                 "Call in today!|Experience it for yourself!|We can't wait to welcome you!|"
-                 "Make it your next stop!|Visit us soon!"}
-_OPENERS = {"c": "Honestly,|To be honest,|I have to say,|If you ask me,|Frankly,|Take it from me:",
-            "g": "Visitors to the area will find that|Those exploring the city will find that|"
-                 "Travellers may like to know that",
-            "a": "Good news for food lovers:|Here is a treat:|Great news:"}
-_CONTRACTIONS = [(" is not ", " isn't "), ("It is ", "It's "), (" it is ", " it's "),
-                 ("does not ", "doesn't "), ("You will ", "You'll "), (" you will ", " you'll "),
-                 ("There is ", "There's "), ("you are ", "you're "), ("will not ", "won't "),
-                 ("I would ", "I'd ")]
+STYLE_NAMES = {
+    "p": "plain",
+    "g": "guide-book",
+    "c": "chatty reviewer",
+    "a": "advertising",
+    "t": "terse",
+}
+_ORDER = {
+    "p": "eatType food area near priceRange|customer rating|familyFriendly",
+    "g": "eatType area near food priceRange|customer rating|familyFriendly",
+    "c": "eatType food priceRange|customer rating|area near familyFriendly",
+    "a": "eatType food area near customer rating|priceRange|familyFriendly",
+    "t": "eatType food priceRange|area near customer rating|familyFriendly",
+}
+_CLOSERS = {
+    "c": "Well worth a visit.|Worth a try.|Give it a go!|Definitely worth a look.|"
+    "Worth checking out.|I would go back.|Pop in if you are passing.|"
+    "You could do a lot worse.|Check it out.|I would give it a try.|"
+    "Recommended.|Not a bad shout at all.|Worth a detour.|"
+    "Good for a quick bite.|One to remember.",
+    "a": "Book your table today!|Why not pay a visit?|Come and see for yourself!|"
+    "Don't miss it!|We look forward to seeing you!|Reserve your table now!|"
+    "Your table is waiting!|Drop in soon!|See you there!|Treat yourself today!|"
+    "Call in today!|Experience it for yourself!|We can't wait to welcome you!|"
+    "Make it your next stop!|Visit us soon!",
+}
+_OPENERS = {
+    "c": "Honestly,|To be honest,|I have to say,|If you ask me,|Frankly,|Take it from me:",
+    "g": "Visitors to the area will find that|Those exploring the city will find that|"
+    "Travellers may like to know that",
+    "a": "Good news for food lovers:|Here is a treat:|Great news:",
+}
+_CONTRACTIONS = [
+    (" is not ", " isn't "),
+    ("It is ", "It's "),
+    (" it is ", " it's "),
+    ("does not ", "doesn't "),
+    ("You will ", "You'll "),
+    (" you will ", " you'll "),
+    ("There is ", "There's "),
+    ("you are ", "you're "),
+    ("will not ", "won't "),
+    ("I would ", "I'd "),
+]
 
-__all__ = ["DEFAULT_SIZES", "GENERATOR_VERSION", "VALUES", "generate_splits", "random_mr",
-           "realise", "style_weights"]
+__all__ = [
+    "DEFAULT_SIZES",
+    "GENERATOR_VERSION",
+    "VALUES",
+    "generate_splits",
+    "random_mr",
+    "realise",
+    "style_weights",
+]
 
 
 def style_weights(slots: dict[str, str]) -> dict[str, float]:
@@ -90,21 +123,28 @@ def style_weights(slots: dict[str, str]) -> dict[str, float]:
     fixed template cannot follow.
     """
     w = {"p": 15.0, "g": 20.0, "c": 20.0, "a": 20.0, "t": 20.0}
-    factors = {("eatType", "restaurant"): "g3 a2 c0.6", ("eatType", "pub"): "c3 t1.5 g0.5",
-               ("eatType", "coffee shop"): "p2.5 c1.5", ("food", "Fast food"): "t3 c2 g0.4",
-               ("priceRange", "high"): "g2.5 a2 t0.6", ("priceRange", "more than £30"):
-               "g2.5 a2 t0.6", ("priceRange", "cheap"): "c2 t2 g0.5",
-               ("priceRange", "less than £20"): "c2 t2 g0.5", ("customer rating", "high"):
-               "a2.5 g1.5", ("customer rating", "5 out of 5"): "a2.5 g1.5",
-               ("customer rating", "low"): "a0.2 c2.5", ("customer rating", "1 out of 5"):
-               "a0.2 c2.5", ("familyFriendly", "yes"): "a1.5 p1.3"}
+    factors = {
+        ("eatType", "restaurant"): "g3 a2 c0.6",
+        ("eatType", "pub"): "c3 t1.5 g0.5",
+        ("eatType", "coffee shop"): "p2.5 c1.5",
+        ("food", "Fast food"): "t3 c2 g0.4",
+        ("priceRange", "high"): "g2.5 a2 t0.6",
+        ("priceRange", "more than £30"): "g2.5 a2 t0.6",
+        ("priceRange", "cheap"): "c2 t2 g0.5",
+        ("priceRange", "less than £20"): "c2 t2 g0.5",
+        ("customer rating", "high"): "a2.5 g1.5",
+        ("customer rating", "5 out of 5"): "a2.5 g1.5",
+        ("customer rating", "low"): "a0.2 c2.5",
+        ("customer rating", "1 out of 5"): "a0.2 c2.5",
+        ("familyFriendly", "yes"): "a1.5 p1.3",
+    }
     if "eatType" not in slots:
         w["p"] *= 2
         w["t"] *= 1.5
     for item in slots.items():
         for f in factors.get(item, "").split():
             w[f[0]] *= float(f[1:])
-    return {k: v ** 2.5 for k, v in w.items()}
+    return {k: v**2.5 for k, v in w.items()}
 
 
 def _order(slots: dict[str, str], style: str, rng: random.Random) -> list[str]:
@@ -123,8 +163,13 @@ def _order(slots: dict[str, str], style: str, rng: random.Random) -> list[str]:
     return order
 
 
-_SENTENCES = {"p": (1, 1, 2, 2), "g": (1, 1, 1, 2), "c": (1, 2, 2, 3), "a": (1, 2, 2, 3),
-              "t": (1, 1, 2, 3)}
+_SENTENCES = {
+    "p": (1, 1, 2, 2),
+    "g": (1, 1, 1, 2),
+    "c": (1, 2, 2, 3),
+    "a": (1, 2, 2, 3),
+    "t": (1, 1, 2, 3),
+}
 
 
 def _groups(order: list[str], style: str, rng: random.Random) -> list[list[str]]:
@@ -138,13 +183,14 @@ def _groups(order: list[str], style: str, rng: random.Random) -> list[list[str]]
         sizes[rng.choices(range(k), [2] + [1] * (k - 1))[0]] += 1
     out, start = [], 0
     for size in sizes:
-        out.append(order[start:start + size])
+        out.append(order[start : start + size])
         start += size
     return out
 
 
-def realise(slots: dict[str, str], rng: random.Random, style: str | None = None,
-            omit_p: float = OMIT_P) -> str:
+def realise(
+    slots: dict[str, str], rng: random.Random, style: str | None = None, omit_p: float = OMIT_P
+) -> str:
     """One reference text for the MR ``{slot: value}``, by a writer of a random (or given) style.
 
     Parameters
@@ -197,21 +243,24 @@ def random_mr(rng: random.Random, names: list[str], landmarks: list[str]) -> dic
         slots = {"name": rng.choice(names)}
         for slot, p in OPTIONAL_P.items():
             if rng.random() < p:
-                slots[slot] = rng.choice(landmarks) if slot == "near" else \
-                    rng.choice(VALUES[slot])
+                slots[slot] = rng.choice(landmarks) if slot == "near" else rng.choice(VALUES[slot])
         if len(slots) >= 3:
             return slots
 
 
 def _pool_sizes(per_split: dict[str, int], sizes: dict[str, int]) -> dict[str, int]:
     # small test sets get small pools, so names still repeat across MRs as in the real set
-    return {s: max(2, min(per_split.get(s, per_split["dev"]), n // 3 + 2))
-            for s, n in sizes.items()}
+    return {
+        s: max(2, min(per_split.get(s, per_split["dev"]), n // 3 + 2)) for s, n in sizes.items()
+    }
 
 
-def generate_splits(sizes: dict[str, int] | None = None, seed: int = 2017,
-                    refs_per_mr: tuple[int, ...] = REFS_PER_MR, omit_p: float = OMIT_P
-                    ) -> dict[str, list[E2ERecord]]:
+def generate_splits(
+    sizes: dict[str, int] | None = None,
+    seed: int = 2017,
+    refs_per_mr: tuple[int, ...] = REFS_PER_MR,
+    omit_p: float = OMIT_P,
+) -> dict[str, list[E2ERecord]]:
     """Generate ``{split: records}``; no MR, venue name or landmark is shared across splits.
 
     Parameters
@@ -227,11 +276,13 @@ def generate_splits(sizes: dict[str, int] | None = None, seed: int = 2017,
     """
     sizes = DEFAULT_SIZES if sizes is None else sizes
     if not refs_per_mr or min(refs_per_mr) < 1:
-        raise ValueError(f"refs_per_mr must be a non-empty tuple of counts >= 1, "
-                         f"got {refs_per_mr!r}.")
+        raise ValueError(
+            f"refs_per_mr must be a non-empty tuple of counts >= 1, got {refs_per_mr!r}."
+        )
     rng = random.Random(seed)
-    names, landmarks = name_pools(_pool_sizes(NAMES_PER_SPLIT, sizes),
-                                  _pool_sizes(LANDMARKS_PER_SPLIT, sizes), rng)
+    names, landmarks = name_pools(
+        _pool_sizes(NAMES_PER_SPLIT, sizes), _pool_sizes(LANDMARKS_PER_SPLIT, sizes), rng
+    )
     seen: set[str] = set()
     out: dict[str, list[E2ERecord]] = {}
     for split, n in sizes.items():

@@ -37,10 +37,12 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise DataFileError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
-                            "E2E files are UTF-8. Re-save the file as UTF-8 (e.g. `iconv -f "
-                            "latin1 -t utf-8`).") from None
+        line = data[: err.start].count(b"\n") + 1
+        raise DataFileError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+            "E2E files are UTF-8. Re-save the file as UTF-8 (e.g. `iconv -f "
+            "latin1 -t utf-8`)."
+        ) from None
 
 
 def _check_split(split: str) -> None:
@@ -62,8 +64,10 @@ def read_jsonl(path: str | Path) -> list[E2ERecord]:
     """Read a JSONL file of ``{"mr": str, "refs": [str, ...]}`` lines."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No data file at {path}. Regenerate the synthetic set with "
-                                "`python -m lorakit.data generate --out data/e2e`.")
+        raise FileNotFoundError(
+            f"No data file at {path}. Regenerate the synthetic set with "
+            "`python -m lorakit.data generate --out data/e2e`."
+        )
     records = []
     for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
@@ -73,15 +77,22 @@ def read_jsonl(path: str | Path) -> list[E2ERecord]:
             mr, refs = obj["mr"], obj["refs"]
             parse_mr(mr)
             if isinstance(refs, str):
-                raise ValueError("'refs' is one string; it must be a list of strings, "
-                                 "e.g. [\"The Eagle is a pub.\"]")
-            if not isinstance(refs, list) or not refs \
-                    or not all(isinstance(r, str) and r.strip() for r in refs):
+                raise ValueError(
+                    "'refs' is one string; it must be a list of strings, "
+                    'e.g. ["The Eagle is a pub."]'
+                )
+            if (
+                not isinstance(refs, list)
+                or not refs
+                or not all(isinstance(r, str) and r.strip() for r in refs)
+            ):
                 raise ValueError("'refs' must be a non-empty list of non-empty strings")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise DataFileError(f"{path}, line {lineno}: not a record "
-                                f"{{\"mr\": ..., \"refs\": [...]}} ({err}). Fix or "
-                                "regenerate the file.") from err
+            raise DataFileError(
+                f"{path}, line {lineno}: not a record "
+                f'{{"mr": ..., "refs": [...]}} ({err}). Fix or '
+                "regenerate the file."
+            ) from err
         records.append(E2ERecord(mr, tuple(refs)))
     return records
 
@@ -98,24 +109,30 @@ def read_e2e_csv(path: str | Path) -> list[E2ERecord]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No E2E file at {path}. Download the E2E NLG data from {E2E_URL} "
-                                f"and put {', '.join(E2E_CSV.values())} in one folder.")
+        raise FileNotFoundError(
+            f"No E2E file at {path}. Download the E2E NLG data from {E2E_URL} "
+            f"and put {', '.join(E2E_CSV.values())} in one folder."
+        )
     grouped: dict[str, list[str]] = {}
     with io.StringIO(_read_text(path), newline="") as f:  # a leading BOM is dropped
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         if "mr" not in header or "ref" not in header:
-            raise DataFileError(f"{path}, line 1: header {header} lacks the columns 'mr' and "
-                                "'ref'; is this an E2E file with references (e.g. "
-                                "testset_w_refs.csv rather than testset.csv)?")
+            raise DataFileError(
+                f"{path}, line 1: header {header} lacks the columns 'mr' and "
+                "'ref'; is this an E2E file with references (e.g. "
+                "testset_w_refs.csv rather than testset.csv)?"
+            )
         i_mr, i_ref = header.index("mr"), header.index("ref")
         for row in reader:
             if not row:
                 continue
             where = f"{path}, line {reader.line_num}"
             if len(row) != len(header):
-                raise DataFileError(f"{where}: {len(row)} fields, expected {len(header)} "
-                                    f"({', '.join(header)}); check the quoting of that row.")
+                raise DataFileError(
+                    f"{where}: {len(row)} fields, expected {len(header)} "
+                    f"({', '.join(header)}); check the quoting of that row."
+                )
             mr, ref = row[i_mr].strip(), row[i_ref].strip()
             if not ref:
                 raise DataFileError(f"{where}: empty reference text.")
@@ -127,8 +144,9 @@ def read_e2e_csv(path: str | Path) -> list[E2ERecord]:
     return [E2ERecord(mr, tuple(refs)) for mr, refs in grouped.items()]
 
 
-def load_e2e(split: str = "train", source=None, *, root: str | Path | None = None,
-             cache_dir=None) -> list[E2ERecord]:
+def load_e2e(
+    split: str = "train", source=None, *, root: str | Path | None = None, cache_dir=None
+) -> list[E2ERecord]:
     """Load a split as records.
 
     Parameters

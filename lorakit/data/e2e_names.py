@@ -127,7 +127,9 @@ Harrowden Hartfield Heathfield Highgrove Hollybank Kestrelmoor Kingsmead Lambour
 Linthorpe Longmeadow Maplehurst Marshfield Merebrook Nettlecombe Oakleigh Pebblebrook
 Primrose-hill Quarrydale Ravensworth Rosedale Sedgemoor Shepherdswell Silverdale Southwold
 Springfield Stillwater Swanbourne Thistledown Westerleigh Whitethorn Wildmoor Winterbourne""".split()
-PLACE_KINDS = "Park Common Green Square Gardens Meadows Heath Crescent Fields Terrace Circus".split()
+PLACE_KINDS = (
+    "Park Common Green Square Gardens Meadows Heath Crescent Fields Terrace Circus".split()
+)
 
 
 def name_shapes() -> list[tuple[float, list[str]]]:
@@ -162,8 +164,9 @@ def all_landmarks() -> list[str]:
     return sorted({m for _, marks in landmark_shapes() for m in marks})
 
 
-def _deal(shapes: list[tuple[float, list[str]]], counts: dict[str, int], rng: random.Random
-          ) -> dict[str, list[str]]:
+def _deal(
+    shapes: list[tuple[float, list[str]]], counts: dict[str, int], rng: random.Random
+) -> dict[str, list[str]]:
     """Draw each shape's share of the names, shuffle them and deal them out to the splits."""
     total = sum(counts.values())
     items: list[str] = []
@@ -174,18 +177,21 @@ def _deal(shapes: list[tuple[float, list[str]]], counts: dict[str, int], rng: ra
         rest = sorted({n for _, names in shapes for n in names} - chosen)
         items += rng.sample(rest, min(len(rest), total - len(items)))
     if len(items) < total:
-        raise ValueError(f"Asked for {total} distinct names but the word lists make only "
-                         f"{len(items)}; ask for fewer or add words to lorakit/data/e2e_names.py.")
+        raise ValueError(
+            f"Asked for {total} distinct names but the word lists make only "
+            f"{len(items)}; ask for fewer or add words to lorakit/data/e2e_names.py."
+        )
     rng.shuffle(items)
     pools, start = {}, 0
     for split, n in counts.items():
-        pools[split] = sorted(items[start:start + n])
+        pools[split] = sorted(items[start : start + n])
         start += n
     return pools
 
 
-def name_pools(counts: dict[str, int], landmark_counts: dict[str, int], rng: random.Random
-               ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def name_pools(
+    counts: dict[str, int], landmark_counts: dict[str, int], rng: random.Random
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Deal disjoint pools of names and landmarks to the splits.
 
     Parameters

@@ -26,14 +26,17 @@ from lorakit.data.e2e_food import food_phrasings
 from lorakit.data.e2e_scales import price_phrasings, rating_phrasings
 from lorakit.data.phrase_table import Entry, parse_table
 
-HEADS: dict[str, list[Entry]] = {k: parse_table(v)["np"] for k, v in {
-    "restaurant": "np: restaurant",
-    "coffee shop": "np: coffee shop | 5 g3 c3 a2 t5\nnp: café | 2 g3 c5 a4 t3\n"
-                   "np: coffee house | 1 g3 a3 c0 t0",
-    "pub": "np: pub | 8 g4\nnp: public house | 0 g3",
-    "": "np: place | 4 g1 c3\nnp: venue | 3 g4 a3\nnp: spot | 0 c3 a2\nnp: eatery | 2 t3\n"
+HEADS: dict[str, list[Entry]] = {
+    k: parse_table(v)["np"]
+    for k, v in {
+        "restaurant": "np: restaurant",
+        "coffee shop": "np: coffee shop | 5 g3 c3 a2 t5\nnp: café | 2 g3 c5 a4 t3\n"
+        "np: coffee house | 1 g3 a3 c0 t0",
+        "pub": "np: pub | 8 g4\nnp: public house | 0 g3",
+        "": "np: place | 4 g1 c3\nnp: venue | 3 g4 a3\nnp: spot | 0 c3 a2\nnp: eatery | 2 t3\n"
         "np: establishment | 0 g4\nnp: joint | 0 c2",
-}.items()}
+    }.items()
+}
 """The noun for each eatType; ``""`` holds the nouns used when the MR has no eatType."""
 
 _AREA = {
@@ -240,5 +243,7 @@ def phrasings(slot: str, value: str) -> dict[str, list[Entry]]:
         return parse_table(_FAMILY[value])
     if slot == "near":
         return parse_table(_NEAR)
-    raise KeyError(f"No phrasings for slot {slot!r}; the generator phrases food, priceRange, "
-                   "customer rating, area, familyFriendly and near (eatType is the noun).")
+    raise KeyError(
+        f"No phrasings for slot {slot!r}; the generator phrases food, priceRange, "
+        "customer rating, area, familyFriendly and near (eatType is the noun)."
+    )

@@ -16,21 +16,29 @@ from lorakit.data.e2e_writer import RELATIVE, Writer, cap, join_list
 from lorakit.data.phrase_table import parse_table
 
 _EVEN_FRAMES = 0.8  # frame weights are evened out like phrase weights (see e2e_writer)
-_OPENINGS = {"p": "cop 5 exist 3 appos 2 front 3 vp 3 npfirst 1 namerel 2",
-             "g": "cop 2 exist 1 appos 3 front 6 vp 2 npfirst 2 namerel 2",
-             "c": "cop 2 exist 2 appos 1 front 1 vp 3 if 4 try 2 namerel 1",
-             "a": "cop 1 front 2 vp 1 if 2 discover 3 enjoy 4 appos 1",
-             "t": "cop 1 colon 7 vp 2 appos 1"}
-_ADDITIVE = "p:Also|c:Also|g:In addition|g:Additionally|g:Moreover|c:What's more|" \
-            "a:What's more|c:Plus|a:Plus|c:On top of that|a:And|g:Furthermore|c:Oh, and|" \
-            "a:On top of this|p:In addition"
-_CONNECTIVES = {"+": _ADDITIVE, "++": _ADDITIVE + "|a:Better still|a:Best of all|c:Even better",
-                "-": "p:However|g:However|t:However|c:Unfortunately|c:Sadly|g:That said|"
-                     "c:That said|a:Please note that"}
-_ENDINGS = {"c": "is worth a visit|is the place to go|is a good choice|could be just what you "
-                 "need|is a safe bet|is well worth a look|should be on your list",
-            "a": "is the place for you|has everything you need|is waiting for you|"
-                 "is ready to welcome you"}
+_OPENINGS = {
+    "p": "cop 5 exist 3 appos 2 front 3 vp 3 npfirst 1 namerel 2",
+    "g": "cop 2 exist 1 appos 3 front 6 vp 2 npfirst 2 namerel 2",
+    "c": "cop 2 exist 2 appos 1 front 1 vp 3 if 4 try 2 namerel 1",
+    "a": "cop 1 front 2 vp 1 if 2 discover 3 enjoy 4 appos 1",
+    "t": "cop 1 colon 7 vp 2 appos 1",
+}
+_ADDITIVE = (
+    "p:Also|c:Also|g:In addition|g:Additionally|g:Moreover|c:What's more|"
+    "a:What's more|c:Plus|a:Plus|c:On top of that|a:And|g:Furthermore|c:Oh, and|"
+    "a:On top of this|p:In addition"
+)
+_CONNECTIVES = {
+    "+": _ADDITIVE,
+    "++": _ADDITIVE + "|a:Better still|a:Best of all|c:Even better",
+    "-": "p:However|g:However|t:However|c:Unfortunately|c:Sadly|g:That said|"
+    "c:That said|a:Please note that",
+}
+_ENDINGS = {
+    "c": "is worth a visit|is the place to go|is a good choice|could be just what you "
+    "need|is a safe bet|is well worth a look|should be on your list",
+    "a": "is the place for you|has everything you need|is waiting for you|is ready to welcome you",
+}
 _SUBJECTS = parse_table("""
 np: It | 5 g5 t10
 np: NAME | 4
@@ -64,14 +72,15 @@ class PlanWriter(Writer):
             frames.pop("enjoy", None)
         if self.style == "a" and len(others) < 2:  # "Looking for X? Try Y, which ..."
             frames.pop("if", None)
-        frame = rng.choices(list(frames), [v ** _EVEN_FRAMES for v in frames.values()])[0]
+        frame = rng.choices(list(frames), [v**_EVEN_FRAMES for v in frames.values()])[0]
         lead = ""
         if frame == "front":
             before = others
             lead, others = self.front(others)
             place = all(s in ("area", "near") for s in before if s not in others)
-            frame = rng.choices(["cop", "vp", "exist"], [3, 2 * (not eat and bool(others)),
-                                                          (1 + bool(eat)) * place])[0]
+            frame = rng.choices(
+                ["cop", "vp", "exist"], [3, 2 * (not eat and bool(others)), (1 + bool(eat)) * place]
+            )[0]
         if frame == "namerel":  # "X, which is near Y, is a pub serving ..."
             lead = f"{name}, which {self.predicates(others[-1:])},"
             others, frame = others[:-1], "cop" if eat or len(others) > 1 else "vp"
@@ -104,8 +113,7 @@ class PlanWriter(Writer):
             elif frame == "discover":
                 text = f"{rng.choice(['Discover', 'Welcome to', 'Visit'])} {name}, {np_}"
             else:
-                text = {"colon": f"{name}: {np_}", "try": f"Try {name}, {np_}",
-                        "enjoy": np_}[frame]
+                text = {"colon": f"{name}: {np_}", "try": f"Try {name}, {np_}", "enjoy": np_}[frame]
             rest, later = [], rest + later
         elif frame == "appos":
             text, rest = f"{name}, {self.noun_phrase(in_np)}, {self.predicates(rest)}", []
@@ -115,15 +123,23 @@ class PlanWriter(Writer):
         else:
             np_ = self.noun_phrase(in_np, rel_ok=frame == "cop")
             subject = "is" if lead.endswith(",") else f"{name} is"
-            text = f"{subject} {np_}" if frame == "cop" else \
-                f"{'there' if lead else 'There'} is {np_} {called} {name}"
+            text = (
+                f"{subject} {np_}"
+                if frame == "cop"
+                else f"{'there' if lead else 'There'} is {np_} {called} {name}"
+            )
         plain = not any(f" {r}" in text for r in RELATIVE)
         if rest and not plain:  # "a pub where prices are low and ..." would misattach
             rest, later = [], rest + later
         if rest:
-            link = rng.choices([" and ", ", which ", " that "],
-                               [3 * (len(rest) == 1 and frame == "cop"), 2 * plain,
-                                2 * (plain and frame == "cop")])
+            link = rng.choices(
+                [" and ", ", which ", " that "],
+                [
+                    3 * (len(rest) == 1 and frame == "cop"),
+                    2 * plain,
+                    2 * (plain and frame == "cop"),
+                ],
+            )
             text += link[0] + self.predicates(rest)
         text = f"{lead} {text}" if lead.endswith(",") else ", ".join(x for x in (lead, text) if x)
         if later and frame == "if" and text.endswith(name):  # "Look no further than X, which"
@@ -149,13 +165,16 @@ class PlanWriter(Writer):
             frames["expect"] = 2
         if style == "t" and all(self.has(s, "adj") for s in group):
             frames["frag"] = 2
-        frame = rng.choices(list(frames), [v ** _EVEN_FRAMES for v in frames.values()])[0]
+        frame = rng.choices(list(frames), [v**_EVEN_FRAMES for v in frames.values()])[0]
         signs = [self.sign([s]) for s in group]
         if frame == "clause":
             clauses = [self.say(s, "clause") for s in group]
             if len(clauses) == 2 and clauses[0].split()[:2] == clauses[1].split()[:2]:
-                clauses[1] = "it is " + self.say(group[1], "adj") if self.has(group[1], "adj") \
+                clauses[1] = (
+                    "it is " + self.say(group[1], "adj")
+                    if self.has(group[1], "adj")
                     else clauses[1]
+                )
             return cap(join_list(clauses, signs, rng))
         if frame == "expect":
             return "Expect " + join_list([self.say(s, "np") for s in group], signs, rng)

@@ -122,13 +122,15 @@ post: in the high price range | 5 g0 c0 a0 t0
 post: where prices are high | 0 g2 c1
 post: with premium prices | 0 a3""",
 }
-_AMOUNTS = {"less than £20": "np: less than £20 | 6 g4 c3 a2 t4\nnp: under £20 | 2 c5 a5 t4\n"
-                             "np: less than twenty pounds | 0 g2 c1",
-            "£20-25": "np: £20-25 | 7 g2 c2 a2 t6\nnp: between £20 and £25 | 1 g5 a4 c3\n"
-                      "np: £20 to £25 | 0 c3 a2\n"
-                      "np: between twenty and twenty-five pounds | 0 g2 c1",
-            "more than £30": "np: more than £30 | 6 g2 c2 a2 t4\nnp: over £30 | 2 c5 t4 a3\n"
-                             "np: more than thirty pounds | 0 g3 c1"}
+_AMOUNTS = {
+    "less than £20": "np: less than £20 | 6 g4 c3 a2 t4\nnp: under £20 | 2 c5 a5 t4\n"
+    "np: less than twenty pounds | 0 g2 c1",
+    "£20-25": "np: £20-25 | 7 g2 c2 a2 t6\nnp: between £20 and £25 | 1 g5 a4 c3\n"
+    "np: £20 to £25 | 0 c3 a2\n"
+    "np: between twenty and twenty-five pounds | 0 g2 c1",
+    "more than £30": "np: more than £30 | 6 g2 c2 a2 t4\nnp: over £30 | 2 c5 t4 a3\n"
+    "np: more than thirty pounds | 0 g3 c1",
+}
 _FIGURE_PRICE = """
 adj: priced at AMT | 0 g3 a2
 adj: in the VAL price range | R
@@ -159,8 +161,9 @@ front: With a price range of AMT | 1 g0 c0 t0"""
 def price_phrasings(value: str) -> dict[str, list[Entry]]:
     if value in _PRICE:
         return parse_table(_PRICE[value])
-    spec = _FIGURE_PRICE.replace("VAL", value).replace("| R", "| 3 p4" if "-" in value
-                                                       else "| 0 p3")
+    spec = _FIGURE_PRICE.replace("VAL", value).replace(
+        "| R", "| 3 p4" if "-" in value else "| 0 p3"
+    )
     return fill(parse_table(spec), "AMT", parse_table(_AMOUNTS[value])["np"])
 
 
@@ -305,5 +308,6 @@ def rating_phrasings(value: str) -> dict[str, list[Entry]]:
     digit = value[0]
     word = {"1": "one", "3": "three", "5": "five"}[digit]
     stars = f"{word} star" + ("" if digit == "1" else "s")
-    return parse_table(_FIGURE_RATING.replace("STARS", stars).replace("W-", f"{word}-")
-                  .replace("D ", f"{digit} "))
+    return parse_table(
+        _FIGURE_RATING.replace("STARS", stars).replace("W-", f"{word}-").replace("D ", f"{digit} ")
+    )

@@ -21,22 +21,47 @@ from lorakit.data.phrase_table import STYLE_KEYS, Entry
 # out) so that no phrasing takes over. The plain writer's are evened most: its favourites are
 # the phrasings any template would use, and a set where one wording dominates is one a template
 # can imitate.
-_EVEN = {STYLE_KEYS.index(k): v for k, v in {"p": 0.4, "g": 0.7, "c": 0.7, "a": 0.7,
-                                             "t": 0.7}.items()}
+_EVEN = {
+    STYLE_KEYS.index(k): v for k, v in {"p": 0.4, "g": 0.7, "c": 0.7, "a": 0.7, "t": 0.7}.items()
+}
 _ADJ_ORDER = ("customer rating", "priceRange", "familyFriendly", "area", "food")
 _EVALUATIVE = ("customer rating", "priceRange", "familyFriendly")
 # Chance that a value goes before the noun ("an Italian restaurant", "a cheap pub"): it depends on
 # the value and, for food, on the noun (restaurants are "Italian restaurants", pubs "serve" food).
-_P_PRE = {("food", "restaurant"): 0.8, ("food", "pub"): 0.3, ("food", "coffee shop"): 0.2,
-          ("food", ""): 0.6, "cheap": 0.7, "moderate": 0.45, "high": 0.6, "low": 0.55,
-          "average": 0.15, "1 out of 5": 0.25, "3 out of 5": 0.25, "5 out of 5": 0.3,
-          "yes": 0.45, "no": 0.05, "riverside": 0.5, "city centre": 0.3}
-_FLUFF = {"c": "lovely|nice little|friendly little|cosy|decent|handy little|no-nonsense|"
-               "cracking little|laid-back|unpretentious|quirky little|bustling",
-          "a": "charming|stylish|welcoming|delightful|vibrant|unique|inviting|elegant|"
-               "contemporary|relaxed|characterful|beautifully styled|popular"}
-_PLURAL = {"is": "are", "has": "have", "does": "do", "dishes": "dish", "focuses": "focus",
-           "boasts": "boast", "won't": "won't", "can": "can"}
+_P_PRE = {
+    ("food", "restaurant"): 0.8,
+    ("food", "pub"): 0.3,
+    ("food", "coffee shop"): 0.2,
+    ("food", ""): 0.6,
+    "cheap": 0.7,
+    "moderate": 0.45,
+    "high": 0.6,
+    "low": 0.55,
+    "average": 0.15,
+    "1 out of 5": 0.25,
+    "3 out of 5": 0.25,
+    "5 out of 5": 0.3,
+    "yes": 0.45,
+    "no": 0.05,
+    "riverside": 0.5,
+    "city centre": 0.3,
+}
+_FLUFF = {
+    "c": "lovely|nice little|friendly little|cosy|decent|handy little|no-nonsense|"
+    "cracking little|laid-back|unpretentious|quirky little|bustling",
+    "a": "charming|stylish|welcoming|delightful|vibrant|unique|inviting|elegant|"
+    "contemporary|relaxed|characterful|beautifully styled|popular",
+}
+_PLURAL = {
+    "is": "are",
+    "has": "have",
+    "does": "do",
+    "dishes": "dish",
+    "focuses": "focus",
+    "boasts": "boast",
+    "won't": "won't",
+    "can": "can",
+}
 RELATIVE = ("that ", "which ", "where ", "known for ")
 
 
@@ -115,8 +140,12 @@ class Writer:
             text = self.pick(entries, STYLE_KEYS.index("p"))
         if text is None:
             return None
-        if slot == "food" and self.slots.get("eatType") == "coffee shop" and \
-                role in ("vp", "post") and self.rng.random() < 0.6:
+        if (
+            slot == "food"
+            and self.slots.get("eatType") == "coffee shop"
+            and role in ("vp", "post")
+            and self.rng.random() < 0.6
+        ):
             for verb in ("serves ", "serving ", "offers ", "offering "):
                 if verb in text and "also" not in text:
                     text = text.replace(verb, "also " + verb, 1)
@@ -137,8 +166,9 @@ class Writer:
     def sign(self, slots: list[str]) -> int:
         return sum(POLARITY.get((s, self.slots[s]), 0) for s in slots)
 
-    def noun_phrase(self, slots: list[str], det: bool = True, max_pre: int = 2,
-                    rel_ok: bool = True) -> str:
+    def noun_phrase(
+        self, slots: list[str], det: bool = True, max_pre: int = 2, rel_ok: bool = True
+    ) -> str:
         """ "a cheap riverside pub near X": every slot of ``slots`` before or after the noun."""
         rng = self.rng
         self.said_type |= "eatType" in slots
@@ -160,8 +190,7 @@ class Writer:
         if self.style in _FLUFF and rng.random() < 0.2 and not n_eval:
             words.insert(0, rng.choice(_FLUFF[self.style].split("|")))
             n_eval = 1
-        core = " ".join(x for x in [", ".join(words[:n_eval]), *words[n_eval:], self.head()]
-                        if x)
+        core = " ".join(x for x in [", ".join(words[:n_eval]), *words[n_eval:], self.head()] if x)
         withs = [p[5:] for p in post if p.startswith("with ")]
         post = [p for p in post if not p.startswith("with ")]
         if withs:
@@ -172,18 +201,24 @@ class Writer:
     def predicates(self, slots: list[str], also: bool = False, plural: bool = False) -> str:
         """ "is cheap and family-friendly" or "serves Italian food, has low prices and is cheap"."""
         rng = self.rng
-        common = [m for m, w in (("adj", 3), ("np", 1)) for _ in range(w)
-                  if all(self.has(s, m) for s in slots)]
-        uniform = rng.choice(common) if len(slots) > 1 and common and rng.random() < 0.45 \
-            else None
+        common = [
+            m
+            for m, w in (("adj", 3), ("np", 1))
+            for _ in range(w)
+            if all(self.has(s, m) for s in slots)
+        ]
+        uniform = rng.choice(common) if len(slots) > 1 and common and rng.random() < 0.45 else None
         units: list[tuple[str, str, int]] = []
         together = "area" in slots and "near" in slots and rng.random() < 0.6
         for s in slots:
             if together and s in ("area", "near"):  # "is located in the city centre near X"
                 if s == "area":
                     where = f"{self.say('area', 'post')} {self.say('near', 'post')}"
-                    lead = "" if where.startswith(("located", "situated")) else \
-                        rng.choice(["", "located "])
+                    lead = (
+                        ""
+                        if where.startswith(("located", "situated"))
+                        else rng.choice(["", "located "])
+                    )
                     units.append(("adj", lead + where, 0))
                 continue
             modes = [(m, w) for m, w in (("adj", 4), ("vp", 3), ("np", 1.5)) if self.has(s, m)]
@@ -205,8 +240,13 @@ class Writer:
             if mode == "vp":
                 merged += same
             else:
-                merged.append((mode, join_list([u[1] for u in same], [u[2] for u in same], rng),
-                               sum(u[2] for u in same)))
+                merged.append(
+                    (
+                        mode,
+                        join_list([u[1] for u in same], [u[2] for u in same], rng),
+                        sum(u[2] for u in same),
+                    )
+                )
         units = merged
         texts = []
         for i, (mode, phrase, sign) in enumerate(units):
@@ -229,8 +269,11 @@ class Writer:
         """A fronted phrase for one or two slots of ``slots``, and the slots left."""
         can = [s for s in slots if s != "eatType" and self.has(s, "front")]
         places = [s for s in can if s in ("area", "near")]
-        chosen = places if len(places) == 2 and self.rng.random() < 0.5 else \
-            [self.rng.choice(places or can)]
+        chosen = (
+            places
+            if len(places) == 2 and self.rng.random() < 0.5
+            else [self.rng.choice(places or can)]
+        )
         phrases = [self.say(s, "front") for s in chosen]
         text = phrases[0] + "".join(" and " + p[:1].lower() + p[1:] for p in phrases[1:])
         return text, [s for s in slots if s not in chosen]

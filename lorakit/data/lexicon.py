@@ -40,11 +40,16 @@ COMPATIBLE: dict[str, dict[str, str]] = {
 # Whether a value is good news for a diner (+1), bad news (-1) or neither (0). Writers join
 # values of opposite sign with "but" ("cheap but poorly rated"); the generator does too.
 POLARITY: dict[tuple[str, str], int] = {
-    ("priceRange", "cheap"): 1, ("priceRange", "less than £20"): 1,
-    ("priceRange", "high"): -1, ("priceRange", "more than £30"): -1,
-    ("customer rating", "high"): 1, ("customer rating", "5 out of 5"): 1,
-    ("customer rating", "low"): -1, ("customer rating", "1 out of 5"): -1,
-    ("familyFriendly", "yes"): 1, ("familyFriendly", "no"): -1,
+    ("priceRange", "cheap"): 1,
+    ("priceRange", "less than £20"): 1,
+    ("priceRange", "high"): -1,
+    ("priceRange", "more than £30"): -1,
+    ("customer rating", "high"): 1,
+    ("customer rating", "5 out of 5"): 1,
+    ("customer rating", "low"): -1,
+    ("customer rating", "1 out of 5"): -1,
+    ("familyFriendly", "yes"): 1,
+    ("familyFriendly", "no"): -1,
 }
 
 _KIDS = r"(?:kids|children|families|family|little ones|youngsters|toddlers|all ages)"
@@ -61,111 +66,176 @@ def _amount(op: str, figure: str, word: str) -> str:
 
 def _stars(digit: str, word: str) -> str:
     n = rf"(?:{digit}|{word})"
-    return (rf"\b{n}\s?(?:out of|/)\s?(?:5|five)\b|\b{n}[- ]stars?\b|"
-            rf"\brat(?:ed|ing)(?:\s+(?:of|is|was))?\s+{n}\b(?!\s?-)")
+    return (
+        rf"\b{n}\s?(?:out of|/)\s?(?:5|five)\b|\b{n}[- ]stars?\b|"
+        rf"\brat(?:ed|ing)(?:\s+(?:of|is|was))?\s+{n}\b(?!\s?-)"
+    )
 
 
 # (slot, value, pattern), in matching order.
 PATTERNS: list[tuple[str, str, str]] = [
-    ("familyFriendly", "no",
-     rf"(?:\bnot|n't|\bnever|\bnon)[- ]+(?:\w+[- ]+){{0,2}}?(?:family|kids?|child|children)"
-     rf"[- ]?friendly\b|\b(?:adults?|grown-?ups?)[- ]only\b|\bno\s+{_KIDS}\b|"
-     rf"(?:\bnot|n't|\bnever)\s+{_WORDS3}(?:for|at|welcom\w*|allow\w*|admit\w*|cater\w*"
-     rf"(?:\s+(?:for|to))?|suit\w*(?:\s+(?:for|to))?|take|accommodat\w*)\s+(?:\w+\s+){{0,2}}?"
-     rf"{_KIDS}\b|\b{_KIDS}\s+(?:are|is)\s+not\s+(?:\w+\s+)?(?:welcome|allowed|permitted)\b|"
-     rf"\bchild[- ]free\b|\bunsuitable\s+for\s+{_KIDS}\b|\bleave\s+the\s+(?:kids|children|"
-     rf"little ones)\b|\b(?:for|to|at|towards)\s+(?:an?\s+)?(?:adults?|grown-?ups)\b"),
-    ("familyFriendly", "yes",
-     rf"\b(?:family|kids?|child|children)[- ]?friendly\b|\bwelcom\w*\s+(?:\w+\s+){{0,2}}?"
-     rf"{_KIDS}\b|\b{_KIDS}\s+(?:are|is)\s+(?:\w+\s+)?welcome\b|\b(?:suitable|ideal|good|great|"
-     rf"perfect|fine|aimed|geared|designed|made)\s+(?:\w+\s+){{0,2}}?for\s+(?:\w+\s+){{0,2}}?"
-     rf"{_KIDS}\b|\bcater\w*\s+(?:\w+\s+){{0,2}}?(?:for|to)\s+(?:\w+\s+)?{_KIDS}\b|"
-     rf"\ba\s+hit\s+with\s+{_KIDS}\b|\bbring\s+(?:along\s+)?(?:the|your)\s+(?:whole\s+)?(?:kids|children|family|little ones)|"
-     rf"\bfor\s+the\s+whole\s+family\b"),
-    ("priceRange", "less than £20",
-     _amount("less than|under|below|no more than|not more than|lower than|up to", "20",
-             "twenty") + r"|<\s?£\s?20\b|£\s?20\s+or\s+(?:less|under)"),
-    ("priceRange", "£20-25",
-     r"£\s?20\s?(?:-|–|to|and)\s?£?\s?25\b|\b20\s?(?:-|–|to)\s?25\s?(?:pounds|gbp|£)|"
-     r"\bbetween\s+£?\s?20\s+and\s+£?\s?25\b|\b(?:between\s+)?twenty (?:to|and) twenty-five "
-     r"pounds"),
-    ("priceRange", "more than £30",
-     _amount("more than|over|above|upwards of|at least|in excess of|higher than|greater than",
-             "30", "thirty") + r"|£\s?30\s?(?:\+|or more|plus|and (?:up|over|above))"),
+    (
+        "familyFriendly",
+        "no",
+        rf"(?:\bnot|n't|\bnever|\bnon)[- ]+(?:\w+[- ]+){{0,2}}?(?:family|kids?|child|children)"
+        rf"[- ]?friendly\b|\b(?:adults?|grown-?ups?)[- ]only\b|\bno\s+{_KIDS}\b|"
+        rf"(?:\bnot|n't|\bnever)\s+{_WORDS3}(?:for|at|welcom\w*|allow\w*|admit\w*|cater\w*"
+        rf"(?:\s+(?:for|to))?|suit\w*(?:\s+(?:for|to))?|take|accommodat\w*)\s+(?:\w+\s+){{0,2}}?"
+        rf"{_KIDS}\b|\b{_KIDS}\s+(?:are|is)\s+not\s+(?:\w+\s+)?(?:welcome|allowed|permitted)\b|"
+        rf"\bchild[- ]free\b|\bunsuitable\s+for\s+{_KIDS}\b|\bleave\s+the\s+(?:kids|children|"
+        rf"little ones)\b|\b(?:for|to|at|towards)\s+(?:an?\s+)?(?:adults?|grown-?ups)\b",
+    ),
+    (
+        "familyFriendly",
+        "yes",
+        rf"\b(?:family|kids?|child|children)[- ]?friendly\b|\bwelcom\w*\s+(?:\w+\s+){{0,2}}?"
+        rf"{_KIDS}\b|\b{_KIDS}\s+(?:are|is)\s+(?:\w+\s+)?welcome\b|\b(?:suitable|ideal|good|great|"
+        rf"perfect|fine|aimed|geared|designed|made)\s+(?:\w+\s+){{0,2}}?for\s+(?:\w+\s+){{0,2}}?"
+        rf"{_KIDS}\b|\bcater\w*\s+(?:\w+\s+){{0,2}}?(?:for|to)\s+(?:\w+\s+)?{_KIDS}\b|"
+        rf"\ba\s+hit\s+with\s+{_KIDS}\b|\bbring\s+(?:along\s+)?(?:the|your)\s+(?:whole\s+)?(?:kids|children|family|little ones)|"
+        rf"\bfor\s+the\s+whole\s+family\b",
+    ),
+    (
+        "priceRange",
+        "less than £20",
+        _amount("less than|under|below|no more than|not more than|lower than|up to", "20", "twenty")
+        + r"|<\s?£\s?20\b|£\s?20\s+or\s+(?:less|under)",
+    ),
+    (
+        "priceRange",
+        "£20-25",
+        r"£\s?20\s?(?:-|–|to|and)\s?£?\s?25\b|\b20\s?(?:-|–|to)\s?25\s?(?:pounds|gbp|£)|"
+        r"\bbetween\s+£?\s?20\s+and\s+£?\s?25\b|\b(?:between\s+)?twenty (?:to|and) twenty-five "
+        r"pounds",
+    ),
+    (
+        "priceRange",
+        "more than £30",
+        _amount(
+            "more than|over|above|upwards of|at least|in excess of|higher than|greater than",
+            "30",
+            "thirty",
+        )
+        + r"|£\s?30\s?(?:\+|or more|plus|and (?:up|over|above))",
+    ),
     ("customer rating", "1 out of 5", _stars("1", "one")),
     ("customer rating", "3 out of 5", _stars("3", "three")),
     ("customer rating", "5 out of 5", _stars("5", "five")),
-    ("customer rating", "low",
-     rf"(?:\bnot|n't)\s+(?:very\s+)?(?:well|highly)[- ](?:rated|reviewed|regarded)\b|"
-     rf"\bthumbs\s+down\b|\blow(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|\b(?:poor|bad)(?:ly)?[- ]"
-     rf"(?:customer[- ])?{_RATE_WORDS}\b|\b(?:disappointing|negative|lukewarm|unfavourable|"
-     rf"dismal|weak|scathing)\s+(?:customer\s+)?{_RATE_WORDS}\b|\b(?:rat(?:e|es|ed|ing)|scores?|"
-     rf"reviews?){_LINK}(?:low(?:ly)?|poorly|badly|poor)\b"),
-    ("customer rating", "average",
-     rf"\baverage(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|\b(?:middling|mixed|mediocre|"
-     rf"so-so|lukewarm|ordinary|unremarkable)\s+(?:customer\s+)?{_RATE_WORDS}\b|"
-     rf"\b(?:rat(?:e|es|ed|ing)|scores?|reviews?){_LINK}(?:average|mixed|middling)\b"),
-    ("customer rating", "high",
-     rf"\bhigh(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|\bhighly regarded\b|\btop[- ]rated\b|"
-     rf"\bwell[- ](?:rated|reviewed|regarded|liked)\b|\b(?:excellent|glowing|great|rave|stellar|"
-     rf"outstanding|superb|strong|positive|fantastic|brilliant)\s+(?:customer\s+)?{_RATE_WORDS}"
-     rf"\b|\btop\s+marks\b|\bthumbs\s+up\b|\bmuch-loved\b|\bbeloved\b|"
-     rf"\b(?:rat(?:e|es|ed|ing)|scores?|reviews?){_LINK}(?:high(?:ly)?|excellent|glowing|"
-     rf"superb)\b"),
-    ("priceRange", "moderate",
-     r"(?:\bnot|n't)\s+(?:too|very|overly)\s+(?:expensive|pricey|cheap)\b|\bmoderate(?:ly)?\b|"
-     r"\bmid[- ]?(?:range|priced|price)\b|\breasonabl[ey](?:[- ]priced)?\b|"
-     r"\b(?:modestly|sensibly)[- ]priced\b|"
-     r"\bfair(?:ly)?[- ]priced\b|\bfair prices\b|\baverage(?:ly)?[- ]pric(?:e|es|ed|ing)\b|"
-     r"\bpric(?:e|es|ing)(?:\s+range)?\s+(?:is|are)\s+(?:\w+\s+)?(?:average|reasonable|fair)\b"),
-    ("priceRange", "cheap",
-     r"\bcheap\w*|\binexpensive\b|\b(?:budget|wallet|pocket)[- ]friendly\b|\bbudget\b|"
-     r"\baffordabl[ey]\b|\blow[- ](?:cost|priced|price|prices|pricing)\b|\bbargain\w*|"
-     r"\brock-bottom\b|"
-     r"\b(?:won'?t|will\s+not)\s+break\s+the\s+bank\b|\beasy\s+on\s+the\s+(?:wallet|pocket)\b|"
-     r"\bpric(?:e|es|ing)(?:\s+range)?\s+(?:is|are)\s+(?:\w+\s+){0,3}?low\b|\bprices\s+low\b"),
-    ("priceRange", "high",
-     r"\bexpensive\b|\bpric[e]?y\b|\bhigh[- ]?(?:end|priced|price|prices|pricing|cost)\b|"
-     r"\bup(?:market|scale)\b|\bcostly\b|\bpremium\s+pric\w+|\bsplurge\b|\bluxur(?:y|ious)\b|"
-     r"\bsplash\s+out\b|\bpretty\s+penny\b|\bpricier\b|"
-     r"\bpric(?:e|es|ing)(?:\s+range)?\s+(?:is|are)\s+(?:\w+\s+){0,3}?high\b"),
-    ("food", "Fast food",
-     r"\bfast[- ]food\b|\bburgers?\b|\b(?:french\s+)?fries\b|\bhot\s+dogs?\b|\bmilkshakes?\b|"
-     r"\bfried\s+chicken\b|\bchicken\s+nuggets\b"),
-    ("food", "English",
-     r"\benglish\b|\bbritish\b|\bfish\s+and\s+chips\b|\bsunday\s+roasts?\b|\broast\s+beef\b|"
-     r"\bshepherd'?s\s+pie\b|\bbangers\s+and\s+mash\b|\bsteak\s+and\s+kidney\b"),
-    ("food", "French",
-     r"\bfrench\b|\bcroissants?\b|\bcr[eê]pes?\b|\bcoq\s+au\s+vin\b|\bbouillabaisse\b|"
-     r"\bratatouille\b|\bescargots?\b|\bcr[eè]me\s+br[uû]l[eé]e\b"),
-    ("food", "Italian",
-     r"\bitalian\b|\bpasta\b|\bpizzas?\b|\brisottos?\b|\blasagnes?\b|\btiramisu\b|\bgnocchi\b"),
-    ("food", "Chinese",
-     r"\bchinese\b|\bdim\s+sum\b|\bchow\s+mein\b|\bpeking\s+duck\b|\bspring\s+rolls?\b|"
-     r"\bsweet\s+and\s+sour\b|\bwontons?\b"),
-    ("food", "Indian",
-     r"\bindian\b|\bcurr(?:y|ies)\b|\bbiryanis?\b|\btandoori\b|\bnaan\b|\bmasala\b|\bsamosas?\b|"
-     r"\bbhajis?\b|\bdhal\b"),
-    ("food", "Japanese",
-     r"\bjapanese\b|\bsushi\b|\bsashimi\b|\bramen\b|\btempura\b|\bteriyaki\b|\budon\b|"
-     r"\bbento\b|\bmiso\b"),
+    (
+        "customer rating",
+        "low",
+        rf"(?:\bnot|n't)\s+(?:very\s+)?(?:well|highly)[- ](?:rated|reviewed|regarded)\b|"
+        rf"\bthumbs\s+down\b|\blow(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|\b(?:poor|bad)(?:ly)?[- ]"
+        rf"(?:customer[- ])?{_RATE_WORDS}\b|\b(?:disappointing|negative|lukewarm|unfavourable|"
+        rf"dismal|weak|scathing)\s+(?:customer\s+)?{_RATE_WORDS}\b|\b(?:rat(?:e|es|ed|ing)|scores?|"
+        rf"reviews?){_LINK}(?:low(?:ly)?|poorly|badly|poor)\b",
+    ),
+    (
+        "customer rating",
+        "average",
+        rf"\baverage(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|\b(?:middling|mixed|mediocre|"
+        rf"so-so|lukewarm|ordinary|unremarkable)\s+(?:customer\s+)?{_RATE_WORDS}\b|"
+        rf"\b(?:rat(?:e|es|ed|ing)|scores?|reviews?){_LINK}(?:average|mixed|middling)\b",
+    ),
+    (
+        "customer rating",
+        "high",
+        rf"\bhigh(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|\bhighly regarded\b|\btop[- ]rated\b|"
+        rf"\bwell[- ](?:rated|reviewed|regarded|liked)\b|\b(?:excellent|glowing|great|rave|stellar|"
+        rf"outstanding|superb|strong|positive|fantastic|brilliant)\s+(?:customer\s+)?{_RATE_WORDS}"
+        rf"\b|\btop\s+marks\b|\bthumbs\s+up\b|\bmuch-loved\b|\bbeloved\b|"
+        rf"\b(?:rat(?:e|es|ed|ing)|scores?|reviews?){_LINK}(?:high(?:ly)?|excellent|glowing|"
+        rf"superb)\b",
+    ),
+    (
+        "priceRange",
+        "moderate",
+        r"(?:\bnot|n't)\s+(?:too|very|overly)\s+(?:expensive|pricey|cheap)\b|\bmoderate(?:ly)?\b|"
+        r"\bmid[- ]?(?:range|priced|price)\b|\breasonabl[ey](?:[- ]priced)?\b|"
+        r"\b(?:modestly|sensibly)[- ]priced\b|"
+        r"\bfair(?:ly)?[- ]priced\b|\bfair prices\b|\baverage(?:ly)?[- ]pric(?:e|es|ed|ing)\b|"
+        r"\bpric(?:e|es|ing)(?:\s+range)?\s+(?:is|are)\s+(?:\w+\s+)?(?:average|reasonable|fair)\b",
+    ),
+    (
+        "priceRange",
+        "cheap",
+        r"\bcheap\w*|\binexpensive\b|\b(?:budget|wallet|pocket)[- ]friendly\b|\bbudget\b|"
+        r"\baffordabl[ey]\b|\blow[- ](?:cost|priced|price|prices|pricing)\b|\bbargain\w*|"
+        r"\brock-bottom\b|"
+        r"\b(?:won'?t|will\s+not)\s+break\s+the\s+bank\b|\beasy\s+on\s+the\s+(?:wallet|pocket)\b|"
+        r"\bpric(?:e|es|ing)(?:\s+range)?\s+(?:is|are)\s+(?:\w+\s+){0,3}?low\b|\bprices\s+low\b",
+    ),
+    (
+        "priceRange",
+        "high",
+        r"\bexpensive\b|\bpric[e]?y\b|\bhigh[- ]?(?:end|priced|price|prices|pricing|cost)\b|"
+        r"\bup(?:market|scale)\b|\bcostly\b|\bpremium\s+pric\w+|\bsplurge\b|\bluxur(?:y|ious)\b|"
+        r"\bsplash\s+out\b|\bpretty\s+penny\b|\bpricier\b|"
+        r"\bpric(?:e|es|ing)(?:\s+range)?\s+(?:is|are)\s+(?:\w+\s+){0,3}?high\b",
+    ),
+    (
+        "food",
+        "Fast food",
+        r"\bfast[- ]food\b|\bburgers?\b|\b(?:french\s+)?fries\b|\bhot\s+dogs?\b|\bmilkshakes?\b|"
+        r"\bfried\s+chicken\b|\bchicken\s+nuggets\b",
+    ),
+    (
+        "food",
+        "English",
+        r"\benglish\b|\bbritish\b|\bfish\s+and\s+chips\b|\bsunday\s+roasts?\b|\broast\s+beef\b|"
+        r"\bshepherd'?s\s+pie\b|\bbangers\s+and\s+mash\b|\bsteak\s+and\s+kidney\b",
+    ),
+    (
+        "food",
+        "French",
+        r"\bfrench\b|\bcroissants?\b|\bcr[eê]pes?\b|\bcoq\s+au\s+vin\b|\bbouillabaisse\b|"
+        r"\bratatouille\b|\bescargots?\b|\bcr[eè]me\s+br[uû]l[eé]e\b",
+    ),
+    (
+        "food",
+        "Italian",
+        r"\bitalian\b|\bpasta\b|\bpizzas?\b|\brisottos?\b|\blasagnes?\b|\btiramisu\b|\bgnocchi\b",
+    ),
+    (
+        "food",
+        "Chinese",
+        r"\bchinese\b|\bdim\s+sum\b|\bchow\s+mein\b|\bpeking\s+duck\b|\bspring\s+rolls?\b|"
+        r"\bsweet\s+and\s+sour\b|\bwontons?\b",
+    ),
+    (
+        "food",
+        "Indian",
+        r"\bindian\b|\bcurr(?:y|ies)\b|\bbiryanis?\b|\btandoori\b|\bnaan\b|\bmasala\b|\bsamosas?\b|"
+        r"\bbhajis?\b|\bdhal\b",
+    ),
+    (
+        "food",
+        "Japanese",
+        r"\bjapanese\b|\bsushi\b|\bsashimi\b|\bramen\b|\btempura\b|\bteriyaki\b|\budon\b|"
+        r"\bbento\b|\bmiso\b",
+    ),
     ("eatType", "coffee shop", r"\bcoffee[- ]?(?:shop|house|bar)s?\b|\bcaf[eé]s?\b"),
     ("eatType", "pub", r"\bpubs?\b|\bpublic\s+houses?\b|\bgastropubs?\b|\btaverns?\b|\binns?\b"),
     ("eatType", "restaurant", r"\brestaurants?\b|\bbistros?\b|\bbrasseries?\b"),
-    ("area", "city centre",
-     r"\bcity[- ]?cent(?:re|er)\b|\b(?:town|city)'?s?\s+(?:cent(?:re|er)|heart)\b|"
-     r"\bcent(?:re|er)\s+of\s+(?:the\s+)?(?:city|town)\b|\btown[- ]cent(?:re|er)\b|"
-     r"\b(?:heart|middle)\s+of\s+(?:the\s+)?(?:city|town)\b|\bcentral(?:ly)?\b|\bdowntown\b"),
+    (
+        "area",
+        "city centre",
+        r"\bcity[- ]?cent(?:re|er)\b|\b(?:town|city)'?s?\s+(?:cent(?:re|er)|heart)\b|"
+        r"\bcent(?:re|er)\s+of\s+(?:the\s+)?(?:city|town)\b|\btown[- ]cent(?:re|er)\b|"
+        r"\b(?:heart|middle)\s+of\s+(?:the\s+)?(?:city|town)\b|\bcentral(?:ly)?\b|\bdowntown\b",
+    ),
     ("area", "riverside", r"\briver\w*|\bwaterfront\b|\bwater'?s\s+edge\b"),
 ]
 
 _COMPILED = [(slot, value, re.compile(p, re.IGNORECASE)) for slot, value, p in PATTERNS]
 
 # A landmark the text puts the venue near: a word of place, then a capitalised name.
-_NEAR_RE = re.compile(r"(?i:\b(?:near|close to|next to|beside|opposite|handy for|"
-                      r"(?:a)?round the corner from|"
-                      r"(?:walk|stroll|walking distance|stone's throw|minutes?|road|far|distance)\s+"
-                      r"(?:away\s+)?(?:from|of)|vicinity of|doorstep of))\s+(?:[Tt]he\s+)?[A-Z][\w']*")
+_NEAR_RE = re.compile(
+    r"(?i:\b(?:near|close to|next to|beside|opposite|handy for|"
+    r"(?:a)?round the corner from|"
+    r"(?:walk|stroll|walking distance|stone's throw|minutes?|road|far|distance)\s+"
+    r"(?:away\s+)?(?:from|of)|vicinity of|doorstep of))\s+(?:[Tt]he\s+)?[A-Z][\w']*"
+)
 
 
 def _blank(text: str, spans: Iterable[tuple[int, int]]) -> str:
@@ -256,8 +326,10 @@ def slot_error_rate(mrs: Iterable[str | dict[str, str]], hyps: Iterable[str]) ->
     found by :func:`slot_errors`. 0 is perfect; it can pass 100 when texts add many slots.
     """
     if isinstance(hyps, str) or isinstance(mrs, str):
-        raise TypeError("Pass a list of MRs and a list of texts, e.g. "
-                        "slot_error_rate(['name[A], food[Italian]'], ['A serves Italian food.']).")
+        raise TypeError(
+            "Pass a list of MRs and a list of texts, e.g. "
+            "slot_error_rate(['name[A], food[Italian]'], ['A serves Italian food.'])."
+        )
     mrs, hyps = list(mrs), list(hyps)
     if len(mrs) != len(hyps):
         raise ValueError(f"Give one text per MR: got {len(mrs)} MRs and {len(hyps)} texts.")

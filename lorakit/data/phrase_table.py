@@ -37,6 +37,11 @@ def parse_table(spec: str) -> dict[str, list[Entry]]:
 
 def fill(table: dict[str, list[Entry]], key: str, options: list[Entry]) -> dict[str, list[Entry]]:
     """Replace ``key`` in every phrase by each option; the weights multiply."""
-    return {role: [(t.replace(key, o), tuple(a * b for a, b in zip(w, ow)))
-                   for t, w in entries for o, ow in (options if key in t else [("", (1,) * 5)])]
-            for role, entries in table.items()}
+    return {
+        role: [
+            (t.replace(key, o), tuple(a * b for a, b in zip(w, ow)))
+            for t, w in entries
+            for o, ow in (options if key in t else [("", (1,) * 5)])
+        ]
+        for role, entries in table.items()
+    }

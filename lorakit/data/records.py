@@ -13,8 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SLOTS: tuple[str, ...] = ("name", "eatType", "food", "priceRange", "customer rating", "area",
-                          "familyFriendly", "near")
+SLOTS: tuple[str, ...] = (
+    "name",
+    "eatType",
+    "food",
+    "priceRange",
+    "customer rating",
+    "area",
+    "familyFriendly",
+    "near",
+)
 
 _SLOT_RE = re.compile(r"\s*([^\[\],]+?)\s*\[([^\[\]]*)\]\s*(?:,|$)")
 
@@ -34,8 +42,10 @@ class E2ERecord:
 
     def __post_init__(self) -> None:
         if isinstance(self.refs, str):
-            raise TypeError(f"refs must be a list of texts, not one string ({self.refs[:40]!r}...); "
-                            "write E2ERecord(mr, (text,)) for a single reference.")
+            raise TypeError(
+                f"refs must be a list of texts, not one string ({self.refs[:40]!r}...); "
+                "write E2ERecord(mr, (text,)) for a single reference."
+            )
         if not isinstance(self.refs, tuple):
             object.__setattr__(self, "refs", tuple(self.refs))
 
@@ -64,8 +74,10 @@ def parse_mr(mr: str) -> dict[str, str]:
     while pos < len(text):
         match = _SLOT_RE.match(text, pos)
         if match is None or match.end() == pos:
-            raise ValueError(f"Cannot parse the meaning representation {mr!r} at character {pos}: "
-                             "expected items like 'slot[value]' separated by commas.")
+            raise ValueError(
+                f"Cannot parse the meaning representation {mr!r} at character {pos}: "
+                "expected items like 'slot[value]' separated by commas."
+            )
         slot, value = match.group(1).strip(), match.group(2).strip()
         if slot in out:
             raise ValueError(f"Slot {slot!r} appears twice in the meaning representation {mr!r}.")

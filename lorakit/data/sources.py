@@ -80,7 +80,8 @@ class DataSource:
         raise FileNotFoundError(
             f"Neither {jsonl.name} nor {csv_path.name} is in {self.root}. Use the shipped set "
             "(source='synthetic'), regenerate it with `python -m lorakit.data generate --out "
-            f"{self.root}`, or download the real E2E data from {E2E_URL}.")
+            f"{self.root}`, or download the real E2E data from {E2E_URL}."
+        )
 
     def files(self, splits=SPLITS) -> dict[str, str]:
         """``{file name: SHA-256}`` of the files of ``splits`` (the ones an experiment reads)."""
@@ -95,9 +96,14 @@ class DataSource:
         found again by :func:`locate` on another machine) and the absolute folder otherwise.
         """
         path = {"synthetic": "data/e2e", "real": f"<cache>/{REAL_ENTRY}"}.get(
-            self.kind, str(self.root.resolve()))
-        return {"source": self.kind, "path": path, "files": self.files(splits),
-                "notice": self.notice}
+            self.kind, str(self.root.resolve())
+        )
+        return {
+            "source": self.kind,
+            "path": path,
+            "files": self.files(splits),
+            "notice": self.notice,
+        }
 
     def __str__(self) -> str:
         from lorakit.models.info import short_path
@@ -151,10 +157,12 @@ def _from_hub(dest: Path) -> None:
     import datasets  # optional: ImportError sends the caller to the CSVs
 
     for split, hub_split in HUB_SPLITS.items():
-        table = datasets.load_dataset(HUB_ID, revision=HUB_REVISION, data_dir="default",
-                                      split=hub_split)
-        _write_rows(dest / E2E_CSV[split],
-                    zip(table["meaning_representation"], table["human_reference"]))
+        table = datasets.load_dataset(
+            HUB_ID, revision=HUB_REVISION, data_dir="default", split=hub_split
+        )
+        _write_rows(
+            dest / E2E_CSV[split], zip(table["meaning_representation"], table["human_reference"])
+        )
 
 
 def _from_github(dest: Path) -> None:
@@ -171,8 +179,10 @@ def download_real(dest: Path) -> str:
     except ImportError:
         pass
     except Exception as err:  # noqa: BLE001 - any hub failure: the CSVs are the primary source
-        print(f"lorakit: the datasets route failed ({type(err).__name__}: {err}); "
-              "downloading the CSVs instead.")
+        print(
+            f"lorakit: the datasets route failed ({type(err).__name__}: {err}); "
+            "downloading the CSVs instead."
+        )
     _from_github(dest)
     return f"csv: {RAW_URL}"
 
@@ -193,8 +203,10 @@ def fetch_real(cache_dir=None, verbose: bool = True) -> Path:
     problem = verify_entry(entry)
     if problem is None:
         return entry
-    how = (f"Download trainset.csv, devset.csv and testset_w_refs.csv from {E2E_URL} and pass "
-           "their folder as the source instead, or connect to the internet once.")
+    how = (
+        f"Download trainset.csv, devset.csv and testset_w_refs.csv from {E2E_URL} and pass "
+        "their folder as the source instead, or connect to the internet once."
+    )
     why = download_problem()
     if why:
         raise RealDataUnavailable(f"not in the cache at {short_path(entry)} and {why}", how)
@@ -211,25 +223,29 @@ def fetch_real(cache_dir=None, verbose: bool = True) -> Path:
     try:
         write_entry(entry, fill, meta)
     except Exception as err:  # noqa: BLE001 - network, format or disk: one clear error
-        raise RealDataUnavailable(f"downloading it failed ({type(err).__name__}: {err})",
-                                  how) from err
+        raise RealDataUnavailable(
+            f"downloading it failed ({type(err).__name__}: {err})", how
+        ) from err
     return entry
 
 
 def _fallback(why: str) -> DataSource:
     global _NOTICE_SHOWN
-    notice = (f"the real E2E data is not available ({why}): using the synthetic E2E-style set "
-              "shipped in data/e2e instead. To use the real data, run `python -m "
-              "lorakit.data.sources` once with network access, or pass a folder holding "
-              f"{', '.join(E2E_CSV.values())} (from {E2E_URL}) as the source (--data DIR).")
+    notice = (
+        f"the real E2E data is not available ({why}): using the synthetic E2E-style set "
+        "shipped in data/e2e instead. To use the real data, run `python -m "
+        "lorakit.data.sources` once with network access, or pass a folder holding "
+        f"{', '.join(E2E_CSV.values())} (from {E2E_URL}) as the source (--data DIR)."
+    )
     if not _NOTICE_SHOWN:
         print(f"lorakit: {notice}")
         _NOTICE_SHOWN = True
     return DataSource("synthetic", DATA_DIR, notice)
 
 
-def data_source(source: str | os.PathLike | DataSource = "auto", cache_dir=None,
-                verbose: bool = True) -> DataSource:
+def data_source(
+    source: str | os.PathLike | DataSource = "auto", cache_dir=None, verbose: bool = True
+) -> DataSource:
     """Resolve a data source once, so that every split comes from the same place.
 
     Parameters
@@ -250,8 +266,9 @@ def data_source(source: str | os.PathLike | DataSource = "auto", cache_dir=None,
     if isinstance(source, DataSource):
         return source
     if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"source must be a string, a path or a DataSource, got "
-                        f"{type(source).__name__}.")
+        raise TypeError(
+            f"source must be a string, a path or a DataSource, got {type(source).__name__}."
+        )
     key = os.fspath(source)
     if key == "synthetic":
         return DataSource("synthetic", DATA_DIR)
@@ -267,15 +284,19 @@ def data_source(source: str | os.PathLike | DataSource = "auto", cache_dir=None,
         return _AUTO[slot]
     root = Path(key).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"No data folder at {root}. A data source is 'auto', 'synthetic', "
-                                "'real', or a folder holding {split}.jsonl or the real E2E CSVs "
-                                f"({', '.join(E2E_CSV.values())}).")
+        raise FileNotFoundError(
+            f"No data folder at {root}. A data source is 'auto', 'synthetic', "
+            "'real', or a folder holding {split}.jsonl or the real E2E CSVs "
+            f"({', '.join(E2E_CSV.values())})."
+        )
     return DataSource("dir", root)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lorakit.data.sources",
-                                     description="Download the real E2E data into the cache.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.data.sources",
+        description="Download the real E2E data into the cache.",
+    )
     parser.add_argument("--cache", default=None, help="the lorakit cache (default: as usual)")
     args = parser.parse_args(argv)
     try:

@@ -91,12 +91,14 @@ def data_stats(splits: dict[str, Sequence[E2ERecord]]) -> dict:
     delex = [delexicalise(ref, r.slots) for r in train for ref in r.refs]
     held_out = [s for s in SPLITS if s != "train"]
     return {
-        "refs_per_mr": {k: round(sum(len(r.refs) for r in v) / len(v), 3)
-                        for k, v in splits.items()},
+        "refs_per_mr": {
+            k: round(sum(len(r.refs) for r in v) / len(v), 3) for k, v in splits.items()
+        },
         "train_word_types": word_types([ref for r in train for ref in r.refs]),
         "train_word_types_without_names": word_types(delex),
-        "sentences_in_train_pct": {s: round(sentence_overlap(train, splits[s]), 2)
-                                   for s in held_out},
+        "sentences_in_train_pct": {
+            s: round(sentence_overlap(train, splits[s]), 2) for s in held_out
+        },
         "names_shared_with_train": {s: shared_names(train, splits[s]) for s in held_out},
         "refs_omitting_a_slot_pct": {s: round(omission_rate(splits[s]), 2) for s in held_out},
     }
@@ -113,8 +115,9 @@ def human_texts(records: Sequence[E2ERecord]) -> tuple[list[str], list[list[str]
     return hyps, refs
 
 
-def mbr_oracle_texts(mrs: Sequence[str], n_samples: int = 100, seed: int = 0,
-                     refs_per_mr: float = 8.5) -> list[str]:
+def mbr_oracle_texts(
+    mrs: Sequence[str], n_samples: int = 100, seed: int = 0, refs_per_mr: float = 8.5
+) -> list[str]:
     """For each MR, the most typical of ``n_samples`` texts drawn from the generator itself.
 
     A minimum-Bayes-risk pick: each sample is scored by the expected share of its 1- to 4-grams
@@ -130,11 +133,18 @@ def mbr_oracle_texts(mrs: Sequence[str], n_samples: int = 100, seed: int = 0,
     for mr in mrs:
         slots = parse_mr(mr)
         samples = [realise(slots, rng) for _ in range(n_samples)]
-        grams = [[set(zip(*(w[i:] for i in range(n)))) for n in (1, 2, 3, 4)]
-                 for w in (s.split() for s in samples)]
+        grams = [
+            [set(zip(*(w[i:] for i in range(n)))) for n in (1, 2, 3, 4)]
+            for w in (s.split() for s in samples)
+        ]
         df = [Counter(g for gs in grams for g in gs[n]) for n in range(4)]
-        out.append(samples[max(range(n_samples),
-                               key=lambda i: _mbr_score(grams[i], df, n_samples, refs_per_mr))])
+        out.append(
+            samples[
+                max(
+                    range(n_samples), key=lambda i: _mbr_score(grams[i], df, n_samples, refs_per_mr)
+                )
+            ]
+        )
     return out
 
 
@@ -147,8 +157,9 @@ def _mbr_score(grams: list[set], df: list[Counter], n_samples: int, k: float) ->
     return total
 
 
-def baseline_stats(train: Sequence[E2ERecord], test: Sequence[E2ERecord],
-                   oracle_samples: int = 100) -> dict:
+def baseline_stats(
+    train: Sequence[E2ERecord], test: Sequence[E2ERecord], oracle_samples: int = 100
+) -> dict:
     """Test BLEU and slot error rate (%) of the template, retrieval, the references, the oracle.
 
     "human" scores each reference against the other references of its MR (leave-one-out: one
@@ -162,20 +173,20 @@ def baseline_stats(train: Sequence[E2ERecord], test: Sequence[E2ERecord],
 
     mrs, refs = [r.mr for r in test], [list(r.refs) for r in test]
     out = {}
-    for name, hyps in (("template", template_texts(mrs)),
-                       ("retrieval", retrieval_texts(mrs, train)),
-                       ("mbr_oracle", mbr_oracle_texts(mrs, oracle_samples))):
+    for name, hyps in (
+        ("template", template_texts(mrs)),
+        ("retrieval", retrieval_texts(mrs, train)),
+        ("mbr_oracle", mbr_oracle_texts(mrs, oracle_samples)),
+    ):
         out[name] = {"bleu": bleu(hyps, refs), "ser": round(slot_error_rate(mrs, hyps), 2)}
     h_hyps, h_refs = human_texts(test)
     h_mrs = [r.mr for r in test for _ in r.refs if len(r.refs) > 1]
-    out["human"] = {"bleu": bleu(h_hyps, h_refs),
-                    "ser": round(slot_error_rate(h_mrs, h_hyps), 2)}
+    out["human"] = {"bleu": bleu(h_hyps, h_refs), "ser": round(slot_error_rate(h_mrs, h_hyps), 2)}
     out["mbr_oracle"]["samples_per_mr"] = oracle_samples
     return out
 
 
-def write_manifest(out_dir: str | Path, seed: int, command: str, extra: dict | None = None
-                   ) -> Path:
+def write_manifest(out_dir: str | Path, seed: int, command: str, extra: dict | None = None) -> Path:
     """Write ``MANIFEST.json``: seed, command, generator version, each split file's record and
     reference counts and SHA-256, :func:`data_stats` (when all three splits are there), and
     ``extra`` (e.g. ``{"test_baselines": baseline_stats(...)}``)."""
@@ -187,10 +198,18 @@ def write_manifest(out_dir: str | Path, seed: int, command: str, extra: dict | N
         path = out_dir / f"{split}.jsonl"
         if path.is_file():
             splits[split] = recs = read_jsonl(path)
-            files[path.name] = {"records": len(recs), "refs": sum(len(r.refs) for r in recs),
-                                "sha256": sha256(path)}
-    manifest = {"generator": "lorakit.data.e2e_generate", "generator_version": GENERATOR_VERSION,
-                "seed": seed, "command": command, "files": files}
+            files[path.name] = {
+                "records": len(recs),
+                "refs": sum(len(r.refs) for r in recs),
+                "sha256": sha256(path),
+            }
+    manifest = {
+        "generator": "lorakit.data.e2e_generate",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "command": command,
+        "files": files,
+    }
     if set(splits) == set(SPLITS):
         manifest["stats"] = data_stats(splits)
     manifest.update(extra or {})
@@ -204,12 +223,15 @@ def add_baselines(out_dir: str | Path, oracle_samples: int = 100) -> dict:
     out_dir = Path(out_dir)
     path = out_dir / "MANIFEST.json"
     if not path.is_file():
-        raise FileNotFoundError(f"No MANIFEST.json in {out_dir}; write the set first with "
-                                f"`python -m lorakit.data generate --out {out_dir}`.")
+        raise FileNotFoundError(
+            f"No MANIFEST.json in {out_dir}; write the set first with "
+            f"`python -m lorakit.data generate --out {out_dir}`."
+        )
     manifest = json.loads(path.read_text(encoding="utf-8"))
     train, test = (read_jsonl(out_dir / f"{s}.jsonl") for s in ("train", "test"))
     manifest["test_baselines"] = baseline_stats(train, test, oracle_samples)
     manifest["stats_command"] = "python -m lorakit.data stats data/e2e" + (
-        f" --oracle-samples {oracle_samples}" if oracle_samples != 100 else "")
+        f" --oracle-samples {oracle_samples}" if oracle_samples != 100 else ""
+    )
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest["test_baselines"]

@@ -18,11 +18,19 @@ import numpy as np
 from lorakit.data.lexicon import VALUES
 from lorakit.data.records import E2ERecord, parse_mr
 
-_PRICE = {"cheap": "low prices", "moderate": "moderate prices", "high": "high prices",
-          "less than £20": "a price range of less than £20", "£20-25": "a price range of £20-25",
-          "more than £30": "a price range of more than £30"}
-_RATING = {"low": "a low customer rating", "average": "an average customer rating",
-           "high": "a high customer rating"}
+_PRICE = {
+    "cheap": "low prices",
+    "moderate": "moderate prices",
+    "high": "high prices",
+    "less than £20": "a price range of less than £20",
+    "£20-25": "a price range of £20-25",
+    "more than £30": "a price range of more than £30",
+}
+_RATING = {
+    "low": "a low customer rating",
+    "average": "an average customer rating",
+    "high": "a high customer rating",
+}
 _AREA = {"city centre": "in the city centre", "riverside": "in the riverside area"}
 
 

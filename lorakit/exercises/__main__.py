@@ -19,11 +19,15 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 when the work was done, 2 otherwise)."""
-    parser = argparse.ArgumentParser(prog="python -m lorakit.exercises",
-                                     description="Student versions and grading of the course's exercises.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.exercises",
+        description="Student versions and grading of the course's exercises.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     st = sub.add_parser("student", help="write student versions of the chapters")
-    st.add_argument("sources", nargs="+", help="chapter notebooks or folders of them (e.g. chapters/)")
+    st.add_argument(
+        "sources", nargs="+", help="chapter notebooks or folders of them (e.g. chapters/)"
+    )
     st.add_argument("--out", required=True, help="folder for the student versions (e.g. student/)")
     gr = sub.add_parser("grade", help="run returned notebooks and report each exercise")
     gr.add_argument("notebooks", nargs="+", help="returned notebooks (.ipynb)")
@@ -31,9 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     gr.add_argument("--timeout", type=float, default=600, help="seconds per cell (default 600)")
     gr.add_argument("--preset", choices=["ci", "cpu", "gpu"], help="LORAKIT_PRESET for the runs")
     gr.add_argument("--kernel", help="Jupyter kernel name (default python3)")
-    gr.add_argument("--course", help="where the expected exercises come from: the chapters folder, "
-                                     "or the lorakit_exercises.json written by the student command "
-                                     "(default: the chapters/ of this lorakit's course)")
+    gr.add_argument(
+        "--course",
+        help="where the expected exercises come from: the chapters folder, "
+        "or the lorakit_exercises.json written by the student command "
+        "(default: the chapters/ of this lorakit's course)",
+    )
     sub.add_parser("list", help="list the registered exercises")
     args = parser.parse_args(argv)
 
@@ -57,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.timeout <= 0:
             raise ValueError(f"--timeout must be positive, got {args.timeout:g}")
         try:
-            results = grade(args.notebooks, timeout=args.timeout, kernel=args.kernel,
-                            preset=args.preset, course=args.course)
+            results = grade(
+                args.notebooks,
+                timeout=args.timeout,
+                kernel=args.kernel,
+                preset=args.preset,
+                course=args.course,
+            )
         except GraderError as exc:
             if exc.results:
                 print(format_table(exc.results))

@@ -79,9 +79,11 @@ def _fresh_core(package_parent: str) -> Any:
         sys.path.remove(package_parent)
     where = Path(core.__file__).resolve()
     if not where.is_relative_to(Path(package_parent).resolve()):
-        raise RuntimeError(f"lorakit was imported from {where.parent}, not from the grader's copy "
-                           f"in {package_parent}; something in the notebook's folder or kernel "
-                           "shadows the package")
+        raise RuntimeError(
+            f"lorakit was imported from {where.parent}, not from the grader's copy "
+            f"in {package_parent}; something in the notebook's folder or kernel "
+            "shadows the package"
+        )
     _core = core
     return core
 

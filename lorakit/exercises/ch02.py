@@ -54,8 +54,10 @@ def _check_low_rank_approx(candidate) -> None:
         err = float(np.linalg.norm(M - got))
         rank = int(np.linalg.matrix_rank(got))
         if rank > k:
-            raise ExerciseFailure(f"{what}: your matrix has rank {rank}, more than k={k}; keep only "
-                                  "the first k singular triplets")
+            raise ExerciseFailure(
+                f"{what}: your matrix has rank {rank}, more than k={k}; keep only "
+                "the first k singular triplets"
+            )
         if abs(err - best) > 1e-8 * max(1.0, best):
             raise ExerciseFailure(
                 f"{what}: ||M - M_k||_F is {err:.6g}, but the best rank-{k} error is {best:.6g} "
@@ -65,15 +67,19 @@ def _check_low_rank_approx(candidate) -> None:
         expected = low_rank_approx(M, k)
         if not np.allclose(got, expected, atol=1e-9):
             worst = float(np.max(np.abs(got - expected)))
-            raise ExerciseFailure(f"{what}: entries differ from the truncated SVD by up to {worst:.3g}")
+            raise ExerciseFailure(
+                f"{what}: entries differ from the truncated SVD by up to {worst:.3g}"
+            )
     g = torch.Generator().manual_seed(4)
     for dtype, (m, n, k) in ((torch.float64, (7, 5, 2)), (torch.float32, (6, 9, 3))):
         M = torch.randn(m, n, generator=g, dtype=dtype)
         got = candidate(M.clone(), k)
         what = f"for a torch tensor ({m}x{n}, {dtype}) and k={k}"
         if not isinstance(got, torch.Tensor):
-            fail(f"{what} it returned {type(got).__name__}; return a tensor (use lib.linalg.svd "
-                 "with lib = torch for tensors, so the result keeps M's type, dtype and device)")
+            fail(
+                f"{what} it returned {type(got).__name__}; return a tensor (use lib.linalg.svd "
+                "with lib = torch for tensors, so the result keeps M's type, dtype and device)"
+            )
         tol = 1e-9 if dtype == torch.float64 else 1e-4
         assert_close(what, got, low_rank_approx(M, k), atol=tol, rtol=tol)
 
@@ -94,12 +100,15 @@ def _energy_off_by_one(s, k):
 _SPECTRA = {
     "[3, 2, 1, 0]": np.array([3.0, 2.0, 1.0, 0.0]),
     "a decaying spectrum 0.8**i (20 values)": 0.8 ** np.arange(20),
-    "the singular values of a seeded 12x9 Gaussian matrix":
-        np.linalg.svd(np.random.default_rng(5).standard_normal((12, 9)), compute_uv=False),
+    "the singular values of a seeded 12x9 Gaussian matrix": np.linalg.svd(
+        np.random.default_rng(5).standard_normal((12, 9)), compute_uv=False
+    ),
 }
 
 
-@register("ch02.energy_kept", reference=energy_kept, wrong=[_energy_not_squared, _energy_off_by_one])
+@register(
+    "ch02.energy_kept", reference=energy_kept, wrong=[_energy_not_squared, _energy_off_by_one]
+)
 def _check_energy_kept(candidate) -> None:
     for label, s in _SPECTRA.items():
         for k in sorted({0, 1, 2, len(s) // 2, len(s)}):
@@ -110,8 +119,9 @@ def _check_energy_kept(candidate) -> None:
                 hint = ""
                 if abs(value - float(np.sum(s[:k]) / np.sum(s))) < 1e-9:
                     hint = " (energy is the sum of SQUARED singular values)"
-                raise ExerciseFailure(f"for {label} and k={k} it returned {value:.6g}, expected "
-                                      f"{expected:.6g}{hint}")
+                raise ExerciseFailure(
+                    f"for {label} and k={k} it returned {value:.6g}, expected {expected:.6g}{hint}"
+                )
 
 
 # ---- the smallest k that keeps a given fraction of the energy --------------------------------------
@@ -151,5 +161,9 @@ def _check_rank_for_energy(candidate) -> None:
                 f"for {label} and fraction={fraction:.4g} it returned k={got}, expected {expected}: "
                 f"the smallest k with energy_kept(s, k) >= fraction (top-{expected} energy "
                 f"{energy_kept(s, expected):.4f}"
-                + (f", top-{expected - 1} energy {energy_kept(s, expected - 1):.4f})" if expected else ")")
+                + (
+                    f", top-{expected - 1} energy {energy_kept(s, expected - 1):.4f})"
+                    if expected
+                    else ")"
+                )
             )

@@ -26,8 +26,9 @@ from lorakit.exercises.core import (
 # ----------------------------------------------------------------------------- references
 
 
-def lora_forward(x: torch.Tensor, W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                 alpha: float) -> torch.Tensor:
+def lora_forward(
+    x: torch.Tensor, W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float
+) -> torch.Tensor:
     """LoRA's forward pass ``h = W0 x + (α/r) B A x`` for a batch of row vectors.
 
     Parameters
@@ -162,31 +163,46 @@ D, K, R, ALPHA = 6, 10, 3, 12.0  # d != k and alpha/r = 4, so transposes and sca
 
 def _factors(seed: int = 0, d: int = D, k: int = K, r: int = R):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(d, k, generator=g), torch.randn(r, k, generator=g),
-            torch.randn(d, r, generator=g), torch.randn(2, 5, k, generator=g))
+    return (
+        torch.randn(d, k, generator=g),
+        torch.randn(r, k, generator=g),
+        torch.randn(d, r, generator=g),
+        torch.randn(2, 5, k, generator=g),
+    )
 
 
-@register("ch03.lora_forward", reference=lora_forward,
-          wrong=[_forward_no_scaling, _forward_r_over_alpha, _forward_delta_only, _forward_detached])
+@register(
+    "ch03.lora_forward",
+    reference=lora_forward,
+    wrong=[_forward_no_scaling, _forward_r_over_alpha, _forward_delta_only, _forward_detached],
+)
 def _check_lora_forward(candidate) -> None:
     W0, A, B, x = _factors()
     originals = [t.clone() for t in (x, W0, A, B)]
-    assert_close("h for x of shape (2, 5, 10)", candidate(x, W0, A, B, ALPHA),
-                 lora_forward(x, W0, A, B, ALPHA))
+    assert_close(
+        "h for x of shape (2, 5, 10)",
+        candidate(x, W0, A, B, ALPHA),
+        lora_forward(x, W0, A, B, ALPHA),
+    )
     for name, t, t0 in zip(("x", "W0", "A", "B"), (x, W0, A, B), originals):
         if not torch.equal(t, t0):
             fail(f"lora_forward changed its input {name} in place; compute a new tensor instead")
     A1, B1, W01 = A[:1], B[:, :1], W0  # r = 1 and alpha = 1: scaling 1
-    assert_close("h with r=1, alpha=1", candidate(x[0], W01, A1, B1, 1.0),
-                 lora_forward(x[0], W01, A1, B1, 1.0))
+    assert_close(
+        "h with r=1, alpha=1",
+        candidate(x[0], W01, A1, B1, 1.0),
+        lora_forward(x[0], W01, A1, B1, 1.0),
+    )
     grads = []
     for fn in (candidate, lora_forward):
         a, b = A.clone().requires_grad_(True), B.clone().requires_grad_(True)
         out = fn(x, W0, a, b, ALPHA)
         if not out.requires_grad:
-            fail("h does not depend differentiably on A and B (no gradient can flow); "
-                 "use torch operations on A and B, without .detach() or NumPy")
-        (out ** 2).sum().backward()
+            fail(
+                "h does not depend differentiably on A and B (no gradient can flow); "
+                "use torch operations on A and B, without .detach() or NumPy"
+            )
+        (out**2).sum().backward()
         grads.append((a.grad, b.grad))
     for name, got, ref in zip(("A", "B"), grads[0], grads[1]):
         if got is None:
@@ -203,13 +219,19 @@ def _layer(candidate, base: nn.Linear, r: int, alpha: float) -> nn.Module:
         if not hasattr(layer, name):
             fail(f"the layer has no attribute {name}; store it as self.{name} = nn.Parameter(...)")
         if name not in params:
-            fail(f"{name} is not an nn.Parameter of the layer, so an optimizer would never see it; "
-                 f"wrap it: self.{name} = nn.Parameter(...)")
+            fail(
+                f"{name} is not an nn.Parameter of the layer, so an optimizer would never see it; "
+                f"wrap it: self.{name} = nn.Parameter(...)"
+            )
     return layer
 
 
-@register("ch03.lora_layer", reference=LoRAFromScratch, stub=lambda: _LayerStub,
-          wrong=[_LayerNoScaling, _LayerRandomB, _LayerNotFrozen, _LayerZeroA, _LayerROverAlpha])
+@register(
+    "ch03.lora_layer",
+    reference=LoRAFromScratch,
+    stub=lambda: _LayerStub,
+    wrong=[_LayerNoScaling, _LayerRandomB, _LayerNotFrozen, _LayerZeroA, _LayerROverAlpha],
+)
 def _check_lora_layer(candidate) -> None:
     torch.manual_seed(0)
     base = nn.Linear(K, D)
@@ -219,29 +241,41 @@ def _check_lora_layer(candidate) -> None:
     assert_shape("lora_A", A, (R, K))
     assert_shape("lora_B", B, (D, R))
     if bool((B != 0).any()):
-        fail("lora_B should start at zero, so that ΔW = BA = 0 and the layer starts equal to W0 "
-             f"(paper §4.1); its largest entry is {B.abs().max().item():.3g}")
+        fail(
+            "lora_B should start at zero, so that ΔW = BA = 0 and the layer starts equal to W0 "
+            f"(paper §4.1); its largest entry is {B.abs().max().item():.3g}"
+        )
     if float(A.detach().std()) == 0.0:
-        fail("lora_A should start random (Gaussian): it is constant"
-             + (" zero; with B = 0 too, neither A nor B ever gets a gradient" if not A.any() else ""))
+        fail(
+            "lora_A should start random (Gaussian): it is constant"
+            + (" zero; with B = 0 too, neither A nor B ever gets a gradient" if not A.any() else "")
+        )
     if not (torch.equal(base.weight, w0) and torch.equal(base.bias, b0)):
         fail("creating the layer changed the base layer's weights; W0 must stay as it was")
     for name, p in base.named_parameters():
         if p.requires_grad:
-            fail(f"the base layer's {name} still has requires_grad=True: W0 (and its bias) must be "
-                 "frozen, e.g. p.requires_grad_(False) for every parameter of the base")
+            fail(
+                f"the base layer's {name} still has requires_grad=True: W0 (and its bias) must be "
+                "frozen, e.g. p.requires_grad_(False) for every parameter of the base"
+            )
     scaling = getattr(layer, "scaling", None)
     if scaling is None:
-        fail(f"the layer has no attribute scaling; set self.scaling = alpha / r ({ALPHA / R:g} here)")
+        fail(
+            f"the layer has no attribute scaling; set self.scaling = alpha / r ({ALPHA / R:g} here)"
+        )
     scaling = as_number("layer.scaling", scaling)
     if not math.isclose(scaling, ALPHA / R):
-        fail(f"layer.scaling: expected alpha / r = {ALPHA:g} / {R} = {ALPHA / R:g}, got {scaling!r}")
+        fail(
+            f"layer.scaling: expected alpha / r = {ALPHA:g} / {R} = {ALPHA / R:g}, got {scaling!r}"
+        )
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 5, K, generator=g)
     assert_close("output at initialisation (should equal base(x))", layer(x), base(x).detach())
     trainable = {n for n, p in layer.named_parameters() if p.requires_grad}
     if trainable != {"lora_A", "lora_B"}:
-        fail(f"the trainable parameters should be exactly lora_A and lora_B, got {sorted(trainable)}")
+        fail(
+            f"the trainable parameters should be exactly lora_A and lora_B, got {sorted(trainable)}"
+        )
     with torch.no_grad():
         A.copy_(torch.randn(R, K, generator=g))
         B.copy_(torch.randn(D, R, generator=g))
@@ -249,8 +283,8 @@ def _check_lora_layer(candidate) -> None:
     out = layer(x)
     ref = lora_forward(x, w0, a_ref, b_ref, ALPHA) + b0
     assert_close("output with non-zero A and B", out, ref)
-    (out ** 2).mean().backward()
-    (ref ** 2).mean().backward()
+    (out**2).mean().backward()
+    (ref**2).mean().backward()
     for name, p in base.named_parameters():
         assert_grad(f"base.{name}", p, "none")
     assert_grad("lora_A", A, "nonzero")
@@ -265,27 +299,42 @@ def _check_merge_like(candidate, reference, what: str) -> None:
     got = candidate(W0, A, B, ALPHA)
     for name, t, t0 in zip(("the weight", "A", "B"), (W0, A, B), originals):
         if not torch.equal(t, t0):
-            fail(f"{what} changed {name} in place; return a new tensor (e.g. W0 + ...) and leave "
-                 "its inputs as they were")
+            fail(
+                f"{what} changed {name} in place; return a new tensor (e.g. W0 + ...) and leave "
+                "its inputs as they were"
+            )
     assert_close(f"{what}(W, A, B, alpha)", got, reference(W0, A, B, ALPHA))
     if not isinstance(got, torch.Tensor):
         raise ExerciseFailure(f"{what} should return a tensor")
 
 
-@register("ch03.merge_lora", reference=merge_lora,
-          wrong=[_merge_no_scaling, _merge_in_place, _merge_transposed])
+@register(
+    "ch03.merge_lora",
+    reference=merge_lora,
+    wrong=[_merge_no_scaling, _merge_in_place, _merge_transposed],
+)
 def _check_merge(candidate) -> None:
     _check_merge_like(candidate, merge_lora, "merge_lora")
     W0, A, B, x = _factors(seed=3)
-    assert_close("x @ merged.T (should equal the unmerged LoRA output)",
-                 x @ candidate(W0, A, B, ALPHA).T, lora_forward(x, W0, A, B, ALPHA), atol=1e-4)
+    assert_close(
+        "x @ merged.T (should equal the unmerged LoRA output)",
+        x @ candidate(W0, A, B, ALPHA).T,
+        lora_forward(x, W0, A, B, ALPHA),
+        atol=1e-4,
+    )
 
 
-@register("ch03.unmerge_lora", reference=unmerge_lora,
-          wrong=[_unmerge_adds, _unmerge_no_scaling, _unmerge_in_place])
+@register(
+    "ch03.unmerge_lora",
+    reference=unmerge_lora,
+    wrong=[_unmerge_adds, _unmerge_no_scaling, _unmerge_in_place],
+)
 def _check_unmerge(candidate) -> None:
     _check_merge_like(candidate, unmerge_lora, "unmerge_lora")
     W0, A, B, _ = _factors(seed=4)
-    assert_close("unmerge_lora(merge_lora(W0, ...)) (should give W0 back)",
-                 candidate(merge_lora(W0, A, B, ALPHA), A, B, ALPHA), W0, atol=1e-5)
-
+    assert_close(
+        "unmerge_lora(merge_lora(W0, ...)) (should give W0 back)",
+        candidate(merge_lora(W0, A, B, ALPHA), A, B, ALPHA),
+        W0,
+        atol=1e-5,
+    )

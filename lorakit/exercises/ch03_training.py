@@ -17,8 +17,9 @@ from lorakit.exercises.core import assert_close, fail, register
 # ----------------------------------------------------------------------------- references
 
 
-def lora_grads(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float,
-               grad_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def lora_grads(
+    x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float, grad_h: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradients of a loss with respect to ``A`` and ``B``, by hand (no autograd).
 
     ``h = x W0^T + s · x A^T B^T`` with ``s = α/r``; given ``grad_h = ∂L/∂h``, the chain rule through
@@ -72,7 +73,7 @@ def _grads_swapped_chain(x, A, B, alpha, grad_h):
     """grad_B from x instead of u = x A^T, padded to (d, r): forgets that B sees A x."""
     s = alpha / A.shape[0]
     X, G = x.reshape(-1, x.shape[-1]), grad_h.reshape(-1, grad_h.shape[-1])
-    return s * (G @ B).T @ X, s * G.T @ X[:, :A.shape[0]]
+    return s * (G @ B).T @ X, s * G.T @ X[:, : A.shape[0]]
 
 
 def _grads_first_row_only(x, A, B, alpha, grad_h):
@@ -89,9 +90,16 @@ def _grads_autograd_free_mean(x, A, B, alpha, grad_h):
     return g_a / n, g_b / n
 
 
-@register("ch03.lora_grads", reference=lora_grads,
-          wrong=[_grads_no_scaling, _grads_swapped_chain, _grads_first_row_only,
-                 _grads_autograd_free_mean])
+@register(
+    "ch03.lora_grads",
+    reference=lora_grads,
+    wrong=[
+        _grads_no_scaling,
+        _grads_swapped_chain,
+        _grads_first_row_only,
+        _grads_autograd_free_mean,
+    ],
+)
 def _check_lora_grads(candidate) -> None:
     for seed, zero_b in ((0, True), (1, False), (2, False)):
         W0, A, B, x = _factors(seed)
@@ -106,8 +114,9 @@ def _check_lora_grads(candidate) -> None:
             fail(f"lora_grads returned {type(got).__name__}; return a pair (grad_A, grad_B)")
         where = "at LoRA's start (B = 0)" if zero_b else f"with random A and B (seed {seed})"
         for name, got_g, ref in zip(("grad_A", "grad_B"), got, (a.grad, b.grad)):
-            assert_close(f"{name} {where}, x of shape {tuple(x.shape)}", got_g, ref,
-                         atol=1e-4, rtol=1e-4)
+            assert_close(
+                f"{name} {where}, x of shape {tuple(x.shape)}", got_g, ref, atol=1e-4, rtol=1e-4
+            )
         if zero_b and bool(torch.as_tensor(got[0]).any()):
             fail("with B = 0, grad_A must be exactly zero: ∂L/∂A = s (grad_h B)^T x")
 
@@ -135,11 +144,14 @@ def _floor_by_k(dW_true, r):
 
 def _floor_off_by_one(dW_true, r):
     s = torch.linalg.svdvals(dW_true.double())
-    return float((s[r + 1:] ** 2).sum() / dW_true.shape[0])
+    return float((s[r + 1 :] ** 2).sum() / dW_true.shape[0])
 
 
-@register("ch03.eckart_young_floor", reference=eckart_young_floor,
-          wrong=[_floor_no_d, _floor_not_squared, _floor_kept_part, _floor_by_k, _floor_off_by_one])
+@register(
+    "ch03.eckart_young_floor",
+    reference=eckart_young_floor,
+    wrong=[_floor_no_d, _floor_not_squared, _floor_kept_part, _floor_by_k, _floor_off_by_one],
+)
 def _check_eckart_young_floor(candidate) -> None:
     g = torch.Generator().manual_seed(5)
     for d, k, true_rank in ((12, 20, 5), (16, 9, 9), (10, 10, 3)):
@@ -147,12 +159,16 @@ def _check_eckart_young_floor(candidate) -> None:
         V = torch.linalg.qr(torch.randn(k, k, generator=g, dtype=torch.float64)).Q[:, :true_rank]
         sv = torch.linspace(3.0, 0.5, true_rank, dtype=torch.float64)
         dW = (U * sv) @ V.T
-        for r in sorted({0, 1, true_rank // 2, true_rank, true_rank + 1} & set(range(min(d, k) + 1))):
+        for r in sorted(
+            {0, 1, true_rank // 2, true_rank, true_rank + 1} & set(range(min(d, k) + 1))
+        ):
             what = f"eckart_young_floor(dW_true of shape ({d}, {k}) and rank {true_rank}, r={r})"
             got = float(as_number(what, candidate(dW.clone(), r)))
             want = eckart_young_floor(dW, r)
             if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
                 tail = ", ".join(f"{v:.3g}" for v in sv[r:].tolist()) or "none"
-                fail(f"{what} returned {got:.6g}, expected {want:.6g}: the singular values that a "
-                     f"rank-{r} update must leave out are [{tail}]; the loss averages over the "
-                     f"d = {d} outputs")
+                fail(
+                    f"{what} returned {got:.6g}, expected {want:.6g}: the singular values that a "
+                    f"rank-{r} update must leave out are [{tail}]; the loss averages over the "
+                    f"d = {d} outputs"
+                )

@@ -59,10 +59,9 @@ class QVLoRA(nn.Module):
         """``W + ΔW`` in Conv1D's ``(k, 3d)`` layout: ``ΔW_q = s B_q A_q`` is ``(d, k)``, so it
         enters transposed. A new tensor; the base is not changed."""
         W = self.base.weight.detach().clone()
-        W[:, :self.d] += (self.scaling * self.lora_B_q @ self.lora_A_q).T.detach()
-        W[:, 2 * self.d:] += (self.scaling * self.lora_B_v @ self.lora_A_v).T.detach()
+        W[:, : self.d] += (self.scaling * self.lora_B_q @ self.lora_A_q).T.detach()
+        W[:, 2 * self.d :] += (self.scaling * self.lora_B_v @ self.lora_A_v).T.detach()
         return W
-
 
 
 def lora_param_count(n_layers: int, d_model: int, r: int, n_matrices: int = 2) -> int:
@@ -75,8 +74,9 @@ def lora_param_count(n_layers: int, d_model: int, r: int, n_matrices: int = 2) -
     return 2 * adapted * d_model * r
 
 
-def adam_memory_bytes(n_params: int, n_trainable: int, bytes_per_value: int = 2,
-                      count_gradients: bool = True) -> int:
+def adam_memory_bytes(
+    n_params: int, n_trainable: int, bytes_per_value: int = 2, count_gradients: bool = True
+) -> int:
     """Bytes that training with Adam holds for the model, activations not counted: every weight,
     plus for each trainable parameter Adam's two moment estimates and (``count_gradients``) its
     gradient.
@@ -141,8 +141,8 @@ class _QVMergeNotTransposed(QVLoRA):
 
     def merged_weight(self):
         W = self.base.weight.detach().clone()
-        W[:, :self.d] += (self.scaling * self.lora_B_q @ self.lora_A_q).detach()
-        W[:, 2 * self.d:] += (self.scaling * self.lora_B_v @ self.lora_A_v).detach()
+        W[:, : self.d] += (self.scaling * self.lora_B_q @ self.lora_A_q).detach()
+        W[:, 2 * self.d :] += (self.scaling * self.lora_B_v @ self.lora_A_v).detach()
         return W
 
 
@@ -169,25 +169,37 @@ class _QVRandomB(QVLoRA):
 # ----------------------------------------------------------------------------- checkers
 
 
-@register("ch04.lora_param_count", reference=lora_param_count,
-          wrong=[_count_one_factor, _count_ignores_matrices, _count_with_frozen])
+@register(
+    "ch04.lora_param_count",
+    reference=lora_param_count,
+    wrong=[_count_one_factor, _count_ignores_matrices, _count_with_frozen],
+)
 def _check_lora_param_count(candidate) -> None:
-    cases = [((24, 1024, 4), 393_216),          # GPT-2 M, q and v: the paper's 0.35M
-             ((96, 12288, 4), 18_874_368),      # GPT-3 175B, q and v: about 18M
-             ((12, 768, 1, 1), 18_432),         # one matrix per layer
-             ((2, 10, 3, 4), 480)]
+    cases = [
+        ((24, 1024, 4), 393_216),  # GPT-2 M, q and v: the paper's 0.35M
+        ((96, 12288, 4), 18_874_368),  # GPT-3 175B, q and v: about 18M
+        ((12, 768, 1, 1), 18_432),  # one matrix per layer
+        ((2, 10, 3, 4), 480),
+    ]
     check_int_cases("lora_param_count", candidate, cases)
 
 
-@register("ch04.adam_memory_bytes", reference=adam_memory_bytes,
-          wrong=[_adam_no_grads, _adam_all_params, _adam_fixed_fp32, _adam_grads_for_frozen])
+@register(
+    "ch04.adam_memory_bytes",
+    reference=adam_memory_bytes,
+    wrong=[_adam_no_grads, _adam_all_params, _adam_fixed_fp32, _adam_grads_for_frozen],
+)
 def _check_adam_memory_bytes(candidate) -> None:
     gpt3, theta = 175_000_000_000, 18_874_368
-    cases = [((gpt3, gpt3, 2), 1_400_000_000_000),          # GPT-3 full FT, fp16: 4 copies
-             ((gpt3, theta, 2), 350_113_246_208),           # GPT-3 LoRA
-             ((1000, 10, 4), 4120), ((1000, 0, 2), 2000),
-             ((gpt3, gpt3, 2, False), 1_050_000_000_000),   # the paper's 3 copies (no gradients)
-             ((gpt3, theta, 2, False), 350_075_497_472), ((1000, 10, 4, False), 4080)]
+    cases = [
+        ((gpt3, gpt3, 2), 1_400_000_000_000),  # GPT-3 full FT, fp16: 4 copies
+        ((gpt3, theta, 2), 350_113_246_208),  # GPT-3 LoRA
+        ((1000, 10, 4), 4120),
+        ((1000, 0, 2), 2000),
+        ((gpt3, gpt3, 2, False), 1_050_000_000_000),  # the paper's 3 copies (no gradients)
+        ((gpt3, theta, 2, False), 350_075_497_472),
+        ((1000, 10, 4, False), 4080),
+    ]
     check_int_cases("adam_memory_bytes", candidate, cases)
 
 
@@ -202,8 +214,12 @@ def _qv_layer(candidate, c_attn: nn.Module, r: int, alpha: float) -> nn.Module:
     return layer
 
 
-@register("ch04.qv_lora", reference=QVLoRA, stub=lambda: _QVStub,
-          wrong=[_QVOnK, _QVMergeNotTransposed, _QVNoScaling, _QVNotFrozen, _QVRandomB])
+@register(
+    "ch04.qv_lora",
+    reference=QVLoRA,
+    stub=lambda: _QVStub,
+    wrong=[_QVOnK, _QVMergeNotTransposed, _QVNoScaling, _QVNotFrozen, _QVRandomB],
+)
 def _check_qv_lora(candidate) -> None:
     from transformers.pytorch_utils import Conv1D
 
@@ -218,23 +234,33 @@ def _check_qv_lora(candidate) -> None:
         c_attn.bias.normal_(0, 0.5)
     w0, b0 = c_attn.weight.detach().clone(), c_attn.bias.detach().clone()
     layer = _qv_layer(candidate, c_attn, r, alpha)
-    for name, shape in (("lora_A_q", (r, k)), ("lora_B_q", (d, r)), ("lora_A_v", (r, k)),
-                        ("lora_B_v", (d, r))):
+    for name, shape in (
+        ("lora_A_q", (r, k)),
+        ("lora_B_q", (d, r)),
+        ("lora_A_v", (r, k)),
+        ("lora_B_v", (d, r)),
+    ):
         assert_shape(name, getattr(layer, name), shape)
     for name, p in c_attn.named_parameters():
         if p.requires_grad:
-            fail(f"c_attn's {name} still has requires_grad=True: freeze every parameter of the base")
+            fail(
+                f"c_attn's {name} still has requires_grad=True: freeze every parameter of the base"
+            )
     if any(bool(getattr(layer, n).detach().any()) for n in ("lora_B_q", "lora_B_v")):
         fail("lora_B_q and lora_B_v should start at zero, so the layer starts equal to c_attn")
     if any(float(getattr(layer, n).detach().std()) == 0 for n in ("lora_A_q", "lora_A_v")):
         fail("lora_A_q and lora_A_v should start random (Gaussian), not constant")
-    if not math.isclose(as_number("layer.scaling", getattr(layer, "scaling", float("nan"))), alpha / r):
+    if not math.isclose(
+        as_number("layer.scaling", getattr(layer, "scaling", float("nan"))), alpha / r
+    ):
         fail(f"layer.scaling: expected alpha / r = {alpha:g} / {r} = {alpha / r:g}")
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 5, k, generator=g)
     assert_close("output at initialisation (should equal c_attn(x))", layer(x), c_attn(x).detach())
-    factors = {n: torch.randn(getattr(layer, n).shape, generator=g) for n in
-               ("lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v")}
+    factors = {
+        n: torch.randn(getattr(layer, n).shape, generator=g)
+        for n in ("lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v")
+    }
     with torch.no_grad():
         for n, value in factors.items():
             getattr(layer, n).copy_(value)
@@ -247,11 +273,18 @@ def _check_qv_lora(candidate) -> None:
     out = layer(x)
     with torch.no_grad():
         ref = fused(x)
-        assert_close("k slice of the output (k has no LoRA: it must equal c_attn's)",
-                     out[..., d:2 * d], c_attn(x)[..., d:2 * d])
-    assert_close("output with non-zero A and B (against lorakit.FusedLoRALinear on the same "
-                 "weights)", out, ref, atol=1e-4)
-    (out ** 2).sum().backward()
+        assert_close(
+            "k slice of the output (k has no LoRA: it must equal c_attn's)",
+            out[..., d : 2 * d],
+            c_attn(x)[..., d : 2 * d],
+        )
+    assert_close(
+        "output with non-zero A and B (against lorakit.FusedLoRALinear on the same weights)",
+        out,
+        ref,
+        atol=1e-4,
+    )
+    (out**2).sum().backward()
     for name, p in c_attn.named_parameters():
         assert_grad(f"c_attn.{name}", p, "none")
     for n in factors:
@@ -260,7 +293,11 @@ def _check_qv_lora(candidate) -> None:
         fail("the layer changed c_attn's weight or bias; W0 must stay as it was")
     merged = layer.merged_weight()
     fused.merge()
-    assert_close("merged_weight() (Conv1D layout (in, out): each (d, k) ΔW enters transposed)",
-                 merged, fused.base.weight, atol=1e-4)
+    assert_close(
+        "merged_weight() (Conv1D layout (in, out): each (d, k) ΔW enters transposed)",
+        merged,
+        fused.base.weight,
+        atol=1e-4,
+    )
     if not torch.equal(c_attn.weight, w0):
         fail("merged_weight() changed c_attn's weight in place; return a new tensor")

@@ -31,8 +31,9 @@ def slot_error_rate(mrs: list[str], texts: list[str]) -> float:
     return 100.0 * errors / slots
 
 
-def make_labels(input_ids: list[int], n_prompt: int, width: int, pad_id: int
-                ) -> tuple[list[int], list[int]]:
+def make_labels(
+    input_ids: list[int], n_prompt: int, width: int, pad_id: int
+) -> tuple[list[int], list[int]]:
     """One example padded on the right to ``width``: its ids and its labels, -100 on the MR
     (the first ``n_prompt`` ids) and on the padding, the ids themselves elsewhere."""
     pad = width - len(input_ids)
@@ -41,8 +42,9 @@ def make_labels(input_ids: list[int], n_prompt: int, width: int, pad_id: int
     return ids, labels
 
 
-def bleu_interval(hyps: list[str], refs: list[list[str]], resamples: np.ndarray
-                  ) -> tuple[float, float]:
+def bleu_interval(
+    hyps: list[str], refs: list[list[str]], resamples: np.ndarray
+) -> tuple[float, float]:
     """The 95% bootstrap interval of corpus BLEU: each row of ``resamples`` (n, N) lists the
     test MRs of one resample; each MR comes with its text and all its references."""
     scores = [corpus_bleu([hyps[i] for i in row], [refs[i] for i in row]) for row in resamples]
@@ -67,18 +69,25 @@ def noise_verdict(a: list[float], b: list[float], hw_a: float, hw_b: float) -> s
 
 
 def _ser_mean_of_rates(mrs, texts):
-    return 100.0 * statistics.fmean(sum(map(len, slot_errors(m, t).values())) / len(parse_mr(m))
-                                    for m, t in zip(mrs, texts))
+    return 100.0 * statistics.fmean(
+        sum(map(len, slot_errors(m, t).values())) / len(parse_mr(m)) for m, t in zip(mrs, texts)
+    )
 
 
 def _ser_missing_only(mrs, texts):
-    return 100.0 * sum(len(slot_errors(m, t)["missing"]) for m, t in zip(mrs, texts)) / \
-        sum(len(parse_mr(m)) for m in mrs)
+    return (
+        100.0
+        * sum(len(slot_errors(m, t)["missing"]) for m, t in zip(mrs, texts))
+        / sum(len(parse_mr(m)) for m in mrs)
+    )
 
 
 def _ser_per_mr(mrs, texts):
-    return 100.0 * sum(sum(map(len, slot_errors(m, t).values())) for m, t in zip(mrs, texts)) / \
-        len(mrs)
+    return (
+        100.0
+        * sum(sum(map(len, slot_errors(m, t).values())) for m, t in zip(mrs, texts))
+        / len(mrs)
+    )
 
 
 def _labels_keep_prompt(input_ids, n_prompt, width, pad_id):
@@ -88,14 +97,18 @@ def _labels_keep_prompt(input_ids, n_prompt, width, pad_id):
 
 def _labels_pad_id(input_ids, n_prompt, width, pad_id):
     pad = width - len(input_ids)
-    return (list(input_ids) + [pad_id] * pad,
-            [-100] * n_prompt + list(input_ids[n_prompt:]) + [pad_id] * pad)
+    return (
+        list(input_ids) + [pad_id] * pad,
+        [-100] * n_prompt + list(input_ids[n_prompt:]) + [pad_id] * pad,
+    )
 
 
 def _labels_shifted(input_ids, n_prompt, width, pad_id):
     pad = width - len(input_ids)
-    return (list(input_ids) + [pad_id] * pad,
-            [-100] * (n_prompt - 1) + list(input_ids[n_prompt:]) + [-100] * (pad + 1))
+    return (
+        list(input_ids) + [pad_id] * pad,
+        [-100] * (n_prompt - 1) + list(input_ids[n_prompt:]) + [-100] * (pad + 1),
+    )
 
 
 def _interval_hyps_only(hyps, refs, resamples):  # breaks the pairing of texts and references
@@ -150,8 +163,11 @@ def _test_texts(n: int = 12) -> tuple[list[str], list[str], list[list[str]]]:
     return mrs, texts, [list(r.refs) for r in test]
 
 
-@register("ch06.slot_error_rate", reference=slot_error_rate,
-          wrong=[_ser_mean_of_rates, _ser_missing_only, _ser_per_mr])
+@register(
+    "ch06.slot_error_rate",
+    reference=slot_error_rate,
+    wrong=[_ser_mean_of_rates, _ser_missing_only, _ser_per_mr],
+)
 def _check_slot_error_rate(candidate) -> None:
     from lorakit.data.lexicon import slot_error_rate as lorakit_ser
 
@@ -159,23 +175,35 @@ def _check_slot_error_rate(candidate) -> None:
     for lo, hi in ((0, 12), (1, 2), (4, 9)):
         what = f"slot_error_rate(mrs[{lo}:{hi}], texts[{lo}:{hi}])"
         got = as_number(what, candidate(mrs[lo:hi], texts[lo:hi]))
-        assert_close(what, np.array([got], dtype=np.float64),
-                     np.array([lorakit_ser(mrs[lo:hi], texts[lo:hi])]), atol=1e-9, rtol=0)
+        assert_close(
+            what,
+            np.array([got], dtype=np.float64),
+            np.array([lorakit_ser(mrs[lo:hi], texts[lo:hi])]),
+            atol=1e-9,
+            rtol=0,
+        )
 
 
-@register("ch06.make_labels", reference=make_labels,
-          wrong=[_labels_keep_prompt, _labels_pad_id, _labels_shifted])
+@register(
+    "ch06.make_labels",
+    reference=make_labels,
+    wrong=[_labels_keep_prompt, _labels_pad_id, _labels_shifted],
+)
 def _check_make_labels(candidate) -> None:
     from lorakit.data.collate import Example, collate
 
     rng = np.random.default_rng(0)
-    examples = [Example(tuple(int(t) for t in rng.integers(1, 50, size=n)), p)
-                for n, p in ((9, 4), (5, 2), (12, 7))]
+    examples = [
+        Example(tuple(int(t) for t in rng.integers(1, 50, size=n)), p)
+        for n, p in ((9, 4), (5, 2), (12, 7))
+    ]
     batch = collate(examples, pad_id=0)
     width = batch["input_ids"].shape[1]
     for i, e in enumerate(examples):
-        what = f"make_labels(ids of length {len(e.input_ids)}, n_prompt={e.n_prompt}, " \
-               f"width={width}, pad_id=0)"
+        what = (
+            f"make_labels(ids of length {len(e.input_ids)}, n_prompt={e.n_prompt}, "
+            f"width={width}, pad_id=0)"
+        )
         got = candidate(list(e.input_ids), e.n_prompt, width, 0)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (ids, labels), got {type(got).__name__}")
@@ -184,8 +212,11 @@ def _check_make_labels(candidate) -> None:
         assert_equal(f"{what}: labels", labels, batch["labels"][i].tolist())
 
 
-@register("ch06.bleu_interval", reference=bleu_interval,
-          wrong=[_interval_hyps_only, _interval_90, _interval_sd])
+@register(
+    "ch06.bleu_interval",
+    reference=bleu_interval,
+    wrong=[_interval_hyps_only, _interval_90, _interval_sd],
+)
 def _check_bleu_interval(candidate) -> None:
     mrs, texts, refs = _test_texts()
     resamples = np.random.default_rng(1).integers(0, len(texts), size=(40, len(texts)))
@@ -197,18 +228,23 @@ def _check_bleu_interval(candidate) -> None:
     assert_close("bleu_interval (lo, hi)", np.array([lo, hi]), np.array(want), atol=1e-6, rtol=0)
 
 
-@register("ch06.noise_verdict", reference=noise_verdict,
-          wrong=[_verdict_one_seed, _verdict_seeds_only, _verdict_pstdev])
+@register(
+    "ch06.noise_verdict",
+    reference=noise_verdict,
+    wrong=[_verdict_one_seed, _verdict_seeds_only, _verdict_pstdev],
+)
 def _check_noise_verdict(candidate) -> None:
     from lorakit.experiments._stats import verdict
 
-    cases = [([68.0, 68.2, 67.8], [66.0, 66.2, 65.8], 0.5, 0.5),
-             ([66.0, 66.2, 65.8], [68.0, 68.2, 67.8], 0.5, 0.5),
-             ([68.0, 68.2, 67.8], [66.0, 66.2, 65.8], 2.5, 0.5),   # a wide interval: noise
-             ([70.0], [60.0, 61.0], 0.1, 0.1),                      # one seed
-             ([60.0, 62.0], [59.0, 59.1], 0.2, 0.2),                # sd 1.41 vs |diff| 1.95
-             ([60.0, 61.0], [59.9, 60.0], 0.2, 0.2),                # pstdev 0.5, stdev 0.71
-             ([50.0, 50.0, 50.0], [50.0, 50.0], 0.0, 0.0)]
+    cases = [
+        ([68.0, 68.2, 67.8], [66.0, 66.2, 65.8], 0.5, 0.5),
+        ([66.0, 66.2, 65.8], [68.0, 68.2, 67.8], 0.5, 0.5),
+        ([68.0, 68.2, 67.8], [66.0, 66.2, 65.8], 2.5, 0.5),  # a wide interval: noise
+        ([70.0], [60.0, 61.0], 0.1, 0.1),  # one seed
+        ([60.0, 62.0], [59.0, 59.1], 0.2, 0.2),  # sd 1.41 vs |diff| 1.95
+        ([60.0, 61.0], [59.9, 60.0], 0.2, 0.2),  # pstdev 0.5, stdev 0.71
+        ([50.0, 50.0, 50.0], [50.0, 50.0], 0.0, 0.0),
+    ]
     for a, b, hw_a, hw_b in cases:
         lib = verdict(a, b, [(0.0, 2 * hw_a)] * len(a), [(0.0, 2 * hw_b)] * len(b)).outcome
         assert_equal(f"noise_verdict({a}, {b}, {hw_a}, {hw_b})", candidate(a, b, hw_a, hw_b), lib)

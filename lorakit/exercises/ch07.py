@@ -89,42 +89,62 @@ def _ratios_without_base(times_ms, base="base"):
 # ----------------------------------------------------------------------------- checkers
 
 
-@register("ch07.adapter_param_count", reference=adapter_param_count,
-          wrong=[_adapter_no_biases, _adapter_one_vector_per_ln, _adapter_one_projection])
+@register(
+    "ch07.adapter_param_count",
+    reference=adapter_param_count,
+    wrong=[_adapter_no_biases, _adapter_one_vector_per_ln, _adapter_one_projection],
+)
 def _check_adapter_param_count(candidate) -> None:
-    cases = [((48, 1024, 4, 48), 540_864),     # GPT-2 M, AdapterH r=4 (two per layer, ln_1, ln_2)
-             ((24, 1024, 4, 24), 270_432),     # GPT-2 M, AdapterL r=4 (one per layer, its own LN)
-             ((2, 10, 3), 146),                # no LayerNorm trained
-             ((1, 8, 1, 1), 41)]
+    cases = [
+        ((48, 1024, 4, 48), 540_864),  # GPT-2 M, AdapterH r=4 (two per layer, ln_1, ln_2)
+        ((24, 1024, 4, 24), 270_432),  # GPT-2 M, AdapterL r=4 (one per layer, its own LN)
+        ((2, 10, 3), 146),  # no LayerNorm trained
+        ((1, 8, 1, 1), 41),
+    ]
     check_int_cases("adapter_param_count", candidate, cases)
 
 
-@register("ch07.prefix_layer_param_count", reference=prefix_layer_param_count,
-          wrong=[_prefix_embed_count, _prefix_no_infix, _prefix_keys_and_values])
+@register(
+    "ch07.prefix_layer_param_count",
+    reference=prefix_layer_param_count,
+    wrong=[_prefix_embed_count, _prefix_no_infix, _prefix_keys_and_values],
+)
 def _check_prefix_layer_param_count(candidate) -> None:
-    cases = [((24, 1024, 10, 10), 491_520),    # GPT-2 M, l_p = l_i = 10
-             ((96, 12288, 8, 8), 18_874_368),  # GPT-3 175B, l_p = l_i = 8 (the paper's PreLayer row)
-             ((12, 768, 12, 4), 147_456),      # our gpu Table 3 setting: as many as LoRA r=4
-             ((3, 5, 2, 0), 30)]
+    cases = [
+        ((24, 1024, 10, 10), 491_520),  # GPT-2 M, l_p = l_i = 10
+        ((96, 12288, 8, 8), 18_874_368),  # GPT-3 175B, l_p = l_i = 8 (the paper's PreLayer row)
+        ((12, 768, 12, 4), 147_456),  # our gpu Table 3 setting: as many as LoRA r=4
+        ((3, 5, 2, 0), 30),
+    ]
     check_int_cases("prefix_layer_param_count", candidate, cases)
 
 
-@register("ch07.latency_ratios", reference=latency_ratios,
-          wrong=[_ratios_inverted, _ratios_of_minimum, _ratios_without_base])
+@register(
+    "ch07.latency_ratios",
+    reference=latency_ratios,
+    wrong=[_ratios_inverted, _ratios_of_minimum, _ratios_without_base],
+)
 def _check_latency_ratios(candidate) -> None:
-    times = {"base": [10.0, 12.0, 14.0], "adapter_h": [13.0, 15.0, 26.0],
-             "lora_merged": [11.0, 12.0, 13.0]}
+    times = {
+        "base": [10.0, 12.0, 14.0],
+        "adapter_h": [13.0, 15.0, 26.0],
+        "lora_merged": [11.0, 12.0, 13.0],
+    }
     got = candidate(times)
     if not isinstance(got, dict):
         fail(f"latency_ratios should return a dict name -> ratio, got {type(got).__name__}")
     expected = latency_ratios(times)
     if set(got) != set(expected):
-        fail(f"expected a ratio for each of {sorted(expected)} (the base too: 1.0), "
-             f"got keys {sorted(got)}")
+        fail(
+            f"expected a ratio for each of {sorted(expected)} (the base too: 1.0), "
+            f"got keys {sorted(got)}"
+        )
     for name, value in expected.items():
         if not isinstance(got[name], float) or abs(got[name] - value) > 1e-9 * value:
-            fail(f"ratio of {name!r}: expected {value:.4f} (mean time / mean time of the base), "
-                 f"got {got[name]!r}")
+            fail(
+                f"ratio of {name!r}: expected {value:.4f} (mean time / mean time of the base), "
+                f"got {got[name]!r}"
+            )
     other = candidate({"ref": [2.0, 2.0], "x": [3.0, 5.0]}, base="ref")
     if not isinstance(other, dict) or abs(other.get("x", 0.0) - 2.0) > 1e-9:
         fail(f"with base='ref', ratio of 'x' should be 4.0 / 2.0 = 2.0, got {other!r}")

@@ -23,8 +23,10 @@ def rank_for_budget(budget: int, n_layers: int, d_model: int, n_matrices: int) -
     """
     per_rank = 2 * n_matrices * n_layers * d_model
     if budget < per_rank or budget % per_rank:
-        raise ValueError(f"a budget of {budget} is not a whole multiple of 2·L̂·d = {per_rank}; "
-                         "no integer rank r >= 1 spends it exactly")
+        raise ValueError(
+            f"a budget of {budget} is not a whole multiple of 2·L̂·d = {per_rank}; "
+            "no integer rank r >= 1 spends it exactly"
+        )
     return budget // per_rank
 
 
@@ -44,8 +46,9 @@ def _budget_per_layer(budget, n_layers, d_model, n_matrices):
 
 
 def _diff_population_std(a, b):
-    return abs(statistics.fmean(a) - statistics.fmean(b)) > \
-        sum(statistics.pstdev(x) for x in (a, b))
+    return abs(statistics.fmean(a) - statistics.fmean(b)) > sum(
+        statistics.pstdev(x) for x in (a, b)
+    )
 
 
 def _diff_at_least(a, b):
@@ -61,29 +64,46 @@ def _diff_signed(a, b):
 # ----------------------------------------------------------------------------- checkers
 
 
-@register("ch08.rank_for_budget", reference=rank_for_budget,
-          wrong=[_budget_no_two, _budget_rounds, _budget_per_layer])
+@register(
+    "ch08.rank_for_budget",
+    reference=rank_for_budget,
+    wrong=[_budget_no_two, _budget_rounds, _budget_per_layer],
+)
 def _check_rank_for_budget(candidate) -> None:
     gpt3 = 18_874_368  # the paper's Table 5 budget on GPT-3 175B (96 layers, d = 12288)
-    cases = [((gpt3, 96, 12288, 1), 8), ((gpt3, 96, 12288, 2), 4), ((gpt3, 96, 12288, 4), 2),
-             ((393_216, 24, 1024, 2), 4), ((147_456, 12, 768, 4), 2)]
+    cases = [
+        ((gpt3, 96, 12288, 1), 8),
+        ((gpt3, 96, 12288, 2), 4),
+        ((gpt3, 96, 12288, 4), 2),
+        ((393_216, 24, 1024, 2), 4),
+        ((147_456, 12, 768, 4), 2),
+    ]
     check_int_cases("rank_for_budget", candidate, cases)
     for args in ((1000, 2, 10, 3), (100, 2, 10, 4)):
         try:
             got = candidate(*args)
         except ValueError:
             continue
-        fail(f"rank_for_budget{args} returned {got!r}; no whole rank spends that budget "
-             "exactly, so it should raise ValueError")
+        fail(
+            f"rank_for_budget{args} returned {got!r}; no whole rank spends that budget "
+            "exactly, so it should raise ValueError"
+        )
 
 
-@register("ch08.clear_difference", reference=clear_difference,
-          wrong=[_diff_population_std, _diff_at_least, _diff_signed])
+@register(
+    "ch08.clear_difference",
+    reference=clear_difference,
+    wrong=[_diff_population_std, _diff_at_least, _diff_signed],
+)
 def _check_clear_difference(candidate) -> None:
-    cases = [(([10.0, 10.2], [12.0, 12.1]), True), (([12.0, 12.1], [10.0, 10.2]), True),
-             (([0.0, 1.0], [1.2, 2.2]), False),  # sample std (n-1): 0.707 each, gap 1.2
-             (([1.0], [1.5]), True), (([3.0], [3.0]), False),
-             (([5.0, 5.0, 5.0], [5.0, 5.0]), False)]
+    cases = [
+        (([10.0, 10.2], [12.0, 12.1]), True),
+        (([12.0, 12.1], [10.0, 10.2]), True),
+        (([0.0, 1.0], [1.2, 2.2]), False),  # sample std (n-1): 0.707 each, gap 1.2
+        (([1.0], [1.5]), True),
+        (([3.0], [3.0]), False),
+        (([5.0, 5.0, 5.0], [5.0, 5.0]), False),
+    ]
     for (a, b), expected in cases:
         got = candidate(list(a), list(b))
         if not isinstance(got, bool):

@@ -54,20 +54,25 @@ def _phi_qr(A1, A2, i, j):
 
 def _amp_weight_directions(W, dW, r):
     U, _, Vh = torch.linalg.svd(W.double(), full_matrices=False)
-    return float(torch.linalg.matrix_norm(dW.double())
-                 / torch.linalg.matrix_norm(U[:, :r].T @ W.double() @ Vh[:r].T))
+    return float(
+        torch.linalg.matrix_norm(dW.double())
+        / torch.linalg.matrix_norm(U[:, :r].T @ W.double() @ Vh[:r].T)
+    )
 
 
 def _amp_w_norm(W, dW, r):
     U, _, Vh = torch.linalg.svd(dW.double(), full_matrices=False)
-    return float(torch.linalg.matrix_norm(W.double())
-                 / torch.linalg.matrix_norm(U[:, :r].T @ W.double() @ Vh[:r].T))
+    return float(
+        torch.linalg.matrix_norm(W.double())
+        / torch.linalg.matrix_norm(U[:, :r].T @ W.double() @ Vh[:r].T)
+    )
 
 
 def _amp_left_only(W, dW, r):
     U, _, _ = torch.linalg.svd(dW.double(), full_matrices=False)
-    return float(torch.linalg.matrix_norm(dW.double())
-                 / torch.linalg.matrix_norm(U[:, :r].T @ W.double()))
+    return float(
+        torch.linalg.matrix_norm(dW.double()) / torch.linalg.matrix_norm(U[:, :r].T @ W.double())
+    )
 
 
 # ----------------------------------------------------------------------------- checkers
@@ -77,32 +82,49 @@ def _lora_A(r: int, k: int, seed: int) -> torch.Tensor:
     # rows of different scales, so the order of the singular directions matters
     g = torch.Generator().manual_seed(seed)
     scales = torch.linspace(3.0, 0.5, r)[:, None]
-    return scales * torch.randn(r, k, generator=g) @ torch.linalg.qr(
-        torch.randn(k, k, generator=g)).Q
+    return (
+        scales * torch.randn(r, k, generator=g) @ torch.linalg.qr(torch.randn(k, k, generator=g)).Q
+    )
 
 
 def _number(what: str, got) -> float:
     return float(as_number(what, got))
 
 
-@register("ch09.subspace_similarity", reference=subspace_similarity,
-          wrong=[_phi_no_square, _phi_max, _phi_qr])
+@register(
+    "ch09.subspace_similarity",
+    reference=subspace_similarity,
+    wrong=[_phi_no_square, _phi_max, _phi_qr],
+)
 def _check_subspace_similarity(candidate) -> None:
     A8, A16 = _lora_A(8, 40, 0), _lora_A(16, 40, 1)
     A16[:3] += 2.0 * A8[:3]  # share a few directions, as trained adapters do
     rot = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(2))).Q
-    cases = [(A8, A16, 1, 1), (A8, A16, 3, 5), (A8, A16, 8, 16), (A16, A8, 6, 2),
-             (A8, rot @ A8, 8, 8), (A8, A8, 4, 4)]
+    cases = [
+        (A8, A16, 1, 1),
+        (A8, A16, 3, 5),
+        (A8, A16, 8, 16),
+        (A16, A8, 6, 2),
+        (A8, rot @ A8, 8, 8),
+        (A8, A8, 4, 4),
+    ]
     for n, (a1, a2, i, j) in enumerate(cases):
         got = _number(f"subspace_similarity (case {n}, i={i}, j={j})", candidate(a1, a2, i, j))
         want = analysis.subspace_similarity(a1, a2, i, j)
-        assert_close(f"φ(A1 {tuple(a1.shape)}, A2 {tuple(a2.shape)}, i={i}, j={j})",
-                     torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64),
-                     atol=1e-6, rtol=1e-6)
+        assert_close(
+            f"φ(A1 {tuple(a1.shape)}, A2 {tuple(a2.shape)}, i={i}, j={j})",
+            torch.tensor(got, dtype=torch.float64),
+            torch.tensor(want, dtype=torch.float64),
+            atol=1e-6,
+            rtol=1e-6,
+        )
 
 
-@register("ch09.amplification_factor", reference=amplification_factor,
-          wrong=[_amp_weight_directions, _amp_w_norm, _amp_left_only])
+@register(
+    "ch09.amplification_factor",
+    reference=amplification_factor,
+    wrong=[_amp_weight_directions, _amp_w_norm, _amp_left_only],
+)
 def _check_amplification_factor(candidate) -> None:
     g = torch.Generator().manual_seed(3)
     W = torch.randn(24, 20, generator=g)
@@ -110,6 +132,10 @@ def _check_amplification_factor(candidate) -> None:
         dW = scale * torch.randn(24, r, generator=g) @ torch.randn(r, 20, generator=g)
         got = _number(f"amplification_factor (r={r})", candidate(W, dW, r))
         want = analysis.amplification_factor(W, dW, r)
-        assert_close(f"amplification_factor(W (24, 20), dW of rank {r}, r={r})",
-                     torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64),
-                     atol=1e-6, rtol=1e-6)
+        assert_close(
+            f"amplification_factor(W (24, 20), dW of rank {r}, r={r})",
+            torch.tensor(got, dtype=torch.float64),
+            torch.tensor(want, dtype=torch.float64),
+            atol=1e-6,
+            rtol=1e-6,
+        )

@@ -13,8 +13,9 @@ from lorakit.exercises.core import assert_close, fail, register
 # ----------------------------------------------------------------------------- references
 
 
-def mixed_lora_delta(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                     slots: torch.Tensor) -> torch.Tensor:
+def mixed_lora_delta(
+    x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, slots: torch.Tensor
+) -> torch.Tensor:
     """Each row's LoRA branch with its own adapter, as two batched matmuls (no loop over rows).
 
     x (n, T, k) inputs; A (S, R, k) and B (S, d, R) the stacked factors of S adapters (B already
@@ -27,8 +28,9 @@ def mixed_lora_delta(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
     return torch.bmm(h, B_rows.transpose(1, 2))  # (n, T, d)
 
 
-def qv_as_one_lora(A_q: torch.Tensor, B_q: torch.Tensor, A_v: torch.Tensor,
-                   B_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def qv_as_one_lora(
+    A_q: torch.Tensor, B_q: torch.Tensor, A_v: torch.Tensor, B_v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GPT-2's q,v adapter on the fused ``c_attn`` (outputs q, k, v) as one rank-2r LoRA.
 
     A_q, A_v (r, k); B_q, B_v (d, r). Returns A (2r, k) = [A_q; A_v] and the block matrix
@@ -38,7 +40,7 @@ def qv_as_one_lora(A_q: torch.Tensor, B_q: torch.Tensor, A_v: torch.Tensor,
     A = torch.cat([A_q, A_v], dim=0)
     B = B_q.new_zeros(3 * d, 2 * r)
     B[:d, :r] = B_q  # q's rows, q's columns
-    B[2 * d:, r:] = B_v  # v's rows, v's columns; k's rows stay zero
+    B[2 * d :, r:] = B_v  # v's rows, v's columns; k's rows stay zero
     return A, B
 
 
@@ -62,14 +64,14 @@ def _summed_adapters(x, A, B, slots):
 def _k_rows_last(A_q, B_q, A_v, B_v):
     d, r = B_q.shape
     B = B_q.new_zeros(3 * d, 2 * r)
-    B[:d, :r], B[d:2 * d, r:] = B_q, B_v  # v placed in k's rows
+    B[:d, :r], B[d : 2 * d, r:] = B_q, B_v  # v placed in k's rows
     return torch.cat([A_q, A_v]), B
 
 
 def _no_blocks(A_q, B_q, A_v, B_v):
     d, r = B_q.shape
     B = B_q.new_zeros(3 * d, 2 * r)
-    B[:d], B[2 * d:] = torch.cat([B_q, B_q], 1), torch.cat([B_v, B_v], 1)  # B_q meets A_v too
+    B[:d], B[2 * d :] = torch.cat([B_q, B_q], 1), torch.cat([B_v, B_v], 1)  # B_q meets A_v too
     return torch.cat([A_q, A_v]), B
 
 
@@ -81,8 +83,11 @@ def _A_swapped(A_q, B_q, A_v, B_v):
 # ----------------------------------------------------------------------------- checkers
 
 
-@register("ch10.mixed_lora_delta", reference=mixed_lora_delta,
-          wrong=[_first_row_adapter, _sorted_not_restored, _summed_adapters])
+@register(
+    "ch10.mixed_lora_delta",
+    reference=mixed_lora_delta,
+    wrong=[_first_row_adapter, _sorted_not_restored, _summed_adapters],
+)
 def _check_mixed_lora_delta(candidate) -> None:
     g = torch.Generator().manual_seed(10)
     for n, T, k, d, R, S in ((5, 3, 8, 6, 2, 4), (2, 1, 4, 4, 3, 2), (7, 4, 6, 9, 1, 3)):
@@ -91,12 +96,17 @@ def _check_mixed_lora_delta(candidate) -> None:
         A[0], B[0] = 0, 0  # slot 0: the base (no adapter)
         slots = torch.tensor([(3 * i + 1) % S for i in range(n)])
         got = candidate(x, A, B, slots)
-        assert_close(f"mixed_lora_delta(x {tuple(x.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, "
-                     f"slots {slots.tolist()})", got, mixed_lora_delta(x, A, B, slots))
+        assert_close(
+            f"mixed_lora_delta(x {tuple(x.shape)}, A {tuple(A.shape)}, B {tuple(B.shape)}, "
+            f"slots {slots.tolist()})",
+            got,
+            mixed_lora_delta(x, A, B, slots),
+        )
 
 
-@register("ch10.qv_as_one_lora", reference=qv_as_one_lora,
-          wrong=[_k_rows_last, _no_blocks, _A_swapped])
+@register(
+    "ch10.qv_as_one_lora", reference=qv_as_one_lora, wrong=[_k_rows_last, _no_blocks, _A_swapped]
+)
 def _check_qv_as_one_lora(candidate) -> None:
     g = torch.Generator().manual_seed(11)
     for d, k, r in ((4, 5, 2), (6, 6, 1), (3, 8, 3)):

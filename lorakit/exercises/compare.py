@@ -93,16 +93,22 @@ def assert_grad(what: str, param: torch.Tensor, expect: str) -> None:
     grad = param.grad
     if expect == "none":
         if param.requires_grad or grad is not None:
-            fail(f"{what} should be frozen (requires_grad=False, no gradient), but it "
-                 + ("has requires_grad=True" if param.requires_grad else "received a gradient"))
+            fail(
+                f"{what} should be frozen (requires_grad=False, no gradient), but it "
+                + ("has requires_grad=True" if param.requires_grad else "received a gradient")
+            )
         return
     if grad is None:
-        fail(f"{what} received no gradient (requires_grad={param.requires_grad}); it should be trained")
+        fail(
+            f"{what} received no gradient (requires_grad={param.requires_grad}); it should be trained"
+        )
     nonzero = bool((grad != 0).any())
     if expect == "nonzero" and not nonzero:
         fail(f"{what}: its gradient is all zero, so it would never change during training")
     if expect == "zero" and nonzero:
-        fail(f"{what}: its gradient should be zero, but its largest entry is {grad.abs().max().item():.3g}")
+        fail(
+            f"{what}: its gradient should be zero, but its largest entry is {grad.abs().max().item():.3g}"
+        )
 
 
 def as_number(what: str, value: Any, integer: bool = False) -> int | float:

@@ -125,7 +125,9 @@ def register(
 
     def decorate(checker: Callable[[Any], None]) -> Callable[[Any], None]:
         if name in _REGISTRY and _REGISTRY[name].checker is not checker:
-            raise ValueError(f"exercise {name!r} is registered twice; give one of them another name")
+            raise ValueError(
+                f"exercise {name!r} is registered twice; give one of them another name"
+            )
         _REGISTRY[name] = Exercise(name, checker, reference, tuple(wrong), stub)
         return checker
 
@@ -176,7 +178,9 @@ def get(name: str) -> Exercise:
     found = registry().get(name)
     if found is None:
         known = ", ".join(names()) or "none"
-        broken = "".join(f"; chapter module {m} failed to import ({e})" for m, e in _LOAD_ERRORS.items())
+        broken = "".join(
+            f"; chapter module {m} failed to import ({e})" for m, e in _LOAD_ERRORS.items()
+        )
         raise KeyError(f"unknown exercise {name!r}; known exercises: {known}{broken}")
     return found
 
@@ -189,9 +193,11 @@ def _one_line(text: str) -> str:
 def _where(exc: BaseException) -> str:
     """' (in forward, line 7)' for the innermost frame of the learner's code, if any."""
     learner = [
-        frame for frame in traceback.extract_tb(exc.__traceback__)
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
         if not Path(frame.filename).resolve().is_relative_to(_PACKAGE_DIR)
-        and "site-packages" not in frame.filename and "/lib/python" not in frame.filename
+        and "site-packages" not in frame.filename
+        and "/lib/python" not in frame.filename
     ]
     if not learner:
         return ""
@@ -215,8 +221,12 @@ def explain(name: str, candidate: Any) -> str | None:
     np_state = np.random.get_state()
     sink = io.StringIO()
     try:
-        with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(sink), \
-                contextlib.redirect_stderr(sink), torch.enable_grad():
+        with (
+            torch.random.fork_rng(devices=[]),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+            torch.enable_grad(),
+        ):
             torch.manual_seed(0)
             exercise.checker(candidate)
     except ExerciseFailure as exc:

@@ -27,7 +27,9 @@ _EXERCISE = re.compile(r"^ch\d\d\.[A-Za-z_]\w*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHECK_MODULES = ("lorakit.exercises", "lorakit.exercises.core")
 # Fallback for a cell that does not parse: any call spelled `...check(` or `alias(`.
-_CALL = re.compile(r"""(?<![\w.])([A-Za-z_][\w.]*)\(\s*["'](ch\d\d\.\w+)["']\s*,\s*([^)\n]*?)\s*[,)]""")
+_CALL = re.compile(
+    r"""(?<![\w.])([A-Za-z_][\w.]*)\(\s*["'](ch\d\d\.\w+)["']\s*,\s*([^)\n]*?)\s*[,)]"""
+)
 
 
 class CourseError(ValueError):
@@ -62,8 +64,11 @@ def check_aliases(sources: Iterable[str]) -> set[str]:
         for node in ast.walk(tree) if tree is not None else ():
             if isinstance(node, ast.ImportFrom) and node.module in _CHECK_MODULES:
                 names |= {a.asname or a.name for a in node.names if a.name == "check"}
-            elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute)
-                  and node.value.attr == "check"):
+            elif (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "check"
+            ):
                 names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
     return names
 
@@ -87,15 +92,19 @@ def check_calls(source: str, aliases: Iterable[str] = ("check",)) -> list[tuple[
     known = set(aliases) | {"check"}
     tree = _parse(source)
     if tree is None:
-        return [(name, obj) for fn, name, obj in _CALL.findall(source)
-                if fn.rsplit(".", 1)[-1] in known]
+        return [
+            (name, obj) for fn, name, obj in _CALL.findall(source) if fn.rsplit(".", 1)[-1] in known
+        ]
     found = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and _callee(node.func) in known and node.args):
             continue
         first = node.args[0]
-        if isinstance(first, ast.Constant) and isinstance(first.value, str) \
-                and _EXERCISE.match(first.value):
+        if (
+            isinstance(first, ast.Constant)
+            and isinstance(first.value, str)
+            and _EXERCISE.match(first.value)
+        ):
             obj = ast.get_source_segment(source, node.args[1]) if len(node.args) > 1 else None
             if obj is None and len(node.args) > 1:
                 obj = ast.unparse(node.args[1])
@@ -121,8 +130,10 @@ def chapter_exercises(nb: nbformat.NotebookNode, where: str = "notebook") -> lis
             continue
         for name, obj in check_calls(cell.source, aliases):
             if not _IDENT.match(obj):
-                raise CourseError(f"{where}, cell {index}: check({name!r}, {obj}) must pass a plain "
-                                  "name (the function or class the learner defines)")
+                raise CourseError(
+                    f"{where}, cell {index}: check({name!r}, {obj}) must pass a plain "
+                    "name (the function or class the learner defines)"
+                )
             found.setdefault(name, Expected(name, obj))
     return list(found.values())
 
@@ -134,16 +145,23 @@ def course_from_notebooks(paths: list[Path]) -> dict[str, list[Expected]]:
         try:
             nb = nbformat.read(path, as_version=4)
         except Exception as exc:  # noqa: BLE001 -- any unreadable chapter is the same error
-            raise CourseError(f"cannot read the course notebook {path}: {type(exc).__name__}: {exc}") from exc
+            raise CourseError(
+                f"cannot read the course notebook {path}: {type(exc).__name__}: {exc}"
+            ) from exc
         course[path.name] = chapter_exercises(nb, path.name)
     return course
 
 
 def write_manifest(folder: str | Path, course: dict[str, list[Expected]]) -> Path:
     """Write ``lorakit_exercises.json`` (the exercises each chapter expects) into ``folder``."""
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "notebooks": {nb: [{"name": e.name, "object": e.obj} for e in exs]
-                          for nb, exs in sorted(course.items())}}
+    data = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "notebooks": {
+            nb: [{"name": e.name, "object": e.obj} for e in exs]
+            for nb, exs in sorted(course.items())
+        },
+    }
     path = Path(folder) / MANIFEST
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
@@ -156,15 +174,21 @@ def read_manifest(path: str | Path) -> dict[str, list[Expected]]:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:
             raise ValueError(f"no format={FORMAT!r}")
-        course = {str(nb): [Expected(str(e["name"]), str(e["object"])) for e in exs]
-                  for nb, exs in data["notebooks"].items()}
+        course = {
+            str(nb): [Expected(str(e["name"]), str(e["object"])) for e in exs]
+            for nb, exs in data["notebooks"].items()
+        }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CourseError(f"{path} is not a lorakit exercise manifest ({exc}); write it again with "
-                          "python -m lorakit.exercises student chapters/ --out student/") from exc
+        raise CourseError(
+            f"{path} is not a lorakit exercise manifest ({exc}); write it again with "
+            "python -m lorakit.exercises student chapters/ --out student/"
+        ) from exc
     for exs in course.values():
         for e in exs:
             if not _IDENT.match(e.obj):
-                raise CourseError(f"{path}: exercise {e.name} names object {e.obj!r}, not a plain name")
+                raise CourseError(
+                    f"{path}: exercise {e.name} names object {e.obj!r}, not a plain name"
+                )
     return course
 
 
@@ -188,16 +212,20 @@ def load_course(source: str | Path | None = None) -> dict[str, list[Expected]]:
     if source is None:
         source = default_course()
         if source is None:
-            raise CourseError("no course to take the expected exercises from: pass --course with the "
-                              "chapters folder or the lorakit_exercises.json that the student "
-                              "command wrote")
+            raise CourseError(
+                "no course to take the expected exercises from: pass --course with the "
+                "chapters folder or the lorakit_exercises.json that the student "
+                "command wrote"
+            )
     source = Path(source)
     if source.is_file():
         if source.suffix == ".ipynb":
             return course_from_notebooks([source])
         return read_manifest(source)
     if not source.is_dir():
-        raise CourseError(f"--course {source} does not exist; pass the chapters folder or a manifest")
+        raise CourseError(
+            f"--course {source} does not exist; pass the chapters folder or a manifest"
+        )
     if (source / MANIFEST).is_file():
         return read_manifest(source / MANIFEST)
     notebooks = sorted(p for p in source.glob("*.ipynb") if p.is_file())

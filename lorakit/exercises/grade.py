@@ -100,8 +100,10 @@ def check_kernel(name: str) -> None:
         manager.get_kernel_spec(name)
     except NoSuchKernel:
         known = ", ".join(sorted(manager.find_kernel_specs())) or "none"
-        raise GraderError(f"no Jupyter kernel named {name!r}; installed kernels: {known}. Pass "
-                          "--kernel with one of them (see `jupyter kernelspec list`).") from None
+        raise GraderError(
+            f"no Jupyter kernel named {name!r}; installed kernels: {known}. Pass "
+            "--kernel with one of them (see `jupyter kernelspec list`)."
+        ) from None
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -145,9 +147,14 @@ def _not_defined(e: Expected, nb, errors: dict[int, str]) -> str:
     return reason
 
 
-def grade_notebook(path: str | Path, course: dict[str, list[Expected]], timeout: float = 600,
-                   kernel: str | None = None, preset: str | None = None,
-                   files: dict[str, bytes] | None = None) -> NotebookResult:
+def grade_notebook(
+    path: str | Path,
+    course: dict[str, list[Expected]],
+    timeout: float = 600,
+    kernel: str | None = None,
+    preset: str | None = None,
+    files: dict[str, bytes] | None = None,
+) -> NotebookResult:
     """Grade one returned notebook against ``course`` (see the module docstring).
 
     Never raises for a learner's work; raises :class:`GraderError` if the kernel cannot start.
@@ -164,27 +171,42 @@ def grade_notebook(path: str | Path, course: dict[str, list[Expected]], timeout:
         result.error = f"could not read the notebook: {type(exc).__name__}: {_one_line(exc, 200)}"
         return result
     if result.chapter is None:
-        result.error = ("cannot tell which chapter this is: name the file like the chapter "
-                        f"(e.g. {next(iter(course), '03_lora_from_scratch.ipynb')})")
+        result.error = (
+            "cannot tell which chapter this is: name the file like the chapter "
+            f"(e.g. {next(iter(course), '03_lora_from_scratch.ipynb')})"
+        )
         return result
     expected = course[result.chapter]
     root = Path(tempfile.mkdtemp(prefix="lorakit-grade-"))
     token = secrets.token_hex(16)
     env = dict(os.environ, **{TOKEN_ENV: token}, **({"LORAKIT_PRESET": preset} if preset else {}))
     try:
-        package = write_package_copy(files if files is not None else package_files(), root / "package")
+        package = write_package_copy(
+            files if files is not None else package_files(), root / "package"
+        )
         work = _working_copy(path, root)
         client = GradingClient(
-            nb, timeout=timeout, allow_errors=True, kernel_name=kernel or "python3",
-            interrupt_on_timeout=True, resources={"metadata": {"path": str(work)}},
-            error_on_timeout={"ename": "CellTimeoutError", "traceback": [],
-                              "evalue": f"the cell ran longer than {timeout:g} s and was interrupted"})
+            nb,
+            timeout=timeout,
+            allow_errors=True,
+            kernel_name=kernel or "python3",
+            interrupt_on_timeout=True,
+            resources={"metadata": {"path": str(work)}},
+            error_on_timeout={
+                "ename": "CellTimeoutError",
+                "traceback": [],
+                "evalue": f"the cell ran longer than {timeout:g} s and was interrupted",
+            },
+        )
         try:
-            outcomes, stopped, timed_out = run_sync(run_and_recheck)(client, nb, expected, package, timeout, env)
+            outcomes, stopped, timed_out = run_sync(run_and_recheck)(
+                client, nb, expected, package, timeout, env
+            )
         except RuntimeError as exc:
             if client.code_cells_executed == 0:  # the kernel never started: a set-up problem
-                raise GraderError(f"the kernel {kernel or 'python3'!r} did not start: "
-                                  f"{_one_line(exc, 300)}") from exc
+                raise GraderError(
+                    f"the kernel {kernel or 'python3'!r} did not start: {_one_line(exc, 300)}"
+                ) from exc
             outcomes, stopped, timed_out = {}, f"the kernel failed: {_one_line(exc, 200)}", []
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -206,13 +228,20 @@ def grade_notebook(path: str | Path, course: dict[str, list[Expected]], timeout:
         else:
             reason = got.get("reason")
         passed = bool(got and got.get("passed") and got.get("defined") and not got.get("error"))
-        result.exercises.append(ExerciseResult(e.name, passed, None if passed else _one_line(reason)))
+        result.exercises.append(
+            ExerciseResult(e.name, passed, None if passed else _one_line(reason))
+        )
     result.wall_s = round(time.perf_counter() - start, 2)
     return result
 
 
-def grade(paths: list[str | Path], timeout: float = 600, kernel: str | None = None,
-          preset: str | None = None, course: str | Path | None = None) -> list[NotebookResult]:
+def grade(
+    paths: list[str | Path],
+    timeout: float = 600,
+    kernel: str | None = None,
+    preset: str | None = None,
+    course: str | Path | None = None,
+) -> list[NotebookResult]:
     """Grade several notebooks, each in a fresh kernel (see the module docstring).
 
     ``course``: the chapters folder or manifest the expected exercises come from (default: the
@@ -242,14 +271,24 @@ def grade(paths: list[str | Path], timeout: float = 600, kernel: str | None = No
     for path in paths:
         changed = changed_files(hashes)
         if changed:
-            culprit = f" while grading {results[-1].notebook}" if results else " before grading started"
+            culprit = (
+                f" while grading {results[-1].notebook}" if results else " before grading started"
+            )
             if results:
-                results[-1].error = f"changed lorakit's installed files {changed[:5]}; its grade is void"
+                results[
+                    -1
+                ].error = f"changed lorakit's installed files {changed[:5]}; its grade is void"
                 for e in results[-1].exercises:
-                    e.passed, e.reason = False, "void: the notebook changed lorakit's installed files"
-            raise GraderError(f"lorakit's files changed{culprit}: {changed[:5]}. Restore the package "
-                              "(reinstall it, or git checkout lorakit/) and grade the remaining "
-                              "notebooks again.", results)
+                    e.passed, e.reason = (
+                        False,
+                        "void: the notebook changed lorakit's installed files",
+                    )
+            raise GraderError(
+                f"lorakit's files changed{culprit}: {changed[:5]}. Restore the package "
+                "(reinstall it, or git checkout lorakit/) and grade the remaining "
+                "notebooks again.",
+                results,
+            )
         try:
             results.append(grade_notebook(path, expected, timeout, kernel, preset, files))
         except GraderError as exc:
@@ -260,8 +299,11 @@ def grade(paths: list[str | Path], timeout: float = 600, kernel: str | None = No
         results[-1].error = f"changed lorakit's installed files {changed[:5]}; its grade is void"
         for e in results[-1].exercises:
             e.passed, e.reason = False, "void: the notebook changed lorakit's installed files"
-        raise GraderError(f"lorakit's files changed while grading {results[-1].notebook}: "
-                          f"{changed[:5]}. Restore the package and grade again.", results)
+        raise GraderError(
+            f"lorakit's files changed while grading {results[-1].notebook}: "
+            f"{changed[:5]}. Restore the package and grade again.",
+            results,
+        )
     return results
 
 
@@ -279,8 +321,10 @@ def format_table(results: list[NotebookResult]) -> str:
     lines = [f"{a:<{w0}}  {b:<{w1}}  {c:<6}  {d}".rstrip() for a, b, c, d in rows]
     for res in results:
         note = f"; {res.error}" if res.error and res.exercises else ""
-        lines.append(f"{Path(res.notebook).name}: {res.passed}/{res.total} passed "
-                     f"({len(res.cell_errors)} cell(s) with errors){note}")
+        lines.append(
+            f"{Path(res.notebook).name}: {res.passed}/{res.total} passed "
+            f"({len(res.cell_errors)} cell(s) with errors){note}"
+        )
     return "\n".join(lines)
 
 
@@ -288,8 +332,11 @@ def write_json(results: list[NotebookResult], path: str | Path) -> None:
     """Write the grades as JSON: ``{"notebooks": [...], "summary": {...}}``."""
     data = {
         "notebooks": [r.to_dict() for r in results],
-        "summary": {"notebooks": len(results), "passed": sum(r.passed for r in results),
-                    "total": sum(r.total for r in results)},
+        "summary": {
+            "notebooks": len(results),
+            "passed": sum(r.passed for r in results),
+            "total": sum(r.total for r in results),
+        },
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

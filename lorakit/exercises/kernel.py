@@ -47,11 +47,19 @@ TOKEN_ENV = "LORAKIT_GRADER_TOKEN"
 class _OutputWidget(OutputWidget):
     """nbclient's Output-widget mimic, sending its state through the asyncio shell socket."""
 
-    def _publish_msg(self, msg_type: str, data: dict | None = None, metadata: dict | None = None,
-                     buffers: list | None = None, **keys: Any) -> None:
+    def _publish_msg(
+        self,
+        msg_type: str,
+        data: dict | None = None,
+        metadata: dict | None = None,
+        buffers: list | None = None,
+        **keys: Any,
+    ) -> None:
         content = json_clean(dict(data=data or {}, comm_id=self.comm_id, **keys))
         session = self.kernel_client.session
-        msg = session.msg(msg_type, content=content, parent=self.parent_header, metadata=metadata or {})
+        msg = session.msg(
+            msg_type, content=content, parent=self.parent_header, metadata=metadata or {}
+        )
         # Not Session.send: see the module docstring. send_multipart on the asyncio socket sends
         # at once when it can and then re-checks the socket's events for the waiting reader.
         self.kernel_client.shell_channel.socket.send_multipart(session.serialize(msg))
@@ -81,8 +89,9 @@ class GradingClient(NotebookClient):
         Raises ``DeadKernelError`` if the kernel died.
         """
         assert self.kc is not None and self.km is not None
-        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False,
-                                 stop_on_error=False)
+        msg_id = self.kc.execute(
+            code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False
+        )
         late = False
         deadline = time.monotonic() + timeout
         while True:
@@ -123,9 +132,11 @@ def package_files(package_dir: Path | None = None) -> dict[str, bytes]:
     ``package_dir`` defaults to the installed lorakit (``PACKAGE_DIR``, read at call time).
     """
     package_dir = Path(package_dir or PACKAGE_DIR)
-    return {p.relative_to(package_dir).as_posix(): p.read_bytes()
-            for p in sorted(package_dir.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    return {
+        p.relative_to(package_dir).as_posix(): p.read_bytes()
+        for p in sorted(package_dir.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
 
 
 def digest(files: dict[str, bytes]) -> dict[str, str]:
@@ -177,8 +188,14 @@ def kill_leftovers(pgid: int | None, token: str) -> int:
     return killed
 
 
-async def run_and_recheck(client: GradingClient, nb: Any, expected: list[Expected], package: Path,
-                          timeout: float, env: dict[str, str]) -> tuple[dict, str | None, list[int]]:
+async def run_and_recheck(
+    client: GradingClient,
+    nb: Any,
+    expected: list[Expected],
+    package: Path,
+    timeout: float,
+    env: dict[str, str],
+) -> tuple[dict, str | None, list[int]]:
     """Run the notebook in a fresh kernel, then check its exercises there (see grade.py).
 
     ``package`` holds the grader's private copy of lorakit (``package/lorakit``); ``env`` is the
@@ -201,9 +218,10 @@ async def run_and_recheck(client: GradingClient, nb: Any, expected: list[Expecte
                 "    mod = importlib.util.module_from_spec(spec)\n"
                 "    spec.loader.exec_module(mod)\n"
                 f"    sys.modules[{module!r}] = mod\n"
-                f"    mod.install(get_ipython(), {({e.name: e.obj for e in expected})!r})\n"
+                f"    mod.install(get_ipython(), { ({e.name: e.obj for e in expected})!r})\n"
                 "_lorakit_grader_setup()\n"
-                "del _lorakit_grader_setup\n")
+                "del _lorakit_grader_setup\n"
+            )
             reply, _ = await client.async_request(setup, 60)
             if reply is None or reply.get("status") != "ok":
                 detail = f"{reply.get('ename')}: {reply.get('evalue')}" if reply else "no reply"
@@ -213,23 +231,28 @@ async def run_and_recheck(client: GradingClient, nb: Any, expected: list[Expecte
                     continue
                 before = client.timeouts
                 try:
-                    await client.async_execute_cell(cell, index,
-                                                    execution_count=client.code_cells_executed + 1)
+                    await client.async_execute_cell(
+                        cell, index, execution_count=client.code_cells_executed + 1
+                    )
                 except DeadKernelError:
                     stopped = f"the kernel died in cell {index}"
                     break
                 if client.timeouts > before:
                     timed_out.append(index)
                     if not await client.async_responsive(5.0):
-                        stopped = (f"cell {index} ran past the {timeout:g} s limit and did not stop "
-                                   "when interrupted; the cells after it were not run")
+                        stopped = (
+                            f"cell {index} ran past the {timeout:g} s limit and did not stop "
+                            "when interrupted; the cells after it were not run"
+                        )
                         kill_leftovers(client.pgid, env[TOKEN_ENV])  # no use asking it to shut down
                         break
             if stopped is None:
                 for n, e in enumerate(expected):
                     out = results_dir / f"{n}.json"
-                    code = (f"__import__('sys').modules[{module!r}].recheck("
-                            f"{e.name!r}, {str(out)!r}, {str(package)!r})")
+                    code = (
+                        f"__import__('sys').modules[{module!r}].recheck("
+                        f"{e.name!r}, {str(out)!r}, {str(package)!r})"
+                    )
                     try:
                         reply, late = await client.async_request(code, timeout)
                     except DeadKernelError:
@@ -238,10 +261,16 @@ async def run_and_recheck(client: GradingClient, nb: Any, expected: list[Expecte
                     if out.is_file():
                         outcomes[e.name] = json.loads(out.read_text(encoding="utf-8"))
                     if late:
-                        outcomes[e.name] = {"passed": False, "error": (
-                            f"the check did not finish within {timeout:g} s (does your code return?)")}
+                        outcomes[e.name] = {
+                            "passed": False,
+                            "error": (
+                                f"the check did not finish within {timeout:g} s (does your code return?)"
+                            ),
+                        }
                     if reply is None:
-                        stopped = "the kernel stopped answering while the grader checked the exercises"
+                        stopped = (
+                            "the kernel stopped answering while the grader checked the exercises"
+                        )
                         break
     finally:
         kill_leftovers(getattr(client, "pgid", None), env[TOKEN_ENV])

@@ -84,8 +84,10 @@ def strip_solutions(source: str, exercise: str | None = None, markdown: bool = F
         begin, end = _BEGIN_RE.match(line), _END_RE.match(line)
         if begin:
             if indent is not None:
-                raise SolutionMarkerError(f"line {lineno}: '{BEGIN}' inside another solution region; "
-                                          f"close the first one with '{END}'")
+                raise SolutionMarkerError(
+                    f"line {lineno}: '{BEGIN}' inside another solution region; "
+                    f"close the first one with '{END}'"
+                )
             indent = begin.group(1)
         elif end:
             if indent is None:
@@ -94,16 +96,22 @@ def strip_solutions(source: str, exercise: str | None = None, markdown: bool = F
                 out.append(f"{indent}*Your answer here.*")
             else:
                 out.append(f"{indent}# Your code here; then run the check cell below.")
-                out.append(f'{indent}raise NotImplementedError("{label}: replace this line with your code")')
+                out.append(
+                    f'{indent}raise NotImplementedError("{label}: replace this line with your code")'
+                )
             indent = None
         elif indent is None:
             out.append(line)
     if indent is not None:
-        raise SolutionMarkerError(f"'{BEGIN}' is never closed; add a line '{END}' after the solution")
+        raise SolutionMarkerError(
+            f"'{BEGIN}' is never closed; add a line '{END}' after the solution"
+        )
     return "\n".join(out)
 
 
-def make_student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+def make_student_notebook(
+    nb: nbformat.NotebookNode, name: str = "notebook"
+) -> nbformat.NotebookNode:
     """A student version of ``nb`` (a new object; ``nb`` is left untouched).
 
     Raises
@@ -121,15 +129,18 @@ def make_student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> 
             if cell.cell_type == "code":
                 cell.source = "\n".join(ln for ln in src.splitlines() if not _NBVAL_CHECK.match(ln))
             continue
-        later = [c.source for c in cells[i:i + 3] if c.cell_type == "code"]
+        later = [c.source for c in cells[i : i + 3] if c.cell_type == "code"]
         found = [n for s in later for n in check_names(s, aliases)]
         try:
-            new = strip_solutions(src, found[0] if found else None, markdown=cell.cell_type != "code")
+            new = strip_solutions(
+                src, found[0] if found else None, markdown=cell.cell_type != "code"
+            )
         except SolutionMarkerError as exc:
             raise SolutionMarkerError(f"{name}, cell {i}: {exc}") from None
         if cell.cell_type == "code":
-            new = "\n".join(ln for ln in new.splitlines()
-                            if not _NBVAL_CHECK.match(ln) and not _SYNC.match(ln))
+            new = "\n".join(
+                ln for ln in new.splitlines() if not _NBVAL_CHECK.match(ln) and not _SYNC.match(ln)
+            )
         cell.source = new
         n_regions += sum(bool(_BEGIN_RE.match(ln)) for ln in src.splitlines())
     for cell in cells:
@@ -148,7 +159,9 @@ def _notebooks(sources: list[Path]) -> list[Path]:
     found: list[Path] = []
     for src in sources:
         if not src.exists():
-            raise FileNotFoundError(f"{src} does not exist; pass the chapters folder or notebook files")
+            raise FileNotFoundError(
+                f"{src} does not exist; pass the chapters folder or notebook files"
+            )
         if src.is_dir():
             found += sorted(p for p in src.glob("*.ipynb") if p.is_file())
         elif src.suffix == ".ipynb":
@@ -188,8 +201,10 @@ def write_student_versions(sources: list[str | Path] | str | Path, out: str | Pa
     notebooks = _notebooks(srcs)
     for src in srcs:
         if src.is_dir() and out.resolve() == src.resolve():
-            raise ValueError(f"--out {out} is the source folder; that would overwrite the solutions. "
-                             "Choose another folder, e.g. student/")
+            raise ValueError(
+                f"--out {out} is the source folder; that would overwrite the solutions. "
+                "Choose another folder, e.g. student/"
+            )
     converted, course = [], {}
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
@@ -200,7 +215,9 @@ def write_student_versions(sources: list[str | Path] | str | Path, out: str | Pa
     for path, nb in converted:
         target = out / path.name
         if target.resolve() == path.resolve():
-            raise ValueError(f"{target} is the solution notebook itself; choose another --out folder")
+            raise ValueError(
+                f"{target} is the solution notebook itself; choose another --out folder"
+            )
         nbformat.write(nb, target)
         written.append(target)
     write_manifest(out, course)
@@ -210,8 +227,12 @@ def write_student_versions(sources: list[str | Path] | str | Path, out: str | Pa
                 if item.suffix == ".ipynb" or item.name in _SKIP or item.name.startswith("."):
                     continue
                 if item.is_dir():
-                    shutil.copytree(item, out / item.name, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns(*_SKIP))
+                    shutil.copytree(
+                        item,
+                        out / item.name,
+                        dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(*_SKIP),
+                    )
                 else:
                     shutil.copy2(item, out / item.name)
     return written

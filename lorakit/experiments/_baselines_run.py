@@ -18,12 +18,24 @@ from lorakit.experiments._stats import bootstrap_cis
 from lorakit.presets import seed_everything
 from lorakit.train import TrainConfig, train
 
-LABELS = {"ft": "FT", "ft_top2": "FT-Top2", "bitfit": "BitFit", "prefix_embed": "PreEmbed",
-          "prefix_layer": "PreLayer", "adapter_l": "AdapterL", "adapter_h": "AdapterH",
-          "lora": "LoRA"}
+LABELS = {
+    "ft": "FT",
+    "ft_top2": "FT-Top2",
+    "bitfit": "BitFit",
+    "prefix_embed": "PreEmbed",
+    "prefix_layer": "PreLayer",
+    "adapter_l": "AdapterL",
+    "adapter_h": "AdapterH",
+    "lora": "LoRA",
+}
 TABLE3 = tuple(LABELS)  # the paper's row order
-SIZE_NAME = {"lora": "r", "adapter_h": "r", "adapter_l": "r", "prefix_embed": "l_p + l_i",
-             "prefix_layer": "l_p + l_i"}
+SIZE_NAME = {
+    "lora": "r",
+    "adapter_h": "r",
+    "adapter_l": "r",
+    "prefix_embed": "l_p + l_i",
+    "prefix_layer": "l_p + l_i",
+}
 HISTORY_ROWS = 40  # loss-curve rows kept in a record
 
 
@@ -58,7 +70,7 @@ class PromptedGenerator(nn.Module):
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
         batch = self.prepare({"input_ids": input_ids, "attention_mask": attention_mask})
         out = self.model.generate(**batch, **kwargs)
-        return torch.cat([input_ids, out[:, batch["input_ids"].shape[1]:]], dim=1)
+        return torch.cat([input_ids, out[:, batch["input_ids"].shape[1] :]], dim=1)
 
 
 def _subset(records, n: int | None, refs: int | None):
@@ -69,8 +81,10 @@ def _subset(records, n: int | None, refs: int | None):
 def data_label(src) -> str:
     """A :class:`lorakit.data.sources.DataSource` for a progress line, without this machine's
     paths for the shipped set and the real data's cache (a folder the user gave is shown)."""
-    return {"synthetic": "the shipped synthetic E2E set, data/e2e",
-            "real": "the real E2E data, from the lorakit cache"}.get(src.kind, str(src))
+    return {
+        "synthetic": "the shipped synthetic E2E set, data/e2e",
+        "real": "the real E2E data, from the lorakit cache",
+    }.get(src.kind, str(src))
 
 
 def prepare_data(base: nn.Module, tokenizer, settings: dict, source) -> dict:
@@ -82,18 +96,26 @@ def prepare_data(base: nn.Module, tokenizer, settings: dict, source) -> dict:
     prefixes += [n for m in ("prefix_embed", "prefix_layer") for n in settings["sweep"].get(m, ())]
     max_len = base.config.n_positions - max(prefixes) - settings["max_new_tokens"]
     if max_len < 16:
-        raise ValueError(f"The base's {base.config.n_positions} positions leave no room for "
-                         f"{max(prefixes)} special tokens and {settings['max_new_tokens']} new "
-                         "tokens; use a base with more positions or smaller prefix sizes.")
+        raise ValueError(
+            f"The base's {base.config.n_positions} positions leave no room for "
+            f"{max(prefixes)} special tokens and {settings['max_new_tokens']} new "
+            "tokens; use a base with more positions or smaller prefix sizes."
+        )
     train_recs = _subset(load_e2e("train", source), settings["train_mrs"], settings["refs_per_mr"])
     dev_recs = _subset(load_e2e("dev", source), settings["dev_mrs"], settings["refs_per_mr"])
     pad = pad_id_of(tokenizer)
     dev = LengthBucketBatches(make_examples(dev_recs, tokenizer, max_len), 32, pad, shuffle=False)
     test = _subset(load_e2e("test", source), settings["test_mrs"], None)
-    return {"train_examples": make_examples(train_recs, tokenizer, max_len), "pad_id": pad,
-            "dev_batches": list(dev), "test": test, "label": data_label(source),
-            "separator": list(tokenizer(" ||", add_special_tokens=False)["input_ids"]),
-            "n_train_mrs": len(train_recs), "n_dev_mrs": len(dev_recs)}
+    return {
+        "train_examples": make_examples(train_recs, tokenizer, max_len),
+        "pad_id": pad,
+        "dev_batches": list(dev),
+        "test": test,
+        "label": data_label(source),
+        "separator": list(tokenizer(" ||", add_special_tokens=False)["input_ids"]),
+        "n_train_mrs": len(train_recs),
+        "n_dev_mrs": len(dev_recs),
+    }
 
 
 def name_kept(mrs, hyps) -> float:
@@ -101,8 +123,11 @@ def name_kept(mrs, hyps) -> float:
     from lorakit.data.lexicon import literal_spans
     from lorakit.data.records import parse_mr
 
-    kept = [bool(literal_spans(h, parse_mr(m)["name"])) for m, h in zip(mrs, hyps)
-            if "name" in parse_mr(m)]
+    kept = [
+        bool(literal_spans(h, parse_mr(m)["name"]))
+        for m, h in zip(mrs, hyps)
+        if "name" in parse_mr(m)
+    ]
     return 100.0 * sum(kept) / max(len(kept), 1)
 
 
@@ -111,8 +136,11 @@ def scored(hyps: list[str], test, n_boot: int) -> dict:
     resamples of the test MRs, seed 0) and the percentage of texts that keep the name."""
     refs, mrs = [list(r.refs) for r in test], [r.mr for r in test]
     cis = bootstrap_cis(hyps, refs, n=n_boot, seed=0, mrs=mrs)
-    return {"metrics": score_all(hyps, refs, mrs=mrs), "name_kept": name_kept(mrs, hyps),
-            "bootstrap": {k: ci.to_dict() for k, ci in cis.items()}}
+    return {
+        "metrics": score_all(hyps, refs, mrs=mrs),
+        "name_kept": name_kept(mrs, hyps),
+        "bootstrap": {k: ci.to_dict() for k, ci in cis.items()},
+    }
 
 
 def template_results(test, n_boot: int) -> dict:
@@ -120,8 +148,13 @@ def template_results(test, n_boot: int) -> dict:
     from lorakit.data.template import template_texts
 
     hyps = template_texts([r.mr for r in test])
-    return {"method": "template", "test_mrs": len(test), "hyps": hyps, **scored(hyps, test, n_boot),
-            "samples": [{"mr": r.mr, "generated": h} for r, h in zip(test[:5], hyps)]}
+    return {
+        "method": "template",
+        "test_mrs": len(test),
+        "hyps": hyps,
+        **scored(hyps, test, n_boot),
+        "samples": [{"mr": r.mr, "generated": h} for r, h in zip(test[:5], hyps)],
+    }
 
 
 def _thin(rows: list[dict], most: int) -> list[dict]:
@@ -141,43 +174,86 @@ def run_one(ctx: dict, spec: dict) -> dict:
     seed_everything(seed)  # the method's own initialisation (LoRA's A, adapters, prefixes)
     model = copy.deepcopy(ctx["base"])
     report = apply_method(model, method, **method_kwargs(method, size, data["separator"], seed))
-    batches = LengthBucketBatches(data["train_examples"], settings["batch_size"], data["pad_id"],
-                                  shuffle=True, seed=seed)
-    cfg = TrainConfig(lr=spec["lr"], weight_decay=settings["weight_decay"],
-                      epochs=settings["epochs"], max_steps=settings["steps"],
-                      warmup_steps=settings["warmup"], label_smoothing=settings["label_smoothing"],
-                      log_every=settings["log_every"], seed=seed, progress=False)
-    result = train(model, report.wrap_batches(batches), cfg,
-                   eval_batches=report.wrap_batches(data["dev_batches"]), device=device)
+    batches = LengthBucketBatches(
+        data["train_examples"], settings["batch_size"], data["pad_id"], shuffle=True, seed=seed
+    )
+    cfg = TrainConfig(
+        lr=spec["lr"],
+        weight_decay=settings["weight_decay"],
+        epochs=settings["epochs"],
+        max_steps=settings["steps"],
+        warmup_steps=settings["warmup"],
+        label_smoothing=settings["label_smoothing"],
+        log_every=settings["log_every"],
+        seed=seed,
+        progress=False,
+    )
+    result = train(
+        model,
+        report.wrap_batches(batches),
+        cfg,
+        eval_batches=report.wrap_batches(data["dev_batches"]),
+        device=device,
+    )
     if method == "lora":
         from lorakit.lora import merge_lora
 
         merge_lora(model)  # decode with ΔW folded into W: no extra latency (paper §4.1)
     test = data["test"]
     start = time.perf_counter()
-    hyps = generate_texts(PromptedGenerator(model, report.prepare_batch), ctx["tokenizer"],
-                          [r.mr for r in test], batch_size=settings["gen_batch"],
-                          max_new_tokens=settings["max_new_tokens"], num_beams=settings["beams"],
-                          device=device)
+    hyps = generate_texts(
+        PromptedGenerator(model, report.prepare_batch),
+        ctx["tokenizer"],
+        [r.mr for r in test],
+        batch_size=settings["gen_batch"],
+        max_new_tokens=settings["max_new_tokens"],
+        num_beams=settings["beams"],
+        device=device,
+    )
     gen_s = time.perf_counter() - start
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
-        **{k: spec[k] for k in ("method", "size", "lr", "seed")}, "label": LABELS[method],
-        "config": report.config, "trainable_params": report.trainable,
-        "total_params": report.total, "formula": report.formula,
-        "formula_text": report.formula_text, "base": ctx.get("base_info"),
-        "schedule": {k: settings[k] for k in ("epochs", "steps", "batch_size", "warmup",
-                                              "label_smoothing", "weight_decay", "beams")},
-        "data": {"train_mrs": data["n_train_mrs"], "train_pairs": len(data["train_examples"]),
-                 "dev_mrs": data["n_dev_mrs"], "test_mrs": len(test)},
+        **{k: spec[k] for k in ("method", "size", "lr", "seed")},
+        "label": LABELS[method],
+        "config": report.config,
+        "trainable_params": report.trainable,
+        "total_params": report.total,
+        "formula": report.formula,
+        "formula_text": report.formula_text,
+        "base": ctx.get("base_info"),
+        "schedule": {
+            k: settings[k]
+            for k in (
+                "epochs",
+                "steps",
+                "batch_size",
+                "warmup",
+                "label_smoothing",
+                "weight_decay",
+                "beams",
+            )
+        },
+        "data": {
+            "train_mrs": data["n_train_mrs"],
+            "train_pairs": len(data["train_examples"]),
+            "dev_mrs": data["n_dev_mrs"],
+            "test_mrs": len(test),
+        },
         "steps": result.steps,
         "final_loss": result.history[-1]["loss"] if result.history else None,
-        "dev_loss": result.evals[-1]["eval_loss"], "evals": result.evals,
-        "history": _thin(result.history, HISTORY_ROWS), "cuda_graphs": result.cuda_graphs,
-        "step_time_s": result.step_time_s, "train_wall_s": result.wall_s,
-        "generate_wall_s": gen_s, "hyps": hyps, **scored(hyps, test, settings["bootstrap"]),
-        "samples": [{"mr": r.mr, "generated": h, "references": list(r.refs[:2])}
-                    for r, h in zip(test[:settings["samples"]], hyps)],
+        "dev_loss": result.evals[-1]["eval_loss"],
+        "evals": result.evals,
+        "history": _thin(result.history, HISTORY_ROWS),
+        "cuda_graphs": result.cuda_graphs,
+        "step_time_s": result.step_time_s,
+        "train_wall_s": result.wall_s,
+        "generate_wall_s": gen_s,
+        "hyps": hyps,
+        **scored(hyps, test, settings["bootstrap"]),
+        "samples": [
+            {"mr": r.mr, "generated": h, "references": list(r.refs[:2])}
+            for r, h in zip(test[: settings["samples"]], hyps)
+        ],
     }

@@ -56,20 +56,26 @@ class GridOutcome:
     not_started: list[str] = field(default_factory=list)
 
 
-def plan_grid(methods: Sequence[str], seeds: Sequence[int],
-              lrs: dict[str, Sequence[float]]) -> list[GridRun]:
+def plan_grid(
+    methods: Sequence[str], seeds: Sequence[int], lrs: dict[str, Sequence[float]]
+) -> list[GridRun]:
     """Every (method, lr, seed), seed-major: all configurations at the first seed come first."""
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; use {', '.join(METHODS)}.")
     if not seeds:
         raise ValueError("Give at least one seed (--seeds 0 1 2).")
-    return [GridRun(m, float(lr), int(s)) for s in dict.fromkeys(seeds) for m in methods
-            for lr in dict.fromkeys(lrs[m])]
+    return [
+        GridRun(m, float(lr), int(s))
+        for s in dict.fromkeys(seeds)
+        for m in methods
+        for lr in dict.fromkeys(lrs[m])
+    ]
 
 
-def grid_folder(root: str | Path, preset: str, base_name: str, data_kind: str,
-                tag: str | None = None) -> Path:
+def grid_folder(
+    root: str | Path, preset: str, base_name: str, data_kind: str, tag: str | None = None
+) -> Path:
     """``root/ch06_finetune_<preset>[_<base>_<data>][_<tag>]``; the middle part is left out for
     the course's default pair, the offline base on the synthetic set."""
     name = f"ch06_finetune_{preset}"
@@ -101,17 +107,34 @@ def _grid_run(ctx: dict, method: str, lr: float, seed: int) -> dict:
     """One run in a worker (or here): the context's base and data, this method, lr and seed."""
     settings = {**ctx["settings"], "lr": {**ctx["settings"]["lr"], method: lr}}
     start = time.perf_counter()
-    out = run_method(ctx["base"], ctx["tokenizer"], method, ctx["data"], settings, ctx["device"],
-                     ctx["progress"], seed)
+    out = run_method(
+        ctx["base"],
+        ctx["tokenizer"],
+        method,
+        ctx["data"],
+        settings,
+        ctx["device"],
+        ctx["progress"],
+        seed,
+    )
     out["wall_s"] = time.perf_counter() - start
     return out
 
 
-def run_grid(runs: Sequence[GridRun], preset: str | None = None, base_name: str = "auto",
-             source="auto", out: str | Path | None = None, tag: str | None = None,
-             jobs: int = 1, force: bool = False, device: str | None = None,
-             progress: bool = True, budget_s: float | None = None,
-             loaded: tuple | None = None) -> GridOutcome:
+def run_grid(
+    runs: Sequence[GridRun],
+    preset: str | None = None,
+    base_name: str = "auto",
+    source="auto",
+    out: str | Path | None = None,
+    tag: str | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    budget_s: float | None = None,
+    loaded: tuple | None = None,
+) -> GridOutcome:
     """Make the runs of a grid that have no current record, writing one record per run.
 
     Parameters
@@ -131,8 +154,11 @@ def run_grid(runs: Sequence[GridRun], preset: str | None = None, base_name: str 
     settings = preset_settings(preset)
     data_arg = source if isinstance(source, str) else str(getattr(source, "root", source))
     src = data_source(source)
-    base, tokenizer, info = loaded if loaded is not None else \
-        load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    base, tokenizer, info = (
+        loaded
+        if loaded is not None
+        else load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    )
     folder = grid_folder(out if out is not None else RUNS_DIR, preset, info.name, src.kind, tag)
     outcome = GridOutcome(folder)
     hashed, data_prov, base_rec = source_sha256(), src.provenance(), base_block(info)
@@ -159,49 +185,108 @@ def run_grid(runs: Sequence[GridRun], preset: str | None = None, base_name: str 
     def save(k: int, job: Job, result: dict) -> None:
         run = GridRun(*job.args)
         walls[run.method] = max(walls.get(run.method, 0.0), result["wall_s"])
-        results = {"base": base_rec, "data": data["info"],
-                   "settings": settings_block({**settings, "lr": {run.method: run.lr}}, preset),
-                   "template": template, "methods": {run.method: result}}
-        path = save_record(run.name, results, preset=preset, seed=run.seed, out_dir=folder,
-                           config={"base": base_name, "method": run.method, "lr": run.lr,
-                                   "seed": run.seed, "data": data_arg, "jobs": jobs},
-                           wall_s=result["wall_s"], data=src)
+        results = {
+            "base": base_rec,
+            "data": data["info"],
+            "settings": settings_block({**settings, "lr": {run.method: run.lr}}, preset),
+            "template": template,
+            "methods": {run.method: result},
+        }
+        path = save_record(
+            run.name,
+            results,
+            preset=preset,
+            seed=run.seed,
+            out_dir=folder,
+            config={
+                "base": base_name,
+                "method": run.method,
+                "lr": run.lr,
+                "seed": run.seed,
+                "data": data_arg,
+                "jobs": jobs,
+            },
+            wall_s=result["wall_s"],
+            data=src,
+        )
         outcome.written.append(path)
         m = result["metrics"]
-        print(f"[{k}/{len(todo)}] {run.name}: BLEU {m['bleu']:.1f}, SER {m['ser']:.1f}%, "
-              f"{result['wall_s']:.0f} s -> {path}", flush=True)
+        print(
+            f"[{k}/{len(todo)}] {run.name}: BLEU {m['bleu']:.1f}, SER {m['ser']:.1f}%, "
+            f"{result['wall_s']:.0f} s -> {path}",
+            flush=True,
+        )
 
-    context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings,
-               "progress": progress and jobs == 1}
-    run_jobs(_grid_run, [Job(r.name, (r.method, r.lr, r.seed), required=False) for r in todo],
-             context, jobs, device=device, skip=over_budget, on_done=save)
+    context = {
+        "base": base,
+        "tokenizer": tokenizer,
+        "data": data,
+        "settings": settings,
+        "progress": progress and jobs == 1,
+    }
+    run_jobs(
+        _grid_run,
+        [Job(r.name, (r.method, r.lr, r.seed), required=False) for r in todo],
+        context,
+        jobs,
+        device=device,
+        skip=over_budget,
+        on_done=save,
+    )
     return outcome
 
 
 def build_parser(doc: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments finetune",
-                                     description=doc.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.experiments finetune",
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0])
-    parser.add_argument("--lora-lrs", nargs="+", type=positive_float, default=None,
-                        help="LoRA learning rates (default: the preset's)")
-    parser.add_argument("--full-lrs", nargs="+", type=positive_float, default=None,
-                        help="full fine-tuning learning rates (default: the preset's)")
-    parser.add_argument("--lora-lr", type=positive_float, default=None,
-                        help="one LoRA learning rate (the same as --lora-lrs LR)")
+    parser.add_argument(
+        "--lora-lrs",
+        nargs="+",
+        type=positive_float,
+        default=None,
+        help="LoRA learning rates (default: the preset's)",
+    )
+    parser.add_argument(
+        "--full-lrs",
+        nargs="+",
+        type=positive_float,
+        default=None,
+        help="full fine-tuning learning rates (default: the preset's)",
+    )
+    parser.add_argument(
+        "--lora-lr",
+        type=positive_float,
+        default=None,
+        help="one LoRA learning rate (the same as --lora-lrs LR)",
+    )
     parser.add_argument("--jobs", type=positive_int, default=1, help="runs at once (default 1)")
     parser.add_argument("--force", action="store_true", help="remake runs whose record is current")
-    parser.add_argument("--budget-min", type=positive_float, default=None,
-                        help="start no run that would end after this many minutes")
+    parser.add_argument(
+        "--budget-min",
+        type=positive_float,
+        default=None,
+        help="start no run that would end after this many minutes",
+    )
     parser.add_argument("--device", type=device_arg, default=None)
-    parser.add_argument("--out", type=writable_folder, default=None,
-                        help="root folder of the records (default data/runs)")
+    parser.add_argument(
+        "--out",
+        type=writable_folder,
+        default=None,
+        help="root folder of the records (default data/runs)",
+    )
     parser.add_argument("--tag", default=None, help="suffix of the records' folder name")
-    parser.add_argument("--data", default="auto",
-                        help="auto (default), synthetic, real, or a folder with the splits")
+    parser.add_argument(
+        "--data",
+        default="auto",
+        help="auto (default), synthetic, real, or a folder with the splits",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -210,16 +295,30 @@ def main(argv: list[str] | None = None, doc: str = "") -> GridOutcome:
     args = build_parser(doc or __doc__).parse_args(argv)
     preset = args.preset or get_preset()
     lrs = dict(preset_settings(preset)["lr"])
-    lrs = {"lora": args.lora_lrs or ([args.lora_lr] if args.lora_lr else [lrs["lora"]]),
-           "full": args.full_lrs or [lrs["full"]]}
+    lrs = {
+        "lora": args.lora_lrs or ([args.lora_lr] if args.lora_lr else [lrs["lora"]]),
+        "full": args.full_lrs or [lrs["full"]],
+    }
     runs = plan_grid(args.methods, args.seeds, lrs)
     start = time.perf_counter()
-    outcome = run_grid(runs, preset, args.base, args.data, args.out, args.tag,
-                       args.jobs, args.force, args.device, not args.no_progress,
-                       None if args.budget_min is None else 60 * args.budget_min)
-    print(f"{len(outcome.written)} runs made, {len(outcome.current)} already recorded "
-          f"(current), {len(outcome.not_started)} not started (budget) in "
-          f"{time.perf_counter() - start:.0f} s; records in {outcome.folder}")
+    outcome = run_grid(
+        runs,
+        preset,
+        args.base,
+        args.data,
+        args.out,
+        args.tag,
+        args.jobs,
+        args.force,
+        args.device,
+        not args.no_progress,
+        None if args.budget_min is None else 60 * args.budget_min,
+    )
+    print(
+        f"{len(outcome.written)} runs made, {len(outcome.current)} already recorded "
+        f"(current), {len(outcome.not_started)} not started (budget) in "
+        f"{time.perf_counter() - start:.0f} s; records in {outcome.folder}"
+    )
     if outcome.not_started:
         print("not started:", ", ".join(outcome.not_started))
     print(f"aggregate: python -m lorakit.experiments finetune-report --dir {outcome.folder}")

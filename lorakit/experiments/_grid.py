@@ -48,14 +48,24 @@ def run_id(**fields: Any) -> str:
             continue
         if isinstance(value, (list, tuple)):
             value = "+".join(str(v) for v in value)
-        text = str(value) if i == 0 else f"{key}{value:g}" if isinstance(value, float) \
+        text = (
+            str(value)
+            if i == 0
+            else f"{key}{value:g}"
+            if isinstance(value, float)
             else f"{key}{value}"
+        )
         parts.append(text.replace("/", "_").replace(" ", ""))
     return "-".join(parts)
 
 
-def grid_dir(grid: str, preset: str, out: str | Path | None = None, base: str = "auto",
-             data_kind: str = "synthetic") -> Path:
+def grid_dir(
+    grid: str,
+    preset: str,
+    out: str | Path | None = None,
+    base: str = "auto",
+    data_kind: str = "synthetic",
+) -> Path:
     """Where a grid's records go: ``out`` if given, else ``data/runs/<grid>_<preset>``, with
     ``_<base>_<data>`` added unless the base is the default (``auto`` or ``offline``) and the
     data the shipped synthetic set, so that runs on other bases or data never mix."""
@@ -86,16 +96,19 @@ def load_runs(folder: str | Path, data_files: dict | None = None) -> list[dict]:
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise ValueError(f"{path} is not a readable record ({type(err).__name__}: {err}); "
-                             "delete it and run the grid again to remake that run.") from err
+            raise ValueError(
+                f"{path} is not a readable record ({type(err).__name__}: {err}); "
+                "delete it and run the grid again to remake that run."
+            ) from err
         if isinstance(record, dict) and "results" in record:
             current = record.get("source_sha256") == here and _same_data(record, data_files)
             out.append({**record, "current": current})
     return out
 
 
-def todo(specs: Sequence[dict], folder: str | Path, force: bool = False,
-         data_files: dict | None = None) -> list[dict]:
+def todo(
+    specs: Sequence[dict], folder: str | Path, force: bool = False, data_files: dict | None = None
+) -> list[dict]:
     """The runs of ``specs`` (each with an ``"id"``) still to make: all of them with ``force``,
     else those without a current record (:func:`load_runs`)."""
     if force:
@@ -115,10 +128,20 @@ def gpu_minutes(runs: Sequence[dict]) -> float:
     return sum(float(r.get("wall_s") or 0.0) for r in runs) / 60.0
 
 
-def run_grid(fn: Callable, specs: Sequence[dict], context: dict, *, folder: str | Path | None,
-             preset: str, config: dict, data: Any = None, jobs: int = 1,
-             device: str | None = None, force: bool = False,
-             on_done: Callable[[int, int, dict, dict], None] | None = None) -> list[dict]:
+def run_grid(
+    fn: Callable,
+    specs: Sequence[dict],
+    context: dict,
+    *,
+    folder: str | Path | None,
+    preset: str,
+    config: dict,
+    data: Any = None,
+    jobs: int = 1,
+    device: str | None = None,
+    force: bool = False,
+    on_done: Callable[[int, int, dict, dict], None] | None = None,
+) -> list[dict]:
     """Make the runs of ``specs`` that are still to do; write each record as it finishes.
 
     Parameters
@@ -146,13 +169,26 @@ def run_grid(fn: Callable, specs: Sequence[dict], context: dict, *, folder: str 
         spec, (results, wall) = job.args[0], result
         arrays = results.pop(TENSORS, None)
         tensors = None if arrays is None else {k: torch.as_tensor(v) for k, v in arrays.items()}
-        record = {"name": spec["id"], "results": results, "wall_s": wall, "current": True,
-                  "tensors": tensors}
+        record = {
+            "name": spec["id"],
+            "results": results,
+            "wall_s": wall,
+            "current": True,
+            "tensors": tensors,
+        }
         if folder is not None:
             if tensors is not None:
                 results["tensors_file"] = save_tensors(tensors, Path(folder) / spec["id"]).name
-            path = save_record(spec["id"], results, preset=preset, config={**config, "run": spec},
-                               wall_s=wall, seed=spec.get("seed"), out_dir=folder, data=data)
+            path = save_record(
+                spec["id"],
+                results,
+                preset=preset,
+                config={**config, "run": spec},
+                wall_s=wall,
+                seed=spec.get("seed"),
+                out_dir=folder,
+                data=data,
+            )
             record = {**json.loads(path.read_text()), "current": True, "tensors": tensors}
         made[spec["id"]] = record
         if on_done is not None:
@@ -170,8 +206,10 @@ def save_tensors(tensors: dict, stem: str | Path) -> Path:
 
     from lorakit.fileio import atomic_write
 
-    small = {k: v.to(torch.bfloat16 if k.endswith(".B") else torch.float16).contiguous()
-             for k, v in tensors.items()}
+    small = {
+        k: v.to(torch.bfloat16 if k.endswith(".B") else torch.float16).contiguous()
+        for k, v in tensors.items()
+    }
     path = Path(f"{stem}.safetensors")
     return atomic_write(path, lambda tmp: save_file(small, str(tmp)))
 
@@ -191,9 +229,11 @@ def load_tensors(folder: str | Path, record: dict) -> dict | None:
     try:
         return {k: v.float() for k, v in load_file(str(path)).items()}
     except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} (the tensors of record {record['name']}) cannot be read "
-                         f"({type(err).__name__}: {err}); run the grid again with --force to "
-                         "remake that run.") from err
+        raise ValueError(
+            f"{path} (the tensors of record {record['name']}) cannot be read "
+            f"({type(err).__name__}: {err}); run the grid again with --force to "
+            "remake that run."
+        ) from err
 
 
 def _timed(ctx: dict, spec: dict) -> tuple[dict, float]:

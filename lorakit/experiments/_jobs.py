@@ -72,8 +72,11 @@ def gpu_slots(device: str | None, n: int) -> list[str | None]:
     if not wants_cuda:
         return [None] * n
     seen = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [s.strip() for s in seen.split(",") if s.strip()] if seen else \
-        [str(i) for i in range(torch.cuda.device_count())]
+    ids = (
+        [s.strip() for s in seen.split(",") if s.strip()]
+        if seen
+        else [str(i) for i in range(torch.cuda.device_count())]
+    )
     return [ids[i % len(ids)] if len(ids) > 1 else None for i in range(n)]
 
 
@@ -95,10 +98,17 @@ def _in_worker(fn: Callable, args: tuple) -> Any:
     return fn(_CTX, *args)
 
 
-def run_jobs(fn: Callable, jobs: Sequence[Job], context: dict[str, Any], n_jobs: int = 1, *,
-             device: str | None = None, skip: Callable[[Job], bool] | None = None,
-             on_done: Callable[[int, Job, Any], None] | None = None,
-             threads: int | None = None) -> list[Any]:
+def run_jobs(
+    fn: Callable,
+    jobs: Sequence[Job],
+    context: dict[str, Any],
+    n_jobs: int = 1,
+    *,
+    device: str | None = None,
+    skip: Callable[[Job], bool] | None = None,
+    on_done: Callable[[int, Job, Any], None] | None = None,
+    threads: int | None = None,
+) -> list[Any]:
     """Run ``fn(ctx, *job.args)`` for every job, ``n_jobs`` at a time.
 
     Parameters
@@ -140,8 +150,7 @@ def run_jobs(fn: Callable, jobs: Sequence[Job], context: dict[str, Any], n_jobs:
                 try:
                     finish(i, fn(ctx, *job.args))
                 except Exception as err:
-                    raise JobFailed(f"run {job.label} failed: {type(err).__name__}: {err}") \
-                        from err
+                    raise JobFailed(f"run {job.label} failed: {type(err).__name__}: {err}") from err
         return results
     _run_in_workers(fn, jobs, context, n_jobs, device, threads, wanted, finish)
     return results
@@ -162,8 +171,12 @@ def _run_in_workers(fn, jobs, context, n_jobs, device, threads, wanted, finish) 
         if next(base.parameters()).device.type != "cpu":
             base = copy.deepcopy(base).cpu()
         torch.save({**context, "base": base}, path)
-        pool = ProcessPoolExecutor(n, mp_context=spawn, initializer=_init_worker,
-                                   initargs=(str(path), device, threads, slots))
+        pool = ProcessPoolExecutor(
+            n,
+            mp_context=spawn,
+            initializer=_init_worker,
+            initargs=(str(path), device, threads, slots),
+        )
         todo = iter(enumerate(jobs))
         running: dict = {}
         try:
@@ -182,12 +195,15 @@ def _run_in_workers(fn, jobs, context, n_jobs, device, threads, wanted, finish) 
                         result = future.result()
                     except BrokenProcessPool as err:
                         flight = ", ".join(j.label for _, j in [(i, job), *running.values()])
-                        raise JobFailed(f"a worker process died (killed for memory, or a crash "
-                                        f"in native code) while these runs were in flight: "
-                                        f"{flight}; run with --jobs 1 to see the error") from err
+                        raise JobFailed(
+                            f"a worker process died (killed for memory, or a crash "
+                            f"in native code) while these runs were in flight: "
+                            f"{flight}; run with --jobs 1 to see the error"
+                        ) from err
                     except Exception as err:
-                        raise JobFailed(f"run {job.label} failed in a worker: "
-                                        f"{type(err).__name__}: {err}") from err
+                        raise JobFailed(
+                            f"run {job.label} failed in a worker: {type(err).__name__}: {err}"
+                        ) from err
                     finish(i, result)
         except BaseException:
             _stop(pool)

@@ -46,11 +46,11 @@ import numpy as np
 FAST_METRICS = ("bleu", "rouge_l", "ser")
 RULES = {
     "max-noise": "|mean(a) - mean(b)| <= max(sd_a, sd_b, hw_a, hw_b) is within noise, where sd is "
-                 "the sample standard deviation over seeds and hw the mean half-width of the "
-                 "runs' bootstrap 95% intervals over test MRs; fewer than 2 seeds on a side is "
-                 "undetermined",
+    "the sample standard deviation over seeds and hw the mean half-width of the "
+    "runs' bootstrap 95% intervals over test MRs; fewer than 2 seeds on a side is "
+    "undetermined",
     "seed-spread": "|mean(a) - mean(b)| <= max(sd_a, sd_b) is within noise (sample standard "
-                   "deviation over seeds); fewer than 2 seeds on a side is undetermined",
+    "deviation over seeds); fewer than 2 seeds on a side is undetermined",
 }
 
 
@@ -158,8 +158,10 @@ def _per_resample(metric, hyps, refs, mrs, counts) -> tuple[float, np.ndarray]:
         return 100.0 * errors.sum() / slots.sum(), 100.0 * (counts @ errors) / (counts @ slots)
     fn: Callable = evaluate.corpus_nist if metric == "nist" else metric
     if not callable(fn):
-        raise ValueError(f"Unknown metric {metric!r}; use one of bleu, rouge_l, ser, nist or a "
-                         "callable metric(hyps, refs) -> float.")
+        raise ValueError(
+            f"Unknown metric {metric!r}; use one of bleu, rouge_l, ser, nist or a "
+            "callable metric(hyps, refs) -> float."
+        )
     values = []
     for row in counts:
         idx = np.repeat(np.arange(len(hyps)), row)
@@ -167,9 +169,16 @@ def _per_resample(metric, hyps, refs, mrs, counts) -> tuple[float, np.ndarray]:
     return float(fn(list(hyps), [list(r) for r in refs])), np.asarray(values, dtype=float)
 
 
-def bootstrap_ci(hyps: Sequence[str], refs_per_mr: Sequence[Sequence[str]],
-                 metric: str | Callable = "bleu", n: int = 1000, seed: int = 0, *,
-                 mrs: Sequence[str] | None = None, level: float = 0.95) -> Interval:
+def bootstrap_ci(
+    hyps: Sequence[str],
+    refs_per_mr: Sequence[Sequence[str]],
+    metric: str | Callable = "bleu",
+    n: int = 1000,
+    seed: int = 0,
+    *,
+    mrs: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> Interval:
     """Percentile bootstrap interval of a corpus metric over test MRs.
 
     Parameters
@@ -188,22 +197,30 @@ def bootstrap_ci(hyps: Sequence[str], refs_per_mr: Sequence[Sequence[str]],
     """
     if metric == "ser" and mrs is None:
         raise ValueError("The slot error rate needs the MRs: bootstrap_ci(..., mrs=[...]).")
-    (interval,) = bootstrap_cis(hyps, refs_per_mr, [metric], n, seed, mrs=mrs,
-                                level=level).values()
+    (interval,) = bootstrap_cis(hyps, refs_per_mr, [metric], n, seed, mrs=mrs, level=level).values()
     return interval
 
 
-def bootstrap_cis(hyps: Sequence[str], refs_per_mr: Sequence[Sequence[str]],
-                  metrics: Sequence[str | Callable] = FAST_METRICS, n: int = 1000,
-                  seed: int = 0, *, mrs: Sequence[str] | None = None,
-                  level: float = 0.95) -> dict[str, Interval]:
+def bootstrap_cis(
+    hyps: Sequence[str],
+    refs_per_mr: Sequence[Sequence[str]],
+    metrics: Sequence[str | Callable] = FAST_METRICS,
+    n: int = 1000,
+    seed: int = 0,
+    *,
+    mrs: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> dict[str, Interval]:
     """:func:`bootstrap_ci` for several metrics on the same resamples; keyed by metric name
     (a callable by its ``__name__``). ``"ser"`` is skipped when ``mrs`` is None."""
     hyps, refs = list(hyps), [list(r) for r in refs_per_mr]
     if len(hyps) != len(refs) or (mrs is not None and len(mrs) != len(hyps)):
-        raise ValueError(f"Give one reference list (and MR) per hypothesis: {len(hyps)} "
-                         f"hypotheses, {len(refs)} reference lists"
-                         + ("" if mrs is None else f", {len(mrs)} MRs") + ".")
+        raise ValueError(
+            f"Give one reference list (and MR) per hypothesis: {len(hyps)} "
+            f"hypotheses, {len(refs)} reference lists"
+            + ("" if mrs is None else f", {len(mrs)} MRs")
+            + "."
+        )
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}.")
     counts = resample_counts(len(hyps), n, seed)
@@ -232,8 +249,14 @@ def _half_widths(cis) -> list[float]:
     return out
 
 
-def verdict(a_values: Sequence[float], b_values: Sequence[float], ci_a=None, ci_b=None,
-            rule: str = "max-noise", higher_is_better: bool = True) -> Verdict:
+def verdict(
+    a_values: Sequence[float],
+    b_values: Sequence[float],
+    ci_a=None,
+    ci_b=None,
+    rule: str = "max-noise",
+    higher_is_better: bool = True,
+) -> Verdict:
     """Compare configuration a with b (one value per seed each) under a stated rule.
 
     Parameters
@@ -251,12 +274,21 @@ def verdict(a_values: Sequence[float], b_values: Sequence[float], ci_a=None, ci_
     """
     if rule not in RULES:
         raise ValueError(f"Unknown rule {rule!r}; use one of {', '.join(RULES)}.")
-    a, b = seed_summary(a_values) if a_values else None, seed_summary(b_values) if b_values \
-        else None
+    a, b = (
+        seed_summary(a_values) if a_values else None,
+        seed_summary(b_values) if b_values else None,
+    )
     n_a, n_b = (a.n if a else 0), (b.n if b else 0)
     if n_a < 2 or n_b < 2:
-        return Verdict("undetermined", None if not (a and b) else a.mean - b.mean, None, n_a, n_b,
-                       rule, f"fewer than 2 seeds (a: {n_a}, b: {n_b}): no spread to judge by")
+        return Verdict(
+            "undetermined",
+            None if not (a and b) else a.mean - b.mean,
+            None,
+            n_a,
+            n_b,
+            rule,
+            f"fewer than 2 seeds (a: {n_a}, b: {n_b}): no spread to judge by",
+        )
     parts = {"sd_a": a.sd, "sd_b": b.sd}
     if rule == "max-noise":
         for side, cis in (("a", ci_a), ("b", ci_b)):
@@ -267,8 +299,22 @@ def verdict(a_values: Sequence[float], b_values: Sequence[float], ci_a=None, ci_
     diff = a.mean - b.mean
     said = ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
     if abs(diff) <= noise:
-        return Verdict("within noise", diff, noise, n_a, n_b, rule,
-                       f"|{diff:+.2f}| <= noise {noise:.2f} ({said})")
+        return Verdict(
+            "within noise",
+            diff,
+            noise,
+            n_a,
+            n_b,
+            rule,
+            f"|{diff:+.2f}| <= noise {noise:.2f} ({said})",
+        )
     better = "a" if (diff > 0) == higher_is_better else "b"
-    return Verdict(f"{better} better", diff, noise, n_a, n_b, rule,
-                   f"|{diff:+.2f}| > noise {noise:.2f} ({said})")
+    return Verdict(
+        f"{better} better",
+        diff,
+        noise,
+        n_a,
+        n_b,
+        rule,
+        f"|{diff:+.2f}| > noise {noise:.2f} ({said})",
+    )

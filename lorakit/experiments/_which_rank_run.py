@@ -43,7 +43,7 @@ def base_weight(model: torch.nn.Module, layer: int, which: str) -> torch.Tensor:
     base = getattr(attn, "base", attn)  # under LoRA the Conv1D is wrapped
     d = base.weight.shape[1] // 3
     i = "qkv".index(which)
-    return base.weight[:, i * d:(i + 1) * d].T.detach()
+    return base.weight[:, i * d : (i + 1) * d].T.detach()
 
 
 def prepare_data(base, tokenizer, settings: dict, source) -> dict:
@@ -51,11 +51,14 @@ def prepare_data(base, tokenizer, settings: dict, source) -> dict:
     max_len = base.config.n_positions
     dev = _subset(load_e2e("dev", source), settings["dev_mrs"], settings["refs_per_mr"])
     train_recs = _subset(load_e2e("train", source), settings["train_mrs"], settings["refs_per_mr"])
-    return {"examples": make_examples(train_recs, tokenizer, max_len),
-            "pad_id": pad_id_of(tokenizer), "n_train_mrs": len(train_recs),
-            "dev_batches": list(make_batches(dev, tokenizer, 64, max_len, shuffle=False)),
-            "test": _subset(load_e2e("test", source), settings["test_mrs"], None),
-            "label": data_label(source)}
+    return {
+        "examples": make_examples(train_recs, tokenizer, max_len),
+        "pad_id": pad_id_of(tokenizer),
+        "n_train_mrs": len(train_recs),
+        "dev_batches": list(make_batches(dev, tokenizer, 64, max_len, shuffle=False)),
+        "test": _subset(load_e2e("test", source), settings["test_mrs"], None),
+        "label": data_label(source),
+    }
 
 
 def _factor_tensors(model, layers) -> dict[str, torch.Tensor]:
@@ -79,45 +82,81 @@ def run_config(ctx: dict, spec: dict) -> dict:
     targets, r, seed = tuple(spec["targets"]), spec["r"], spec["seed"]
     seed_everything(seed)  # LoRA's A init, then dropout and data order below
     model = copy.deepcopy(ctx["base"])
-    lorakit.apply_lora(model, lorakit.LoRAConfig(r=r, alpha=ALPHA, targets=list(targets),
-                                                 dropout=DROPOUT))
+    lorakit.apply_lora(
+        model, lorakit.LoRAConfig(r=r, alpha=ALPHA, targets=list(targets), dropout=DROPOUT)
+    )
     trainable, _ = lorakit.count_parameters(model)
     layers = factor_layers(model.config.n_layer) if spec.get("factors") else []
     start_factors = _factor_tensors(model, layers)
-    batches = LengthBucketBatches(data["examples"], settings["batch_size"], data["pad_id"],
-                                  shuffle=True, seed=seed)
+    batches = LengthBucketBatches(
+        data["examples"], settings["batch_size"], data["pad_id"], shuffle=True, seed=seed
+    )
     steps = settings["steps"]
     epochs = settings["epochs"] if steps is None else math.ceil(steps / len(batches))
-    cfg = TrainConfig(lr=settings["lr"], weight_decay=0.01, epochs=epochs, max_steps=steps,
-                      warmup_steps=settings["warmup"], label_smoothing=LABEL_SMOOTHING,
-                      log_every=settings["log_every"], seed=seed, progress=False)
+    cfg = TrainConfig(
+        lr=settings["lr"],
+        weight_decay=0.01,
+        epochs=epochs,
+        max_steps=steps,
+        warmup_steps=settings["warmup"],
+        label_smoothing=LABEL_SMOOTHING,
+        log_every=settings["log_every"],
+        seed=seed,
+        progress=False,
+    )
     result = train(model, batches, cfg, eval_batches=data["dev_batches"], device=device)
-    out = {"targets": list(targets), "r": r, "seed": seed, "alpha": ALPHA, "lr": cfg.lr,
-           "trainable_params": trainable, "steps": result.steps, "train_s": result.wall_s,
-           "schedule": {"epochs": epochs, "steps": steps, "batch_size": settings["batch_size"],
-                        "warmup": settings["warmup"], "beams": settings["beams"]},
-           "final_train_loss": result.history[-1]["loss"] if result.history else None,
-           "dev_loss": evaluate_loss(model, data["dev_batches"], device),
-           "evals": result.evals, "history": _thin(result.history, 40),
-           "base": ctx.get("base_info"), "data": {"train_pairs": len(data["examples"]),
-                                                  "test_mrs": len(data["test"])}}
+    out = {
+        "targets": list(targets),
+        "r": r,
+        "seed": seed,
+        "alpha": ALPHA,
+        "lr": cfg.lr,
+        "trainable_params": trainable,
+        "steps": result.steps,
+        "train_s": result.wall_s,
+        "schedule": {
+            "epochs": epochs,
+            "steps": steps,
+            "batch_size": settings["batch_size"],
+            "warmup": settings["warmup"],
+            "beams": settings["beams"],
+        },
+        "final_train_loss": result.history[-1]["loss"] if result.history else None,
+        "dev_loss": evaluate_loss(model, data["dev_batches"], device),
+        "evals": result.evals,
+        "history": _thin(result.history, 40),
+        "base": ctx.get("base_info"),
+        "data": {"train_pairs": len(data["examples"]), "test_mrs": len(data["test"])},
+    }
     if layers:
         factors = _factor_tensors(model, layers)
-        out["a_moved"] = {k[:-2]: float(torch.linalg.norm(v - start_factors[k])
-                                        / torch.linalg.norm(start_factors[k]))
-                          for k, v in factors.items() if k.endswith(".A")}
+        out["a_moved"] = {
+            k[:-2]: float(
+                torch.linalg.norm(v - start_factors[k]) / torch.linalg.norm(start_factors[k])
+            )
+            for k, v in factors.items()
+            if k.endswith(".A")
+        }
         out["_tensors"] = {k: v.numpy() for k, v in factors.items()}
     if ctx.get("score", True):
         lorakit.merge_lora(model)
         start = time.perf_counter()
         test = data["test"]
-        hyps = generate_texts(model, ctx["tokenizer"], [x.mr for x in test],
-                              batch_size=settings["gen_batch"],
-                              max_new_tokens=settings["max_new_tokens"],
-                              num_beams=settings["beams"], device=device)
+        hyps = generate_texts(
+            model,
+            ctx["tokenizer"],
+            [x.mr for x in test],
+            batch_size=settings["gen_batch"],
+            max_new_tokens=settings["max_new_tokens"],
+            num_beams=settings["beams"],
+            device=device,
+        )
         out["decode_s"] = time.perf_counter() - start
-        out.update(hyps=hyps, **scored(hyps, test, settings["bootstrap"]),
-                   sample={"mr": test[0].mr, "generated": hyps[0]})
+        out.update(
+            hyps=hyps,
+            **scored(hyps, test, settings["bootstrap"]),
+            sample={"mr": test[0].mr, "generated": hyps[0]},
+        )
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()

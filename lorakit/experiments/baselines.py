@@ -60,32 +60,94 @@ from lorakit.runs import save_record
 GRID = "ch07_baselines"
 # Learning rates per method at the gpu preset's schedule (5 epochs, batch 8, ~26k steps): the
 # paper's 2e-4 for LoRA, chapter 6's 5e-5 for FT; larger ones for methods that train few weights.
-LR = {"ft": (5e-5,), "ft_top2": (1e-4,), "bitfit": (1e-3,), "prefix_embed": (1e-3,),
-      "prefix_layer": (5e-4,), "adapter_l": (5e-4,), "adapter_h": (5e-4,), "lora": (2e-4,)}
+LR = {
+    "ft": (5e-5,),
+    "ft_top2": (1e-4,),
+    "bitfit": (1e-3,),
+    "prefix_embed": (1e-3,),
+    "prefix_layer": (5e-4,),
+    "adapter_l": (5e-4,),
+    "adapter_h": (5e-4,),
+    "lora": (2e-4,),
+}
 # Runs of a few dozen steps need larger steps to learn anything (the ci and cpu presets).
-LR_SHORT = {"ft": (2e-4,), "ft_top2": (5e-4,), "bitfit": (2e-3,), "prefix_embed": (5e-3,),
-            "prefix_layer": (2e-3,), "adapter_l": (1e-3,), "adapter_h": (1e-3,), "lora": (1e-3,)}
+LR_SHORT = {
+    "ft": (2e-4,),
+    "ft_top2": (5e-4,),
+    "bitfit": (2e-3,),
+    "prefix_embed": (5e-3,),
+    "prefix_layer": (2e-3,),
+    "adapter_l": (1e-3,),
+    "adapter_h": (1e-3,),
+    "lora": (1e-3,),
+}
 _COMMON = dict(label_smoothing=0.1, weight_decay=0.01, samples=5, bootstrap=1000)
 PRESETS: dict[str, dict] = {
-    "ci": dict(train_mrs=8, refs_per_mr=2, dev_mrs=2, test_mrs=3, batch_size=4, epochs=1,
-               steps=2, warmup=1, beams=2, gen_batch=3, max_new_tokens=12, log_every=1,
-               lrs=LR_SHORT, seeds=(0, 1), sweep_seeds=(0,),
-               sizes=dict(prefix_embed=4, prefix_layer=4, adapter_l=4, adapter_h=2, lora=4),
-               sweep=dict(lora=(1, 4), adapter_h=(2, 8), prefix_embed=(4, 8),
-                          prefix_layer=(4, 8)), **{**_COMMON, "bootstrap": 50}),
-    "cpu": dict(train_mrs=300, refs_per_mr=None, dev_mrs=10, test_mrs=30, batch_size=16,
-                epochs=1, steps=60, warmup=6, beams=4, gen_batch=30, max_new_tokens=40,
-                log_every=10, lrs=LR_SHORT, seeds=(0,), sweep_seeds=(0,),
-                sizes=dict(prefix_embed=32, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
-                sweep=dict(lora=(1, 4, 16), adapter_h=(4, 32), prefix_embed=(8, 32),
-                           prefix_layer=(16, 64)), **_COMMON),
-    "gpu": dict(train_mrs=None, refs_per_mr=None, dev_mrs=None, test_mrs=None, batch_size=8,
-                epochs=5, steps=None, warmup=500, beams=10, gen_batch=100, max_new_tokens=96,
-                log_every=250, lrs=LR, seeds=(0, 1, 2), sweep_seeds=(0, 1),
-                sizes=dict(prefix_embed=64, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
-                sweep=dict(lora=(1, 4, 16, 64), adapter_h=(4, 16, 64, 256),
-                           prefix_embed=(16, 64, 128, 256, 512),
-                           prefix_layer=(16, 64, 128, 256, 512)), **_COMMON),
+    "ci": dict(
+        train_mrs=8,
+        refs_per_mr=2,
+        dev_mrs=2,
+        test_mrs=3,
+        batch_size=4,
+        epochs=1,
+        steps=2,
+        warmup=1,
+        beams=2,
+        gen_batch=3,
+        max_new_tokens=12,
+        log_every=1,
+        lrs=LR_SHORT,
+        seeds=(0, 1),
+        sweep_seeds=(0,),
+        sizes=dict(prefix_embed=4, prefix_layer=4, adapter_l=4, adapter_h=2, lora=4),
+        sweep=dict(lora=(1, 4), adapter_h=(2, 8), prefix_embed=(4, 8), prefix_layer=(4, 8)),
+        **{**_COMMON, "bootstrap": 50},
+    ),
+    "cpu": dict(
+        train_mrs=300,
+        refs_per_mr=None,
+        dev_mrs=10,
+        test_mrs=30,
+        batch_size=16,
+        epochs=1,
+        steps=60,
+        warmup=6,
+        beams=4,
+        gen_batch=30,
+        max_new_tokens=40,
+        log_every=10,
+        lrs=LR_SHORT,
+        seeds=(0,),
+        sweep_seeds=(0,),
+        sizes=dict(prefix_embed=32, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
+        sweep=dict(lora=(1, 4, 16), adapter_h=(4, 32), prefix_embed=(8, 32), prefix_layer=(16, 64)),
+        **_COMMON,
+    ),
+    "gpu": dict(
+        train_mrs=None,
+        refs_per_mr=None,
+        dev_mrs=None,
+        test_mrs=None,
+        batch_size=8,
+        epochs=5,
+        steps=None,
+        warmup=500,
+        beams=10,
+        gen_batch=100,
+        max_new_tokens=96,
+        log_every=250,
+        lrs=LR,
+        seeds=(0, 1, 2),
+        sweep_seeds=(0, 1),
+        sizes=dict(prefix_embed=64, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
+        sweep=dict(
+            lora=(1, 4, 16, 64),
+            adapter_h=(4, 16, 64, 256),
+            prefix_embed=(16, 64, 128, 256, 512),
+            prefix_layer=(16, 64, 128, 256, 512),
+        ),
+        **_COMMON,
+    ),
 }
 PARTS = ("table3", "figure2", "all")
 
@@ -107,9 +169,16 @@ def plan(settings: dict, part: str = "all") -> list[dict]:
         key = (method, size, lr, seed)
         if key not in seen:
             seen.add(key)
-            specs.append({"id": _grid.run_id(method=method, size=size, lr=lr, s=seed),
-                          "part": part_, "method": method, "size": size, "lr": lr,
-                          "seed": seed})
+            specs.append(
+                {
+                    "id": _grid.run_id(method=method, size=size, lr=lr, s=seed),
+                    "part": part_,
+                    "method": method,
+                    "size": size,
+                    "lr": lr,
+                    "seed": seed,
+                }
+            )
 
     if part in ("table3", "all"):
         for s in settings["seeds"]:
@@ -136,11 +205,20 @@ def settings_for(preset: str, overrides: dict | None = None) -> dict:
     return settings
 
 
-def run_baselines(preset: str | None = None, base_name: str = "auto",
-                  device: str | None = None, progress: bool = True, loaded: tuple | None = None,
-                  overrides: dict | None = None, source=None, jobs: int = 1, part: str = "all",
-                  out: str | None = None, force: bool = False, config: dict | None = None
-                  ) -> list[dict]:
+def run_baselines(
+    preset: str | None = None,
+    base_name: str = "auto",
+    device: str | None = None,
+    progress: bool = True,
+    loaded: tuple | None = None,
+    overrides: dict | None = None,
+    source=None,
+    jobs: int = 1,
+    part: str = "all",
+    out: str | None = None,
+    force: bool = False,
+    config: dict | None = None,
+) -> list[dict]:
     """Make the grid's runs; returns the records made now (results under ``"results"``), the
     template's first (``name == "template"``: the rule-based realizer scored on the same MRs).
 
@@ -155,34 +233,69 @@ def run_baselines(preset: str | None = None, base_name: str = "auto",
     settings = settings_for(preset, overrides)
     say = print if progress else (lambda *a, **k: None)
     src = data_source(source if source is not None else "auto")
-    base, tokenizer, info = loaded if loaded is not None else \
-        load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    base, tokenizer, info = (
+        loaded
+        if loaded is not None
+        else load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    )
     specs = plan(settings, part)
     data = prepare_data(base, tokenizer, settings, src)
     start = time.perf_counter()
     files = src.provenance().get("files")
     n_todo = len(specs) if out is None else len(_grid.todo(specs, out, force, files))
-    say(f"[ch07 {preset}] {n_todo} of {len(specs)} runs to make, {jobs} at a time; "
-        f"{data['label']}")
+    say(f"[ch07 {preset}] {n_todo} of {len(specs)} runs to make, {jobs} at a time; {data['label']}")
 
     def report(k: int, n: int, spec: dict, r: dict) -> None:
         m = r["metrics"]
-        say(f"[{k:2d}/{n}] {spec['id']}: BLEU {m['bleu']:.1f}, SER {m['ser']:.1f}%, dev loss "
+        say(
+            f"[{k:2d}/{n}] {spec['id']}: BLEU {m['bleu']:.1f}, SER {m['ser']:.1f}%, dev loss "
             f"{r['dev_loss']:.3f}, train {r['train_wall_s']:.0f} s, decode "
-            f"{r['generate_wall_s']:.0f} s | {time.perf_counter() - start:.0f} s elapsed")
+            f"{r['generate_wall_s']:.0f} s | {time.perf_counter() - start:.0f} s elapsed"
+        )
 
-    context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings,
-               "base_info": {"source": info.source, "name": info.name,
-                             "n_params": info.n_params, "config": info.config}}
+    context = {
+        "base": base,
+        "tokenizer": tokenizer,
+        "data": data,
+        "settings": settings,
+        "base_info": {
+            "source": info.source,
+            "name": info.name,
+            "n_params": info.n_params,
+            "config": info.config,
+        },
+    }
     config = {"grid": GRID, **(config or {})}
-    template = {"name": "template", "current": True,
-                "results": template_results(data["test"], settings["bootstrap"])}
-    if out is not None and (force or "template" not in
-                            {r["name"] for r in _grid.load_runs(out, files) if r["current"]}):
-        save_record("template", template["results"], preset=preset, config=config, wall_s=0.0,
-                    out_dir=out, data=src)
-    made = _grid.run_grid(run_one, specs, context, folder=out, preset=preset, config=config,
-                          data=src, jobs=jobs, device=device, force=force, on_done=report)
+    template = {
+        "name": "template",
+        "current": True,
+        "results": template_results(data["test"], settings["bootstrap"]),
+    }
+    if out is not None and (
+        force or "template" not in {r["name"] for r in _grid.load_runs(out, files) if r["current"]}
+    ):
+        save_record(
+            "template",
+            template["results"],
+            preset=preset,
+            config=config,
+            wall_s=0.0,
+            out_dir=out,
+            data=src,
+        )
+    made = _grid.run_grid(
+        run_one,
+        specs,
+        context,
+        folder=out,
+        preset=preset,
+        config=config,
+        data=src,
+        jobs=jobs,
+        device=device,
+        force=force,
+        on_done=report,
+    )
     return [template, *made]
 
 
@@ -191,69 +304,135 @@ def _lr_option(text: str) -> tuple[str, tuple[float, ...]]:
         method, rates = text.split("=")
         lrs = tuple(float(x) for x in rates.split(","))
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--lr {text!r}: write METHOD=LR[,LR...], e.g. "
-                                         "lora=2e-4,1e-3") from err
+        raise argparse.ArgumentTypeError(
+            f"--lr {text!r}: write METHOD=LR[,LR...], e.g. lora=2e-4,1e-3"
+        ) from err
     method = method.replace("-", "_")
     if method not in TABLE3 or not lrs or min(lrs) <= 0:
-        raise argparse.ArgumentTypeError(f"--lr {text!r}: the method must be one of "
-                                         f"{', '.join(TABLE3)} and the rates > 0")
+        raise argparse.ArgumentTypeError(
+            f"--lr {text!r}: the method must be one of {', '.join(TABLE3)} and the rates > 0"
+        )
     return method, lrs
 
 
 def main(argv: list[str] | None = None) -> None:
     from lorakit.experiments import baselines_report as report
 
-    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments baselines",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.experiments baselines", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
     parser.add_argument("--part", choices=PARTS, default="all")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="seeds of Table 3 (default: the preset's)")
-    parser.add_argument("--sweep-seeds", type=int, nargs="+", default=None,
-                        help="seeds of each Figure 2 point (default: the preset's)")
-    parser.add_argument("--lr", type=_lr_option, action="append", default=[],
-                        help="learning rates of one method, e.g. lora=2e-4,1e-3 (repeatable)")
-    parser.add_argument("--epochs", type=positive_int, default=None,
-                        help="override the preset's epochs")
-    parser.add_argument("--steps", type=positive_int, default=None,
-                        help="stop each run after this many optimizer steps")
-    parser.add_argument("--test-mrs", type=positive_int, default=None,
-                        help="decode only the first N test MRs")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of Table 3 (default: the preset's)",
+    )
+    parser.add_argument(
+        "--sweep-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of each Figure 2 point (default: the preset's)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_lr_option,
+        action="append",
+        default=[],
+        help="learning rates of one method, e.g. lora=2e-4,1e-3 (repeatable)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="override the preset's epochs"
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="stop each run after this many optimizer steps",
+    )
+    parser.add_argument(
+        "--test-mrs", type=positive_int, default=None, help="decode only the first N test MRs"
+    )
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--device", type=device, default=None)
-    parser.add_argument("--out", type=writable_folder, default=None,
-                        help=f"folder of the records (default data/runs/{GRID}_<preset>)")
-    parser.add_argument("--data", default="auto",
-                        help="auto (default), synthetic, real, or a folder with the splits")
-    parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="runs at once, each in a worker process (default 1)")
+    parser.add_argument(
+        "--out",
+        type=writable_folder,
+        default=None,
+        help=f"folder of the records (default data/runs/{GRID}_<preset>)",
+    )
+    parser.add_argument(
+        "--data",
+        default="auto",
+        help="auto (default), synthetic, real, or a folder with the splits",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="runs at once, each in a worker process (default 1)",
+    )
     parser.add_argument("--force", action="store_true", help="make every run again")
     parser.add_argument("--list", action="store_true", help="print the plan and what is done")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
-    overrides = {k: v for k, v in (("seeds", args.seeds), ("sweep_seeds", args.sweep_seeds),
-                                   ("epochs", args.epochs), ("steps", args.steps),
-                                   ("test_mrs", args.test_mrs)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("seeds", args.seeds),
+            ("sweep_seeds", args.sweep_seeds),
+            ("epochs", args.epochs),
+            ("steps", args.steps),
+            ("test_mrs", args.test_mrs),
+        )
+        if v is not None
+    }
     if args.lr:
         overrides["lrs"] = dict(args.lr)
     src = data_source(args.data)
     folder = _grid.grid_dir(GRID, preset, args.out, args.base, src.kind)
     if args.list:
         specs = plan(settings_for(preset, overrides), args.part)
-        left = {s["id"] for s in
-                _grid.todo(specs, folder, args.force, src.provenance().get("files"))}
+        left = {
+            s["id"] for s in _grid.todo(specs, folder, args.force, src.provenance().get("files"))
+        }
         for s in specs:
             print(f"{'to do' if s['id'] in left else 'done '}  {s['id']}")
         print(f"{len(left)} of {len(specs)} runs to do in {folder}")
         return
-    run_baselines(preset, args.base, args.device, progress=not args.quiet, overrides=overrides,
-                  source=src, jobs=args.jobs, part=args.part, out=folder,
-                  force=args.force, config={"base": args.base, "data": args.data,
-                                            "overrides": overrides})
+    run_baselines(
+        preset,
+        args.base,
+        args.device,
+        progress=not args.quiet,
+        overrides=overrides,
+        source=src,
+        jobs=args.jobs,
+        part=args.part,
+        out=folder,
+        force=args.force,
+        config={"base": args.base, "data": args.data, "overrides": overrides},
+    )
     if not args.quiet:
         report.main(["--preset", preset, "--out", str(folder)])
 
 
-__all__ = ["GRID", "LABELS", "LR", "PRESETS", "SIZE_NAME", "TABLE3", "PromptedGenerator",
-           "data_label", "method_kwargs", "plan", "run_baselines", "run_one", "settings_for"]
+__all__ = [
+    "GRID",
+    "LABELS",
+    "LR",
+    "PRESETS",
+    "SIZE_NAME",
+    "TABLE3",
+    "PromptedGenerator",
+    "data_label",
+    "method_kwargs",
+    "plan",
+    "run_baselines",
+    "run_one",
+    "settings_for",
+]

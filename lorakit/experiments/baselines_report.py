@@ -42,18 +42,32 @@ def summarise(runs: list[dict]) -> dict:
     out = {"seeds": sorted(r["seed"] for r in runs), "n": len(runs), "metrics": {}}
     for key, _ in METRICS:
         values = [r["metrics"][key] for r in runs if r["metrics"].get(key) is not None]
-        hws = [(r["bootstrap"][key]["hi"] - r["bootstrap"][key]["lo"]) / 2 for r in runs
-               if key in r.get("bootstrap", {})]
+        hws = [
+            (r["bootstrap"][key]["hi"] - r["bootstrap"][key]["lo"]) / 2
+            for r in runs
+            if key in r.get("bootstrap", {})
+        ]
         out["metrics"][key] = {
             **(seed_summary(values).to_dict() if values else {"n": 0, "mean": None, "sd": None}),
             "ci_half_width": statistics.fmean(hws) if hws else None,
-            "cis": [r["bootstrap"][key] for r in runs if key in r.get("bootstrap", {})]}
+            "cis": [r["bootstrap"][key] for r in runs if key in r.get("bootstrap", {})],
+        }
     out["dev_loss"] = statistics.fmean(r["dev_loss"] for r in runs)
     kept = [r["name_kept"] for r in runs if r.get("name_kept") is not None]
     out["name_kept"] = statistics.fmean(kept) if kept else None
     first = runs[0]
-    for k in ("method", "label", "size", "lr", "trainable_params", "total_params", "formula",
-              "formula_text", "schedule", "data"):
+    for k in (
+        "method",
+        "label",
+        "size",
+        "lr",
+        "trainable_params",
+        "total_params",
+        "formula",
+        "formula_text",
+        "schedule",
+        "data",
+    ):
         out[k] = first.get(k)
     return out
 
@@ -81,9 +95,16 @@ def table3(runs: list[dict], settings: dict) -> dict[str, dict]:
             continue
         rows = {lr: summarise(rs) for lr, rs in by_lr.items()}
         best = min(rows, key=lambda lr: rows[lr]["dev_loss"])
-        out[m] = {**rows[best], "status": "run", "runs": by_lr[best],
-                  "others": [{"lr": lr, "dev_loss": r["dev_loss"], "seeds": r["seeds"]}
-                             for lr, r in sorted(rows.items()) if lr != best]}
+        out[m] = {
+            **rows[best],
+            "status": "run",
+            "runs": by_lr[best],
+            "others": [
+                {"lr": lr, "dev_loss": r["dev_loss"], "seeds": r["seeds"]}
+                for lr, r in sorted(rows.items())
+                if lr != best
+            ],
+        }
     return out
 
 
@@ -95,8 +116,9 @@ def figure2(runs: list[dict], settings: dict) -> dict[str, dict]:
         points = []
         for size in sizes:
             rs = _configs(runs, m, size).get(lr, [])
-            points.append({**summarise(rs), "status": "run"} if rs else
-                          {"size": size, "status": NOT_RUN})
+            points.append(
+                {**summarise(rs), "status": "run"} if rs else {"size": size, "status": NOT_RUN}
+            )
         out[m] = {"label": LABELS[m], "size_name": SIZE_NAME[m], "lr": lr, "points": points}
     return out
 
@@ -137,8 +159,11 @@ def _mean(row: dict) -> str:
     if row.get("status") != "run":
         return NOT_RUN
     s = row["metrics"]["bleu"]
-    return f"{s['mean']:.1f}" + ("" if s["sd"] is None else f" ± {s['sd']:.1f}") + \
-        f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
+    return (
+        f"{s['mean']:.1f}"
+        + ("" if s["sd"] is None else f" ± {s['sd']:.1f}")
+        + f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
+    )
 
 
 def claims(t3: dict, f2: dict) -> list[dict]:
@@ -149,47 +174,99 @@ def claims(t3: dict, f2: dict) -> list[dict]:
 
     def add(claim: str, paper: str, a: dict, b: dict, kind: str, what: str) -> None:
         if a.get("status") != "run" or b.get("status") != "run":
-            rows.append({"chapter": 7, "claim": claim, "paper": paper, "ours": NOT_RUN,
-                         "verdict": "not run", "why": "a side of the comparison has no record"})
+            rows.append(
+                {
+                    "chapter": 7,
+                    "claim": claim,
+                    "paper": paper,
+                    "ours": NOT_RUN,
+                    "verdict": "not run",
+                    "why": "a side of the comparison has no record",
+                }
+            )
             return
         v = compare(a, b)
-        rows.append({"chapter": 7, "claim": claim, "paper": paper,
-                     "ours": f"{what}: {_mean(a)} vs {_mean(b)} BLEU",
-                     "verdict": claim_verdict(v, kind), "why": f"{v.outcome}: {v.why}"})
+        rows.append(
+            {
+                "chapter": 7,
+                "claim": claim,
+                "paper": paper,
+                "ours": f"{what}: {_mean(a)} vs {_mean(b)} BLEU",
+                "verdict": claim_verdict(v, kind),
+                "why": f"{v.outcome}: {v.why}",
+            }
+        )
 
     lora = t3["lora"]
-    add("LoRA matches or beats full fine-tuning", "LoRA 70.4 vs FT 68.2 BLEU (GPT-2 M)", lora,
-        t3["ft"], "matches", "LoRA vs FT")
-    for m, paper in (("ft_top2", "70.4 vs 68.1"), ("adapter_l", "70.4 vs 66.3 (0.37M)"),
-                     ("adapter_h", "70.4 vs 67.3 (11.09M)"), ("prefix_layer", "70.4 vs 69.7")):
+    add(
+        "LoRA matches or beats full fine-tuning",
+        "LoRA 70.4 vs FT 68.2 BLEU (GPT-2 M)",
+        lora,
+        t3["ft"],
+        "matches",
+        "LoRA vs FT",
+    )
+    for m, paper in (
+        ("ft_top2", "70.4 vs 68.1"),
+        ("adapter_l", "70.4 vs 66.3 (0.37M)"),
+        ("adapter_h", "70.4 vs 67.3 (11.09M)"),
+        ("prefix_layer", "70.4 vs 69.7"),
+    ):
         add(f"LoRA beats {LABELS[m]}", paper, lora, t3[m], "beats", f"LoRA vs {LABELS[m]}")
-    eff = [m for m in TABLE3 if m != "lora" and t3[m].get("status") == "run"
-           and t3["ft"].get("status") == "run"
-           and t3[m]["trainable_params"] < 0.01 * t3["ft"]["trainable_params"]]
+    eff = [
+        m
+        for m in TABLE3
+        if m != "lora"
+        and t3[m].get("status") == "run"
+        and t3["ft"].get("status") == "run"
+        and t3[m]["trainable_params"] < 0.01 * t3["ft"]["trainable_params"]
+    ]
     rival = max(eff, key=lambda m: t3[m]["metrics"]["bleu"]["mean"]) if eff else None
-    add("LoRA is the best method training < 1% of the weights",
-        "LoRA 70.4, above every efficient baseline", lora,
-        t3[rival] if rival else {"status": NOT_RUN}, "beats",
-        f"LoRA vs the best other, {LABELS[rival]}" if rival else "")
+    add(
+        "LoRA is the best method training < 1% of the weights",
+        "LoRA 70.4, above every efficient baseline",
+        lora,
+        t3[rival] if rival else {"status": NOT_RUN},
+        "beats",
+        f"LoRA vs the best other, {LABELS[rival]}" if rival else "",
+    )
     for m in ("prefix_embed", "prefix_layer"):
         if m not in f2:
             continue
         pts = [p for p in f2[m]["points"] if p["status"] == "run"]
         if len(pts) < 2:
-            rows.append({"chapter": 7, "claim": f"{LABELS[m]} degrades with many special tokens",
-                         "paper": "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)",
-                         "ours": NOT_RUN, "verdict": "not run", "why": "fewer than 2 sizes run"})
+            rows.append(
+                {
+                    "chapter": 7,
+                    "claim": f"{LABELS[m]} degrades with many special tokens",
+                    "paper": "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)",
+                    "ours": NOT_RUN,
+                    "verdict": "not run",
+                    "why": "fewer than 2 sizes run",
+                }
+            )
             continue
         best = max(pts[:-1], key=lambda p: p["metrics"]["bleu"]["mean"])
-        add(f"{LABELS[m]} degrades with many special tokens",
-            "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)", best, pts[-1],
-            "beats", f"best size {best['size']} vs largest {pts[-1]['size']}")
+        add(
+            f"{LABELS[m]} degrades with many special tokens",
+            "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)",
+            best,
+            pts[-1],
+            "beats",
+            f"best size {best['size']} vs largest {pts[-1]['size']}",
+        )
     for m in ("lora", "adapter_h"):
         pts = [p for p in f2.get(m, {}).get("points", []) if p["status"] == "run"]
         if len(pts) >= 2:
             best = max(pts[:-1], key=lambda p: p["metrics"]["bleu"]["mean"])
-            add(f"{LABELS[m]} does not degrade as it grows", "Figure 2: level or better with size",
-                pts[-1], best, "matches", f"largest {pts[-1]['size']} vs best {best['size']}")
+            add(
+                f"{LABELS[m]} does not degrade as it grows",
+                "Figure 2: level or better with size",
+                pts[-1],
+                best,
+                "matches",
+                f"largest {pts[-1]['size']} vs best {best['size']}",
+            )
     return rows
 
 
@@ -206,29 +283,67 @@ def table3_text(t3: dict, template: dict | None) -> str:
     """Table 3 as text: the template's row, then per method trainable parameters, the paper's
     formula, learning rate, seeds, BLEU, ROUGE-L, NIST, SER (%) as mean ± seed sd [± mean
     bootstrap half-width], and the percentage of texts that keep the restaurant's name."""
-    head = ("method", "trainable", "formula", "lr", "seeds", "BLEU", "ROUGE-L", "NIST", "SER %",
-            "name %")
+    head = (
+        "method",
+        "trainable",
+        "formula",
+        "lr",
+        "seeds",
+        "BLEU",
+        "ROUGE-L",
+        "NIST",
+        "SER %",
+        "name %",
+    )
     rows = [head]
     if template is not None:
-        t = {"metrics": {k: {"mean": template["metrics"][k], "sd": None,
-                             "ci_half_width": (template["bootstrap"][k]["hi"]
-                                               - template["bootstrap"][k]["lo"]) / 2
-                             if k in template.get("bootstrap", {}) else None}
-                         for k, _ in METRICS}}
-        rows.append(("template", "0", "-", "-", "-", *(_cell(t, k, f) for k, f in METRICS),
-                     f"{template.get('name_kept', 100.0):.0f}"))
+        t = {
+            "metrics": {
+                k: {
+                    "mean": template["metrics"][k],
+                    "sd": None,
+                    "ci_half_width": (
+                        template["bootstrap"][k]["hi"] - template["bootstrap"][k]["lo"]
+                    )
+                    / 2
+                    if k in template.get("bootstrap", {})
+                    else None,
+                }
+                for k, _ in METRICS
+            }
+        }
+        rows.append(
+            (
+                "template",
+                "0",
+                "-",
+                "-",
+                "-",
+                *(_cell(t, k, f) for k, f in METRICS),
+                f"{template.get('name_kept', 100.0):.0f}",
+            )
+        )
     for m, r in t3.items():
         size = "" if r["size"] is None else f" ({SIZE_NAME[m]}={r['size']})"
         if r["status"] != "run":
             rows.append((r["label"] + size, *["-"] * 4, *[NOT_RUN] * 4, "-"))
             continue
-        rows.append((r["label"] + size, f"{r['trainable_params']:,}",
-                     "-" if r["formula"] is None else f"{r['formula']:,}", f"{r['lr']:g}",
-                     str(r["n"]), *(_cell(r, k, f) for k, f in METRICS),
-                     "-" if r["name_kept"] is None else f"{r['name_kept']:.0f}"))
+        rows.append(
+            (
+                r["label"] + size,
+                f"{r['trainable_params']:,}",
+                "-" if r["formula"] is None else f"{r['formula']:,}",
+                f"{r['lr']:g}",
+                str(r["n"]),
+                *(_cell(r, k, f) for k, f in METRICS),
+                "-" if r["name_kept"] is None else f"{r['name_kept']:.0f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))) for row in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
 
 
 def figure2_text(f2: dict) -> str:
@@ -242,8 +357,11 @@ def figure2_text(f2: dict) -> str:
 
 def claims_text(rows: list[dict]) -> str:
     """One block per claim: the verdict, the claim, ours, the paper's, and why."""
-    return "\n".join(f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
-                     f"    paper: {x['paper']}\n    why:   {x['why']}" for x in rows)
+    return "\n".join(
+        f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
+        f"    paper: {x['paper']}\n    why:   {x['why']}"
+        for x in rows
+    )
 
 
 def report_folder(folder: str | Path, settings: dict, part: str = "all") -> dict:
@@ -259,10 +377,17 @@ def report(records: list[dict], settings: dict, part: str = "all") -> dict:
 
     runs, template = split_records(records)
     t3, f2 = table3(runs, settings), figure2(runs, settings)
-    return {"records": records, "runs": runs, "template": template, "table3": t3, "figure2": f2,
-            "claims": claims(t3, f2), "missing": _grid.missing(plan(settings, part), records),
-            "gpu_minutes": gpu_minutes(records),
-            "stale": [r["name"] for r in records if not r["current"]]}
+    return {
+        "records": records,
+        "runs": runs,
+        "template": template,
+        "table3": t3,
+        "figure2": f2,
+        "claims": claims(t3, f2),
+        "missing": _grid.missing(plan(settings, part), records),
+        "gpu_minutes": gpu_minutes(records),
+        "stale": [r["name"] for r in records if not r["current"]],
+    }
 
 
 def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[dict]:
@@ -278,11 +403,13 @@ def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[
 def main(argv: list[str] | None = None) -> None:
     from lorakit.experiments.baselines import GRID, PRESETS, settings_for
 
-    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments baselines-report",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.experiments baselines-report", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument("--out", default=None, help=f"records' folder (default data/runs/"
-                                                    f"{GRID}_<preset>)")
+    parser.add_argument(
+        "--out", default=None, help=f"records' folder (default data/runs/{GRID}_<preset>)"
+    )
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
     folder = _grid.grid_dir(GRID, preset, args.out)
@@ -294,5 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\nFigure 2\n" + figure2_text(rep["figure2"]))
     print(f"\nClaims (rule: {RULE_TEXT})\n" + claims_text(rep["claims"]))
     left = rep["missing"]
-    print(f"\n{len(left)} runs of the plan not run" + (": " + ", ".join(s["id"] for s in left)
-                                                      if left else ""))
+    print(
+        f"\n{len(left)} runs of the plan not run"
+        + (": " + ", ".join(s["id"] for s in left) if left else "")
+    )

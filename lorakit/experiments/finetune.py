@@ -66,16 +66,51 @@ from lorakit.train import TrainConfig, save_trainable, train
 
 METHODS = ("lora", "full")
 PRESETS: dict[str, dict] = {
-    "ci": dict(train_mrs=12, dev_mrs=4, test_mrs=4, refs_per_mr=1, epochs=1, batch_size=4,
-               warmup=1, lr={"lora": 2e-4, "full": 5e-5}, beams=2, gen_batch=4,
-               max_new_tokens=16, log_every=1, bootstrap=200),
-    "cpu": dict(train_mrs=400, dev_mrs=40, test_mrs=60, refs_per_mr=None, epochs=1, batch_size=8,
-                warmup=20, lr={"lora": 5e-3, "full": 3e-4}, beams=4, gen_batch=30,
-                max_new_tokens=48, log_every=10, bootstrap=1000),
-    "gpu": dict(train_mrs=None, dev_mrs=None, test_mrs=None, refs_per_mr=None,
-                epochs=PAPER_E2E["epochs"], batch_size=PAPER_E2E["batch_size"],
-                warmup=PAPER_E2E["warmup"], lr=dict(PAPER_E2E["lr"]), beams=PAPER_E2E["beams"],
-                gen_batch=100, max_new_tokens=96, log_every=250, bootstrap=1000),
+    "ci": dict(
+        train_mrs=12,
+        dev_mrs=4,
+        test_mrs=4,
+        refs_per_mr=1,
+        epochs=1,
+        batch_size=4,
+        warmup=1,
+        lr={"lora": 2e-4, "full": 5e-5},
+        beams=2,
+        gen_batch=4,
+        max_new_tokens=16,
+        log_every=1,
+        bootstrap=200,
+    ),
+    "cpu": dict(
+        train_mrs=400,
+        dev_mrs=40,
+        test_mrs=60,
+        refs_per_mr=None,
+        epochs=1,
+        batch_size=8,
+        warmup=20,
+        lr={"lora": 5e-3, "full": 3e-4},
+        beams=4,
+        gen_batch=30,
+        max_new_tokens=48,
+        log_every=10,
+        bootstrap=1000,
+    ),
+    "gpu": dict(
+        train_mrs=None,
+        dev_mrs=None,
+        test_mrs=None,
+        refs_per_mr=None,
+        epochs=PAPER_E2E["epochs"],
+        batch_size=PAPER_E2E["batch_size"],
+        warmup=PAPER_E2E["warmup"],
+        lr=dict(PAPER_E2E["lr"]),
+        beams=PAPER_E2E["beams"],
+        gen_batch=100,
+        max_new_tokens=96,
+        log_every=250,
+        bootstrap=1000,
+    ),
 }
 LORA = {**PAPER_E2E["lora"], "targets": list(PAPER_E2E["lora"]["targets"])}
 #: chapter 6's grid in the ``gpu`` preset: seeds and learning rates per method
@@ -125,14 +160,22 @@ def load_task(tokenizer, settings: dict, src, max_len: int) -> dict:
     train_recs = _subset(load_e2e("train", src), settings["train_mrs"], settings["refs_per_mr"])
     dev_recs = _subset(load_e2e("dev", src), settings["dev_mrs"], settings["refs_per_mr"])
     test = _subset(load_e2e("test", src), settings["test_mrs"], None)
-    batches = make_batches(train_recs, tokenizer, settings["batch_size"], max_len, shuffle=True,
-                           seed=0)
-    return {"train_batches": batches,
-            "dev_batches": list(make_batches(dev_recs, tokenizer, 32, max_len, shuffle=False)),
-            "test": test,
-            "info": {"source": src.kind, "train_mrs": len(train_recs),
-                     "train_pairs": len(batches.examples), "dev_mrs": len(dev_recs),
-                     "test_mrs": len(test), "padding_fraction": batches.padding_fraction()}}
+    batches = make_batches(
+        train_recs, tokenizer, settings["batch_size"], max_len, shuffle=True, seed=0
+    )
+    return {
+        "train_batches": batches,
+        "dev_batches": list(make_batches(dev_recs, tokenizer, 32, max_len, shuffle=False)),
+        "test": test,
+        "info": {
+            "source": src.kind,
+            "train_mrs": len(train_recs),
+            "train_pairs": len(batches.examples),
+            "dev_mrs": len(dev_recs),
+            "test_mrs": len(test),
+            "padding_fraction": batches.padding_fraction(),
+        },
+    }
 
 
 def scored(hyps: list[str], test, n_boot: int) -> dict:
@@ -148,8 +191,16 @@ def scored(hyps: list[str], test, n_boot: int) -> dict:
     return out
 
 
-def run_method(base, tokenizer, method: str, data: dict, settings: dict, device: torch.device,
-               progress: bool = True, seed: int = 0) -> dict:
+def run_method(
+    base,
+    tokenizer,
+    method: str,
+    data: dict,
+    settings: dict,
+    device: torch.device,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict:
     """Fine-tune a copy of ``base`` with ``method`` from ``seed``, decode the test MRs, score them.
 
     ``data`` holds ``train_batches``, ``dev_batches`` and ``test`` (records), as
@@ -164,10 +215,17 @@ def run_method(base, tokenizer, method: str, data: dict, settings: dict, device:
         batches.seed, batches.epoch = seed, 0
     model = prepare_method(base, method)
     trainable, total = lorakit.count_parameters(model)
-    cfg = TrainConfig(lr=settings["lr"][method], weight_decay=PAPER_E2E["weight_decay"],
-                      epochs=settings["epochs"], warmup_steps=settings["warmup"],
-                      label_smoothing=PAPER_E2E["label_smoothing"], grad_clip=1.0,
-                      log_every=settings["log_every"], progress=progress, seed=seed)
+    cfg = TrainConfig(
+        lr=settings["lr"][method],
+        weight_decay=PAPER_E2E["weight_decay"],
+        epochs=settings["epochs"],
+        warmup_steps=settings["warmup"],
+        label_smoothing=PAPER_E2E["label_smoothing"],
+        grad_clip=1.0,
+        log_every=settings["log_every"],
+        progress=progress,
+        seed=seed,
+    )
     result = train(model, batches, cfg, eval_batches=data["dev_batches"], device=device)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt_bytes = save_trainable(model, Path(tmp) / "trainable.safetensors").stat().st_size
@@ -175,45 +233,83 @@ def run_method(base, tokenizer, method: str, data: dict, settings: dict, device:
         lorakit.merge_lora(model)  # decoding with ΔW folded in: no extra latency (paper §4.1)
     test = data["test"]
     start = time.perf_counter()
-    hyps = generate_texts(model, tokenizer, [r.mr for r in test], batch_size=settings["gen_batch"],
-                          max_new_tokens=settings["max_new_tokens"], num_beams=settings["beams"],
-                          device=device)
+    hyps = generate_texts(
+        model,
+        tokenizer,
+        [r.mr for r in test],
+        batch_size=settings["gen_batch"],
+        max_new_tokens=settings["max_new_tokens"],
+        num_beams=settings["beams"],
+        device=device,
+    )
     gen_s = time.perf_counter() - start
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
-        "method": method, "lr": cfg.lr, "seed": seed, "trainable_params": trainable,
-        "total_params": total, "checkpoint_bytes": ckpt_bytes, "peak_mem_mb": result.peak_mem_mb,
-        "step_time_s": result.step_time_s, "train_wall_s": result.wall_s, "steps": result.steps,
-        "tokens_seen": result.tokens_seen, "history": result.history, "evals": result.evals,
+        "method": method,
+        "lr": cfg.lr,
+        "seed": seed,
+        "trainable_params": trainable,
+        "total_params": total,
+        "checkpoint_bytes": ckpt_bytes,
+        "peak_mem_mb": result.peak_mem_mb,
+        "step_time_s": result.step_time_s,
+        "train_wall_s": result.wall_s,
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "history": result.history,
+        "evals": result.evals,
         "dev_loss": result.evals[-1]["eval_loss"] if result.evals else None,
-        **scored(hyps, test, settings.get("bootstrap", 0)), "generate_wall_s": gen_s,
-        "cuda_graphs": result.cuda_graphs, "hyps": hyps,
-        "samples": [{"mr": r.mr, "generated": h, "references": list(r.refs[:3])}
-                    for r, h in zip(test[:N_SAMPLES], hyps[:N_SAMPLES])],
+        **scored(hyps, test, settings.get("bootstrap", 0)),
+        "generate_wall_s": gen_s,
+        "cuda_graphs": result.cuda_graphs,
+        "hyps": hyps,
+        "samples": [
+            {"mr": r.mr, "generated": h, "references": list(r.refs[:3])}
+            for r, h in zip(test[:N_SAMPLES], hyps[:N_SAMPLES])
+        ],
     }
 
 
 def base_block(info) -> dict:
     """What a record says about the base model (a :class:`lorakit.models.BaseInfo`)."""
-    return {"source": info.source, "name": info.name, "n_params": info.n_params,
-            "config": info.config, "notice": info.notice}
+    return {
+        "source": info.source,
+        "name": info.name,
+        "n_params": info.n_params,
+        "config": info.config,
+        "notice": info.notice,
+    }
 
 
 def settings_block(settings: dict, preset: str) -> dict:
     """The record's ``settings``: the preset's, plus the fixed recipe and decoding."""
-    return {**settings, "lora": LORA, "label_smoothing": PAPER_E2E["label_smoothing"],
-            "weight_decay": PAPER_E2E["weight_decay"], "decoding": PAPER_DECODING,
-            "note": "gpu preset: the paper's schedule (all train MRs and references, 5 epochs, "
-                    "batch 8, warm-up 500), beam 10 on the whole test split"
-                    if preset == "gpu" else f"{preset} preset: reduced sizes"}
+    return {
+        **settings,
+        "lora": LORA,
+        "label_smoothing": PAPER_E2E["label_smoothing"],
+        "weight_decay": PAPER_E2E["weight_decay"],
+        "decoding": PAPER_DECODING,
+        "note": "gpu preset: the paper's schedule (all train MRs and references, 5 epochs, "
+        "batch 8, warm-up 500), beam 10 on the whole test split"
+        if preset == "gpu"
+        else f"{preset} preset: reduced sizes",
+    }
 
 
-def run_finetune(preset: str | None = None, base_name: str = "auto", methods=METHODS,
-                 device: str | None = None, progress: bool = True, data_root=None,
-                 loaded: tuple | None = None, lr: dict[str, float] | None = None,
-                 source=None, seed: int = 0) -> dict:
+def run_finetune(
+    preset: str | None = None,
+    base_name: str = "auto",
+    methods=METHODS,
+    device: str | None = None,
+    progress: bool = True,
+    data_root=None,
+    loaded: tuple | None = None,
+    lr: dict[str, float] | None = None,
+    source=None,
+    seed: int = 0,
+) -> dict:
     """Every method once, from one seed, in this process (the live run of chapter 6).
 
     Returns ``{"base", "data", "settings", "template", "methods": {name: run_method(...)}}``.
@@ -229,15 +325,22 @@ def run_finetune(preset: str | None = None, base_name: str = "auto", methods=MET
     settings = preset_settings(preset, lr)
     dev = pick_device(device)
     src = data_source(source if source is not None else data_root or "auto")
-    base, tokenizer, info = loaded if loaded is not None else \
-        load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    base, tokenizer, info = (
+        loaded
+        if loaded is not None
+        else load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    )
     data = load_task(tokenizer, settings, src, base.config.n_positions)
-    results = {m: run_method(base, tokenizer, m, data, settings, dev, progress, seed)
-               for m in methods}
-    return {"base": base_block(info), "data": data["info"],
-            "settings": settings_block(settings, preset),
-            "template": template_row(data["test"], settings.get("bootstrap", 0)),
-            "methods": results}
+    results = {
+        m: run_method(base, tokenizer, m, data, settings, dev, progress, seed) for m in methods
+    }
+    return {
+        "base": base_block(info),
+        "data": data["info"],
+        "settings": settings_block(settings, preset),
+        "template": template_row(data["test"], settings.get("bootstrap", 0)),
+        "methods": results,
+    }
 
 
 def template_row(test, n_boot: int = 0) -> dict:
@@ -246,35 +349,59 @@ def template_row(test, n_boot: int = 0) -> dict:
     from lorakit.data.template import template_texts
 
     hyps = template_texts([r.mr for r in test])
-    return {**scored(hyps, test, n_boot),
-            "samples": [{"mr": r.mr, "generated": h} for r, h in zip(test[:N_SAMPLES], hyps)]}
+    return {
+        **scored(hyps, test, n_boot),
+        "samples": [{"mr": r.mr, "generated": h} for r, h in zip(test[:N_SAMPLES], hyps)],
+    }
 
 
 def summary_table(results: dict) -> str:
     """A plain-text table of the methods in a :func:`run_finetune` result (or a record's results),
     with the template baseline's row first when the result has one."""
-    head = ("method", "BLEU", "ROUGE-L", "NIST", "SER %", "trainable", "of total", "peak MiB",
-            "step ms", "checkpoint")
+    head = (
+        "method",
+        "BLEU",
+        "ROUGE-L",
+        "NIST",
+        "SER %",
+        "trainable",
+        "of total",
+        "peak MiB",
+        "step ms",
+        "checkpoint",
+    )
 
     def num(v, fmt):
         return "n/a" if v is None else format(v, fmt)
 
     def scores(m):
-        return (num(m["bleu"], ".1f"), num(m.get("rouge_l"), ".1f"), num(m.get("nist"), ".2f"),
-                num(m.get("ser"), ".1f"))
+        return (
+            num(m["bleu"], ".1f"),
+            num(m.get("rouge_l"), ".1f"),
+            num(m.get("nist"), ".2f"),
+            num(m.get("ser"), ".1f"),
+        )
+
     rows = [head]
     if "template" in results:
-        rows.append(("template", *scores(results["template"]["metrics"]), "0", "-", "-", "-",
-                     "-"))
+        rows.append(("template", *scores(results["template"]["metrics"]), "0", "-", "-", "-", "-"))
     for name, r in results["methods"].items():
-        rows.append((name, *scores(r["metrics"]), f"{r['trainable_params']:,}",
-                     f"{100 * r['trainable_params'] / r['total_params']:.3f}%",
-                     num(r["peak_mem_mb"], ".0f"),
-                     num(None if r["step_time_s"] is None else 1000 * r["step_time_s"], ".1f"),
-                     _size(r["checkpoint_bytes"])))
+        rows.append(
+            (
+                name,
+                *scores(r["metrics"]),
+                f"{r['trainable_params']:,}",
+                f"{100 * r['trainable_params'] / r['total_params']:.3f}%",
+                num(r["peak_mem_mb"], ".0f"),
+                num(None if r["step_time_s"] is None else 1000 * r["step_time_s"], ".1f"),
+                _size(r["checkpoint_bytes"]),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))) for row in rows)
+    return "\n".join(
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
 
 
 def _size(n: int) -> str:

@@ -24,15 +24,20 @@ from pathlib import Path
 from lorakit.experiments._stats import RULES, seed_summary, verdict
 from lorakit.runs import RUNS_DIR, source_sha256
 
-METRICS = (("bleu", "BLEU", ".1f"), ("rouge_l", "ROUGE-L", ".1f"), ("nist", "NIST", ".2f"),
-           ("ser", "SER %", ".1f"))
+METRICS = (
+    ("bleu", "BLEU", ".1f"),
+    ("rouge_l", "ROUGE-L", ".1f"),
+    ("nist", "NIST", ".2f"),
+    ("ser", "SER %", ".1f"),
+)
 RULE = "max-noise"
 CLAIM = "LoRA matches full fine-tuning with ~0.15% of the parameters"
 CLAIM_RULE = (
     "Each method's learning rate is the one with the lowest mean dev loss over its seeds (the test "
     "set never chooses). On BLEU, the verdict rule max-noise (" + RULES[RULE] + ") compares LoRA "
     "with full fine-tuning: LoRA better or within noise: reproduced; full fine-tuning better by at "
-    "most twice the noise: partly; by more: not; fewer than 2 seeds a side: undetermined.")
+    "most twice the noise: partly; by more: not; fewer than 2 seeds a side: undetermined."
+)
 
 
 def load_grid(folder: str | Path) -> list[dict]:
@@ -58,15 +63,26 @@ def configurations(records: list[dict]) -> dict[tuple[str, float], dict]:
     out = {}
     for key, group in sorted(runs.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1])):
         group.sort(key=lambda r: r["seed"])
-        metrics = {m: seed_summary([r["metrics"][m] for r in group])
-                   for m, _, _ in METRICS if all(r["metrics"].get(m) is not None for r in group)}
-        cis = {m: [r["bootstrap"][m] for r in group if m in r.get("bootstrap", {})]
-               for m, _, _ in METRICS}
+        metrics = {
+            m: seed_summary([r["metrics"][m] for r in group])
+            for m, _, _ in METRICS
+            if all(r["metrics"].get(m) is not None for r in group)
+        }
+        cis = {
+            m: [r["bootstrap"][m] for r in group if m in r.get("bootstrap", {})]
+            for m, _, _ in METRICS
+        }
         losses = [r["dev_loss"] for r in group if r.get("dev_loss") is not None]
-        out[key] = {"runs": group, "seeds": [r["seed"] for r in group], "metrics": metrics,
-                    "cis": cis, "dev_loss": seed_summary(losses) if losses else None,
-                    "trainable": group[0]["trainable_params"], "total": group[0]["total_params"],
-                    "stale": sum(not r["current"] for r in group)}
+        out[key] = {
+            "runs": group,
+            "seeds": [r["seed"] for r in group],
+            "metrics": metrics,
+            "cis": cis,
+            "dev_loss": seed_summary(losses) if losses else None,
+            "trainable": group[0]["trainable_params"],
+            "total": group[0]["total_params"],
+            "stale": sum(not r["current"] for r in group),
+        }
     return out
 
 
@@ -88,11 +104,25 @@ def claim_verdict(configs: dict) -> dict:
         missing = " and ".join(m for m, k in (("LoRA", lora), ("full fine-tuning", full)) if not k)
         return {"verdict": "not run", "ours": "-", "why": f"no record of {missing}"}
     a, b = configs[lora], configs[full]
-    v = verdict(a["metrics"]["bleu"].values, b["metrics"]["bleu"].values, a["cis"]["bleu"],
-                b["cis"]["bleu"], rule=RULE)
-    ser = verdict(a["metrics"]["ser"].values, b["metrics"]["ser"].values, a["cis"]["ser"],
-                  b["cis"]["ser"], rule=RULE, higher_is_better=False) \
-        if "ser" in a["metrics"] and "ser" in b["metrics"] else None
+    v = verdict(
+        a["metrics"]["bleu"].values,
+        b["metrics"]["bleu"].values,
+        a["cis"]["bleu"],
+        b["cis"]["bleu"],
+        rule=RULE,
+    )
+    ser = (
+        verdict(
+            a["metrics"]["ser"].values,
+            b["metrics"]["ser"].values,
+            a["cis"]["ser"],
+            b["cis"]["ser"],
+            rule=RULE,
+            higher_is_better=False,
+        )
+        if "ser" in a["metrics"] and "ser" in b["metrics"]
+        else None
+    )
     if v.outcome == "undetermined":
         claim = "undetermined"
     elif v.outcome in ("a better", "within noise"):
@@ -100,15 +130,29 @@ def claim_verdict(configs: dict) -> dict:
     else:
         claim = "partly" if -v.diff <= 2 * v.noise else "not"
     share = 100 * a["trainable"] / a["total"]
-    ours = (f"BLEU LoRA {a['metrics']['bleu']} (lr {lora[1]:g}) vs full {b['metrics']['bleu']} "
-            f"(lr {full[1]:g}); LoRA trains {share:.3f}%")
-    why = (f"BLEU: {v.outcome} ({v.why})"
-           + (f"; SER: {ser.outcome.replace('a ', 'LoRA ').replace('b ', 'full ')} ({ser.why})"
-              if ser else "")
-           + (f"; {a['stale'] + b['stale']} of the runs are stale" if a["stale"] + b["stale"]
-              else ""))
-    return {"verdict": claim, "ours": ours, "why": why, "lora": lora, "full": full,
-            "bleu": v.to_dict(), "ser": ser.to_dict() if ser else None, "trainable_pct": share}
+    ours = (
+        f"BLEU LoRA {a['metrics']['bleu']} (lr {lora[1]:g}) vs full {b['metrics']['bleu']} "
+        f"(lr {full[1]:g}); LoRA trains {share:.3f}%"
+    )
+    why = (
+        f"BLEU: {v.outcome} ({v.why})"
+        + (
+            f"; SER: {ser.outcome.replace('a ', 'LoRA ').replace('b ', 'full ')} ({ser.why})"
+            if ser
+            else ""
+        )
+        + (f"; {a['stale'] + b['stale']} of the runs are stale" if a["stale"] + b["stale"] else "")
+    )
+    return {
+        "verdict": claim,
+        "ours": ours,
+        "why": why,
+        "lora": lora,
+        "full": full,
+        "bleu": v.to_dict(),
+        "ser": ser.to_dict() if ser else None,
+        "trainable_pct": share,
+    }
 
 
 def mean_sd(summary, fmt: str) -> str:
@@ -127,32 +171,52 @@ def _run_cell(run: dict, metric: str, fmt: str) -> str:
 
 def format_table(records: list[dict], configs: dict) -> str:
     """The table: the template row, then per configuration its seed summary and its runs."""
-    head = ["configuration", "seeds", *(label for _, label, _ in METRICS), "dev loss",
-            "trainable"]
+    head = ["configuration", "seeds", *(label for _, label, _ in METRICS), "dev loss", "trainable"]
     rows = [head]
     tmpl = next((r["results"]["template"] for r in records if "template" in r["results"]), None)
     if tmpl is not None:
         rows.append(["template", "-", *(_run_cell(tmpl, m, f) for m, _, f in METRICS), "-", "0"])
     for (method, lr), c in configs.items():
-        rows.append([f"{method} lr {lr:g}", str(len(c["seeds"])),
-                     *(mean_sd(c["metrics"].get(m), f) for m, _, f in METRICS),
-                     mean_sd(c["dev_loss"], ".3f"),
-                     f"{c['trainable']:,} ({100 * c['trainable'] / c['total']:.3f}%)"])
+        rows.append(
+            [
+                f"{method} lr {lr:g}",
+                str(len(c["seeds"])),
+                *(mean_sd(c["metrics"].get(m), f) for m, _, f in METRICS),
+                mean_sd(c["dev_loss"], ".3f"),
+                f"{c['trainable']:,} ({100 * c['trainable'] / c['total']:.3f}%)",
+            ]
+        )
         for run in c["runs"]:
-            rows.append([f"  seed {run['seed']}" + ("" if run["current"] else " (stale)"), "",
-                         *(_run_cell(run, m, f) for m, _, f in METRICS),
-                         "-" if run.get("dev_loss") is None else f"{run['dev_loss']:.3f}", ""])
+            rows.append(
+                [
+                    f"  seed {run['seed']}" + ("" if run["current"] else " (stale)"),
+                    "",
+                    *(_run_cell(run, m, f) for m, _, f in METRICS),
+                    "-" if run.get("dev_loss") is None else f"{run['dev_loss']:.3f}",
+                    "",
+                ]
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    )
 
 
 def missing_runs(records: list[dict], seeds, lrs: dict) -> list[str]:
     """The runs of the plan (seeds x learning rates per method) that have no record."""
-    have = {(m, float(run["lr"]), run["seed"]) for rec in records
-            for m, run in rec["results"]["methods"].items()}
-    return [f"{m} lr {lr:g} seed {s}" for s in seeds for m, rates in lrs.items() for lr in rates
-            if (m, float(lr), s) not in have]
+    have = {
+        (m, float(run["lr"]), run["seed"])
+        for rec in records
+        for m, run in rec["results"]["methods"].items()
+    }
+    return [
+        f"{m} lr {lr:g} seed {s}"
+        for s in seeds
+        for m, rates in lrs.items()
+        for lr in rates
+        if (m, float(lr), s) not in have
+    ]
 
 
 def _shown(folder: Path) -> str:
@@ -172,33 +236,47 @@ def report(folder: str | Path, seeds=None, lrs: dict | None = None) -> str:
     configs = configurations(records)
     first = records[0]
     res = first["results"]
-    lines = [f"RECORDED {folder.name}: {len(records)} runs, {first['device']}, "
-             f"data {res['data']['source']} ({res['data']['test_mrs']} test MRs, bootstrap "
-             f"95% intervals over them), base {res['base']['name']} "
-             f"({res['base']['n_params'] / 1e6:.1f}M), epochs {res['settings']['epochs']}, "
-             f"batch {res['settings']['batch_size']}, beam {res['settings']['beams']}",
-             "", format_table(records, configs), ""]
+    lines = [
+        f"RECORDED {folder.name}: {len(records)} runs, {first['device']}, "
+        f"data {res['data']['source']} ({res['data']['test_mrs']} test MRs, bootstrap "
+        f"95% intervals over them), base {res['base']['name']} "
+        f"({res['base']['n_params'] / 1e6:.1f}M), epochs {res['settings']['epochs']}, "
+        f"batch {res['settings']['batch_size']}, beam {res['settings']['beams']}",
+        "",
+        format_table(records, configs),
+        "",
+    ]
     cv = claim_verdict(configs)
-    lines += [f'claim "{CLAIM}": {cv["verdict"].upper()}', f"  ours: {cv['ours']}",
-              f"  why: {cv['why']}", f"  rule: {CLAIM_RULE}"]
+    lines += [
+        f'claim "{CLAIM}": {cv["verdict"].upper()}',
+        f"  ours: {cv['ours']}",
+        f"  why: {cv['why']}",
+        f"  rule: {CLAIM_RULE}",
+    ]
     if lrs:
         gone = missing_runs(records, seeds or [0], lrs)
-        lines.append(f"not run ({len(gone)}): {', '.join(gone)}" if gone else
-                     "not run: none (every run of the plan has a record)")
+        lines.append(
+            f"not run ({len(gone)}): {', '.join(gone)}"
+            if gone
+            else "not run: none (every run of the plan has a record)"
+        )
     stale = [r["name"] for r in records if not r["current"]]
     if stale:
-        lines.append(f"stale ({len(stale)}, made from another lorakit/ source): "
-                     f"{', '.join(stale)}")
+        lines.append(f"stale ({len(stale)}, made from another lorakit/ source): {', '.join(stale)}")
     minutes = sum(r["wall_s"] for r in records) / 60
     lines.append(f"device minutes in these records: {minutes:.1f}")
     return "\n".join(lines)
 
 
-PAPER = ("GPT-2 M on E2E: LoRA 70.4 ± 0.1 BLEU training 0.35M weights vs full fine-tuning 68.2 "
-         "training 354.92M")
+PAPER = (
+    "GPT-2 M on E2E: LoRA 70.4 ± 0.1 BLEU training 0.35M weights vs full fine-tuning 68.2 "
+    "training 354.92M"
+)
 #: the grids the claims table reads: (folder under data/runs, what the row says it is)
-CLAIM_GRIDS = (("ch06_finetune_gpu", "offline base, synthetic E2E-style set"),
-               ("ch06_finetune_gpu_gpt2-medium_real", "GPT-2 medium on the real E2E"))
+CLAIM_GRIDS = (
+    ("ch06_finetune_gpu", "offline base, synthetic E2E-style set"),
+    ("ch06_finetune_gpu_gpt2-medium_real", "GPT-2 medium on the real E2E"),
+)
 
 
 def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
@@ -208,9 +286,16 @@ def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
     for name, what in CLAIM_GRIDS:
         cv = claim_verdict(configurations(load_grid(Path(runs_dir or RUNS_DIR) / name)))
         why = cv["why"] if cv["verdict"] == "not run" else f"{cv['why']}. Rule: {CLAIM_RULE}"
-        rows.append({"chapter": 6, "claim": f"{CLAIM} ({what})", "paper": PAPER,
-                     "ours": cv["ours"] if cv["verdict"] != "not run" else "not run",
-                     "verdict": cv["verdict"], "why": why})
+        rows.append(
+            {
+                "chapter": 6,
+                "claim": f"{CLAIM} ({what})",
+                "paper": PAPER,
+                "ours": cv["ours"] if cv["verdict"] != "not run" else "not run",
+                "verdict": cv["verdict"],
+                "why": why,
+            }
+        )
     return rows
 
 
@@ -219,18 +304,23 @@ def main(argv: list[str] | None = None) -> None:
     from lorakit.experiments.finetune import GRID, PRESETS
     from lorakit.presets import get_preset
 
-    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments finetune-report",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.experiments finetune-report", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument("--dir", default=None,
-                        help="the records' folder (default data/runs/ch06_finetune_<preset>)")
+    parser.add_argument(
+        "--dir", default=None, help="the records' folder (default data/runs/ch06_finetune_<preset>)"
+    )
     parser.add_argument("--seeds", nargs="+", type=nonnegative_int, default=None)
     parser.add_argument("--lora-lrs", nargs="+", type=positive_float, default=None)
     parser.add_argument("--full-lrs", nargs="+", type=positive_float, default=None)
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
-    grid = GRID if preset == "gpu" else {"seeds": (0,), "lr": {m: (lr,) for m, lr in
-                                                               PRESETS[preset]["lr"].items()}}
+    grid = (
+        GRID
+        if preset == "gpu"
+        else {"seeds": (0,), "lr": {m: (lr,) for m, lr in PRESETS[preset]["lr"].items()}}
+    )
     lrs = {"lora": args.lora_lrs or grid["lr"]["lora"], "full": args.full_lrs or grid["lr"]["full"]}
     folder = args.dir or RUNS_DIR / f"ch06_finetune_{preset}"
     print(report(folder, args.seeds or grid["seeds"], lrs))

@@ -40,12 +40,19 @@ from lorakit.presets import get_preset
 
 CONVERGED = 0.01
 TABLE7_CLAIMS = (  # (claim, the paper's numbers); {m} is q or v
-    ("ΔW{m} (r=4) lies in directions W{m} does not emphasise",
-     "‖UᵀWV‖ onto ΔWq 0.32 ≪ onto Wq's own 21.67 (Table 7)"),
-    ("ΔW{m} (r=4) correlates with W{m} more than a random matrix does",
-     "0.32 (ΔWq) vs 0.02 (random), Table 7"),
-    ("ΔW{m} (r=4) amplifies those directions strongly",
-     "amplification ‖ΔW‖/‖UᵀWV‖ ≈ 21.5 for Wq (≫ 1)"))
+    (
+        "ΔW{m} (r=4) lies in directions W{m} does not emphasise",
+        "‖UᵀWV‖ onto ΔWq 0.32 ≪ onto Wq's own 21.67 (Table 7)",
+    ),
+    (
+        "ΔW{m} (r=4) correlates with W{m} more than a random matrix does",
+        "0.32 (ΔWq) vs 0.02 (random), Table 7",
+    ),
+    (
+        "ΔW{m} (r=4) amplifies those directions strongly",
+        "amplification ‖ΔW‖/‖UᵀWV‖ ≈ 21.5 for Wq (≫ 1)",
+    ),
+)
 
 
 def _grid_of(A1: torch.Tensor, A2: torch.Tensor) -> np.ndarray:
@@ -80,18 +87,26 @@ def convergence(runs: dict) -> list[dict]:
         dev = [e["eval_loss"] for e in res.get("evals", [])]
         change = (dev[-2] - dev[-1]) / dev[-2] if len(dev) >= 2 else None
         moved = list((res.get("a_moved") or {}).values())
-        rows.append({"r": r, "seed": seed, "dev_loss": dev, "last_epoch_change": change,
-                     "converged": None if change is None else change < CONVERGED,
-                     "a_moved": statistics.fmean(moved) if moved else None,
-                     "epochs": res.get("schedule", {}).get("epochs")})
+        rows.append(
+            {
+                "r": r,
+                "seed": seed,
+                "dev_loss": dev,
+                "last_epoch_change": change,
+                "converged": None if change is None else change < CONVERGED,
+                "a_moved": statistics.fmean(moved) if moved else None,
+                "epochs": res.get("schedule", {}).get("epochs"),
+            }
+        )
     return rows
 
 
 def _pairs(factors: dict, r1: int, r2: int, same: bool) -> list[tuple[int, int]]:
     s1 = sorted(s for r, s in factors if r == r1)
     s2 = sorted(s for r, s in factors if r == r2)
-    return [(a, b) for a, b in itertools.product(s1, s2) if (a == b) == same and
-            (r1 != r2 or a < b)]
+    return [
+        (a, b) for a, b in itertools.product(s1, s2) if (a == b) == same and (r1 != r2 or a < b)
+    ]
 
 
 def _mean_grid(grids: list[np.ndarray]) -> list[list[float]] | None:
@@ -109,13 +124,21 @@ def figure3(data: dict) -> dict:
         pairs = _pairs(f, lo, hi, same)
         out[kind] = {"pairs": pairs, "grids": {}, "top": {}}
         for m in ("q", "v"):
-            out[kind]["grids"][m] = {str(layer): _mean_grid(
-                [_grid_of(f[(lo, a)][f"l{layer}.{m}.A"], f[(hi, b)][f"l{layer}.{m}.A"])
-                 for a, b in pairs]) for layer in meta["layers"]}
+            out[kind]["grids"][m] = {
+                str(layer): _mean_grid(
+                    [
+                        _grid_of(f[(lo, a)][f"l{layer}.{m}.A"], f[(hi, b)][f"l{layer}.{m}.A"])
+                        for a, b in pairs
+                    ]
+                )
+                for layer in meta["layers"]
+            }
             out[kind]["top"][m] = [
-                analysis.subspace_similarity(f[(lo, a)][f"l{mid}.{m}.A"].double(),
-                                             f[(hi, b)][f"l{mid}.{m}.A"].double(), 1, 1)
-                for a, b in pairs]
+                analysis.subspace_similarity(
+                    f[(lo, a)][f"l{mid}.{m}.A"].double(), f[(hi, b)][f"l{mid}.{m}.A"].double(), 1, 1
+                )
+                for a, b in pairs
+            ]
     return out
 
 
@@ -127,19 +150,22 @@ def figure4(data: dict) -> dict:
     pairs = _pairs(f, hi, hi, same=False)
     out = {"pairs": pairs}
     for m in ("q", "v"):
-        out[m] = _mean_grid([_grid_of(f[(hi, a)][f"l{mid}.{m}.A"], f[(hi, b)][f"l{mid}.{m}.A"])
-                             for a, b in pairs])
+        out[m] = _mean_grid(
+            [_grid_of(f[(hi, a)][f"l{mid}.{m}.A"], f[(hi, b)][f"l{mid}.{m}.A"]) for a, b in pairs]
+        )
     gen = torch.Generator().manual_seed(1234)
-    g1, g2 = (torch.randn(hi, meta["n_embd"], generator=gen, dtype=torch.float64)
-              for _ in range(2))
+    g1, g2 = (torch.randn(hi, meta["n_embd"], generator=gen, dtype=torch.float64) for _ in range(2))
     out["random"] = _mean_grid([_grid_of(g1, g2)])
     return out
 
 
 def _delta(f: dict, meta: dict, r: int, seed: int, m: str) -> torch.Tensor:
     mid = meta["analysis_layer"]
-    return (meta["alpha"] / r) * f[(r, seed)][f"l{mid}.{m}.B"].double() @ \
-        f[(r, seed)][f"l{mid}.{m}.A"].double()
+    return (
+        (meta["alpha"] / r)
+        * f[(r, seed)][f"l{mid}.{m}.B"].double()
+        @ f[(r, seed)][f"l{mid}.{m}.A"].double()
+    )
 
 
 def table7(data: dict) -> dict:
@@ -160,8 +186,11 @@ def table7(data: dict) -> dict:
             summary = {}
             for key in ("delta", "weight", "random", "W_norm", "dW_norm", "amplification"):
                 vals = [p[key] for p in per]
-                summary[key] = {"values": vals, "mean": statistics.fmean(vals) if vals else None,
-                                "sd": statistics.stdev(vals) if len(vals) > 1 else None}
+                summary[key] = {
+                    "values": vals,
+                    "mean": statistics.fmean(vals) if vals else None,
+                    "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+                }
             out[m][str(r)] = {"seeds": seeds, **summary}
     return out
 
@@ -183,11 +212,13 @@ def figure8(data: dict) -> dict:
     for r in sorted({4, meta["r_high"]}):
         seeds = sorted(ss for rr, ss in f if rr == r)
         if seeds:
-            out[str(r)] = np.round(np.mean([curve(_delta(f, meta, r, s, "q"), r)
-                                            for s in seeds], axis=0), 4).tolist()
+            out[str(r)] = np.round(
+                np.mean([curve(_delta(f, meta, r, s, "q"), r) for s in seeds], axis=0), 4
+            ).tolist()
     gen = torch.Generator().manual_seed(1234)
-    out["random"] = np.round(curve(torch.randn(Wq.shape, generator=gen, dtype=torch.float64),
-                                   hi), 4).tolist()
+    out["random"] = np.round(
+        curve(torch.randn(Wq.shape, generator=gen, dtype=torch.float64), hi), 4
+    ).tolist()
     return out
 
 
@@ -206,21 +237,35 @@ def claims(fig3: dict | None, t7: dict | None) -> list[dict]:
     rows = []
 
     def add(claim, paper, ours, verdict_why):
-        rows.append({"chapter": 9, "claim": claim, "paper": paper, "ours": ours,
-                     "verdict": verdict_why[0], "why": verdict_why[1]})
+        rows.append(
+            {
+                "chapter": 9,
+                "claim": claim,
+                "paper": paper,
+                "ours": ours,
+                "verdict": verdict_why[0],
+                "why": verdict_why[1],
+            }
+        )
 
     if fig3 is None or not fig3["independent"]["pairs"]:
         for m in ("q", "v"):
-            add(f"ΔW{m}: top directions of r=8 and r=64 overlap across seeds",
-                "φ(A_8, A_64, 1, 1) > 0.5 (Figure 3)", "not run",
-                ("not run", "no pair of {Wq,Wv} runs at r=8 and r=64 with different seeds"))
+            add(
+                f"ΔW{m}: top directions of r=8 and r=64 overlap across seeds",
+                "φ(A_8, A_64, 1, 1) > 0.5 (Figure 3)",
+                "not run",
+                ("not run", "no pair of {Wq,Wv} runs at r=8 and r=64 with different seeds"),
+            )
     else:
         for m in ("q", "v"):
             tops = fig3["independent"]["top"][m]
-            add(f"ΔW{m}: top directions of r={fig3['r_low']} and r={fig3['r_high']} overlap "
-                "across seeds", "φ(A_8, A_64, 1, 1) > 0.5 (Figure 3)",
+            add(
+                f"ΔW{m}: top directions of r={fig3['r_low']} and r={fig3['r_high']} overlap "
+                "across seeds",
+                "φ(A_8, A_64, 1, 1) > 0.5 (Figure 3)",
                 f"φ(1,1) over {len(tops)} seed pairs: " + ", ".join(f"{t:.2f}" for t in tops),
-                _side(tops, 0.5, above=True))
+                _side(tops, 0.5, above=True),
+            )
     for m in ("q", "v"):
         x = None if t7 is None else t7[m].get("4")
         if not x or not x["seeds"]:
@@ -230,11 +275,15 @@ def claims(fig3: dict | None, t7: dict | None) -> list[dict]:
         ratio = [w / d for w, d in zip(x["weight"]["values"], x["delta"]["values"])]
         diff = [d - rnd for d, rnd in zip(x["delta"]["values"], x["random"]["values"])]
         amp = x["amplification"]["values"]
-        for (claim, paper), ours, judged in zip(TABLE7_CLAIMS, (
+        for (claim, paper), ours, judged in zip(
+            TABLE7_CLAIMS,
+            (
                 "onto W's own / onto ΔW: " + ", ".join(f"{v:.1f}" for v in ratio),
                 "onto ΔW minus onto random: " + ", ".join(f"{v:+.3f}" for v in diff),
-                "amplification: " + ", ".join(f"{v:.1f}" for v in amp)),
-                (_side(ratio, 1.0, True), _side(diff, 0.0, True), _side(amp, 1.0, True))):
+                "amplification: " + ", ".join(f"{v:.1f}" for v in amp),
+            ),
+            (_side(ratio, 1.0, True), _side(diff, 0.0, True), _side(amp, 1.0, True)),
+        ):
             add(claim.format(m=m), paper, ours, judged)
     return rows
 
@@ -244,36 +293,58 @@ def report(records: list[dict], folder: str | Path | None) -> dict:
     "table7", "figure8", "claims", "runs_read"}`` (``meta`` ``None``: nothing recorded yet)."""
     data = load(records, folder)
     if data["meta"] is None or not data["factors"]:
-        return {"meta": data["meta"], "convergence": [], "figure3": None, "figure4": None,
-                "table7": None, "figure8": None, "claims": claims(None, None), "runs_read": []}
+        return {
+            "meta": data["meta"],
+            "convergence": [],
+            "figure3": None,
+            "figure4": None,
+            "table7": None,
+            "figure8": None,
+            "claims": claims(None, None),
+            "runs_read": [],
+        }
     fig3, t7 = figure3(data), table7(data)
-    return {"meta": data["meta"], "convergence": convergence(data["runs"]), "figure3": fig3,
-            "figure4": figure4(data), "table7": t7, "figure8": figure8(data),
-            "claims": claims(fig3, t7),
-            "runs_read": sorted(f"q+v-r{r}-s{s}" for r, s in data["factors"])}
+    return {
+        "meta": data["meta"],
+        "convergence": convergence(data["runs"]),
+        "figure3": fig3,
+        "figure4": figure4(data),
+        "table7": t7,
+        "figure8": figure8(data),
+        "claims": claims(fig3, t7),
+        "runs_read": sorted(f"q+v-r{r}-s{s}" for r, s in data["factors"]),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     from lorakit.experiments.which_rank import GRID, PRESETS
     from lorakit.experiments.which_rank_report import claims_text
 
-    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments subspace-report",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.experiments subspace-report", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument("--out", default=None,
-                        help=f"chapter 8's records (default data/runs/{GRID}_<preset>)")
+    parser.add_argument(
+        "--out", default=None, help=f"chapter 8's records (default data/runs/{GRID}_<preset>)"
+    )
     args = parser.parse_args(argv)
     folder = _grid.grid_dir(GRID, args.preset or get_preset(), args.out)
     rep = report(_grid.load_runs(folder), folder)
     print(f"reads {folder}: {', '.join(rep['runs_read']) or 'no factor runs yet'}")
     for row in rep["convergence"]:
-        print(f"  r={row['r']:<3d} seed {row['seed']}: dev loss per epoch "
-              f"{[round(v, 3) for v in row['dev_loss']]}, converged {row['converged']}, "
-              f"A moved {row['a_moved']:.2f}" if row["a_moved"] is not None else "")
+        print(
+            f"  r={row['r']:<3d} seed {row['seed']}: dev loss per epoch "
+            f"{[round(v, 3) for v in row['dev_loss']]}, converged {row['converged']}, "
+            f"A moved {row['a_moved']:.2f}"
+            if row["a_moved"] is not None
+            else ""
+        )
     if rep["table7"]:
         for m, by_r in rep["table7"].items():
             for r, x in by_r.items():
-                print(f"Table 7 W{m} r={r}: onto ΔW {x['delta']['mean']:.3g}, onto W "
-                      f"{x['weight']['mean']:.3g}, random {x['random']['mean']:.3g}, "
-                      f"amplification {x['amplification']['mean']:.1f} ({len(x['seeds'])} seeds)")
+                print(
+                    f"Table 7 W{m} r={r}: onto ΔW {x['delta']['mean']:.3g}, onto W "
+                    f"{x['weight']['mean']:.3g}, random {x['random']['mean']:.3g}, "
+                    f"amplification {x['amplification']['mean']:.1f} ({len(x['seeds'])} seeds)"
+                )
     print("\nClaims\n" + claims_text(rep["claims"]))

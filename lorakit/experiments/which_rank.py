@@ -60,15 +60,62 @@ TABLE5 = (("q",), ("k",), ("v",), ("o",), ("q", "k"), ("q", "v"), ("q", "k", "v"
 TABLE6_SETS = (("q",), ("q", "v"), ("q", "k", "v", "o"))
 _COMMON = dict(refs_per_mr=None, label_smoothing=0.1, bootstrap=1000)
 PRESETS: dict[str, dict] = {
-    "ci": dict(_COMMON, train_mrs=24, refs_per_mr=2, dev_mrs=4, test_mrs=4, epochs=1, steps=3,
-               batch_size=8, lr=2e-3, warmup=1, beams=2, gen_batch=4, max_new_tokens=12,
-               log_every=1, ranks=(1, 4, 8, 16), seeds=(0, 1), qv_seeds=(0, 1), bootstrap=50),
-    "cpu": dict(_COMMON, train_mrs=800, dev_mrs=40, test_mrs=20, epochs=1, steps=40,
-                batch_size=16, lr=2e-3, warmup=4, beams=3, gen_batch=20, max_new_tokens=32,
-                log_every=10, ranks=(1, 2, 4, 8, 64), seeds=(0,), qv_seeds=(0, 1)),
-    "gpu": dict(_COMMON, train_mrs=None, dev_mrs=None, test_mrs=None, epochs=2, steps=None,
-                batch_size=8, lr=1e-3, warmup=500, beams=10, gen_batch=100, max_new_tokens=96,
-                log_every=250, ranks=(1, 2, 4, 8, 64), seeds=(0, 1, 2), qv_seeds=(0, 1, 2)),
+    "ci": dict(
+        _COMMON,
+        train_mrs=24,
+        refs_per_mr=2,
+        dev_mrs=4,
+        test_mrs=4,
+        epochs=1,
+        steps=3,
+        batch_size=8,
+        lr=2e-3,
+        warmup=1,
+        beams=2,
+        gen_batch=4,
+        max_new_tokens=12,
+        log_every=1,
+        ranks=(1, 4, 8, 16),
+        seeds=(0, 1),
+        qv_seeds=(0, 1),
+        bootstrap=50,
+    ),
+    "cpu": dict(
+        _COMMON,
+        train_mrs=800,
+        dev_mrs=40,
+        test_mrs=20,
+        epochs=1,
+        steps=40,
+        batch_size=16,
+        lr=2e-3,
+        warmup=4,
+        beams=3,
+        gen_batch=20,
+        max_new_tokens=32,
+        log_every=10,
+        ranks=(1, 2, 4, 8, 64),
+        seeds=(0,),
+        qv_seeds=(0, 1),
+    ),
+    "gpu": dict(
+        _COMMON,
+        train_mrs=None,
+        dev_mrs=None,
+        test_mrs=None,
+        epochs=2,
+        steps=None,
+        batch_size=8,
+        lr=1e-3,
+        warmup=500,
+        beams=10,
+        gen_batch=100,
+        max_new_tokens=96,
+        log_every=250,
+        ranks=(1, 2, 4, 8, 64),
+        seeds=(0, 1, 2),
+        qv_seeds=(0, 1, 2),
+    ),
 }
 
 
@@ -99,8 +146,15 @@ def plan(settings: dict, only_adapters: bool = False) -> list[dict]:
         for t, r in pairs:
             keep = (t, r) in qv
             if s in settings["seeds"] or (keep and s in settings["qv_seeds"]):
-                specs.append({"id": _grid.run_id(t=list(t), r=r, s=s), "targets": list(t),
-                              "r": r, "seed": s, "factors": keep})
+                specs.append(
+                    {
+                        "id": _grid.run_id(t=list(t), r=r, s=s),
+                        "targets": list(t),
+                        "r": r,
+                        "seed": s,
+                        "factors": keep,
+                    }
+                )
     return specs
 
 
@@ -118,17 +172,32 @@ def base_weights_results(base, settings: dict) -> tuple[dict, dict]:
     """The frozen Wq, Wv of the middle layer (chapter 9's Table 7), as a pseudo-run record."""
     n_layer, mid = base.config.n_layer, base.config.n_layer // 2
     tensors = {f"W.l{mid}.{m}": base_weight(base, mid, m).float().cpu() for m in ("q", "v")}
-    results = {"layers": factor_layers(n_layer), "analysis_layer": mid, "alpha": ALPHA,
-               "r_low": R_LOW, "r_high": max(settings["ranks"]), "n_embd": base.config.n_embd,
-               "n_layer": n_layer}
+    results = {
+        "layers": factor_layers(n_layer),
+        "analysis_layer": mid,
+        "alpha": ALPHA,
+        "r_low": R_LOW,
+        "r_high": max(settings["ranks"]),
+        "n_embd": base.config.n_embd,
+        "n_layer": n_layer,
+    }
     return results, tensors
 
 
-def run_which_rank(preset: str | None = None, base_name: str = "auto", device: str | None = None,
-                   progress: bool = True, loaded: tuple | None = None,
-                   only_adapters: bool = False, source=None, jobs: int = 1,
-                   out: str | None = None, force: bool = False, overrides: dict | None = None,
-                   config: dict | None = None) -> list[dict]:
+def run_which_rank(
+    preset: str | None = None,
+    base_name: str = "auto",
+    device: str | None = None,
+    progress: bool = True,
+    loaded: tuple | None = None,
+    only_adapters: bool = False,
+    source=None,
+    jobs: int = 1,
+    out: str | None = None,
+    force: bool = False,
+    overrides: dict | None = None,
+    config: dict | None = None,
+) -> list[dict]:
     """Make the grid's runs; returns the records made now, after two that are not runs:
     ``base_weights`` (the frozen Wq, Wv of the middle layer, its tensors under ``"tensors"``)
     and ``template`` (the rule-based realizer scored on the same test MRs).
@@ -142,45 +211,86 @@ def run_which_rank(preset: str | None = None, base_name: str = "auto", device: s
     preset = preset or get_preset()
     settings = settings_for(preset, overrides)
     src = data_source(source if source is not None else "auto")
-    base, tokenizer, info = loaded if loaded is not None else \
-        load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    base, tokenizer, info = (
+        loaded
+        if loaded is not None
+        else load_base(base_name, preset=preset, device="cpu", verbose=progress)
+    )
     if max(settings["ranks"]) > base.config.n_embd:
-        raise ValueError(f"Preset {preset!r} trains ranks up to {max(settings['ranks'])} but the "
-                         f"base is only {base.config.n_embd} wide; use a wider base or a smaller "
-                         "preset.")
+        raise ValueError(
+            f"Preset {preset!r} trains ranks up to {max(settings['ranks'])} but the "
+            f"base is only {base.config.n_embd} wide; use a wider base or a smaller "
+            "preset."
+        )
     specs, files = plan(settings, only_adapters), src.provenance().get("files")
     data = prepare_data(base, tokenizer, settings, src)
     config = {"grid": GRID, **(config or {})}
     results, tensors = base_weights_results(base, settings)
     weights = {"name": "base_weights", "current": True, "results": results, "tensors": tensors}
-    template = {"name": "template", "current": True,
-                "results": template_results(data["test"], settings["bootstrap"])}
-    have = set() if out is None else \
-        {r["name"] for r in _grid.load_runs(out, files) if r["current"]}
+    template = {
+        "name": "template",
+        "current": True,
+        "results": template_results(data["test"], settings["bootstrap"]),
+    }
+    have = (
+        set() if out is None else {r["name"] for r in _grid.load_runs(out, files) if r["current"]}
+    )
     if out is not None and (force or "base_weights" not in have):
         results["tensors_file"] = _grid.save_tensors(tensors, f"{out}/base_weights").name
-        save_record("base_weights", results, preset=preset, config=config, wall_s=0.0,
-                    out_dir=out, data=src)
+        save_record(
+            "base_weights", results, preset=preset, config=config, wall_s=0.0, out_dir=out, data=src
+        )
     if out is not None and not only_adapters and (force or "template" not in have):
-        save_record("template", template["results"], preset=preset, config=config, wall_s=0.0,
-                    out_dir=out, data=src)
+        save_record(
+            "template",
+            template["results"],
+            preset=preset,
+            config=config,
+            wall_s=0.0,
+            out_dir=out,
+            data=src,
+        )
     start, say = time.perf_counter(), print if progress else (lambda *a, **k: None)
     n_todo = len(specs) if out is None else len(_grid.todo(specs, out, force, files))
-    say(f"[ch08 {preset}] {n_todo} of {len(specs)} runs to make, {jobs} at a time; "
-        f"{data['label']}")
+    say(f"[ch08 {preset}] {n_todo} of {len(specs)} runs to make, {jobs} at a time; {data['label']}")
 
     def report(k: int, n: int, spec: dict, r: dict) -> None:
-        score = (f", BLEU {r['metrics']['bleu']:.1f}, SER {r['metrics']['ser']:.1f}%"
-                 if "metrics" in r else "")
-        say(f"[{k:2d}/{n}] {spec['id']:14s}: dev loss {r['dev_loss']:.3f}{score}, train "
-            f"{r['train_s']:.0f} s | {time.perf_counter() - start:.0f} s elapsed")
+        score = (
+            f", BLEU {r['metrics']['bleu']:.1f}, SER {r['metrics']['ser']:.1f}%"
+            if "metrics" in r
+            else ""
+        )
+        say(
+            f"[{k:2d}/{n}] {spec['id']:14s}: dev loss {r['dev_loss']:.3f}{score}, train "
+            f"{r['train_s']:.0f} s | {time.perf_counter() - start:.0f} s elapsed"
+        )
 
-    context = {"base": base, "tokenizer": tokenizer, "data": data, "settings": settings,
-               "score": not only_adapters,
-               "base_info": {"source": info.source, "name": info.name,
-                             "n_params": info.n_params, "config": info.config}}
-    made = _grid.run_grid(run_config, specs, context, folder=out, preset=preset, config=config,
-                          data=src, jobs=jobs, device=device, force=force, on_done=report)
+    context = {
+        "base": base,
+        "tokenizer": tokenizer,
+        "data": data,
+        "settings": settings,
+        "score": not only_adapters,
+        "base_info": {
+            "source": info.source,
+            "name": info.name,
+            "n_params": info.n_params,
+            "config": info.config,
+        },
+    }
+    made = _grid.run_grid(
+        run_config,
+        specs,
+        context,
+        folder=out,
+        preset=preset,
+        config=config,
+        data=src,
+        jobs=jobs,
+        device=device,
+        force=force,
+        on_done=report,
+    )
     return [weights, template, *made]
 
 
@@ -199,42 +309,69 @@ def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[
 def main(argv: list[str] | None = None) -> None:
     from lorakit.experiments import which_rank_report as report
 
-    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments which-rank",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.experiments which-rank", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="seeds of every row (default: the preset's)")
-    parser.add_argument("--epochs", type=positive_int, default=None,
-                        help="override the preset's epochs")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of every row (default: the preset's)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="override the preset's epochs"
+    )
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--device", type=device, default=None)
-    parser.add_argument("--out", type=writable_folder, default=None,
-                        help=f"folder of the records (default data/runs/{GRID}_<preset>)")
-    parser.add_argument("--data", default="auto",
-                        help="auto (default), synthetic, real, or a folder with the splits")
-    parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="fine-tunes at once, each in a worker process (default 1)")
+    parser.add_argument(
+        "--out",
+        type=writable_folder,
+        default=None,
+        help=f"folder of the records (default data/runs/{GRID}_<preset>)",
+    )
+    parser.add_argument(
+        "--data",
+        default="auto",
+        help="auto (default), synthetic, real, or a folder with the splits",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="fine-tunes at once, each in a worker process (default 1)",
+    )
     parser.add_argument("--force", action="store_true", help="make every run again")
     parser.add_argument("--list", action="store_true", help="print the plan and what is done")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
-    overrides = {k: v for k, v in (("seeds", args.seeds), ("epochs", args.epochs))
-                 if v is not None}
+    overrides = {k: v for k, v in (("seeds", args.seeds), ("epochs", args.epochs)) if v is not None}
     if args.seeds is not None:
         overrides["qv_seeds"] = args.seeds
     src = data_source(args.data)
     folder = _grid.grid_dir(GRID, preset, args.out, args.base, src.kind)
     if args.list:
         specs = plan(settings_for(preset, overrides))
-        left = {s["id"] for s in
-                _grid.todo(specs, folder, args.force, src.provenance().get("files"))}
+        left = {
+            s["id"] for s in _grid.todo(specs, folder, args.force, src.provenance().get("files"))
+        }
         for s in specs:
             print(f"{'to do' if s['id'] in left else 'done '}  {s['id']}")
         print(f"{len(left)} of {len(specs)} runs to do in {folder}")
         return
-    run_which_rank(preset, args.base, args.device, not args.no_progress, source=src,
-                   jobs=args.jobs, out=folder, force=args.force, overrides=overrides,
-                   config={"base": args.base, "data": args.data, "overrides": overrides})
+    run_which_rank(
+        preset,
+        args.base,
+        args.device,
+        not args.no_progress,
+        source=src,
+        jobs=args.jobs,
+        out=folder,
+        force=args.force,
+        overrides=overrides,
+        config={"base": args.base, "data": args.data, "overrides": overrides},
+    )
     if not args.no_progress:
         report.main(["--preset", preset, "--out", str(folder)])

@@ -46,20 +46,32 @@ def summarise(runs: list[dict], targets, r: int) -> dict:
     """One (targets, r) row over its seeds: per metric a seed summary (``"values"``, ``"mean"``,
     ``"sd"``...), the bootstrap intervals and their mean half-width; ``"status"`` is "run" or
     "not run"."""
-    mine = sorted((x for x in runs if tuple(x["targets"]) == tuple(targets) and x["r"] == r),
-                  key=lambda x: x["seed"])
-    out = {"targets": list(targets), "r": r, "seeds": [x["seed"] for x in mine],
-           "status": "run" if mine else NOT_RUN,
-           "trainable_params": mine[0]["trainable_params"] if mine else None}
+    mine = sorted(
+        (x for x in runs if tuple(x["targets"]) == tuple(targets) and x["r"] == r),
+        key=lambda x: x["seed"],
+    )
+    out = {
+        "targets": list(targets),
+        "r": r,
+        "seeds": [x["seed"] for x in mine],
+        "status": "run" if mine else NOT_RUN,
+        "trainable_params": mine[0]["trainable_params"] if mine else None,
+    }
     for key in KEYS:
         vals = [x[key] if key == "dev_loss" else x.get("metrics", {}).get(key) for x in mine]
         vals = [v for v in vals if v is not None]
         cis = [x["bootstrap"][key] for x in mine if key in x.get("bootstrap", {})]
-        out[key] = {**(seed_summary(vals).to_dict() if vals else
-                       {"n": 0, "mean": None, "sd": None, "values": []}),
-                    "cis": cis,
-                    "ci_half_width": statistics.fmean((c["hi"] - c["lo"]) / 2 for c in cis)
-                    if cis else None}
+        out[key] = {
+            **(
+                seed_summary(vals).to_dict()
+                if vals
+                else {"n": 0, "mean": None, "sd": None, "values": []}
+            ),
+            "cis": cis,
+            "ci_half_width": statistics.fmean((c["hi"] - c["lo"]) / 2 for c in cis)
+            if cis
+            else None,
+        }
     return out
 
 
@@ -74,8 +86,14 @@ def tables(runs: list[dict], settings: dict) -> tuple[list[dict], list[dict]]:
 
 def compare(a: dict, b: dict, key: str = "bleu"):
     """The verdict on ``key`` of row ``a`` against row ``b`` (rule :data:`RULE`)."""
-    return verdict(a[key]["values"], b[key]["values"], a[key]["cis"], b[key]["cis"], rule=RULE,
-                   higher_is_better=key not in ("ser", "dev_loss"))
+    return verdict(
+        a[key]["values"],
+        b[key]["values"],
+        a[key]["cis"],
+        b[key]["cis"],
+        rule=RULE,
+        higher_is_better=key not in ("ser", "dev_loss"),
+    )
 
 
 def against_best(rows: list[dict], key: str = "bleu") -> list[tuple[dict, object]]:
@@ -96,8 +114,11 @@ def _mean(row: dict, key: str = "bleu") -> str:
     s = row[key]
     if row["status"] != "run" or s["mean"] is None:
         return NOT_RUN
-    return f"{s['mean']:.1f}" + ("" if s["sd"] is None else f" ± {s['sd']:.1f}") + \
-        f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
+    return (
+        f"{s['mean']:.1f}"
+        + ("" if s["sd"] is None else f" ± {s['sd']:.1f}")
+        + f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
+    )
 
 
 def _verdict_word(v, kind: str) -> str:
@@ -115,30 +136,64 @@ def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
 
     def add(claim: str, paper: str, a: dict | None, b: dict | None, kind: str) -> None:
         if a is None or b is None or a["status"] != "run" or b["status"] != "run":
-            rows.append({"chapter": 8, "claim": claim, "paper": paper, "ours": NOT_RUN,
-                         "verdict": "not run", "why": "a side of the comparison has no record"})
+            rows.append(
+                {
+                    "chapter": 8,
+                    "claim": claim,
+                    "paper": paper,
+                    "ours": NOT_RUN,
+                    "verdict": "not run",
+                    "why": "a side of the comparison has no record",
+                }
+            )
             return
         v = compare(a, b)
-        rows.append({"chapter": 8, "claim": claim, "paper": paper,
-                     "ours": f"{_label(a)} {_mean(a)} vs {_label(b)} {_mean(b)} BLEU",
-                     "verdict": _verdict_word(v, kind), "why": f"{v.outcome}: {v.why}"})
+        rows.append(
+            {
+                "chapter": 8,
+                "claim": claim,
+                "paper": paper,
+                "ours": f"{_label(a)} {_mean(a)} vs {_label(b)} {_mean(b)} BLEU",
+                "verdict": _verdict_word(v, kind),
+                "why": f"{v.outcome}: {v.why}",
+            }
+        )
 
     qv = [x for x in t6 if x["targets"] == ["q", "v"]]
     done = [x for x in qv if x["status"] == "run"]
     low = min(qv, key=lambda x: x["r"]) if qv else None
     best = max(done, key=lambda x: x["bleu"]["mean"]) if done else None
-    add("a very low rank suffices: {Wq,Wv} at r=1 matches the best rank",
-        "r=1 73.4 vs r=64 73.5 (WikiSQL, Table 6)", low, best, "matches")
+    add(
+        "a very low rank suffices: {Wq,Wv} at r=1 matches the best rank",
+        "r=1 73.4 vs r=64 73.5 (WikiSQL, Table 6)",
+        low,
+        best,
+        "matches",
+    )
     singles = [x for x in t5 if len(x["targets"]) == 1 and x["status"] == "run"]
     top1 = max(singles, key=lambda x: x["bleu"]["mean"]) if singles else None
     pick = {tuple(x["targets"]): x for x in t5}
-    add("{Wq,Wv} at r=4 beats {Wq} at r=8 (same budget)", "73.7 vs 70.4 (WikiSQL, Table 5)",
-        pick[("q", "v")], pick[("q",)], "beats")
-    add("{Wq,Wv} at r=4 matches or beats the best single matrix at r=8",
-        "73.7 vs Wo 73.2 (WikiSQL, Table 5)", pick[("q", "v")], top1, "matches")
-    add("all four at r=2 match or beat the best single matrix at r=8",
-        "73.7 vs Wo 73.2 (WikiSQL); 91.7 vs 91.3 (MultiNLI)", pick[("q", "k", "v", "o")], top1,
-        "matches")
+    add(
+        "{Wq,Wv} at r=4 beats {Wq} at r=8 (same budget)",
+        "73.7 vs 70.4 (WikiSQL, Table 5)",
+        pick[("q", "v")],
+        pick[("q",)],
+        "beats",
+    )
+    add(
+        "{Wq,Wv} at r=4 matches or beats the best single matrix at r=8",
+        "73.7 vs Wo 73.2 (WikiSQL, Table 5)",
+        pick[("q", "v")],
+        top1,
+        "matches",
+    )
+    add(
+        "all four at r=2 match or beat the best single matrix at r=8",
+        "73.7 vs Wo 73.2 (WikiSQL); 91.7 vs 91.3 (MultiNLI)",
+        pick[("q", "k", "v", "o")],
+        top1,
+        "matches",
+    )
     return rows
 
 
@@ -157,25 +212,45 @@ def table_text(rows: list[dict], template: dict | None) -> str:
 
     lines = [head]
     if template is not None:
-        t = {k: {"mean": template["metrics"][k], "sd": None,
-                 "ci_half_width": (template["bootstrap"][k]["hi"]
-                                   - template["bootstrap"][k]["lo"]) / 2
-                 if k in template.get("bootstrap", {}) else None} for k in KEYS[:3]}
+        t = {
+            k: {
+                "mean": template["metrics"][k],
+                "sd": None,
+                "ci_half_width": (template["bootstrap"][k]["hi"] - template["bootstrap"][k]["lo"])
+                / 2
+                if k in template.get("bootstrap", {})
+                else None,
+            }
+            for k in KEYS[:3]
+        }
         lines.append(("template", "-", "0", *(cell(t, k, ".1f") for k in KEYS[:3]), "-", "-"))
     for x in rows:
-        lines.append((weights_label(x["targets"]), str(x["r"]),
-                      f"{x['trainable_params']:,}" if x["trainable_params"] else "-",
-                      *(cell(x, k, ".1f") for k in KEYS[:3]), cell(x, "dev_loss", ".3f"),
-                      str(len(x["seeds"]))))
+        lines.append(
+            (
+                weights_label(x["targets"]),
+                str(x["r"]),
+                f"{x['trainable_params']:,}" if x["trainable_params"] else "-",
+                *(cell(x, k, ".1f") for k in KEYS[:3]),
+                cell(x, "dev_loss", ".3f"),
+                str(len(x["seeds"])),
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(line, widths))) for line in lines)
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))
+        )
+        for line in lines
+    )
 
 
 def claims_text(rows: list[dict]) -> str:
     """One block per claim: the verdict, the claim, ours, the paper's, and why."""
-    return "\n".join(f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
-                     f"    paper: {x['paper']}\n    why:   {x['why']}" for x in rows)
+    return "\n".join(
+        f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
+        f"    paper: {x['paper']}\n    why:   {x['why']}"
+        for x in rows
+    )
 
 
 def report(records: list[dict], settings: dict, template: dict | None = None) -> dict:
@@ -186,10 +261,16 @@ def report(records: list[dict], settings: dict, template: dict | None = None) ->
     runs = [r["results"] for r in records if r["name"] not in PSEUDO + ("template",)]
     template = template or next((r["results"] for r in records if r["name"] == "template"), None)
     t5, t6 = tables(runs, settings)
-    return {"runs": runs, "table5": t5, "table6": t6, "claims": claims(t5, t6),
-            "missing": _grid.missing(plan(settings), records), "template": template,
-            "gpu_minutes": _grid.gpu_minutes(records),
-            "stale": [r["name"] for r in records if not r["current"]]}
+    return {
+        "runs": runs,
+        "table5": t5,
+        "table6": t6,
+        "claims": claims(t5, t6),
+        "missing": _grid.missing(plan(settings), records),
+        "template": template,
+        "gpu_minutes": _grid.gpu_minutes(records),
+        "stale": [r["name"] for r in records if not r["current"]],
+    }
 
 
 def report_folder(folder: str | Path, settings: dict) -> dict:
@@ -200,11 +281,13 @@ def report_folder(folder: str | Path, settings: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     from lorakit.experiments.which_rank import GRID, PRESETS, settings_for
 
-    parser = argparse.ArgumentParser(prog="python -m lorakit.experiments which-rank-report",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.experiments which-rank-report", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument("--out", default=None,
-                        help=f"records' folder (default data/runs/{GRID}_<preset>)")
+    parser.add_argument(
+        "--out", default=None, help=f"records' folder (default data/runs/{GRID}_<preset>)"
+    )
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
     folder = _grid.grid_dir(GRID, preset, args.out)
@@ -216,5 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\nTable 6 (ranks)\n" + table_text(rep["table6"], rep["template"]))
     print(f"\nClaims (rule: {RULE_TEXT})\n" + claims_text(rep["claims"]))
     left = rep["missing"]
-    print(f"\n{len(left)} runs of the plan not run" + (": " + ", ".join(s["id"] for s in left)
-                                                      if left else ""))
+    print(
+        f"\n{len(left)} runs of the plan not run"
+        + (": " + ", ".join(s["id"] for s in left) if left else "")
+    )

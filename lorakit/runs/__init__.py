@@ -40,8 +40,11 @@ def source_sha256(package_dir: str | Path = PACKAGE_DIR) -> str:
     same hash, and any edit, added, removed or renamed module changes it.
     """
     root = Path(package_dir)
-    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*.py")
-                   if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(
+        (p.relative_to(root).as_posix(), p)
+        for p in root.rglob("*.py")
+        if not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     h = hashlib.sha256()
     for rel, path in files:
         h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
@@ -65,15 +68,21 @@ def _commit() -> str:
         return os.environ["LORAKIT_COMMIT"]
     try:
         proc = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
         sha = proc.stdout.strip() if proc.returncode == 0 else ""
         if not sha:
             return "unknown (not a git checkout; set LORAKIT_COMMIT)"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-            text=True, timeout=5, cwd=Path(__file__).resolve().parent,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
         ).stdout.strip()
         return (sha or "unknown") + ("+dirty" if sha and dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -96,8 +105,9 @@ def data_provenance(data: Any) -> dict | None:
     raise TypeError(f"data must be a DataSource, a dict or None, got {type(data).__name__}.")
 
 
-def provenance(preset: str, seed: int | None, config: dict[str, Any], wall_s: float,
-               data: Any = None) -> dict:
+def provenance(
+    preset: str, seed: int | None, config: dict[str, Any], wall_s: float, data: Any = None
+) -> dict:
     """The provenance block every record carries (``data``: see :func:`data_provenance`)."""
     return {
         "preset": preset,
@@ -113,9 +123,17 @@ def provenance(preset: str, seed: int | None, config: dict[str, Any], wall_s: fl
     }
 
 
-def save_record(name: str, results: dict[str, Any], *, preset: str, config: dict[str, Any],
-                wall_s: float, seed: int | None = None, out_dir: str | Path | None = None,
-                data: Any = None) -> Path:
+def save_record(
+    name: str,
+    results: dict[str, Any],
+    *,
+    preset: str,
+    config: dict[str, Any],
+    wall_s: float,
+    seed: int | None = None,
+    out_dir: str | Path | None = None,
+    data: Any = None,
+) -> Path:
     """Write ``{name}.json`` = results + provenance into ``out_dir`` (default ``data/runs``).
 
     ``data``: the :class:`lorakit.data.sources.DataSource` the run read (its file hashes are
@@ -123,8 +141,7 @@ def save_record(name: str, results: dict[str, Any], *, preset: str, config: dict
     """
     out_dir = Path(out_dir) if out_dir is not None else RUNS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"name": name, "results": results,
-              **provenance(preset, seed, config, wall_s, data)}
+    record = {"name": name, "results": results, **provenance(preset, seed, config, wall_s, data)}
     from lorakit.fileio import atomic_write
 
     text = json.dumps(record, indent=2, default=_jsonable) + "\n"

@@ -48,8 +48,9 @@ def _data_findings(data: dict, found: Finding, cache_dir=None) -> None:
     for name, digest in sorted(files.items()):
         path = None if folder is None else folder / name
         if path is None or not path.is_file():
-            found.unverified.append(f"data file {name} ({data.get('source')}) is not on this "
-                                    "machine")
+            found.unverified.append(
+                f"data file {name} ({data.get('source')}) is not on this machine"
+            )
         elif file_sha256(path) != digest:
             found.stale.append(f"data file {name} ({data.get('source')}) changed")
 
@@ -68,8 +69,9 @@ def check_record(path: str | Path, current_source: str, cache_dir=None) -> Findi
     if recorded is None:
         found.stale.append("no source_sha256 (written before records carried it)")
     elif recorded != current_source:
-        found.stale.append(f"lorakit/ changed since (recorded source {recorded[:12]}, "
-                           f"now {current_source[:12]})")
+        found.stale.append(
+            f"lorakit/ changed since (recorded source {recorded[:12]}, now {current_source[:12]})"
+        )
     if "data" not in record:
         found.stale.append("no data hashes (written before records carried them)")
     elif record["data"] is not None:
@@ -92,13 +94,21 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lorakit.runs",
-                                     description="Tools for the recorded runs in data/runs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lorakit.runs", description="Tools for the recorded runs in data/runs."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="list records whose code or data changed since",
-                           description=__doc__.split("\n\n")[1])
-    check.add_argument("dir", nargs="?", default=str(RUNS_DIR),
-                       help="the records' folder (default data/runs; its subfolders included)")
+    check = sub.add_parser(
+        "check",
+        help="list records whose code or data changed since",
+        description=__doc__.split("\n\n")[1],
+    )
+    check.add_argument(
+        "dir",
+        nargs="?",
+        default=str(RUNS_DIR),
+        help="the records' folder (default data/runs; its subfolders included)",
+    )
     check.add_argument("--strict", action="store_true", help="exit 1 when a record is stale")
     from lorakit.runs import claims
 
@@ -113,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale       {_shown(f.path)}: {'; '.join(f.stale + f.unverified)}")
         elif f.unverified:
             print(f"unverified  {_shown(f.path)}: {'; '.join(f.unverified)}")
-    print(f"{len(stale)} of {len(findings)} records stale, "
-          f"{sum(1 for f in findings if f.unverified and not f.stale)} unverified "
-          f"(lorakit/ source {source_sha256()[:12]}).")
+    print(
+        f"{len(stale)} of {len(findings)} records stale, "
+        f"{sum(1 for f in findings if f.unverified and not f.stale)} unverified "
+        f"(lorakit/ source {source_sha256()[:12]})."
+    )
     return 1 if args.strict and stale else 0

@@ -36,28 +36,49 @@ JUDGES = (
 #: the paper's claims of each judge, listed as "not run" while the judge does not exist
 PENDING = {
     "lorakit.experiments.baselines_report:claim_rows": [
-        (7, "LoRA matches or beats the other adaptation methods on E2E (Table 3)",
-         "GPT-2 M BLEU: LoRA 70.4 ± 0.1; PreLayer 69.7, AdapterL (11M) 68.9, FT-Top2 68.1, "
-         "AdapterH 67.3, AdapterL (0.37M) 66.3"),
-        (7, "Prefix-based methods degrade with many special tokens (Figure 2)",
-         "GPT-3: PreEmbed drops past 256 tokens, PreLayer past 32"),
+        (
+            7,
+            "LoRA matches or beats the other adaptation methods on E2E (Table 3)",
+            "GPT-2 M BLEU: LoRA 70.4 ± 0.1; PreLayer 69.7, AdapterL (11M) 68.9, FT-Top2 68.1, "
+            "AdapterH 67.3, AdapterL (0.37M) 66.3",
+        ),
+        (
+            7,
+            "Prefix-based methods degrade with many special tokens (Figure 2)",
+            "GPT-3: PreEmbed drops past 256 tokens, PreLayer past 32",
+        ),
     ],
     "lorakit.bench.latency:claim_rows": [
-        (7, "Adapter layers add inference latency, most at small batch; merged LoRA adds none "
+        (
+            7,
+            "Adapter layers add inference latency, most at small batch; merged LoRA adds none "
             "(Table 1)",
-         "GPT-2 M, batch 1 x 128: AdapterL +20.7%, AdapterH +30.3%; batch 32 x 512: +2.2%, "
-         "+3.0%"),
+            "GPT-2 M, batch 1 x 128: AdapterL +20.7%, AdapterH +30.3%; batch 32 x 512: +2.2%, "
+            "+3.0%",
+        ),
     ],
     "lorakit.experiments.which_rank:claim_rows": [
-        (8, "At a fixed budget, adapting Wq and Wv (r = 4) beats one weight type at r = 8 "
+        (
+            8,
+            "At a fixed budget, adapting Wq and Wv (r = 4) beats one weight type at r = 8 "
             "(Table 5)",
-         "GPT-3 WikiSQL: {Wq, Wv} 73.7 vs Wq 70.4, Wk 70.0, Wv 73.0, Wo 73.2"),
-        (8, "A very small rank suffices: r = 1 on {Wq, Wv} is close to the best r (Table 6)",
-         "GPT-3 WikiSQL {Wq, Wv}: r = 1 73.4, 2 73.3, 4 73.7, 8 73.8, 64 73.5"),
-        (9, "The top singular direction of A at r = 8 and at r = 64 is shared (Figure 3)",
-         "phi(A_8, A_64, i = 1, j = 1) > 0.5 (GPT-3, layer 48)"),
-        (9, "Delta W amplifies directions that W does not emphasise (Table 7)",
-         "r = 4, Delta Wq: 6.91 / 0.32 = 21.5x; random directions 0.02"),
+            "GPT-3 WikiSQL: {Wq, Wv} 73.7 vs Wq 70.4, Wk 70.0, Wv 73.0, Wo 73.2",
+        ),
+        (
+            8,
+            "A very small rank suffices: r = 1 on {Wq, Wv} is close to the best r (Table 6)",
+            "GPT-3 WikiSQL {Wq, Wv}: r = 1 73.4, 2 73.3, 4 73.7, 8 73.8, 64 73.5",
+        ),
+        (
+            9,
+            "The top singular direction of A at r = 8 and at r = 64 is shared (Figure 3)",
+            "phi(A_8, A_64, i = 1, j = 1) > 0.5 (GPT-3, layer 48)",
+        ),
+        (
+            9,
+            "Delta W amplifies directions that W does not emphasise (Table 7)",
+            "r = 4, Delta Wq: 6.91 / 0.32 = 21.5x; random directions 0.02",
+        ),
     ],
 }
 
@@ -74,10 +95,15 @@ def _normal(row: dict) -> dict:
     verdict = str(row.get("verdict", "not run")).strip().lower()
     verdict = {"not reproduced": "not", "partly reproduced": "partly"}.get(verdict, verdict)
     if verdict not in VERDICTS:
-        raise ValueError(f"claim {row.get('claim')!r} has verdict {verdict!r}; a verdict is one "
-                         f"of {', '.join(VERDICTS)}.")
-    return {**{k: str(row.get(k, "-")) for k in COLUMNS}, "chapter": int(row["chapter"]),
-            "verdict": verdict}
+        raise ValueError(
+            f"claim {row.get('claim')!r} has verdict {verdict!r}; a verdict is one "
+            f"of {', '.join(VERDICTS)}."
+        )
+    return {
+        **{k: str(row.get(k, "-")) for k in COLUMNS},
+        "chapter": int(row["chapter"]),
+        "verdict": verdict,
+    }
 
 
 def claims_table(runs_dir: str | Path | None = None) -> list[dict]:
@@ -87,10 +113,17 @@ def claims_table(runs_dir: str | Path | None = None) -> list[dict]:
     for _, spec in JUDGES:
         fn = _judge(spec)
         if fn is None:
-            rows += [{"chapter": ch, "claim": claim, "paper": paper, "ours": "not run",
-                      "verdict": "not run",
-                      "why": f"not judged yet ({spec.replace(':', '.')} is not written)"}
-                     for ch, claim, paper in PENDING.get(spec, [])]
+            rows += [
+                {
+                    "chapter": ch,
+                    "claim": claim,
+                    "paper": paper,
+                    "ours": "not run",
+                    "verdict": "not run",
+                    "why": f"not judged yet ({spec.replace(':', '.')} is not written)",
+                }
+                for ch, claim, paper in PENDING.get(spec, [])
+            ]
         else:
             rows += [_normal(r) for r in fn(runs_dir)]
     return sorted(rows, key=lambda r: r["chapter"])
@@ -111,16 +144,21 @@ def format_text(rows: list[dict]) -> str:
     """The table as plain text: one block per claim."""
     out = []
     for r in rows:
-        out.append(f"[ch{r['chapter']}] {r['claim']}: {r['verdict'].upper()}\n"
-                   f"    paper: {r['paper']}\n    ours:  {r['ours']}\n    why:   {r['why']}")
+        out.append(
+            f"[ch{r['chapter']}] {r['claim']}: {r['verdict'].upper()}\n"
+            f"    paper: {r['paper']}\n    ours:  {r['ours']}\n    why:   {r['why']}"
+        )
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     out.append(", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(rows)} claims)")
     return "\n".join(out)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("claims", help="the paper's claims beside our numbers, with verdicts",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "claims",
+        help="the paper's claims beside our numbers, with verdicts",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("dir", nargs="?", default=str(RUNS_DIR), help="the records (default data/runs)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
 

@@ -14,6 +14,16 @@ from .layers import MultiLoRAEmbedding, MultiLoRALinear, RowRouter
 from .memory import serving_bytes
 from .model import MultiAdapterModel, read_factors
 
-__all__ = ["Factors", "MultiAdapterModel", "MultiLoRAEmbedding", "MultiLoRALinear", "RowRouter",
-           "block_B", "factors_of_adapter", "factors_of_layer", "factors_of_model", "read_factors",
-           "serving_bytes"]
+__all__ = [
+    "Factors",
+    "MultiAdapterModel",
+    "MultiLoRAEmbedding",
+    "MultiLoRALinear",
+    "RowRouter",
+    "block_B",
+    "factors_of_adapter",
+    "factors_of_layer",
+    "factors_of_model",
+    "read_factors",
+    "serving_bytes",
+]

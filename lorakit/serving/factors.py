@@ -79,7 +79,7 @@ def block_B(B: torch.Tensor, enable: Sequence[bool]) -> torch.Tensor:
         raise ValueError(f"B holds {n_en} slices but enable={tuple(enable)} turns on {len(on)}.")
     out = B.new_zeros(len(enable) * d_s, n_en * r)
     for j, i in enumerate(on):
-        out[i * d_s:(i + 1) * d_s, j * r:(j + 1) * r] = B[j]
+        out[i * d_s : (i + 1) * d_s, j * r : (j + 1) * r] = B[j]
     return out
 
 
@@ -102,10 +102,10 @@ def split_block_B(B: torch.Tensor, n_slices: int, tol: float = 0.0):
     r = R // n_en
     parts = []
     for j, i in enumerate(i for i, e in enumerate(enable) if e):
-        outside = torch.cat([rows[i, :, :j * r], rows[i, :, (j + 1) * r:]], dim=1)
+        outside = torch.cat([rows[i, :, : j * r], rows[i, :, (j + 1) * r :]], dim=1)
         if outside.numel() and outside.abs().max() > tol:
             return None
-        parts.append(rows[i, :, j * r:(j + 1) * r])
+        parts.append(rows[i, :, j * r : (j + 1) * r])
     return torch.stack(parts), enable
 
 
@@ -116,8 +116,9 @@ def _kind(module: nn.Module) -> str:
         return "linear"
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
         return "conv1d"
-    raise TypeError(f"{type(module).__name__} is not a layer LoRA adapts (nn.Linear, Conv1D, "
-                    "nn.Embedding).")
+    raise TypeError(
+        f"{type(module).__name__} is not a layer LoRA adapts (nn.Linear, Conv1D, nn.Embedding)."
+    )
 
 
 def module_kind(module: nn.Module) -> str:
@@ -139,12 +140,17 @@ def factors_of_layer(layer: nn.Module) -> Factors:
     if isinstance(layer, LoRAEmbedding):
         return Factors("embedding", layer.lora_A.detach(), layer.lora_B.detach(), layer.scaling)
     if isinstance(layer, FusedLoRALinear):
-        return Factors(_kind(layer.base), layer.lora_A.detach(),
-                       block_B(layer.lora_B.detach(), layer.enable), layer.scaling,
-                       tuple(layer.enable))
+        return Factors(
+            _kind(layer.base),
+            layer.lora_A.detach(),
+            block_B(layer.lora_B.detach(), layer.enable),
+            layer.scaling,
+            tuple(layer.enable),
+        )
     if isinstance(layer, LoRALinear):
-        return Factors(_kind(layer.base), layer.lora_A.detach(), layer.lora_B.detach(),
-                       layer.scaling)
+        return Factors(
+            _kind(layer.base), layer.lora_A.detach(), layer.lora_B.detach(), layer.scaling
+        )
     raise TypeError(f"{type(layer).__name__} is not a lorakit LoRA layer.")
 
 
@@ -152,11 +158,14 @@ def factors_of_model(model: nn.Module) -> dict[str, Factors]:
     """``{module name: Factors}`` for every LoRA layer of ``model`` (merged or not)."""
     from lorakit.checkpoint import _plain_name, _unwrap
 
-    out = {_plain_name(name): factors_of_layer(layer)
-           for name, layer in lora_layers(_unwrap(model))}
+    out = {
+        _plain_name(name): factors_of_layer(layer) for name, layer in lora_layers(_unwrap(model))
+    }
     if not out:
-        raise ValueError("The model has no LoRA layers; train one with lorakit.apply_lora, or "
-                         "pass the folder of a saved adapter.")
+        raise ValueError(
+            "The model has no LoRA layers; train one with lorakit.apply_lora, or "
+            "pass the folder of a saved adapter."
+        )
     return out
 
 

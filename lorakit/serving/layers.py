@@ -79,17 +79,21 @@ class RowRouter:
             route = self._cache[(str(device), 0)]
             b0 = route.shape[0]
             if n % b0:
-                raise ValueError(f"The batch has {n} rows but the adapters were named for {b0}; "
-                                 "name one adapter per input row.")
-            self._cache[key] = route if n == b0 else \
-                route[:, None].expand(b0, n // b0).reshape(n)
+                raise ValueError(
+                    f"The batch has {n} rows but the adapters were named for {b0}; "
+                    "name one adapter per input row."
+                )
+            self._cache[key] = route if n == b0 else route[:, None].expand(b0, n // b0).reshape(n)
         return self._cache[key]
 
     def side_stream(self, device: torch.device) -> torch.cuda.Stream | None:
         """The stream for ``x Aᵀ`` when ``overlap_streams`` is on and a CUDA graph is being
         captured on ``device``; ``None`` otherwise (the branch then runs in order, on one stream)."""
-        if not (self.overlap_streams and device.type == "cuda"
-                and torch.cuda.is_current_stream_capturing()):
+        if not (
+            self.overlap_streams
+            and device.type == "cuda"
+            and torch.cuda.is_current_stream_capturing()
+        ):
             return None
         if device.index not in self._side:
             self._side[device.index] = torch.cuda.Stream(device)
@@ -147,8 +151,9 @@ class MultiLoRALinear(nn.Module):
         A = self.lora_A.index_select(0, self.router.slots(n, x.device))  # (n, R, k)
         return torch.bmm(x.reshape(n, -1, k), A.transpose(1, 2))
 
-    def _add_up(self, out: torch.Tensor, h: torch.Tensor, route: int | torch.Tensor
-                ) -> torch.Tensor:
+    def _add_up(
+        self, out: torch.Tensor, h: torch.Tensor, route: int | torch.Tensor
+    ) -> torch.Tensor:
         """``out + h (s·B)ᵀ`` in place, each row with its own B (gathered) for a mixed route."""
         d = self.out_features
         if isinstance(route, int):
@@ -158,8 +163,10 @@ class MultiLoRALinear(nn.Module):
         return out.reshape(n, -1, d).baddbmm_(h, B.transpose(1, 2)).view(out.shape)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_features}, out={self.out_features}, slots={self.n_slots}, "
-                f"rank={self.lora_A.shape[1]}")
+        return (
+            f"in={self.in_features}, out={self.out_features}, slots={self.n_slots}, "
+            f"rank={self.lora_A.shape[1]}"
+        )
 
 
 class MultiLoRAEmbedding(nn.Module):
@@ -212,12 +219,15 @@ class MultiLoRAEmbedding(nn.Module):
         return torch.baddbmm(out.reshape(n, -1, d), h, B.transpose(1, 2)).view(out.shape)
 
     def extra_repr(self) -> str:
-        return (f"V={self.num_embeddings}, d={self.embedding_dim}, slots={self.n_slots}, "
-                f"rank={self.lora_A.shape[2]}")
+        return (
+            f"V={self.num_embeddings}, d={self.embedding_dim}, slots={self.n_slots}, "
+            f"rank={self.lora_A.shape[2]}"
+        )
 
 
-def add_slot(layer: MultiLoRALinear | MultiLoRAEmbedding, factors: Factors | None,
-             shape: tuple[int, int]) -> None:
+def add_slot(
+    layer: MultiLoRALinear | MultiLoRAEmbedding, factors: Factors | None, shape: tuple[int, int]
+) -> None:
     """Append one slot to ``layer``'s stacks (cast to the base weight's dtype and device)."""
     w = layer.base.weight
     embedding = isinstance(layer, MultiLoRAEmbedding)
@@ -225,10 +235,12 @@ def add_slot(layer: MultiLoRALinear | MultiLoRAEmbedding, factors: Factors | Non
         A, B = w.new_zeros(1, shape[1]), w.new_zeros(shape[0], 1)
     else:
         if factors.shape != shape:
-            raise ValueError(f"the adapter's update is {factors.shape} (d, k), the layer's "
-                             f"{shape}: it was made for another base.")
+            raise ValueError(
+                f"the adapter's update is {factors.shape} (d, k), the layer's "
+                f"{shape}: it was made for another base."
+            )
         A = factors.A.to(device=w.device, dtype=torch.float32)
-        B = (factors.B.to(device=w.device, dtype=torch.float32) * factors.scaling)
+        B = factors.B.to(device=w.device, dtype=torch.float32) * factors.scaling
         A, B = A.to(w.dtype), B.to(w.dtype)
     if embedding:
         A = A.T  # (V, R): a lookup gathers a token's R values

@@ -49,9 +49,11 @@ def read_factors(source: AdapterSource) -> dict[str, Factors]:
     return factors
 
 
-_BIAS_MSG = ("This adapter also trains biases (bias={bias!r}): it changes the base model itself, "
-             "for every row, so it cannot be one row's choice in a mixed batch. Serve adapters "
-             "trained with bias='none', or merge this one into its own copy of the base.")
+_BIAS_MSG = (
+    "This adapter also trains biases (bias={bias!r}): it changes the base model itself, "
+    "for every row, so it cannot be one row's choice in a mixed batch. Serve adapters "
+    "trained with bias='none', or merge this one into its own copy of the base."
+)
 
 
 class MultiAdapterModel(nn.Module):
@@ -78,13 +80,16 @@ class MultiAdapterModel(nn.Module):
     Inference only: the stacked factors are buffers, nothing trains.
     """
 
-    def __init__(self, model: nn.Module, adapters: Mapping[str, AdapterSource] | None = None
-                 ) -> None:
+    def __init__(
+        self, model: nn.Module, adapters: Mapping[str, AdapterSource] | None = None
+    ) -> None:
         super().__init__()
         if any(True for _ in lora_layers(model)):
-            raise ValueError("The model already has LoRA layers; MultiAdapterModel wraps the plain "
-                             "base. Pass a fresh base, and that model (or its saved folder) as an "
-                             "adapter: MultiAdapterModel(base, {'name': trained_model}).")
+            raise ValueError(
+                "The model already has LoRA layers; MultiAdapterModel wraps the plain "
+                "base. Pass a fresh base, and that model (or its saved folder) as an "
+                "adapter: MultiAdapterModel(base, {'name': trained_model})."
+            )
         self.model = model
         self.router = RowRouter()
         self.names: list[str] = []  # slot i + 1 holds adapter names[i]
@@ -118,8 +123,10 @@ class MultiAdapterModel(nn.Module):
         if not isinstance(name, str) or not name:
             raise ValueError(f"An adapter's name is a non-empty string, got {name!r}.")
         if name in self.names:
-            raise ValueError(f"An adapter named {name!r} is loaded already; remove_adapter({name!r}) "
-                             "first, or choose another name.")
+            raise ValueError(
+                f"An adapter named {name!r} is loaded already; remove_adapter({name!r}) "
+                "first, or choose another name."
+            )
         factors = read_factors(source)
         multi = self.multi_layers()
         new = {}
@@ -130,22 +137,30 @@ class MultiAdapterModel(nn.Module):
                 try:
                     base = self.model.get_submodule(mod_name)
                 except AttributeError:
-                    raise ValueError(f"The adapter {name!r} adapts {mod_name}, which this base does "
-                                     "not have: it was made for another model.") from None
+                    raise ValueError(
+                        f"The adapter {name!r} adapts {mod_name}, which this base does "
+                        "not have: it was made for another model."
+                    ) from None
                 new[mod_name] = base
             try:
                 kind, have = module_kind(base), base_shape(base)
             except TypeError:
-                raise ValueError(f"The adapter {name!r} adapts {mod_name}, a "
-                                 f"{type(base).__name__}; LoRA adapts nn.Linear, Conv1D and "
-                                 "nn.Embedding layers: it was made for another model.") from None
+                raise ValueError(
+                    f"The adapter {name!r} adapts {mod_name}, a "
+                    f"{type(base).__name__}; LoRA adapts nn.Linear, Conv1D and "
+                    "nn.Embedding layers: it was made for another model."
+                ) from None
             if (kind == "embedding") != (f.kind == "embedding"):
-                raise ValueError(f"{mod_name}: the adapter holds a {f.kind} update, the base has a "
-                                 f"{type(base).__name__}; it was made for another model.")
+                raise ValueError(
+                    f"{mod_name}: the adapter holds a {f.kind} update, the base has a "
+                    f"{type(base).__name__}; it was made for another model."
+                )
             if f.shape != have:
-                raise ValueError(f"{mod_name}: the adapter {name!r} has an update of shape (d, k) = "
-                                 f"{f.shape}, the base's layer is {have}; it was made for another "
-                                 "base (load it into the model it was trained on).")
+                raise ValueError(
+                    f"{mod_name}: the adapter {name!r} has an update of shape (d, k) = "
+                    f"{f.shape}, the base's layer is {have}; it was made for another "
+                    "base (load it into the model it was trained on)."
+                )
         for mod_name, base in new.items():  # all checked: now change the model
             cls = MultiLoRAEmbedding if module_kind(base) == "embedding" else MultiLoRALinear
             layer = cls(base, self.router)
@@ -171,15 +186,18 @@ class MultiAdapterModel(nn.Module):
             raise KeyError(f"No adapter named {name!r}; loaded: {self.names} (None = the base).")
         return self.names.index(name) + 1
 
-    def route_of(self, adapter_names: str | Sequence[str | None]
-                 ) -> tuple[None | int | torch.Tensor, int | None]:
+    def route_of(
+        self, adapter_names: str | Sequence[str | None]
+    ) -> tuple[None | int | torch.Tensor, int | None]:
         """``(route, rows named)`` for ``adapter_names``; route as :class:`RowRouter` takes it,
         rows ``None`` when one name serves any number of rows."""
         if isinstance(adapter_names, str):
             return self._slot(adapter_names), None
         if not isinstance(adapter_names, Sequence) or not adapter_names:
-            raise ValueError(f"adapter_names must name one adapter (or None) per input row, or be "
-                             f"one name for all rows; got {adapter_names!r}.")
+            raise ValueError(
+                f"adapter_names must name one adapter (or None) per input row, or be "
+                f"one name for all rows; got {adapter_names!r}."
+            )
         slots = [self._slot(n) for n in adapter_names]
         if all(s == slots[0] for s in slots):  # one adapter (or the base) for every row
             return (None if slots[0] == 0 else slots[0]), len(slots)
@@ -204,15 +222,19 @@ class MultiAdapterModel(nn.Module):
             with self.rows(names):
                 return self._call(fn, args, kwargs)
         if not self.router.active:
-            raise ValueError("Say which adapter each row uses: adapter_names=[name or None per "
-                             "row] (or one name for all), or call inside `with model.rows([...])`.")
+            raise ValueError(
+                "Say which adapter each row uses: adapter_names=[name or None per "
+                "row] (or one name for all), or call inside `with model.rows([...])`."
+            )
         x = kwargs.get("input_ids", args[0] if args else None)
         if x is None:
             x = kwargs.get("inputs_embeds")
         want = self._rows_named
         if x is not None and want is not None and x.shape[0] != want:
-            raise ValueError(f"The batch has {x.shape[0]} rows but {want} adapter names were "
-                             "given; name one adapter (or None) per row.")
+            raise ValueError(
+                f"The batch has {x.shape[0]} rows but {want} adapter names were "
+                "given; name one adapter (or None) per row."
+            )
         if x is not None:
             self.router.prepare(x.device)
         return fn(*args, **kwargs)
@@ -226,8 +248,14 @@ class MultiAdapterModel(nn.Module):
         """The base model's ``generate`` with each input row's adapter (``adapter_names=``)."""
         return self._call(self.model.generate, args, kwargs)
 
-    def generate_texts(self, tokenizer, mrs: Sequence[str], adapter_names: Sequence[str | None],
-                       batch_size: int = 16, **kwargs) -> list[str]:
+    def generate_texts(
+        self,
+        tokenizer,
+        mrs: Sequence[str],
+        adapter_names: Sequence[str | None],
+        batch_size: int = 16,
+        **kwargs,
+    ) -> list[str]:
         """:func:`lorakit.evaluate.generate_texts` over a mixed list: MR ``i`` with adapter
         ``adapter_names[i]``, ``batch_size`` MRs per mixed batch. Other keywords pass through."""
         from lorakit.evaluate import generate_texts
@@ -238,11 +266,15 @@ class MultiAdapterModel(nn.Module):
         for start in range(0, len(mrs), batch_size):
             chunk = slice(start, start + batch_size)
             with self.rows(list(adapter_names[chunk])):
-                texts += generate_texts(self, tokenizer, mrs[chunk], batch_size=batch_size,
-                                        **kwargs)
+                texts += generate_texts(
+                    self, tokenizer, mrs[chunk], batch_size=batch_size, **kwargs
+                )
         return texts
 
     def stacked_bytes(self) -> int:
         """Bytes of every adapter slot stacked in the layers (padding and zero slot included)."""
-        return sum(b.numel() * b.element_size() for layer in self.multi_layers().values()
-                   for b in (layer.lora_A, layer.lora_B))
+        return sum(
+            b.numel() * b.element_size()
+            for layer in self.multi_layers().values()
+            for b in (layer.lora_A, layer.lora_B)
+        )

@@ -38,7 +38,16 @@ from .loss import (
 from .state import load_trainable, save_trainable
 
 __all__ = [
-    "IGNORE_INDEX", "LabelPositions", "TrainConfig", "TrainResult",
-    "causal_lm_loss", "evaluate_loss", "label_positions", "linear_cross_entropy",
-    "linear_warmup_decay", "load_trainable", "save_trainable", "train",
+    "IGNORE_INDEX",
+    "LabelPositions",
+    "TrainConfig",
+    "TrainResult",
+    "causal_lm_loss",
+    "evaluate_loss",
+    "label_positions",
+    "linear_cross_entropy",
+    "linear_warmup_decay",
+    "load_trainable",
+    "save_trainable",
+    "train",
 ]

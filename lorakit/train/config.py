@@ -76,23 +76,33 @@ class TrainConfig:
             if v is None and none_ok:
                 return
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
-                raise ValueError(f"TrainConfig.{name} must be a whole number >= {low}"
-                                 f"{' or None' if none_ok else ''}, got {v!r}.")
+                raise ValueError(
+                    f"TrainConfig.{name} must be a whole number >= {low}"
+                    f"{' or None' if none_ok else ''}, got {v!r}."
+                )
 
         def number(name: str, low: float, low_ok: bool, high: float | None = None) -> None:
             v = getattr(self, name)
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) \
-                and (v >= low if low_ok else v > low) and (high is None or v < high)
+            ok = (
+                isinstance(v, numbers.Real)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and (v >= low if low_ok else v > low)
+                and (high is None or v < high)
+            )
             if not ok:
                 rng = f"{'>=' if low_ok else '>'} {low:g}" + (f" and < {high:g}" if high else "")
                 raise ValueError(f"TrainConfig.{name} must be a finite number {rng}, got {v!r}.")
 
         if self.cuda_graphs not in (True, False, "auto"):
-            raise ValueError(f"TrainConfig.cuda_graphs must be 'auto', True or False, got "
-                             f"{self.cuda_graphs!r}.")
+            raise ValueError(
+                f"TrainConfig.cuda_graphs must be 'auto', True or False, got {self.cuda_graphs!r}."
+            )
         if self.distributed not in ("auto", "ddp", "fsdp", "none"):
-            raise ValueError(f"TrainConfig.distributed must be 'auto', 'ddp', 'fsdp' or 'none', "
-                             f"got {self.distributed!r}.")
+            raise ValueError(
+                f"TrainConfig.distributed must be 'auto', 'ddp', 'fsdp' or 'none', "
+                f"got {self.distributed!r}."
+            )
         number("lr", 0.0, False)
         number("weight_decay", 0.0, True)
         number("label_smoothing", 0.0, True, 1.0)
@@ -107,7 +117,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.seed must be a whole number, got {self.seed!r}.")
         for flag in ("compile", "progress", "cast_frozen"):
             if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"TrainConfig.{flag} must be True or False, got {getattr(self, flag)!r}.")
+                raise ValueError(
+                    f"TrainConfig.{flag} must be True or False, got {getattr(self, flag)!r}."
+                )
         if self.bf16 is not None and not isinstance(self.bf16, bool):
             raise ValueError(f"TrainConfig.bf16 must be True, False or None, got {self.bf16!r}.")
 

@@ -46,28 +46,36 @@ def shard_batch(batch: Mapping[str, torch.Tensor], rank: int, world_size: int) -
     """
     rows = batch["input_ids"].shape[0]
     if rows < world_size:
-        raise ValueError(f"A batch of {rows} row(s) cannot be split over {world_size} ranks; every "
-                         "global batch needs at least world_size rows (drop or merge a short "
-                         "last batch).")
+        raise ValueError(
+            f"A batch of {rows} row(s) cannot be split over {world_size} ranks; every "
+            "global batch needs at least world_size rows (drop or merge a short "
+            "last batch)."
+        )
     idx = torch.tensor_split(torch.arange(rows), world_size)[rank]
     lo, hi = int(idx[0]), int(idx[-1]) + 1
-    part = {k: v[lo:hi] if torch.is_tensor(v) and v.ndim and v.shape[0] == rows else v
-            for k, v in batch.items()}
+    part = {
+        k: v[lo:hi] if torch.is_tensor(v) and v.ndim and v.shape[0] == rows else v
+        for k, v in batch.items()
+    }
     mask, labels = part.get("attention_mask"), part.get("labels")
     if mask is not None and labels is not None and mask.ndim == 2:
         used = mask.any(0).nonzero()
         width = int(used.max()) + 1 if used.numel() else mask.shape[1]
         T = mask.shape[1]
         if width < T and bool((labels[:, width:] == IGNORE_INDEX).all()):
-            part = {k: v[:, :width] if torch.is_tensor(v) and v.ndim == 2 and v.shape[1] == T
-                    else v for k, v in part.items()}
+            part = {
+                k: v[:, :width] if torch.is_tensor(v) and v.ndim == 2 and v.shape[1] == T else v
+                for k, v in part.items()
+            }
     out = Shard(part)
     if "labels" in batch:
         n_all = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
         n_own = int((part["labels"][:, 1:] != IGNORE_INDEX).sum())
         out.loss_weight = n_own * world_size / n_all if n_all else 1.0
     full_mask = batch.get("attention_mask")
-    out.global_tokens = int(full_mask.sum()) if full_mask is not None else batch["input_ids"].numel()
+    out.global_tokens = (
+        int(full_mask.sum()) if full_mask is not None else batch["input_ids"].numel()
+    )
     return out
 
 
@@ -85,8 +93,12 @@ class ShardedBatches:
     one more when it does not divide).
     """
 
-    def __init__(self, batches: Iterable[Mapping[str, torch.Tensor]], rank: int | None = None,
-                 world_size: int | None = None) -> None:
+    def __init__(
+        self,
+        batches: Iterable[Mapping[str, torch.Tensor]],
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         self.batches = batches
         self.world_size = _world_size() if world_size is None else world_size
         self.rank = _rank() if rank is None else rank

@@ -130,9 +130,11 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         else:
             targets[key] = param
     if wrong:
-        raise AdapterError(f"Tensors {wrong[:4]} of the adapter do not fit this sharded model (a "
-                           "LoRA layer missing or of another rank); apply the adapter's LoRA "
-                           "settings before sharding, or load it into the plain model.")
+        raise AdapterError(
+            f"Tensors {wrong[:4]} of the adapter do not fit this sharded model (a "
+            "LoRA layer missing or of another rank); apply the adapter's LoRA "
+            "settings before sharding, or load it into the plain model."
+        )
     DTensor = _dtensor_type()
     with torch.no_grad():
         for key in sorted(targets):  # the same order on every rank
@@ -145,9 +147,16 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def memory_per_gpu(total_params: int, trainable_params: int, world_size: int, strategy: str,
-                   block_params: int = 0, weight_bytes: int = 4, grad_bytes: int = 4,
-                   optimizer_bytes: int = 8) -> dict[str, float]:
+def memory_per_gpu(
+    total_params: int,
+    trainable_params: int,
+    world_size: int,
+    strategy: str,
+    block_params: int = 0,
+    weight_bytes: int = 4,
+    grad_bytes: int = 4,
+    optimizer_bytes: int = 8,
+) -> dict[str, float]:
     """Bytes one GPU holds for weights, gradients and optimizer state (activations not included).
 
     Parameters
@@ -169,20 +178,29 @@ def memory_per_gpu(total_params: int, trainable_params: int, world_size: int, st
     if strategy not in ("single", "ddp", "fsdp"):
         raise ValueError(f"strategy must be 'single', 'ddp' or 'fsdp', got {strategy!r}.")
     if world_size < 1 or not 0 <= trainable_params <= total_params:
-        raise ValueError("need world_size >= 1 and 0 <= trainable_params <= total_params, got "
-                         f"{world_size}, {trainable_params}, {total_params}.")
+        raise ValueError(
+            "need world_size >= 1 and 0 <= trainable_params <= total_params, got "
+            f"{world_size}, {trainable_params}, {total_params}."
+        )
     share = 1.0 / world_size if strategy == "fsdp" else 1.0
-    out = {"weights": total_params * weight_bytes * share,
-           "grads": trainable_params * grad_bytes * share,
-           "optimizer": trainable_params * optimizer_bytes * share,
-           "gathered": 2.0 * block_params * weight_bytes if strategy == "fsdp" else 0.0}
+    out = {
+        "weights": total_params * weight_bytes * share,
+        "grads": trainable_params * grad_bytes * share,
+        "optimizer": trainable_params * optimizer_bytes * share,
+        "gathered": 2.0 * block_params * weight_bytes if strategy == "fsdp" else 0.0,
+    }
     out["total"] = sum(out.values())
     return out
 
 
-def communication_per_step(total_params: int, trainable_params: int, world_size: int,
-                           strategy: str, weight_bytes: int = 4, grad_bytes: int = 4
-                           ) -> dict[str, float]:
+def communication_per_step(
+    total_params: int,
+    trainable_params: int,
+    world_size: int,
+    strategy: str,
+    weight_bytes: int = 4,
+    grad_bytes: int = 4,
+) -> dict[str, float]:
     """Bytes one GPU sends per optimizer step (ring collectives: a fraction (N-1)/N of the data
     per pass; an all-reduce is two passes, a reduce-scatter plus an all-gather).
 
@@ -198,7 +216,9 @@ def communication_per_step(total_params: int, trainable_params: int, world_size:
     if strategy == "ddp":
         out = {"weights": 0.0, "grads": 2 * part * trainable_params * grad_bytes}
     else:
-        out = {"weights": 2 * part * total_params * weight_bytes,
-               "grads": part * trainable_params * grad_bytes}
+        out = {
+            "weights": 2 * part * total_params * weight_bytes,
+            "grads": part * trainable_params * grad_bytes,
+        }
     out["total"] = out["weights"] + out["grads"]
     return out

@@ -124,8 +124,10 @@ def _fsdp_root(model: nn.Module, device: torch.device) -> nn.Module:
     if root is not None:
         return root
     if any(isinstance(m, FSDPModule) for m in model.modules()):
-        raise ValueError("The model is already sharded by fully_shard outside lorakit; pass the "
-                         "unsharded model: train(..., TrainConfig(distributed='fsdp')) shards it.")
+        raise ValueError(
+            "The model is already sharded by fully_shard outside lorakit; pass the "
+            "unsharded model: train(..., TrainConfig(distributed='fsdp')) shards it."
+        )
     _broadcast_from_rank0(model)
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     for block in _blocks(model):
@@ -153,8 +155,11 @@ class DataParallelRun:
 
     def shard(self, batches):
         """``batches`` as :class:`ShardedBatches` of this rank (unchanged if they already are)."""
-        return batches if isinstance(batches, ShardedBatches) else \
-            ShardedBatches(batches, self.rank, self.world_size)
+        return (
+            batches
+            if isinstance(batches, ShardedBatches)
+            else ShardedBatches(batches, self.rank, self.world_size)
+        )
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """Wrap ``model`` (already on :attr:`device`) in DDP or shard it with FSDP2."""
@@ -163,8 +168,9 @@ class DataParallelRun:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.module = DistributedDataParallel(_Forward(model), device_ids=ids,
-                                                  static_graph=True, gradient_as_bucket_view=True)
+            self.module = DistributedDataParallel(
+                _Forward(model), device_ids=ids, static_graph=True, gradient_as_bucket_view=True
+            )
         else:
             self.module = _fsdp_root(model, self.device)
         return self.module
@@ -244,24 +250,32 @@ def data_parallel(mode: str, device: torch.device, cfg=None) -> DataParallelRun 
     if mode == "none" or (mode == "auto" and world_size() < 2):
         return None
     if not is_initialized():
-        raise ValueError(f"TrainConfig(distributed={mode!r}) needs a process group: start the "
-                         "script with torchrun and call lorakit.train.distributed."
-                         "init_distributed() first (or use distributed='auto').")
+        raise ValueError(
+            f"TrainConfig(distributed={mode!r}) needs a process group: start the "
+            "script with torchrun and call lorakit.train.distributed."
+            "init_distributed() first (or use distributed='auto')."
+        )
     mode = "ddp" if mode == "auto" else mode
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     if cfg is not None:
         if cfg.cuda_graphs is True:
-            raise ValueError("TrainConfig(cuda_graphs=True) cannot be combined with distributed "
-                             "training: under a process group the steps run eagerly; use "
-                             "cuda_graphs='auto' (or False).")
+            raise ValueError(
+                "TrainConfig(cuda_graphs=True) cannot be combined with distributed "
+                "training: under a process group the steps run eagerly; use "
+                "cuda_graphs='auto' (or False)."
+            )
         if mode == "fsdp" and cfg.compile:
-            raise ValueError("TrainConfig(compile=True) is not supported with distributed='fsdp'; "
-                             "use compile=False, or distributed='ddp'.")
+            raise ValueError(
+                "TrainConfig(compile=True) is not supported with distributed='fsdp'; "
+                "use compile=False, or distributed='ddp'."
+            )
         if mode == "fsdp" and cfg.cast_frozen:
-            raise ValueError("TrainConfig(cast_frozen=True) is not supported with "
-                             "distributed='fsdp' (one block would gather bf16 and fp32 pieces); "
-                             "use cast_frozen=False.")
+            raise ValueError(
+                "TrainConfig(cast_frozen=True) is not supported with "
+                "distributed='fsdp' (one block would gather bf16 and fp32 pieces); "
+                "use cast_frozen=False."
+            )
     return DataParallelRun(mode, device)
 
 
@@ -272,7 +286,20 @@ from .dist_io import (  # noqa: E402  (public API)
     save_adapter,
 )
 
-__all__ = ["DataParallelRun", "MODES", "Shard", "ShardedBatches", "communication_per_step",
-           "data_parallel",
-           "init_distributed", "is_initialized", "is_main_process", "load_adapter",
-           "memory_per_gpu", "rank", "save_adapter", "shard_batch", "world_size"]
+__all__ = [
+    "DataParallelRun",
+    "MODES",
+    "Shard",
+    "ShardedBatches",
+    "communication_per_step",
+    "data_parallel",
+    "init_distributed",
+    "is_initialized",
+    "is_main_process",
+    "load_adapter",
+    "memory_per_gpu",
+    "rank",
+    "save_adapter",
+    "shard_batch",
+    "world_size",
+]

@@ -57,20 +57,27 @@ class CUDAGraphStep:
     read it (``float(loss)``) only when you need it, since that waits for the GPU.
     """
 
-    def __init__(self, step: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer,
-                 warmup: int = 3) -> None:
+    def __init__(
+        self, step: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer, warmup: int = 3
+    ) -> None:
         if warmup < 1:
-            raise ValueError(f"warmup must be >= 1 (PyTorch needs eager steps first), got {warmup}.")
+            raise ValueError(
+                f"warmup must be >= 1 (PyTorch needs eager steps first), got {warmup}."
+            )
         if any(g.get("capturable") is False for g in optimizer.param_groups):
-            raise ValueError(f"{type(optimizer).__name__} was created with capturable=False; a "
-                             "graphed step needs its step counter on the GPU. Create it with "
-                             "capturable=True (e.g. AdamW(params, fused=True, capturable=True)).")
+            raise ValueError(
+                f"{type(optimizer).__name__} was created with capturable=False; a "
+                "graphed step needs its step counter on the GPU. Create it with "
+                "capturable=True (e.g. AdamW(params, fused=True, capturable=True))."
+            )
         params = [p for g in optimizer.param_groups for p in g["params"]]
         off = sorted({str(p.device) for p in params if p.device.type != "cuda"})
         if off:
-            raise ValueError(f"CUDAGraphStep captures CUDA work only; the optimizer has parameters "
-                             f"on {', '.join(off)}. Move the model to the GPU first (on a CPU, "
-                             "call the step function directly).")
+            raise ValueError(
+                f"CUDAGraphStep captures CUDA work only; the optimizer has parameters "
+                f"on {', '.join(off)}. Move the model to the GPU first (on a CPU, "
+                "call the step function directly)."
+            )
         self.optimizer = optimizer
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())

@@ -73,8 +73,9 @@ def why_not_static(batch: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
-def pad_batch(batch: Mapping[str, torch.Tensor], B: int, T: int
-              ) -> tuple[torch.Tensor, LabelPositions, int]:
+def pad_batch(
+    batch: Mapping[str, torch.Tensor], B: int, T: int
+) -> tuple[torch.Tensor, LabelPositions, int]:
     """``(input_ids (B, T), positions padded to their bucket, real label count)`` of a CPU batch.
 
     New columns and rows get token 0 and no label; they sit after every real token of their row
@@ -90,7 +91,7 @@ def pad_batch(batch: Mapping[str, torch.Tensor], B: int, T: int
     N = label_capacity(pos.n, B, T)
     rows = torch.zeros(N, dtype=torch.long)
     target = torch.full((N,), IGNORE_INDEX, dtype=torch.long)
-    rows[:pos.n], target[:pos.n] = pos.rows, pos.target
+    rows[: pos.n], target[: pos.n] = pos.rows, pos.target
     return out_ids, LabelPositions(rows, target, torch.tensor(float(pos.n)), True), pos.n
 
 
@@ -105,7 +106,7 @@ def pad_length(batch: Mapping[str, torch.Tensor], T: int) -> dict[str, torch.Ten
     for key, value in fill.items():
         if key in batch and batch[key].shape[1] < T:
             wide = batch[key].new_full((batch[key].shape[0], T), value)
-            wide[:, :batch[key].shape[1]] = batch[key]
+            wide[:, : batch[key].shape[1]] = batch[key]
             out[key] = wide
     return out
 
@@ -115,9 +116,12 @@ class _Bucket:
 
     def __init__(self, B: int, T: int, N: int, device: torch.device) -> None:
         self.input_ids = torch.zeros((B, T), dtype=torch.long, device=device)
-        self.positions = LabelPositions(torch.zeros(N, dtype=torch.long, device=device),
-                                        torch.zeros(N, dtype=torch.long, device=device),
-                                        torch.ones((), device=device), True)
+        self.positions = LabelPositions(
+            torch.zeros(N, dtype=torch.long, device=device),
+            torch.zeros(N, dtype=torch.long, device=device),
+            torch.ones((), device=device),
+            True,
+        )
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def load(self, ids: torch.Tensor, positions: LabelPositions) -> None:
@@ -143,13 +147,20 @@ class StaticSteps:
         capturing (``None``: leave them).
     """
 
-    def __init__(self, model: nn.Module, params: list[nn.Parameter],
-                 optimizer: torch.optim.Optimizer,
-                 loss_fn: Callable[[Mapping[str, torch.Tensor], LabelPositions], tuple],
-                 grad_accum: int, grad_clip: float | None, device: torch.device,
-                 capture: bool, batch_size: int,
-                 fast: Callable[[], contextlib.AbstractContextManager] | None = None,
-                 max_positions: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        params: list[nn.Parameter],
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[Mapping[str, torch.Tensor], LabelPositions], tuple],
+        grad_accum: int,
+        grad_clip: float | None,
+        device: torch.device,
+        capture: bool,
+        batch_size: int,
+        fast: Callable[[], contextlib.AbstractContextManager] | None = None,
+        max_positions: int | None = None,
+    ) -> None:
         self.model, self.params, self.opt = model, params, optimizer
         self.loss_fn, self.grad_accum, self.grad_clip = loss_fn, grad_accum, grad_clip
         self.device, self.capture, self.batch_size = device, capture, batch_size
@@ -177,7 +188,9 @@ class StaticSteps:
     @property
     def graphs(self) -> int:
         """How many CUDA graphs have been captured (buckets + the optimizer step)."""
-        return sum(b.graph is not None for b in self.buckets.values()) + (self.opt_graph is not None)
+        return sum(b.graph is not None for b in self.buckets.values()) + (
+            self.opt_graph is not None
+        )
 
     def micro(self, batch: Mapping[str, torch.Tensor]) -> int:
         """Forward + backward of one CPU batch; returns its number of tokens (for throughput)."""
@@ -246,6 +259,7 @@ class StaticSteps:
         def warm() -> None:
             self._forward_backward(bucket, scratch)
             self._optimizer_step()
+
         self._side_stream(warm)
         with torch.no_grad():  # undo the warm-up step: parameters, optimizer state, gradients
             for p, s in zip(self.params, saved):
@@ -286,4 +300,3 @@ def reset_cuda_generators() -> None:
     for gen in torch.cuda.default_generators:
         if hasattr(gen, "graphsafe_set_state"):
             gen.graphsafe_set_state(gen.clone_state())
-

@@ -19,6 +19,7 @@ except ImportError:  # installed without the [course] extra: train without a pro
         def set_postfix(self, **kwargs) -> None: ...
         def close(self) -> None: ...
 
+
 from lorakit.presets import pick_device, seed_everything
 
 from .config import TrainConfig, TrainResult
@@ -42,31 +43,40 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             # matrices get weight decay; biases and LayerNorm gains/shifts (1-D) do not
             (decay if p.ndim >= 2 else no_decay).append(p)
     if not decay and not no_decay:
-        raise ValueError("The model has no parameter with requires_grad=True, so there is "
-                         "nothing to train; apply a method first (e.g. lorakit.apply_lora).")
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+        raise ValueError(
+            "The model has no parameter with requires_grad=True, so there is "
+            "nothing to train; apply a method first (e.g. lorakit.apply_lora)."
+        )
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return [g for g in groups if g["params"]]
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int):
     """LR multiplier: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
     return factor
 
 
 def _check_batch(batch: Mapping[str, torch.Tensor]) -> None:
     for key in ("input_ids", "labels"):
         if key not in batch:
-            raise KeyError(f"A training batch needs {key!r}; it has {sorted(batch)}. Build batches "
-                           "with lorakit.data (or as dicts of input_ids, attention_mask, labels).")
+            raise KeyError(
+                f"A training batch needs {key!r}; it has {sorted(batch)}. Build batches "
+                "with lorakit.data (or as dicts of input_ids, attention_mask, labels)."
+            )
 
 
-def _prepare(batch: Mapping[str, torch.Tensor], device: torch.device
-             ) -> tuple[dict[str, torch.Tensor], LabelPositions, int]:
+def _prepare(
+    batch: Mapping[str, torch.Tensor], device: torch.device
+) -> tuple[dict[str, torch.Tensor], LabelPositions, int]:
     """Move a batch to ``device`` after the host-side work: label positions and the token count.
 
     Both are read from the CPU tensors, so the step never waits for the GPU. An all-ones
@@ -78,8 +88,11 @@ def _prepare(batch: Mapping[str, torch.Tensor], device: torch.device
     mask = batch.get("attention_mask")
     ntok = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
     skip = {"attention_mask"} if mask is not None and bool(mask.all()) else set()
-    moved = {k: v.to(device, non_blocking=True) for k, v in batch.items()
-             if torch.is_tensor(v) and k not in skip}
+    moved = {
+        k: v.to(device, non_blocking=True)
+        for k, v in batch.items()
+        if torch.is_tensor(v) and k not in skip
+    }
     return moved, positions.to(device), ntok
 
 
@@ -91,8 +104,10 @@ def _total_steps(batches: Iterable, cfg: TrainConfig) -> int:
     if cfg.max_steps is not None and not hasattr(batches, "__len__"):
         return cfg.max_steps
     if not hasattr(batches, "__len__"):
-        raise TypeError("train_batches has no len(), so the schedule length is unknown; "
-                        "pass a list (or a loader with __len__) or set TrainConfig.max_steps.")
+        raise TypeError(
+            "train_batches has no len(), so the schedule length is unknown; "
+            "pass a list (or a loader with __len__) or set TrainConfig.max_steps."
+        )
     per_epoch = math.ceil(len(batches) / cfg.grad_accum)
     total = per_epoch * cfg.epochs
     return min(total, cfg.max_steps) if cfg.max_steps is not None else total
@@ -111,9 +126,17 @@ class EagerSteps:
     graphs. The loss is summed on the device and read only when a history row is logged.
     """
 
-    def __init__(self, params: list[nn.Parameter], optimizer: torch.optim.Optimizer, loss_fn,
-                 grad_accum: int, grad_clip: float | None, device: torch.device,
-                 max_positions: int | None = None, pad_lengths: bool = False) -> None:
+    def __init__(
+        self,
+        params: list[nn.Parameter],
+        optimizer: torch.optim.Optimizer,
+        loss_fn,
+        grad_accum: int,
+        grad_clip: float | None,
+        device: torch.device,
+        max_positions: int | None = None,
+        pad_lengths: bool = False,
+    ) -> None:
         self.params, self.opt, self.loss_fn = params, optimizer, loss_fn
         self.grad_accum, self.grad_clip, self.device = grad_accum, grad_clip, device
         self.max_positions, self.pad_lengths = max_positions, pad_lengths
@@ -126,8 +149,9 @@ class EagerSteps:
         :func:`~lorakit.train.graphed.bucket_length`, so that the compiler sees few shapes.
         """
         if self.pad_lengths and why_not_static(batch) is None:
-            batch = pad_length(batch, bucket_length(batch["input_ids"].shape[1],
-                                                    self.max_positions))
+            batch = pad_length(
+                batch, bucket_length(batch["input_ids"].shape[1], self.max_positions)
+            )
         moved, positions, ntok = _prepare(batch, self.device)
         loss, _ = self.loss_fn(moved, positions)
         (loss / self.grad_accum).backward()
@@ -148,11 +172,15 @@ class EagerSteps:
 
 def _use_graphs(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.cuda_graphs is True and device.type != "cuda":
-        raise ValueError(f"TrainConfig(cuda_graphs=True) needs a CUDA device, not {device}; use "
-                         "cuda_graphs='auto' to train eagerly where there is none.")
+        raise ValueError(
+            f"TrainConfig(cuda_graphs=True) needs a CUDA device, not {device}; use "
+            "cuda_graphs='auto' to train eagerly where there is none."
+        )
     if cfg.cuda_graphs is True and cfg.compile:
-        raise ValueError("TrainConfig(compile=True) and cuda_graphs=True cannot be combined: the "
-                         "compiled step is not captured; choose one (cuda_graphs='auto' compiles).")
+        raise ValueError(
+            "TrainConfig(compile=True) and cuda_graphs=True cannot be combined: the "
+            "compiled step is not captured; choose one (cuda_graphs='auto' compiles)."
+        )
     return device.type == "cuda" and not cfg.compile and cfg.cuda_graphs in (True, "auto")
 
 
@@ -161,9 +189,13 @@ def _max_positions(model: nn.Module) -> int | None:
     return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
-def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]], cfg: TrainConfig,
-          eval_batches: Iterable[Mapping[str, torch.Tensor]] | None = None,
-          device: str | torch.device | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    train_batches: Iterable[Mapping[str, torch.Tensor]],
+    cfg: TrainConfig,
+    eval_batches: Iterable[Mapping[str, torch.Tensor]] | None = None,
+    device: str | torch.device | None = None,
+) -> TrainResult:
     """Train the ``requires_grad`` parameters of ``model`` in place.
 
     On a CUDA device the steps are replayed as CUDA graphs by default (``cfg.cuda_graphs``,
@@ -203,15 +235,18 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     schedule = linear_warmup_decay(cfg.warmup_steps, total)
     # a graphed optimizer step reads its learning rate from a device tensor, rewritten each step
     lr = torch.tensor(cfg.lr * schedule(0), device=device) if graphs else cfg.lr * schedule(0)
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                            fused=device.type == "cuda", capturable=graphs)
+    opt = torch.optim.AdamW(
+        groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type == "cuda", capturable=graphs
+    )
     params = [p for g in groups for p in g["params"]]
     backbone = None
     if cfg.compile:
         parts = backbone_and_head(model)
         if parts is None:
-            raise ValueError("TrainConfig.compile needs an HF causal LM with base_model and an "
-                             "LM head; set compile=False for this model.")
+            raise ValueError(
+                "TrainConfig.compile needs an HF causal LM with base_model and an "
+                "LM head; set compile=False for this model."
+            )
         backbone = torch.compile(parts[0])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -223,20 +258,42 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
     if graphs:
         from lorakit.lora.fast import fast_path
 
-        steps = StaticSteps(model, params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device,
-                            capture=True, batch_size=getattr(train_batches, "batch_size", 1),
-                            fast=lambda: fast_path(model), max_positions=_max_positions(model))
+        steps = StaticSteps(
+            model,
+            params,
+            opt,
+            loss_fn,
+            cfg.grad_accum,
+            cfg.grad_clip,
+            device,
+            capture=True,
+            batch_size=getattr(train_batches, "batch_size", 1),
+            fast=lambda: fast_path(model),
+            max_positions=_max_positions(model),
+        )
         info = {"graphs": 0, "capture_s": 0.0, "eager_batches": 0, "fallback": None}
     else:
-        steps = EagerSteps(params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device,
-                           _max_positions(model), pad_lengths=cfg.compile)
+        steps = EagerSteps(
+            params,
+            opt,
+            loss_fn,
+            cfg.grad_accum,
+            cfg.grad_clip,
+            device,
+            _max_positions(model),
+            pad_lengths=cfg.compile,
+        )
         info = None
         if run is not None:
             steps = run.steps(steps)
 
     result = TrainResult()
-    bar = tqdm(total=total, disable=not cfg.progress or (run is not None and run.rank != 0),
-               desc="train", mininterval=1.0)
+    bar = tqdm(
+        total=total,
+        disable=not cfg.progress or (run is not None and run.rank != 0),
+        desc="train",
+        mininterval=1.0,
+    )
     start = time.perf_counter()
     win_micro, win_tokens, win_start = 0, 0, start
     # (step, time, capture seconds so far): every step when eager; when graphed, only where the
@@ -256,8 +313,10 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
             if cfg.cuda_graphs is True:
                 raise
             info["fallback"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-            print(f"lorakit.train: this model's step could not be captured as a CUDA graph "
-                  f"({info['fallback']}); training eagerly.")
+            print(
+                f"lorakit.train: this model's step could not be captured as a CUDA graph "
+                f"({info['fallback']}); training eagerly."
+            )
             reset_cuda_generators()
             torch.cuda.synchronize(device)
             return steps.eager_micro(batch)
@@ -283,10 +342,16 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
             mean_loss = steps.read_loss() / win_micro  # waits for the device, once per window
             now = time.perf_counter()
             marks.append((step, now, 0.0 if info is None else info["capture_s"]))
-            result.history.append({
-                "step": step, "epoch": epoch, "loss": mean_loss, "lr": new_lr,
-                "tokens_per_s": win_tokens / max(now - win_start, 1e-9),
-                "seconds": now - win_start})
+            result.history.append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": mean_loss,
+                    "lr": new_lr,
+                    "tokens_per_s": win_tokens / max(now - win_start, 1e-9),
+                    "seconds": now - win_start,
+                }
+            )
             bar.set_postfix(loss=f"{mean_loss:.3f}")
             win_micro, win_tokens, win_start = 0, 0, now
 
@@ -308,8 +373,11 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
             optimizer_step()  # the epoch's last, partial accumulation
         if eval_batches is not None:
             eval_start = time.perf_counter()
-            eval_loss = run.evaluate(eval_batches, bf16) if run is not None else \
-                evaluate_loss(model, eval_batches, device, bf16)
+            eval_loss = (
+                run.evaluate(eval_batches, bf16)
+                if run is not None
+                else evaluate_loss(model, eval_batches, device, bf16)
+            )
             result.evals.append({"epoch": epoch, "step": step, "eval_loss": eval_loss})
             model.train()
             win_start += time.perf_counter() - eval_start  # eval time is not training throughput
@@ -335,8 +403,12 @@ def train(model: nn.Module, train_batches: Iterable[Mapping[str, torch.Tensor]],
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]],
-                  device: str | torch.device | None = None, bf16: bool | None = None) -> float:
+def evaluate_loss(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    device: str | torch.device | None = None,
+    bf16: bool | None = None,
+) -> float:
     """Mean next-token NLL over all label tokens of ``batches`` (no label smoothing).
 
     Token-weighted: every label token counts once, however the tokens are spread over batches.

@@ -51,8 +51,12 @@ class LabelPositions(NamedTuple):
     def to(self, device: torch.device) -> LabelPositions:
         """The same positions on ``device`` (asynchronous copies)."""
         n = self.n.to(device, non_blocking=True) if torch.is_tensor(self.n) else self.n
-        return LabelPositions(self.rows.to(device, non_blocking=True),
-                              self.target.to(device, non_blocking=True), n, self.padded)
+        return LabelPositions(
+            self.rows.to(device, non_blocking=True),
+            self.target.to(device, non_blocking=True),
+            n,
+            self.padded,
+        )
 
 
 def label_positions(labels: torch.Tensor) -> LabelPositions:
@@ -67,15 +71,19 @@ def label_positions(labels: torch.Tensor) -> LabelPositions:
     ValueError : when every label is -100 (there is no loss to compute).
     """
     if labels.ndim != 2:
-        raise ValueError(f"labels must be (batch, seq), got shape {tuple(labels.shape)}; "
-                         "build batches with lorakit.data.make_batches.")
+        raise ValueError(
+            f"labels must be (batch, seq), got shape {tuple(labels.shape)}; "
+            "build batches with lorakit.data.make_batches."
+        )
     keep = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
     keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     rows = keep.flatten().nonzero().squeeze(1)  # (n,)
     n = rows.numel()
     if n == 0:
-        raise ValueError("The batch has no label != -100, so there is no loss to compute; "
-                         "check the collation (labels -100 only on the prompt and padding).")
+        raise ValueError(
+            "The batch has no label != -100, so there is no loss to compute; "
+            "check the collation (labels -100 only on the prompt and padding)."
+        )
     target = labels.flatten().index_select(0, rows + 1)  # the next token of each kept position
     return LabelPositions(rows, target, n)
 
@@ -129,8 +137,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         need_h = need_grad and hidden.requires_grad
         need_w = need_grad and weight.requires_grad
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros((vpad, d), dtype=torch.float32, device=weight.device) \
-            if need_w else None
+        grad_w = (
+            torch.zeros((vpad, d), dtype=torch.float32, device=weight.device) if need_w else None
+        )
         if vpad == vocab:
             w, bias = weight.to(cdt), None
         else:  # zero rows with a -inf bias: aligned matmuls, probability 0 for the padding
@@ -142,12 +151,15 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         scale = count.reciprocal() if torch.is_tensor(count) else 1.0 / count
         uniform = smoothing / vocab * scale  # the -s/V part of the smoothed target, scaled
         w_sum = w.sum(0, dtype=torch.float32) if need_h and smoothing else None  # 1ᵀW, (d,)
-        h_sum = torch.zeros(d, dtype=torch.float32, device=hidden.device) \
-            if need_w and smoothing else None
+        h_sum = (
+            torch.zeros(d, dtype=torch.float32, device=hidden.device)
+            if need_w and smoothing
+            else None
+        )
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         chunk = _chunk_rows(n, max(1, CHUNK_ELEMENTS // vpad))
         for s in range(0, n, chunk):
-            h, t = hidden[s:s + chunk].to(cdt), target[s:s + chunk, None]
+            h, t = hidden[s : s + chunk].to(cdt), target[s : s + chunk, None]
             if masked:  # padding rows (target -100): a zero row, no loss, no gradient
                 valid = t != IGNORE_INDEX
                 h, t = h * valid, t.clamp(min=0)
@@ -169,7 +181,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                         gh.sub_(w_sum * uniform)
                     if masked:
                         gh.mul_(valid)
-                    grad_h[s:s + chunk] = gh.to(hidden.dtype)
+                    grad_h[s : s + chunk] = gh.to(hidden.dtype)
                 if need_w:  # a zero row of h adds nothing here
                     if torch.is_tensor(scale):
                         grad_w.add_(g.T @ h)
@@ -195,9 +207,13 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         return gh, gw, None, None, None, None, None, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
-                         label_smoothing: float = 0.0, count: int | torch.Tensor | None = None
-                         ) -> torch.Tensor:
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    label_smoothing: float = 0.0,
+    count: int | torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean cross-entropy of the logits ``hidden @ weight.T`` against ``target``, chunked.
 
     Parameters
@@ -217,8 +233,16 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, target: tor
     need = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     with torch.autocast(dev, enabled=False):
         fn = _ChunkedLinearCrossEntropy
-        loss = fn.apply(hidden, weight, target, float(label_smoothing), need, cdt,
-                        hidden.shape[0] if count is None else count, count is not None)
+        loss = fn.apply(
+            hidden,
+            weight,
+            target,
+            float(label_smoothing),
+            need,
+            cdt,
+            hidden.shape[0] if count is None else count,
+            count is not None,
+        )
     return loss
 
 
@@ -234,9 +258,13 @@ def backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     return backbone, head
 
 
-def causal_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor],
-                   label_smoothing: float = 0.0, backbone: nn.Module | None = None,
-                   positions: LabelPositions | None = None) -> tuple[torch.Tensor, int]:
+def causal_lm_loss(
+    model: nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    label_smoothing: float = 0.0,
+    backbone: nn.Module | None = None,
+    positions: LabelPositions | None = None,
+) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over the positions whose label is not ``-100``.
 
     Parameters
@@ -270,15 +298,20 @@ def causal_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor],
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden.last_hidden_state
         hidden = hidden.flatten(0, 1).index_select(0, rows)  # (n, d)
         if type(head) is nn.Linear and head.bias is None:
-            return linear_cross_entropy(hidden, head.weight, target, label_smoothing,
-                                        n if padded else None), n
+            return linear_cross_entropy(
+                hidden, head.weight, target, label_smoothing, n if padded else None
+            ), n
         logits = head(hidden)  # (n, V)
     else:
         out = model(input_ids=input_ids, attention_mask=attention_mask)
         logits = getattr(out, "logits", out).flatten(0, 1).index_select(0, rows)  # (n, V)
     if padded:  # the padding rows' target is -100: summed, then divided by the real count
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing,
-                               reduction="sum") / n
+        loss = (
+            F.cross_entropy(
+                logits.float(), target, label_smoothing=label_smoothing, reduction="sum"
+            )
+            / n
+        )
         return loss, n
     loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
     return loss, n
