@@ -60,7 +60,7 @@ def _chapter_exercises(nb_path: Path) -> list[str]:
 # adds or drops an exercise updates this table; a check cell the tools miss fails the test.
 EXERCISES_PER_CHAPTER = {
     "00_start_here.ipynb": 0, "01_rank.ipynb": 3, "02_svd.ipynb": 3,
-    "03_lora_from_scratch.ipynb": 4, "04_lora_in_gpt2.ipynb": 2, "05_base_model.ipynb": 3,
+    "03_lora_from_scratch.ipynb": 6, "04_lora_in_gpt2.ipynb": 3, "05_base_model.ipynb": 3,
 }
 
 
@@ -183,10 +183,11 @@ def test_grading_solutions_pass_and_student_versions_fail(student_dir, tmp_path)
         assert result["error"] is None and result["cell_errors"] == [], result
         assert result["chapter"] == CH03.name
         assert [e["name"] for e in result["exercises"]] == expected
-    assert all(e["passed"] for e in solution["exercises"]) and solution["passed"] == 4
-    assert returned["passed"] == 0 and returned["total"] == 4
+    n = EXERCISES_PER_CHAPTER[CH03.name]
+    assert all(e["passed"] for e in solution["exercises"]) and solution["passed"] == n
+    assert returned["passed"] == 0 and returned["total"] == n
     assert all(e["reason"] == NOT_IMPLEMENTED for e in returned["exercises"])
-    assert data["summary"] == {"notebooks": 2, "passed": 4, "total": 8}
+    assert data["summary"] == {"notebooks": 2, "passed": n, "total": 2 * n}
 
 
 def test_every_student_chapter_runs_to_the_end_with_its_checks_failing(student_dir, tmp_path):
@@ -232,7 +233,7 @@ def test_grader_turns_learner_errors_into_feedback(tmp_path, capsys):
     assert main(["grade", str(returned), str(corrupt), str(unknown), "--json", str(out),
                  "--timeout", "5"]) == 0
     table = capsys.readouterr().out
-    assert f"{CH03.name}: 1/4 passed (4 cell(s) with errors)" in table
+    assert f"{CH03.name}: 1/{EXERCISES_PER_CHAPTER[CH03.name]} passed (4 cell(s) with errors)" in table
     results = {Path(r["notebook"]).name: r for r in json.loads(out.read_text())["notebooks"]}
     got = results[CH03.name]
     assert got["chapter"] == CH03.name and got["error"] is None
@@ -267,10 +268,11 @@ def test_grading_with_the_manifest_of_the_student_versions(student_dir, tmp_path
     data = json.loads(manifest.read_text())
     assert data["notebooks"][CH03.name] == [{"name": n, "object": o} for n, o in [
         ("ch03.lora_forward", "lora_forward"), ("ch03.lora_layer", "LoRAFromScratch"),
-        ("ch03.merge_lora", "merge_lora"), ("ch03.unmerge_lora", "unmerge_lora")]]
+        ("ch03.lora_grads", "lora_grads"), ("ch03.merge_lora", "merge_lora"),
+        ("ch03.unmerge_lora", "unmerge_lora"), ("ch03.eckart_young_floor", "eckart_young_floor")]]
     returned = _notebook(tmp_path / f"bob-{CH03.name}", "lora_forward = 1")
     [result] = grade([returned], timeout=60, course=manifest)
-    assert result.chapter == CH03.name and result.total == 4 and result.passed == 0
+    assert result.chapter == CH03.name and result.total == 6 and result.passed == 0
     assert "your code raised TypeError" in result.exercises[0].reason
 
 
