@@ -59,8 +59,12 @@ def _chapter_exercises(nb_path: Path) -> list[str]:
 # How many exercises each chapter holds, as the student and grade tools find them. A chapter that
 # adds or drops an exercise updates this table; a check cell the tools miss fails the test.
 EXERCISES_PER_CHAPTER = {
-    "00_start_here.ipynb": 0, "01_rank.ipynb": 3, "02_svd.ipynb": 3,
-    "03_lora_from_scratch.ipynb": 6, "04_lora_in_gpt2.ipynb": 3, "05_base_model.ipynb": 3,
+    "00_start_here.ipynb": 0,
+    "01_rank.ipynb": 3,
+    "02_svd.ipynb": 3,
+    "03_lora_from_scratch.ipynb": 6,
+    "04_lora_in_gpt2.ipynb": 3,
+    "05_base_model.ipynb": 3,
 }
 
 
@@ -78,18 +82,22 @@ def test_the_tools_find_every_exercise_of_every_chapter(student_dir):
         assert sorted(_chapter_exercises(nb_path)) == sorted(found), nb_path.name
         if nb_path.name in EXERCISES_PER_CHAPTER:
             assert len(found) == EXERCISES_PER_CHAPTER[nb_path.name], (nb_path.name, found)
-        text = "\n".join(c.source for c in nbformat.read(student_dir / nb_path.name, as_version=4).cells)
+        text = "\n".join(
+            c.source for c in nbformat.read(student_dir / nb_path.name, as_version=4).cells
+        )
         for name in found:
             assert f'NotImplementedError("Exercise {name}:' in text, (nb_path.name, name)
 
 
 def test_check_calls_are_found_however_check_is_called():
-    src = ("%matplotlib inline\n"
-           'check("ch04.a", fa)\n'
-           'ok = lorakit.exercises.check("ch04.b", fb);  exercises.check(\'ch04.c\', fc)\n'
-           'chk("ch04.d", fd)\n'
-           'print("ch04.e", fe)\n'
-           'lorakit.exercises.get("ch04.f")\n')
+    src = (
+        "%matplotlib inline\n"
+        'check("ch04.a", fa)\n'
+        "ok = lorakit.exercises.check(\"ch04.b\", fb);  exercises.check('ch04.c', fc)\n"
+        'chk("ch04.d", fd)\n'
+        'print("ch04.e", fe)\n'
+        'lorakit.exercises.get("ch04.f")\n'
+    )
     assert check_calls(src) == [("ch04.a", "fa"), ("ch04.b", "fb"), ("ch04.c", "fc")]
     assert [n for n, _ in check_calls(src, {"chk"})] == ["ch04.a", "ch04.b", "ch04.c", "ch04.d"]
     broken = 'check("ch04.a", fa)\ndef f(:\n    pass\nlorakit.exercises.check("ch04.b", fb)'
@@ -101,16 +109,18 @@ def test_a_bare_check_is_graded(tmp_path):
     those exercises: the student version stubs them and grading reports 0/2, not 0/0."""
     course = tmp_path / "course"
     course.mkdir()
-    _notebook(course / "09_x.ipynb",
-              "from lorakit.exercises import check\nfrom lorakit.exercises import check as chk",
-              "from lorakit.exercises.ch09 import subspace_similarity as _ref\n"
-              "def subspace_similarity(*args, **kwargs):\n"
-              "    ### BEGIN SOLUTION\n    return _ref(*args, **kwargs)\n    ### END SOLUTION",
-              'check("ch09.subspace_similarity", subspace_similarity)',
-              "from lorakit.exercises.ch09 import amplification_factor as _amp\n"
-              "def amplification_factor(*args, **kwargs):\n"
-              "    ### BEGIN SOLUTION\n    return _amp(*args, **kwargs)\n    ### END SOLUTION",
-              'chk("ch09.amplification_factor", amplification_factor)')
+    _notebook(
+        course / "09_x.ipynb",
+        "from lorakit.exercises import check\nfrom lorakit.exercises import check as chk",
+        "from lorakit.exercises.ch09 import subspace_similarity as _ref\n"
+        "def subspace_similarity(*args, **kwargs):\n"
+        "    ### BEGIN SOLUTION\n    return _ref(*args, **kwargs)\n    ### END SOLUTION",
+        'check("ch09.subspace_similarity", subspace_similarity)',
+        "from lorakit.exercises.ch09 import amplification_factor as _amp\n"
+        "def amplification_factor(*args, **kwargs):\n"
+        "    ### BEGIN SOLUTION\n    return _amp(*args, **kwargs)\n    ### END SOLUTION",
+        'chk("ch09.amplification_factor", amplification_factor)',
+    )
     [student] = write_student_versions([course], tmp_path / "student")
     stubbed = "\n".join(c.source for c in nbformat.read(student, as_version=4).cells)
     assert 'NotImplementedError("Exercise ch09.subspace_similarity:' in stubbed
@@ -139,10 +149,14 @@ def test_student_versions_hold_stubs_and_no_solutions(student_dir):
         assert "NBVAL_CHECK_OUTPUT" not in text
         code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
         for line in _solution_lines(solution):
-            assert line not in code, f"{src.name}: solution line left in the student version: {line!r}"
+            assert line not in code, (
+                f"{src.name}: solution line left in the student version: {line!r}"
+            )
         for name in _chapter_exercises(src):
             n_exercises += 1
-            assert f'NotImplementedError("Exercise {name}:' in text, f"{src.name}: no stub for {name}"
+            assert f'NotImplementedError("Exercise {name}:' in text, (
+                f"{src.name}: no stub for {name}"
+            )
         for cell in student.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None
@@ -161,10 +175,25 @@ def test_student_version_keeps_signature_docstring_and_indentation(student_dir):
 
 def test_student_chapter_runs_to_the_end_under_nbval(student_dir):
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-         "--nbval-current-env", "-o", "addopts=", "--rootdir", str(student_dir),
-         str(student_dir / CH03.name)],
-        capture_output=True, text=True, timeout=300, cwd=student_dir,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-o",
+            "addopts=",
+            "--rootdir",
+            str(student_dir),
+            str(student_dir / CH03.name),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=student_dir,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
@@ -208,7 +237,11 @@ def test_every_student_chapter_runs_to_the_end_with_its_checks_failing(student_d
 def _notebook(path: Path, *sources: str) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
     return path
 
@@ -230,19 +263,38 @@ def test_grader_turns_learner_errors_into_feedback(tmp_path, capsys):
     corrupt.write_text("{ not json")
     unknown = _notebook(tmp_path / "homework.ipynb", 'print("PASS ch03.lora_layer")')
     out = tmp_path / "g.json"
-    assert main(["grade", str(returned), str(corrupt), str(unknown), "--json", str(out),
-                 "--timeout", "5"]) == 0
+    assert (
+        main(
+            [
+                "grade",
+                str(returned),
+                str(corrupt),
+                str(unknown),
+                "--json",
+                str(out),
+                "--timeout",
+                "5",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
-    assert f"{CH03.name}: 1/{EXERCISES_PER_CHAPTER[CH03.name]} passed (4 cell(s) with errors)" in table
+    assert (
+        f"{CH03.name}: 1/{EXERCISES_PER_CHAPTER[CH03.name]} passed (4 cell(s) with errors)" in table
+    )
     results = {Path(r["notebook"]).name: r for r in json.loads(out.read_text())["notebooks"]}
     got = results[CH03.name]
     assert got["chapter"] == CH03.name and got["error"] is None
     ex = {e["name"]: e for e in got["exercises"]}
     assert ex["ch03.unmerge_lora"]["passed"] is True
-    assert "your code raised RuntimeError (in lora_forward, line 2)" in ex["ch03.lora_forward"]["reason"]
+    assert (
+        "your code raised RuntimeError (in lora_forward, line 2)"
+        in ex["ch03.lora_forward"]["reason"]
+    )
     assert ex["ch03.merge_lora"]["reason"].startswith(
         "`merge_lora` was not defined by any cell of this run; cell 3, which defines it, raised "
-        "SyntaxError")
+        "SyntaxError"
+    )
     assert ex["ch03.lora_layer"]["reason"].startswith("`LoRAFromScratch` was not defined")
     errors = {e["cell"]: e["error"] for e in got["cell_errors"]}
     assert sorted(errors) == [3, 4, 5, 6] and errors[6].startswith("KeyboardInterrupt")
@@ -259,17 +311,28 @@ def test_a_cell_that_ignores_the_interrupt_stops_the_notebook(tmp_path):
         "def lora_forward(x, W0, A, B, alpha):\n    return x",
     )
     [result] = grade([returned], timeout=3)
-    assert result.error.startswith("cell 0 ran past the 3 s limit and did not stop when interrupted")
-    assert result.passed == 0 and all(e.reason.startswith("not checked: cell 0") for e in result.exercises)
+    assert result.error.startswith(
+        "cell 0 ran past the 3 s limit and did not stop when interrupted"
+    )
+    assert result.passed == 0 and all(
+        e.reason.startswith("not checked: cell 0") for e in result.exercises
+    )
 
 
 def test_grading_with_the_manifest_of_the_student_versions(student_dir, tmp_path):
     manifest = student_dir / "lorakit_exercises.json"
     data = json.loads(manifest.read_text())
-    assert data["notebooks"][CH03.name] == [{"name": n, "object": o} for n, o in [
-        ("ch03.lora_forward", "lora_forward"), ("ch03.lora_layer", "LoRAFromScratch"),
-        ("ch03.lora_grads", "lora_grads"), ("ch03.merge_lora", "merge_lora"),
-        ("ch03.unmerge_lora", "unmerge_lora"), ("ch03.eckart_young_floor", "eckart_young_floor")]]
+    assert data["notebooks"][CH03.name] == [
+        {"name": n, "object": o}
+        for n, o in [
+            ("ch03.lora_forward", "lora_forward"),
+            ("ch03.lora_layer", "LoRAFromScratch"),
+            ("ch03.lora_grads", "lora_grads"),
+            ("ch03.merge_lora", "merge_lora"),
+            ("ch03.unmerge_lora", "unmerge_lora"),
+            ("ch03.eckart_young_floor", "eckart_young_floor"),
+        ]
+    ]
     returned = _notebook(tmp_path / f"bob-{CH03.name}", "lora_forward = 1")
     [result] = grade([returned], timeout=60, course=manifest)
     assert result.chapter == CH03.name and result.total == 6 and result.passed == 0
@@ -293,20 +356,29 @@ def test_grade_and_student_refuse_bad_paths(tmp_path, capsys):
 
 
 def test_strip_solutions_keeps_indentation_and_names_the_exercise():
-    src = "def f(x):\n    \"\"\"Doc.\"\"\"\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\ny = 1"
+    src = 'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\ny = 1'
     out = strip_solutions(src, "ch09.f")
     assert out.splitlines() == [
-        "def f(x):", '    """Doc."""', "    # Your code here; then run the check cell below.",
-        '    raise NotImplementedError("Exercise ch09.f: replace this line with your code")', "y = 1"]
-    assert strip_solutions("### BEGIN SOLUTION\nsecret\n### END SOLUTION", markdown=True) == \
-        "*Your answer here.*"
+        "def f(x):",
+        '    """Doc."""',
+        "    # Your code here; then run the check cell below.",
+        '    raise NotImplementedError("Exercise ch09.f: replace this line with your code")',
+        "y = 1",
+    ]
+    assert (
+        strip_solutions("### BEGIN SOLUTION\nsecret\n### END SOLUTION", markdown=True)
+        == "*Your answer here.*"
+    )
 
 
-@pytest.mark.parametrize("src,match", [
-    ("### BEGIN SOLUTION\nx = 1", "never closed"),
-    ("x = 1\n### END SOLUTION", "without a"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
-])
+@pytest.mark.parametrize(
+    "src,match",
+    [
+        ("### BEGIN SOLUTION\nx = 1", "never closed"),
+        ("x = 1\n### END SOLUTION", "without a"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+    ],
+)
 def test_unbalanced_markers_are_reported(src, match):
     with pytest.raises(SolutionMarkerError, match=match):
         strip_solutions(src)
@@ -327,8 +399,11 @@ def test_other_files_are_copied_and_the_source_is_untouched(tmp_path):
     (src / "images").mkdir(parents=True)
     (src / "images" / "fig.txt").write_text("figure")
     (src / "data.csv").write_text("a,b\n")
-    nb_path = _notebook(src / "c.ipynb", "def h():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION",
-                        'lorakit.exercises.check("ch09.h", h)')
+    nb_path = _notebook(
+        src / "c.ipynb",
+        "def h():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION",
+        'lorakit.exercises.check("ch09.h", h)',
+    )
     before = nb_path.read_text()
     written = write_student_versions([src], tmp_path / "out")
     assert written == [tmp_path / "out" / "c.ipynb"]
