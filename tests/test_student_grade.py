@@ -65,6 +65,8 @@ EXERCISES_PER_CHAPTER = {
     "03_lora_from_scratch.ipynb": 6,
     "04_lora_in_gpt2.ipynb": 3,
     "05_base_model.ipynb": 3,
+    "06_finetune_gpt2.ipynb": 4,
+    "10_many_adapters.ipynb": 2,
 }
 
 

@@ -151,11 +151,21 @@ def changed_files(before: dict[str, str], package_dir: Path | None = None) -> li
 
 
 def write_package_copy(files: dict[str, bytes], parent: Path) -> Path:
-    """Write a private copy of the package under ``parent/lorakit``; returns ``parent``."""
+    """Write a private copy of the package under ``parent/lorakit``; returns ``parent``.
+
+    The shipped data set (``data/e2e`` beside the installed package) is linked, read-only data
+    rather than code, at ``parent/data/e2e``, where the copy's loaders look for it, so checkers
+    that read the task's records (chapter 6's) work from the copy too.
+    """
     for rel, data in files.items():
         path = parent / "lorakit" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    from lorakit.data.e2e_load import DATA_DIR
+
+    if DATA_DIR.is_dir():
+        (parent / "data").mkdir(exist_ok=True)
+        (parent / "data" / "e2e").symlink_to(DATA_DIR, target_is_directory=True)
     return parent
 
 
