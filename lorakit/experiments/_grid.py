@@ -140,6 +140,7 @@ def run_grid(
     jobs: int = 1,
     device: str | None = None,
     force: bool = False,
+    budget_s: float | None = None,
     on_done: Callable[[int, int, dict, dict], None] | None = None,
 ) -> list[dict]:
     """Make the runs of ``specs`` that are still to do; write each record as it finishes.
@@ -154,6 +155,9 @@ def run_grid(
     preset, config, data : the records' provenance (:func:`lorakit.runs.save_record`).
     jobs : runs at once, each in a worker process.
     force : make every run again, even those with a current record.
+    budget_s : start no run once the time spent plus the mean time of a finished run (divided by
+        ``jobs``) would pass this many seconds; the runs not started are left for the next call
+        (a GPU loan of fixed length).
     on_done : ``on_done(k, n, spec, results)`` after each run (progress lines).
 
     Returns
@@ -194,8 +198,26 @@ def run_grid(
         if on_done is not None:
             on_done(k, len(specs), spec, results)
 
-    todo_jobs = [Job(spec["id"], (spec,)) for spec in specs]
-    run_jobs(_timed, todo_jobs, {**context, "_fn": fn}, jobs, device=device, on_done=finish)
+    start, walls = time.perf_counter(), []
+
+    def over_budget(job: Job) -> bool:
+        mean = sum(walls) / len(walls) / jobs if walls else 0.0
+        return time.perf_counter() - start + mean > budget_s
+
+    def done(k: int, job: Job, result: tuple[dict, float]) -> None:
+        walls.append(result[1])
+        finish(k, job, result)
+
+    todo_jobs = [Job(spec["id"], (spec,), required=budget_s is None) for spec in specs]
+    run_jobs(
+        _timed,
+        todo_jobs,
+        {**context, "_fn": fn},
+        jobs,
+        device=device,
+        skip=None if budget_s is None else over_budget,
+        on_done=done,
+    )
     return [made[s["id"]] for s in specs if s["id"] in made]
 
 

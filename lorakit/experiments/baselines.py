@@ -40,7 +40,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lorakit.cli import device, positive_int, writable_folder
+from lorakit.cli import device, positive_float, positive_int, writable_folder
 from lorakit.data.sources import data_source
 from lorakit.experiments import _grid
 from lorakit.experiments._baselines_run import (  # noqa: F401  (re-exported)
@@ -217,6 +217,7 @@ def run_baselines(
     part: str = "all",
     out: str | None = None,
     force: bool = False,
+    budget_min: float | None = None,
     config: dict | None = None,
 ) -> list[dict]:
     """Make the grid's runs; returns the records made now (results under ``"results"``), the
@@ -295,6 +296,7 @@ def run_baselines(
         device=device,
         force=force,
         on_done=report,
+        budget_s=None if budget_min is None else 60 * budget_min,
     )
     return [template, *made]
 
@@ -376,6 +378,12 @@ def main(argv: list[str] | None = None) -> None:
         help="runs at once, each in a worker process (default 1)",
     )
     parser.add_argument("--force", action="store_true", help="make every run again")
+    parser.add_argument(
+        "--budget-min",
+        type=positive_float,
+        default=None,
+        help="start no run that would end past this many minutes (the rest waits for the next call)",
+    )
     parser.add_argument("--list", action="store_true", help="print the plan and what is done")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
@@ -415,6 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         part=args.part,
         out=folder,
         force=args.force,
+        budget_min=args.budget_min,
         config={"base": args.base, "data": args.data, "overrides": overrides},
     )
     if not args.quiet:

@@ -38,7 +38,7 @@ import argparse
 import time
 from pathlib import Path
 
-from lorakit.cli import device, positive_int, writable_folder
+from lorakit.cli import device, positive_float, positive_int, writable_folder
 from lorakit.data.sources import data_source
 from lorakit.experiments import _grid
 from lorakit.experiments._baselines_run import template_results
@@ -195,6 +195,7 @@ def run_which_rank(
     jobs: int = 1,
     out: str | None = None,
     force: bool = False,
+    budget_min: float | None = None,
     overrides: dict | None = None,
     config: dict | None = None,
 ) -> list[dict]:
@@ -290,6 +291,7 @@ def run_which_rank(
         device=device,
         force=force,
         on_done=report,
+        budget_s=None if budget_min is None else 60 * budget_min,
     )
     return [weights, template, *made]
 
@@ -343,6 +345,12 @@ def main(argv: list[str] | None = None) -> None:
         help="fine-tunes at once, each in a worker process (default 1)",
     )
     parser.add_argument("--force", action="store_true", help="make every run again")
+    parser.add_argument(
+        "--budget-min",
+        type=positive_float,
+        default=None,
+        help="start no run that would end past this many minutes (the rest waits for the next call)",
+    )
     parser.add_argument("--list", action="store_true", help="print the plan and what is done")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -370,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         jobs=args.jobs,
         out=folder,
         force=args.force,
+        budget_min=args.budget_min,
         overrides=overrides,
         config={"base": args.base, "data": args.data, "overrides": overrides},
     )
