@@ -258,6 +258,43 @@ def load_tensors(folder: str | Path, record: dict) -> dict | None:
         ) from err
 
 
+def add_grid_arguments(parser, grid: str, jobs_help: str = "runs at once") -> None:
+    """The options every grid command shares: base, device, out, data, jobs, force, budget, list.
+
+    ``parser`` is an ``argparse.ArgumentParser``; ``grid`` names the default records folder
+    (``data/runs/<grid>_<preset>``).
+    """
+    from lorakit.cli import device, positive_float, positive_int, writable_folder
+
+    parser.add_argument("--base", default="auto", help="load_base name (default auto)")
+    parser.add_argument("--device", type=device, default=None)
+    parser.add_argument(
+        "--out",
+        type=writable_folder,
+        default=None,
+        help=f"folder of the records (default data/runs/{grid}_<preset>)",
+    )
+    parser.add_argument(
+        "--data",
+        default="auto",
+        help="auto (default), synthetic, real, or a folder with the splits",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help=f"{jobs_help}, each in a worker process (default 1)",
+    )
+    parser.add_argument("--force", action="store_true", help="make every run again")
+    parser.add_argument(
+        "--budget-min",
+        type=positive_float,
+        default=None,
+        help="start no run that would end past this many minutes (the rest waits for the next call)",
+    )
+    parser.add_argument("--list", action="store_true", help="print the plan and what is done")
+
+
 def _timed(ctx: dict, spec: dict) -> tuple[dict, float]:
     start = time.perf_counter()
     results = ctx["_fn"](ctx, spec)

@@ -38,7 +38,7 @@ import argparse
 import time
 from pathlib import Path
 
-from lorakit.cli import device, positive_float, positive_int, writable_folder
+from lorakit.cli import positive_int
 from lorakit.data.sources import data_source
 from lorakit.experiments import _grid
 from lorakit.experiments._baselines_run import template_results
@@ -325,33 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--epochs", type=positive_int, default=None, help="override the preset's epochs"
     )
-    parser.add_argument("--base", default="auto", help="load_base name (default auto)")
-    parser.add_argument("--device", type=device, default=None)
-    parser.add_argument(
-        "--out",
-        type=writable_folder,
-        default=None,
-        help=f"folder of the records (default data/runs/{GRID}_<preset>)",
-    )
-    parser.add_argument(
-        "--data",
-        default="auto",
-        help="auto (default), synthetic, real, or a folder with the splits",
-    )
-    parser.add_argument(
-        "--jobs",
-        type=positive_int,
-        default=1,
-        help="fine-tunes at once, each in a worker process (default 1)",
-    )
-    parser.add_argument("--force", action="store_true", help="make every run again")
-    parser.add_argument(
-        "--budget-min",
-        type=positive_float,
-        default=None,
-        help="start no run that would end past this many minutes (the rest waits for the next call)",
-    )
-    parser.add_argument("--list", action="store_true", help="print the plan and what is done")
+    _grid.add_grid_arguments(parser, GRID, jobs_help="fine-tunes at once")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
