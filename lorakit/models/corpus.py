@@ -138,6 +138,17 @@ def _in_repo(path: Path) -> bool:
     return str(path).startswith(_REPO_PREFIXES)  # a string test: thousands of files per walk
 
 
+def _descend(rel: str, name: str) -> bool:
+    return name not in SKIP_DIRS
+
+
+def _keep(rel: str, e: os.DirEntry) -> bool:
+    name = e.name
+    if not (name.endswith(".py") or name.endswith(DOC_SUFFIXES) or name == "METADATA"):
+        return False
+    return not _in_repo(Path(e.path))
+
+
 def candidate_files(
     roots: list[tuple[str, Path]] | None = None,
     system: list[tuple[str, Path]] | None = None,
@@ -158,30 +169,8 @@ def candidate_files(
     if system is not None or roots is None:
         out += sysdocs.system_files(system)
     for label, root in source_roots() if roots is None else roots:
-        stack = [root]
-        while stack:
-            d = stack.pop()
-            try:
-                entries = list(os.scandir(d))
-            except OSError:
-                continue
-            for e in entries:
-                if e.is_dir(follow_symlinks=False):
-                    if e.name not in SKIP_DIRS and not e.name.startswith("."):
-                        stack.append(Path(e.path))
-                    continue
-                name = e.name
-                if not (name.endswith(".py") or name.endswith(DOC_SUFFIXES) or name == "METADATA"):
-                    continue
-                path = Path(e.path)
-                if _in_repo(path):
-                    continue
-                try:
-                    size = e.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue
-                if 0 < size <= MAX_FILE_BYTES:
-                    out.append((f"{label}:{path.relative_to(root).as_posix()}", path, size))
+        files = sysdocs.walk_files(root, _descend, _keep, MAX_FILE_BYTES)
+        out += [(f"{label}:{rel}", path, size) for rel, path, size in files]
     out.sort(key=lambda t: (hashlib.sha1(t[0].encode()).hexdigest(), t[0]))
     return out
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SYSTEM_ROOTS = (("man", "/usr/share/man"), ("info", "/usr/share/info"), ("doc", "/usr/share/doc"))
@@ -76,6 +77,43 @@ def _wanted(label: str, rel: str, name: str) -> bool:
     return lower.endswith(_DOC_SUFFIXES) or base.split(".")[0].upper() in _DOC_STEMS
 
 
+def walk_files(
+    root: Path,
+    descend: Callable[[str, str], bool],
+    keep: Callable[[str, os.DirEntry], bool],
+    max_bytes: int,
+) -> Iterator[tuple[str, Path, int]]:
+    """The files under ``root`` as ``(rel, path, size)``; ``rel`` is the ``/``-separated path
+    relative to ``root``.
+
+    Folders whose name starts with ``.`` are never entered; any other folder is entered when
+    ``descend(rel, name)`` says so. A file (or a link, which is not followed) is yielded when
+    ``keep(rel, entry)`` says so and its size on disk is in ``(0, max_bytes]``. Folders and files
+    that cannot be read are skipped. The order is the walk's (depth first, by listing order).
+    """
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            rel = prefix + e.name
+            if e.is_dir(follow_symlinks=False):
+                if not e.name.startswith(".") and descend(rel, e.name):
+                    stack.append((Path(e.path), rel + "/"))
+                continue
+            if not keep(rel, e):
+                continue
+            try:
+                size = e.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+            if 0 < size <= max_bytes:
+                yield rel, Path(e.path), size
+
+
 def system_files(roots: list[tuple[str, Path]] | None = None) -> list[tuple[str, Path, int]]:
     """Manual and documentation files as ``(key, path, size)``, ``key`` = ``label:relative/path``.
 
@@ -84,28 +122,16 @@ def system_files(roots: list[tuple[str, Path]] | None = None) -> list[tuple[str,
     """
     out = []
     for label, root in system_roots() if roots is None else roots:
-        stack = [root]
-        while stack:
-            d = stack.pop()
-            try:
-                entries = list(os.scandir(d))
-            except OSError:
-                continue
-            for e in entries:
-                rel = Path(e.path).relative_to(root).as_posix()
-                if e.is_dir(follow_symlinks=False):
-                    top_ok = label != "man" or "/" in rel or _MAN_SECTION.match(e.name)
-                    if top_ok and not e.name.startswith("."):
-                        stack.append(Path(e.path))
-                    continue
-                if not e.is_file(follow_symlinks=False) or not _wanted(label, rel, e.name):
-                    continue
-                try:
-                    size = e.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue
-                if 0 < size <= MAX_FILE_BYTES:
-                    out.append((f"{label}:{rel}", Path(e.path), size))
+
+        def descend(rel: str, name: str, label: str = label) -> bool:
+            # English manuals only: man/<section>/..., not man/<locale>/...
+            return label != "man" or "/" in rel or bool(_MAN_SECTION.match(name))
+
+        def keep(rel: str, e: os.DirEntry, label: str = label) -> bool:
+            return e.is_file(follow_symlinks=False) and _wanted(label, rel, e.name)
+
+        files = walk_files(root, descend, keep, MAX_FILE_BYTES)
+        out += [(f"{label}:{rel}", path, size) for rel, path, size in files]
     return out
 
 
