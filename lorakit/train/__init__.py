@@ -14,6 +14,8 @@ Modules:
 * :mod:`lorakit.train.config` -- :class:`TrainConfig` (the settings), :class:`TrainResult`;
 * :mod:`lorakit.train.loop` -- :func:`train`, :func:`evaluate_loss`, the schedule
   :func:`linear_warmup_decay`;
+* :mod:`lorakit.train.step` -- the batch preparation and autocast that every kind of step
+  shares (eager, CUDA-graphed, distributed);
 * :mod:`lorakit.train.loss` -- :func:`causal_lm_loss` (the LM head only on labelled rows, no host
   syncs) and :func:`linear_cross_entropy` (the head and the loss chunk by chunk);
 * :mod:`lorakit.train.state` -- :func:`save_trainable` / :func:`load_trainable` (a safetensors

@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .step import _Forward
+
 
 def _dtensor_type():
     from torch.distributed.tensor import DTensor
@@ -33,8 +35,6 @@ def _active() -> bool:
 
 def _plain(model: nn.Module) -> nn.Module:
     """The user's model inside DDP (``.module``) and lorakit's forward wrapper (``.model``)."""
-    from .distributed import _Forward
-
     while True:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module

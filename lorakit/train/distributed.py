@@ -42,6 +42,8 @@ import torch.distributed as dist
 from torch import nn
 
 from .dist_data import Shard, ShardedBatches, shard_batch
+from .dist_io import communication_per_step, load_adapter, memory_per_gpu, save_adapter
+from .step import _autocast, _Forward, _prepare
 
 MODES = ("auto", "ddp", "fsdp", "none")
 
@@ -81,21 +83,6 @@ def init_distributed(backend: str | None = None, timeout_s: float = 600.0) -> tu
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return rank(), world_size()
-
-
-class _Forward(nn.Module):
-    """Runs ``fn(*args)`` as its forward, so DDP's and FSDP's hooks run around the whole loss.
-
-    The loss reaches into the model (backbone, then the LM head's weight on the labelled rows
-    only); DDP and FSDP act only on a module that is *called*, so they wrap this one.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, fn, *args):
-        return fn(*args)
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
@@ -182,7 +169,6 @@ class DataParallelRun:
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Mapping[str, torch.Tensor]], bf16: bool) -> float:
         """:func:`lorakit.train.evaluate_loss` of the global batches: each rank its rows, reduced."""
-        from .loop import _autocast, _prepare
         from .loss import causal_lm_loss
 
         def fn(batch, positions):
@@ -278,13 +264,6 @@ def data_parallel(mode: str, device: torch.device, cfg=None) -> DataParallelRun 
             )
     return DataParallelRun(mode, device)
 
-
-from .dist_io import (  # noqa: E402  (public API)
-    communication_per_step,
-    load_adapter,
-    memory_per_gpu,
-    save_adapter,
-)
 
 __all__ = [
     "DataParallelRun",

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from .loss import IGNORE_INDEX, LabelPositions, label_positions
+from .step import _prepare
 
 LENGTH_MULTIPLE = 16  # sequence lengths are padded up to a multiple of this
 BATCH_KEYS = {"input_ids", "attention_mask", "labels"}
@@ -216,8 +217,6 @@ class StaticSteps:
 
     def eager_micro(self, batch: Mapping[str, torch.Tensor]) -> int:
         """A batch the graphs cannot take, run eagerly into the same gradients and loss sum."""
-        from .loop import _prepare
-
         moved, positions, ntok = _prepare(batch, self.device)
         self._eager_loss(moved, positions)
         self.eager_batches += 1

@@ -31,7 +31,8 @@ from .graphed import (
     reset_cuda_generators,
     why_not_static,
 )
-from .loss import LabelPositions, backbone_and_head, causal_lm_loss, label_positions
+from .loss import backbone_and_head, causal_lm_loss
+from .step import _autocast, _check_batch, _prepare
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -63,41 +64,6 @@ def linear_warmup_decay(warmup_steps: int, total_steps: int):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return factor
-
-
-def _check_batch(batch: Mapping[str, torch.Tensor]) -> None:
-    for key in ("input_ids", "labels"):
-        if key not in batch:
-            raise KeyError(
-                f"A training batch needs {key!r}; it has {sorted(batch)}. Build batches "
-                "with lorakit.data (or as dicts of input_ids, attention_mask, labels)."
-            )
-
-
-def _prepare(
-    batch: Mapping[str, torch.Tensor], device: torch.device
-) -> tuple[dict[str, torch.Tensor], LabelPositions, int]:
-    """Move a batch to ``device`` after the host-side work: label positions and the token count.
-
-    Both are read from the CPU tensors, so the step never waits for the GPU. An all-ones
-    attention mask is dropped: it says nothing, and passing it can route SDPA attention to a
-    slower masked kernel (and makes transformers check it on the device).
-    """
-    _check_batch(batch)
-    positions = label_positions(batch["labels"])
-    mask = batch.get("attention_mask")
-    ntok = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-    skip = {"attention_mask"} if mask is not None and bool(mask.all()) else set()
-    moved = {
-        k: v.to(device, non_blocking=True)
-        for k, v in batch.items()
-        if torch.is_tensor(v) and k not in skip
-    }
-    return moved, positions.to(device), ntok
-
-
-def _autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def _total_steps(batches: Iterable, cfg: TrainConfig) -> int:
@@ -255,17 +221,14 @@ def train(
         with _autocast(device, bf16):
             return causal_lm_loss(model, batch, cfg.label_smoothing, backbone, positions)
 
+    # what both kinds of step take: the parameters, the optimizer, the loss, the accumulation
+    step_args = (params, opt, loss_fn, cfg.grad_accum, cfg.grad_clip, device)
     if graphs:
         from lorakit.lora.fast import fast_path
 
         steps = StaticSteps(
             model,
-            params,
-            opt,
-            loss_fn,
-            cfg.grad_accum,
-            cfg.grad_clip,
-            device,
+            *step_args,
             capture=True,
             batch_size=getattr(train_batches, "batch_size", 1),
             fast=lambda: fast_path(model),
@@ -273,16 +236,7 @@ def train(
         )
         info = {"graphs": 0, "capture_s": 0.0, "eager_batches": 0, "fallback": None}
     else:
-        steps = EagerSteps(
-            params,
-            opt,
-            loss_fn,
-            cfg.grad_accum,
-            cfg.grad_clip,
-            device,
-            _max_positions(model),
-            pad_lengths=cfg.compile,
-        )
+        steps = EagerSteps(*step_args, _max_positions(model), pad_lengths=cfg.compile)
         info = None
         if run is not None:
             steps = run.steps(steps)
