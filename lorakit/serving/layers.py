@@ -100,23 +100,27 @@ class RowRouter:
         return self._side[device.index]
 
 
-class MultiLoRALinear(nn.Module):
-    """A frozen ``nn.Linear``/``Conv1D`` plus one LoRA branch per row, picked by :class:`RowRouter`.
+class _SlotLayer(nn.Module):
+    """What both multi-adapter layers share: a frozen ``base``, the ``router``, and the buffers
+    ``lora_A`` (S, ...) and ``lora_B`` (S, d, R) that stack one adapter per slot.
 
-    Buffers ``lora_A`` (S, R, k) and ``lora_B`` (S, d, R) stack the S slots (slot 0: zeros, the
-    base); ``lora_B`` holds ``s·B``. Input ``(n, ..., k)``, output ``(n, ..., d)``.
+    ``update_shape`` is ``(d, k)``, the shape of the update ``B A`` an adapter must have; the
+    stacks start with slot 0 (zeros, the base), ``lora_A`` shaped ``(1, *a_shape)``.
     """
 
-    def __init__(self, base: nn.Module, router: RowRouter) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        router: RowRouter,
+        update_shape: tuple[int, int],
+        a_shape: tuple[int, int],
+    ) -> None:
         super().__init__()
-        self.kind = module_kind(base)
-        if self.kind == "embedding":
-            raise TypeError("MultiLoRALinear wraps nn.Linear or Conv1D; use MultiLoRAEmbedding.")
         self.base, self.router = base, router
-        self.out_features, self.in_features = base_shape(base)
+        self.update_shape = update_shape
         w = base.weight
-        self.register_buffer("lora_A", w.new_zeros(1, 1, self.in_features))
-        self.register_buffer("lora_B", w.new_zeros(1, self.out_features, 1))
+        self.register_buffer("lora_A", w.new_zeros(1, *a_shape))
+        self.register_buffer("lora_B", w.new_zeros(1, update_shape[0], 1))
 
     @property
     def n_slots(self) -> int:
@@ -124,7 +128,24 @@ class MultiLoRALinear(nn.Module):
 
     def add_slot(self, factors: Factors | None) -> None:
         """Append a slot holding ``factors`` (or zeros), padding ranks to the largest."""
-        add_slot(self, factors, (self.out_features, self.in_features))
+        add_slot(self, factors, self.update_shape)
+
+
+class MultiLoRALinear(_SlotLayer):
+    """A frozen ``nn.Linear``/``Conv1D`` plus one LoRA branch per row, picked by :class:`RowRouter`.
+
+    Buffers ``lora_A`` (S, R, k) and ``lora_B`` (S, d, R) stack the S slots (slot 0: zeros, the
+    base); ``lora_B`` holds ``s·B``. Input ``(n, ..., k)``, output ``(n, ..., d)``.
+    """
+
+    def __init__(self, base: nn.Module, router: RowRouter) -> None:
+        kind = module_kind(base)
+        if kind == "embedding":
+            raise TypeError("MultiLoRALinear wraps nn.Linear or Conv1D; use MultiLoRAEmbedding.")
+        d, k = base_shape(base)
+        super().__init__(base, router, (d, k), (1, k))
+        self.kind = kind
+        self.out_features, self.in_features = d, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``W0 x_b + s·B_{a(b)} A_{a(b)} x_b`` for every row ``b``: ``(n, ..., k) -> (n, ..., d)``."""
@@ -169,7 +190,7 @@ class MultiLoRALinear(nn.Module):
         )
 
 
-class MultiLoRAEmbedding(nn.Module):
+class MultiLoRAEmbedding(_SlotLayer):
     """A frozen ``nn.Embedding`` plus one low-rank update of its table per row.
 
     Buffers ``lora_A`` (S, V, R) (the transposed ``A`` of each slot, so that a lookup gathers a
@@ -179,22 +200,11 @@ class MultiLoRAEmbedding(nn.Module):
     """
 
     def __init__(self, base: nn.Embedding, router: RowRouter) -> None:
-        super().__init__()
         if module_kind(base) != "embedding":
             raise TypeError("MultiLoRAEmbedding wraps nn.Embedding; use MultiLoRALinear.")
-        self.base, self.router = base, router
-        self.num_embeddings, self.embedding_dim = base.weight.shape
-        w = base.weight
-        self.register_buffer("lora_A", w.new_zeros(1, self.num_embeddings, 1))
-        self.register_buffer("lora_B", w.new_zeros(1, self.embedding_dim, 1))
-
-    @property
-    def n_slots(self) -> int:
-        return self.lora_A.shape[0]
-
-    def add_slot(self, factors: Factors | None) -> None:
-        """Append a slot holding ``factors`` (or zeros), padding ranks to the largest."""
-        add_slot(self, factors, (self.embedding_dim, self.num_embeddings))
+        V, d = base.weight.shape
+        super().__init__(base, router, (d, V), (V, 1))
+        self.num_embeddings, self.embedding_dim = V, d
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Embeddings plus each row's update: ids ``(n or 1, T)`` -> ``(n, T, d)``."""
@@ -225,9 +235,7 @@ class MultiLoRAEmbedding(nn.Module):
         )
 
 
-def add_slot(
-    layer: MultiLoRALinear | MultiLoRAEmbedding, factors: Factors | None, shape: tuple[int, int]
-) -> None:
+def add_slot(layer: _SlotLayer, factors: Factors | None, shape: tuple[int, int]) -> None:
     """Append one slot to ``layer``'s stacks (cast to the base weight's dtype and device)."""
     w = layer.base.weight
     embedding = isinstance(layer, MultiLoRAEmbedding)
@@ -264,7 +272,7 @@ def _pad(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros(shape)], dim=dim)
 
 
-def remove_slot(layer: MultiLoRALinear | MultiLoRAEmbedding, slot: int) -> None:
+def remove_slot(layer: _SlotLayer, slot: int) -> None:
     """Drop slot ``slot`` (> 0) from ``layer``'s stacks; later slots move down by one."""
     keep = [i for i in range(layer.n_slots) if i != slot]
     idx = torch.tensor(keep, device=layer.lora_A.device)
