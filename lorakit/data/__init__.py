@@ -8,7 +8,9 @@
   text, for the slot error rate;
 * :mod:`lorakit.data.template`: the template and retrieval baselines;
 * :mod:`lorakit.data.stats`: the set's statistics and ``MANIFEST.json``;
-* :mod:`lorakit.data.e2e_load`: the shipped JSONL set, the real E2E CSVs, ``domain_text``;
+* :mod:`lorakit.data.e2e_load`: reading and writing the JSONL set and the real E2E CSVs;
+* :mod:`lorakit.data.sources`: which data a split comes from (synthetic, real, a folder);
+* :mod:`lorakit.data.splits`: ``load_e2e`` (a split's records from a source), ``domain_text``;
 * :mod:`lorakit.data.collate`: (MR, reference) pairs -> length-bucketed batches for
   :func:`lorakit.train.train`, and left-padded prompts for decoding.
 
@@ -34,14 +36,13 @@ from lorakit.data.e2e_load import (
     E2E_CSV,
     SPLITS,
     DataFileError,
-    domain_text,
-    load_e2e,
     read_e2e_csv,
     read_jsonl,
     write_jsonl,
 )
 from lorakit.data.lexicon import VALUES, find_values, slot_error_rate, slot_errors
 from lorakit.data.records import SLOTS, E2ERecord, format_mr, parse_mr
+from lorakit.data.splits import domain_text, load_e2e
 from lorakit.data.stats import data_stats, sha256, write_manifest
 from lorakit.data.template import retrieval_texts, template_text, template_texts
 

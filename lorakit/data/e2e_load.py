@@ -9,7 +9,8 @@ Real E2E (Novikova et al. 2017, https://github.com/tuetschek/e2e-dataset): ``tra
 same ``mr`` become one record with many references (in the order of the file).
 
 Which folder a split is read from (the shipped set, the real data in the cache, a folder of the
-user's) is decided by :func:`lorakit.data.sources.data_source`; :func:`load_e2e` calls it.
+user's) is decided by :func:`lorakit.data.sources.data_source`; :func:`lorakit.data.load_e2e`
+(in :mod:`lorakit.data.splits`) asks it, then reads the file with the readers here.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
+    """Raise a ``ValueError`` naming the splits if ``split`` is not one of :data:`SPLITS`."""
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
 
@@ -142,54 +144,3 @@ def read_e2e_csv(path: str | Path) -> list[E2ERecord]:
                 raise DataFileError(f"{where}: {err}") from err
             grouped.setdefault(mr, []).append(ref)
     return [E2ERecord(mr, tuple(refs)) for mr, refs in grouped.items()]
-
-
-def load_e2e(
-    split: str = "train", source=None, *, root: str | Path | None = None, cache_dir=None
-) -> list[E2ERecord]:
-    """Load a split as records.
-
-    Parameters
-    ----------
-    split : "train", "dev" or "test".
-    source : ``"auto"`` (the default), ``"synthetic"``, ``"real"``, a folder holding
-        ``{split}.jsonl`` or the real E2E CSVs, or a :class:`lorakit.data.sources.DataSource`
-        from :func:`lorakit.data.sources.data_source` (resolve once, then load every split from
-        it; the DataSource says which data was used, for records).
-    root : the former name of a folder ``source``; still accepted.
-    cache_dir : the lorakit cache, where the real data is kept.
-
-    The default is ``"auto"``, as for :func:`lorakit.models.load_base`: a learner with network
-    access gets the real E2E benchmark of the paper without asking for it, and everyone else
-    the shipped synthetic set, with one printed notice saying so. Code that needs one set
-    whatever the machine (a test, a statistic of the shipped set) asks for it by name.
-
-    Raises
-    ------
-    FileNotFoundError
-        The folder lacks the split's file, or ``source`` is no keyword and no folder.
-    lorakit.data.sources.RealDataUnavailable
-        ``"real"`` was asked for and is neither cached nor downloadable.
-    DataFileError
-        A line of the file is malformed (the message gives file and line).
-    """
-    from lorakit.data.sources import data_source
-
-    _check_split(split)
-    if root is not None:
-        if source is not None:
-            raise TypeError("Give either source or root (its former name), not both.")
-        source = root
-    path = data_source("auto" if source is None else source, cache_dir).split_file(split)
-    return read_jsonl(path) if path.suffix == ".jsonl" else read_e2e_csv(path)
-
-
-def domain_text(split: str = "train", source="synthetic") -> list[str]:
-    """The references of a split without their MRs: unpaired in-domain prose.
-
-    Meant for mixing restaurant-description text into the offline base model's pretraining
-    corpus; use the train split only, so dev/test texts stay unseen. The default source is the
-    shipped synthetic set, not "auto": the offline base is cached under the hash of its corpus,
-    which must not change with what a machine has downloaded.
-    """
-    return [ref for rec in load_e2e(split, source) for ref in rec.refs]
