@@ -29,11 +29,10 @@ def apply_bitfit(model: nn.Module) -> MethodReport:
         A method already applied; the model is untouched.
     """
     check_fresh(model, "bitfit")
-    freeze_all(model)
     names = []
     for name, p in model.named_parameters():
-        if name.endswith(".bias"):
-            p.requires_grad_(True)
+        p.requires_grad_(name.endswith(".bias"))
+        if p.requires_grad:
             names.append(name)
     return finish(model, "bitfit", {}, names, None, "-")
 
@@ -79,7 +78,7 @@ def apply_full_ft(model: nn.Module) -> MethodReport:
     Raises
     ------
     ValueError
-        A method already applied; the model is untouched.
+        As :func:`apply_bitfit`.
     """
     check_fresh(model, "ft")
     model.requires_grad_(True)
