@@ -86,7 +86,7 @@ def _write_grid(folder, records):
 
 
 def test_claims_table_from_records_and_pending_judges(tmp_path, monkeypatch):
-    monkeypatch.setattr("lorakit.experiments.finetune_report.source_sha256", lambda: "x")
+    monkeypatch.setattr("lorakit.experiments.finetune_report.source_sha256", lambda *a: "x")
     recs = [_record("lora", 2e-4, s, b) for s, b in enumerate([68.0, 68.2, 67.8])]
     recs += [_record("full", 5e-5, s, b) for s, b in enumerate([66.0, 66.2, 65.8])]
     _write_grid(tmp_path / "ch06_finetune_gpu", recs)

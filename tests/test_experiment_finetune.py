@@ -29,7 +29,7 @@ def fixed_source(monkeypatch):
         "lorakit.experiments._finetune_grid",
         "lorakit.experiments.finetune_report",
     ):
-        monkeypatch.setattr(f"{where}.source_sha256", lambda: "f" * 64)
+        monkeypatch.setattr(f"{where}.source_sha256", lambda *a: "f" * 64)
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def test_records_are_written_once_and_a_second_call_makes_none(tmp_path):
 
 def test_a_record_of_other_code_or_data_is_made_again(tmp_path, monkeypatch):
     _grid_call(tmp_path)
-    monkeypatch.setattr(_grid, "source_sha256", lambda *a: "another tree")
+    monkeypatch.setattr("lorakit.runs.source_sha256", lambda *a: "another tree")
     assert [s["id"] for s in _grid.todo(SPECS, tmp_path)] == [s["id"] for s in SPECS]
     monkeypatch.undo()
     assert _grid.todo(SPECS, tmp_path) == []

@@ -36,6 +36,28 @@ def test_source_hash_depends_on_code_only_not_on_git_or_caches(tmp_path):
     assert len({same, edited, runs.source_sha256(copy)}) == 3
 
 
+def test_a_record_is_stale_only_when_a_module_its_run_loaded_changes(tmp_path):
+    copy = tmp_path / "lorakit"
+    shutil.copytree(runs.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    rec = {"source_files": runs.loaded_sources(), "results": {}}
+    assert "runs/__init__.py" in rec["source_files"]
+    rec["source_files"].pop("bench/e2e_step.py", None)  # as if the run never loaded it
+    rec["source_sha256"] = runs.source_sha256(copy, rec["source_files"])
+    assert runs.source_changes(rec, copy) == []
+    bench = copy / "bench" / "e2e_step.py"
+    bench.write_text(bench.read_text() + "\n# an edit the run never loaded\n")
+    assert runs.source_changes(rec, copy) == []
+    layers = copy / "lora" / "layers.py"
+    layers.write_text(layers.read_text() + "\n# an edit of code the run ran\n")
+    assert runs.source_changes(rec, copy) == ["lorakit/ changed since: lora/layers.py"]
+    layers.unlink()
+    assert runs.source_changes(rec, copy) == ["lorakit/ changed since: lora/layers.py"]
+    old = {"source_sha256": runs.source_sha256(copy), "results": {}}  # no source_files
+    assert runs.source_changes(old, copy) == []
+    bench.write_text("x = 2\n")
+    assert "whole package" in runs.source_changes(old, copy)[0]
+
+
 def test_save_record_computes_provenance(tmp_path, monkeypatch):
     monkeypatch.setenv("LORAKIT_COMMIT", "abc1234")
     src = DataSource("dir", FIXTURE)
@@ -51,7 +73,9 @@ def test_save_record_computes_provenance(tmp_path, monkeypatch):
     )
     rec = runs.load_record("demo", tmp_path)
     assert path == tmp_path / "demo.json" and rec["results"] == {"bleu": 1.0}
-    assert rec["commit"] == "abc1234" and rec["source_sha256"] == runs.source_sha256()
+    assert rec["commit"] == "abc1234" and "runs/__init__.py" in rec["source_files"]
+    assert rec["source_sha256"] == runs.source_sha256(runs.PACKAGE_DIR, rec["source_files"])
+    assert runs.source_changes(rec) == []
     assert rec["data"]["source"] == "dir" and set(rec["data"]["files"]) == {
         "trainset.csv",
         "devset.csv",

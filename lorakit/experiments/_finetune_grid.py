@@ -30,7 +30,7 @@ from lorakit.experiments.finetune import (
     template_row,
 )
 from lorakit.presets import get_preset
-from lorakit.runs import RUNS_DIR, save_record, source_sha256
+from lorakit.runs import RUNS_DIR, save_record, source_changes, source_sha256
 
 
 @dataclass(frozen=True)
@@ -85,15 +85,16 @@ def grid_folder(
 
 
 def stale_reason(path: Path, source: str, data: dict, base: dict) -> str | None:
-    """``None`` if the record at ``path`` is current (same source hash, data files and base);
-    else why it must be (re)made."""
+    """``None`` if the record at ``path`` is current (the ``lorakit/`` modules its run loaded
+    unchanged, the same data files and base; ``source``: the whole package's hash, for older
+    records); else why it must be (re)made."""
     if not path.exists():
         return "no record"
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         return f"unreadable record ({type(err).__name__})"
-    if rec.get("source_sha256") != source:
+    if source_changes(rec, whole=source):
         return "made from another lorakit/ source"
     if (rec.get("data") or {}).get("files") != data.get("files"):
         return "made on other data files"

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from lorakit.experiments._jobs import Job, run_jobs
-from lorakit.runs import RUNS_DIR, save_record, source_sha256
+from lorakit.runs import RUNS_DIR, save_record, source_changes, source_sha256
 
 TENSORS = "_tensors"  # a run's results may carry arrays under this key: written beside it
 
@@ -85,7 +85,7 @@ def _same_data(record: dict, files: dict | None) -> bool:
 
 def load_runs(folder: str | Path, data_files: dict | None = None) -> list[dict]:
     """Every record in ``folder`` (sorted by file name), each with ``"current"`` added: whether
-    it was made by the ``lorakit/`` source here (and, when ``data_files`` is given, on data
+    it was made by the ``lorakit/`` source here (:func:`lorakit.runs.source_changes`; and, when ``data_files`` is given, on data
     files of those SHA-256s). A missing folder gives ``[]``; a file that is not a readable
     record is an error that names it."""
     folder = Path(folder)
@@ -101,7 +101,7 @@ def load_runs(folder: str | Path, data_files: dict | None = None) -> list[dict]:
                 "delete it and run the grid again to remake that run."
             ) from err
         if isinstance(record, dict) and "results" in record:
-            current = record.get("source_sha256") == here and _same_data(record, data_files)
+            current = not source_changes(record, whole=here) and _same_data(record, data_files)
             out.append({**record, "current": current})
     return out
 

@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lorakit.experiments._stats import RULES, seed_summary, verdict
-from lorakit.runs import RUNS_DIR, source_sha256
+from lorakit.runs import RUNS_DIR, source_changes, source_sha256
 
 METRICS = (
     ("bleu", "BLEU", ".1f"),
@@ -48,7 +48,7 @@ def load_grid(folder: str | Path) -> list[dict]:
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         rec = json.loads(path.read_text())
         if isinstance(rec, dict) and "methods" in rec.get("results", {}):
-            out.append({**rec, "current": rec.get("source_sha256") == here})
+            out.append({**rec, "current": not source_changes(rec, whole=here)})
     return out
 
 

@@ -4,9 +4,12 @@ A record carries its provenance: the preset and config, seed, device name, libra
 date and wall time, so that a notebook can show it beside its own live run and say plainly which
 is which. Three fields say which code and data made it, all computed when the record is written:
 
-* ``source_sha256``: :func:`source_sha256`, a hash of the ``lorakit/`` package's ``.py`` files
-  (their relative paths and contents, in sorted order; no git needed, so a copy of the tree
-  without ``.git`` gives the same hash);
+* ``source_files`` and ``source_sha256``: the ``lorakit/`` modules the run's process had loaded
+  when it wrote the record (:func:`loaded_sources`: each one's path in the package and the
+  SHA-256 of its content) and one hash over them (:func:`source_sha256`). No git is needed, so a
+  copy of the tree without ``.git`` gives the same hashes, and an edit of a module the run never
+  loaded (a benchmark, a chapter's checker) leaves the record current
+  (:func:`source_changes`);
 * ``data``: the data source the run read and the SHA-256 of each of its files
   (:meth:`lorakit.data.sources.DataSource.provenance`), or ``null`` for a run that reads no data
   file (a benchmark on random tokens);
@@ -24,6 +27,8 @@ import json
 import os
 import platform
 import subprocess
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +38,75 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RUNS_DIR = PACKAGE_DIR.parent / "data" / "runs"
 
 
-def source_sha256(package_dir: str | Path = PACKAGE_DIR) -> str:
-    """SHA-256 over the package's ``.py`` files: each one's relative path and content, sorted.
-
-    File times, permissions, caches and git do not enter, so any copy of the same tree has the
-    same hash, and any edit, added, removed or renamed module changes it.
-    """
-    root = Path(package_dir)
-    files = sorted(
-        (p.relative_to(root).as_posix(), p)
+def _package_files(root: Path) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix()
         for p in root.rglob("*.py")
         if not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
+
+
+def _file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def source_sha256(package_dir: str | Path = PACKAGE_DIR, files: Iterable[str] | None = None) -> str:
+    """SHA-256 over the package's ``.py`` files: each one's relative path and content, sorted.
+
+    ``files``: only these paths (relative to ``package_dir``, e.g. ``"lora/layers.py"``; a
+    missing one enters as missing); default every ``.py`` file of the package. File times,
+    permissions, caches and git do not enter, so any copy of the same tree has the same hash,
+    and any edit, added, removed or renamed module among them changes it.
+    """
+    root = Path(package_dir)
     h = hashlib.sha256()
-    for rel, path in files:
-        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    for rel in sorted(set(files)) if files is not None else _package_files(root):
+        digest = _file_sha256(root / rel)
+        h.update(rel.encode() + b"\0" + (bytes.fromhex(digest) if digest else b"missing"))
     return h.hexdigest()
+
+
+def loaded_sources(package_dir: str | Path = PACKAGE_DIR) -> dict[str, str]:
+    """``{path in the package: SHA-256}`` of the package's modules loaded in this process.
+
+    These are the files whose code a run could have executed (a function-local import that a
+    run never reached is not among them, and cannot have shaped its result).
+    """
+    root = Path(package_dir).resolve()
+    out = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        path = Path(path).resolve()
+        if path.is_relative_to(root) and path.is_file():
+            out[path.relative_to(root).as_posix()] = _file_sha256(path)
+    return dict(sorted(out.items()))
+
+
+def source_changes(
+    record: dict, package_dir: str | Path = PACKAGE_DIR, whole: str | None = None
+) -> list[str]:
+    """Why ``record`` was not made by the ``lorakit/`` code here: ``[]`` when it was.
+
+    A record with ``source_files`` is compared on those files only (the modules its run
+    loaded); an older record, on the whole package (``whole``: its hash, when the caller has
+    it already).
+    """
+    recorded = record.get("source_sha256")
+    if recorded is None:
+        return ["no source_sha256 (written before records carried it)"]
+    files = record.get("source_files")
+    if isinstance(files, dict) and files:
+        if recorded == source_sha256(package_dir, files):
+            return []
+        root = Path(package_dir)
+        edited = [rel for rel, sha in files.items() if _file_sha256(root / rel) != sha]
+        shown = ", ".join(edited[:4]) + (f" and {len(edited) - 4} more" if len(edited) > 4 else "")
+        return [f"lorakit/ changed since: {shown}" if edited else "its source hash differs"]
+    if recorded == (whole if whole is not None else source_sha256(package_dir)):
+        return []
+    return [f"lorakit/ changed since (recorded source {recorded[:12]}, whole package)"]
 
 
 def _versions() -> dict[str, str]:
@@ -109,6 +167,7 @@ def provenance(
     preset: str, seed: int | None, config: dict[str, Any], wall_s: float, data: Any = None
 ) -> dict:
     """The provenance block every record carries (``data``: see :func:`data_provenance`)."""
+    loaded = loaded_sources()
     return {
         "preset": preset,
         "seed": seed,
@@ -116,7 +175,8 @@ def provenance(
         "device": device_name(),
         "versions": _versions(),
         "commit": _commit(),
-        "source_sha256": source_sha256(),
+        "source_sha256": source_sha256(PACKAGE_DIR, loaded),
+        "source_files": loaded,
         "data": data_provenance(data),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(float(wall_s), 2),

@@ -1,8 +1,9 @@
 """``python -m lorakit.runs check [DIR] [--strict]``: which records no longer match the code or data.
 
 A record is *stale* when it lacks ``source_sha256`` or ``data`` (written before records carried
-them), when its ``source_sha256`` differs from the ``lorakit/`` tree here, or when a data file it
-read now has another SHA-256. A data file that is not on this machine (the real E2E data when it
+them), when a ``lorakit/`` module its run loaded has changed here (older records without
+``source_files``: when any module of the package has), or when a data file it read now has
+another SHA-256. A data file that is not on this machine (the real E2E data when it
 is not in the cache, another user's folder) cannot be checked: the record is listed as
 *unverified*, not stale. The command is a report and exits 0; ``--strict`` exits 1 when a
 record is stale.
@@ -18,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorakit.runs import RUNS_DIR, source_sha256
+from lorakit.runs import RUNS_DIR, source_changes, source_sha256
 
 
 @dataclass
@@ -55,8 +56,13 @@ def _data_findings(data: dict, found: Finding, cache_dir=None) -> None:
             found.stale.append(f"data file {name} ({data.get('source')}) changed")
 
 
-def check_record(path: str | Path, current_source: str, cache_dir=None) -> Finding | None:
-    """Compare one record with the tree and data here; ``None`` if the file is not a record."""
+def check_record(
+    path: str | Path, current_source: str | None = None, cache_dir=None
+) -> Finding | None:
+    """Compare one record with the tree and data here; ``None`` if the file is not a record.
+
+    ``current_source``: the whole package's :func:`~lorakit.runs.source_sha256`, for records
+    written before they named their modules (computed when not given)."""
     path = Path(path)
     try:
         record = json.loads(path.read_text())
@@ -65,13 +71,7 @@ def check_record(path: str | Path, current_source: str, cache_dir=None) -> Findi
     if not isinstance(record, dict) or "results" not in record:
         return None
     found = Finding(path)
-    recorded = record.get("source_sha256")
-    if recorded is None:
-        found.stale.append("no source_sha256 (written before records carried it)")
-    elif recorded != current_source:
-        found.stale.append(
-            f"lorakit/ changed since (recorded source {recorded[:12]}, now {current_source[:12]})"
-        )
+    found.stale.extend(source_changes(record, whole=current_source))
     if "data" not in record:
         found.stale.append("no data hashes (written before records carried them)")
     elif record["data"] is not None:
