@@ -6,14 +6,14 @@ Split out of :mod:`lorakit.experiments.baselines` (which re-exports what the cha
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 from torch import nn
 
 from lorakit.baselines import apply_method
 from lorakit.data import LengthBucketBatches, load_e2e, make_examples, pad_id_of
-from lorakit.evaluate import generate_texts, score_all
+from lorakit.evaluate import score_all
+from lorakit.experiments._finetune_run import decode_timed
 from lorakit.experiments._stats import bootstrap_cis
 from lorakit.presets import seed_everything
 from lorakit.train import TrainConfig, train
@@ -200,18 +200,9 @@ def run_one(ctx: dict, spec: dict) -> dict:
 
         merge_lora(model)  # decode with ΔW folded into W: no extra latency (paper §4.1)
     test = data["test"]
-    start = time.perf_counter()
-    hyps = generate_texts(
-        PromptedGenerator(model, report.prepare_batch),
-        ctx["tokenizer"],
-        [r.mr for r in test],
-        batch_size=settings["gen_batch"],
-        max_new_tokens=settings["max_new_tokens"],
-        num_beams=settings["beams"],
-        device=device,
-    )
-    gen_s = time.perf_counter() - start
-    del model
+    generator = PromptedGenerator(model, report.prepare_batch)
+    hyps, gen_s = decode_timed(generator, ctx["tokenizer"], [r.mr for r in test], settings, device)
+    del model, generator
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
