@@ -14,19 +14,35 @@ with the lowest mean validation loss (the test set never chooses). Verdicts use
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
-from lorakit.experiments import _grid
-from lorakit.experiments._baselines_run import LABELS, SIZE_NAME, TABLE3
-from lorakit.experiments._stats import RULES, seed_summary, verdict
-from lorakit.presets import get_preset
+from lorakit.experiments import _grid, _report
+from lorakit.experiments._baselines_settings import (
+    GRID,
+    LABELS,
+    PRESETS,
+    SIZE_NAME,
+    TABLE3,
+    plan,
+    settings_for,
+)
+from lorakit.experiments._report import (  # noqa: F401  (re-exported for the chapter)
+    NOT_RUN,
+    RULE,
+    RULE_TEXT,
+    claim_row,
+    claim_verdict,
+    claims_text,
+    half_width,
+    mean_cell,
+    seeds_text,
+    template_metrics,
+    text_table,
+)
+from lorakit.experiments._stats import seed_summary, verdict
 
 METRICS = (("bleu", ".1f"), ("rouge_l", ".1f"), ("nist", ".2f"), ("ser", ".1f"))
-RULE = "max-noise"
-RULE_TEXT = RULES[RULE]
-NOT_RUN = "not run"
 
 
 def split_records(records: list[dict]) -> tuple[list[dict], dict | None]:
@@ -42,11 +58,7 @@ def summarise(runs: list[dict]) -> dict:
     out = {"seeds": sorted(r["seed"] for r in runs), "n": len(runs), "metrics": {}}
     for key, _ in METRICS:
         values = [r["metrics"][key] for r in runs if r["metrics"].get(key) is not None]
-        hws = [
-            (r["bootstrap"][key]["hi"] - r["bootstrap"][key]["lo"]) / 2
-            for r in runs
-            if key in r.get("bootstrap", {})
-        ]
+        hws = [half_width(r["bootstrap"][key]) for r in runs if key in r.get("bootstrap", {})]
         out["metrics"][key] = {
             **(seed_summary(values).to_dict() if values else {"n": 0, "mean": None, "sd": None}),
             "ci_half_width": statistics.fmean(hws) if hws else None,
@@ -141,29 +153,8 @@ def compare(a: dict, b: dict):
     return verdict(_bleu(a), _bleu(b), _cis(a), _cis(b), rule=RULE)
 
 
-def claim_verdict(v, kind: str) -> str:
-    """A claim's verdict from a :class:`lorakit.experiments._stats.Verdict` of a vs b.
-
-    ``kind="beats"`` (a > b claimed): "a better" reproduces it, "b better" does not, a
-    difference within the noise leaves it undetermined. ``kind="matches"`` (a >= b claimed):
-    "a better" or "within noise" reproduces it. Fewer than 2 seeds: undetermined.
-    """
-    if v.outcome == "undetermined":
-        return "undetermined"
-    if v.outcome == "a better" or (kind == "matches" and v.outcome == "within noise"):
-        return "reproduced"
-    return "undetermined" if v.outcome == "within noise" else "not reproduced"
-
-
 def _mean(row: dict) -> str:
-    if row.get("status") != "run":
-        return NOT_RUN
-    s = row["metrics"]["bleu"]
-    return (
-        f"{s['mean']:.1f}"
-        + ("" if s["sd"] is None else f" ± {s['sd']:.1f}")
-        + f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
-    )
+    return seeds_text(row["metrics"]["bleu"]) if row.get("status") == "run" else NOT_RUN
 
 
 def claims(t3: dict, f2: dict) -> list[dict]:
@@ -174,27 +165,12 @@ def claims(t3: dict, f2: dict) -> list[dict]:
 
     def add(claim: str, paper: str, a: dict, b: dict, kind: str, what: str) -> None:
         if a.get("status") != "run" or b.get("status") != "run":
-            rows.append(
-                {
-                    "chapter": 7,
-                    "claim": claim,
-                    "paper": paper,
-                    "ours": NOT_RUN,
-                    "verdict": "not run",
-                    "why": "a side of the comparison has no record",
-                }
-            )
+            rows.append(claim_row(7, claim, paper))
             return
         v = compare(a, b)
+        ours = f"{what}: {_mean(a)} vs {_mean(b)} BLEU"
         rows.append(
-            {
-                "chapter": 7,
-                "claim": claim,
-                "paper": paper,
-                "ours": f"{what}: {_mean(a)} vs {_mean(b)} BLEU",
-                "verdict": claim_verdict(v, kind),
-                "why": f"{v.outcome}: {v.why}",
-            }
+            claim_row(7, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}")
         )
 
     lora = t3["lora"]
@@ -234,22 +210,15 @@ def claims(t3: dict, f2: dict) -> list[dict]:
         if m not in f2:
             continue
         pts = [p for p in f2[m]["points"] if p["status"] == "run"]
+        claim = f"{LABELS[m]} degrades with many special tokens"
+        paper = "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)"
         if len(pts) < 2:
-            rows.append(
-                {
-                    "chapter": 7,
-                    "claim": f"{LABELS[m]} degrades with many special tokens",
-                    "paper": "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)",
-                    "ours": NOT_RUN,
-                    "verdict": "not run",
-                    "why": "fewer than 2 sizes run",
-                }
-            )
+            rows.append(claim_row(7, claim, paper, why="fewer than 2 sizes run"))
             continue
         best = max(pts[:-1], key=lambda p: p["metrics"]["bleu"]["mean"])
         add(
-            f"{LABELS[m]} degrades with many special tokens",
-            "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)",
+            claim,
+            paper,
             best,
             pts[-1],
             "beats",
@@ -271,12 +240,7 @@ def claims(t3: dict, f2: dict) -> list[dict]:
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:
-    s = row["metrics"][key]
-    if s.get("mean") is None:
-        return "n/a"
-    text = format(s["mean"], fmt) + ("" if s["sd"] is None else " ± " + format(s["sd"], fmt))
-    hw = s.get("ci_half_width")
-    return text + ("" if hw is None or key == "nist" else f" [±{hw:{fmt}}]")
+    return mean_cell(row["metrics"][key], fmt, interval=key != "nist") or "n/a"
 
 
 def table3_text(t3: dict, template: dict | None) -> str:
@@ -297,21 +261,7 @@ def table3_text(t3: dict, template: dict | None) -> str:
     )
     rows = [head]
     if template is not None:
-        t = {
-            "metrics": {
-                k: {
-                    "mean": template["metrics"][k],
-                    "sd": None,
-                    "ci_half_width": (
-                        template["bootstrap"][k]["hi"] - template["bootstrap"][k]["lo"]
-                    )
-                    / 2
-                    if k in template.get("bootstrap", {})
-                    else None,
-                }
-                for k, _ in METRICS
-            }
-        }
+        t = {"metrics": template_metrics(template, [k for k, _ in METRICS])}
         rows.append(
             (
                 "template",
@@ -339,11 +289,7 @@ def table3_text(t3: dict, template: dict | None) -> str:
                 "-" if r["name_kept"] is None else f"{r['name_kept']:.0f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        for row in rows
-    )
+    return text_table(rows)
 
 
 def figure2_text(f2: dict) -> str:
@@ -355,15 +301,6 @@ def figure2_text(f2: dict) -> str:
     return "\n".join(lines)
 
 
-def claims_text(rows: list[dict]) -> str:
-    """One block per claim: the verdict, the claim, ours, the paper's, and why."""
-    return "\n".join(
-        f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
-        f"    paper: {x['paper']}\n    why:   {x['why']}"
-        for x in rows
-    )
-
-
 def report_folder(folder: str | Path, settings: dict, part: str = "all") -> dict:
     """:func:`report` of the records in ``folder`` (none yet: every run is *not run*)."""
     return report(_grid.load_runs(folder), settings, part)
@@ -373,8 +310,6 @@ def report(records: list[dict], settings: dict, part: str = "all") -> dict:
     """Everything the chapter shows from ``records`` (a folder's, or a live run's):
     ``{"records", "runs", "template", "table3", "figure2", "claims", "missing", "gpu_minutes",
     "stale"}``; ``missing`` lists the runs of the plan of ``settings`` without a record."""
-    from lorakit.experiments.baselines import plan
-
     runs, template = split_records(records)
     t3, f2 = table3(runs, settings), figure2(runs, settings)
     return {
@@ -393,7 +328,6 @@ def report(records: list[dict], settings: dict, part: str = "all") -> dict:
 def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[dict]:
     """Chapter 7's claims judged from the ``preset`` grid's records under ``runs_dir`` (default
     ``data/runs``): for ``python -m lorakit.runs claims``. No records: every claim "not run"."""
-    from lorakit.experiments.baselines import GRID, settings_for
     from lorakit.runs import RUNS_DIR
 
     folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
@@ -401,27 +335,10 @@ def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lorakit.experiments.baselines import GRID, PRESETS, settings_for
-
-    parser = argparse.ArgumentParser(
-        prog="python -m lorakit.experiments baselines-report", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument(
-        "--out", default=None, help=f"records' folder (default data/runs/{GRID}_<preset>)"
-    )
-    args = parser.parse_args(argv)
-    preset = args.preset or get_preset()
-    folder = _grid.grid_dir(GRID, preset, args.out)
+    preset, folder = _report.parse_report_args(argv, "baselines-report", __doc__, GRID, PRESETS)
     rep = report_folder(folder, settings_for(preset))
-    print(f"{len(rep['records'])} records in {folder}; {rep['gpu_minutes']:.1f} GPU minutes")
-    if rep["stale"]:
-        print(f"made by other code than this tree's: {', '.join(rep['stale'])}")
+    _report.print_records(f"{len(rep['records'])} records", folder, rep)
     print("\nTable 3\n" + table3_text(rep["table3"], rep["template"]))
     print("\nFigure 2\n" + figure2_text(rep["figure2"]))
     print(f"\nClaims (rule: {RULE_TEXT})\n" + claims_text(rep["claims"]))
-    left = rep["missing"]
-    print(
-        f"\n{len(left)} runs of the plan not run"
-        + (": " + ", ".join(s["id"] for s in left) if left else "")
-    )
+    print("\n" + _report.missing_text(rep["missing"]))

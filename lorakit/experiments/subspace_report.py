@@ -26,7 +26,6 @@ not; within the noise, or with fewer than 2 values, it is undetermined.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 from pathlib import Path
@@ -35,8 +34,9 @@ import numpy as np
 import torch
 
 from lorakit import analysis
-from lorakit.experiments import _grid
-from lorakit.presets import get_preset
+from lorakit.experiments import _grid, _report
+from lorakit.experiments._report import claim_row, claims_text
+from lorakit.experiments._which_rank_settings import GRID, PRESETS
 
 CONVERGED = 0.01
 TABLE7_CLAIMS = (  # (claim, the paper's numbers); {m} is q or v
@@ -237,16 +237,7 @@ def claims(fig3: dict | None, t7: dict | None) -> list[dict]:
     rows = []
 
     def add(claim, paper, ours, verdict_why):
-        rows.append(
-            {
-                "chapter": 9,
-                "claim": claim,
-                "paper": paper,
-                "ours": ours,
-                "verdict": verdict_why[0],
-                "why": verdict_why[1],
-            }
-        )
+        rows.append(claim_row(9, claim, paper, ours, *verdict_why))
 
     if fig3 is None or not fig3["independent"]["pairs"]:
         for m in ("q", "v"):
@@ -317,18 +308,9 @@ def report(records: list[dict], folder: str | Path | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lorakit.experiments.which_rank import GRID, PRESETS
-    from lorakit.experiments.which_rank_report import claims_text
-
-    parser = argparse.ArgumentParser(
-        prog="python -m lorakit.experiments subspace-report", description=__doc__.split("\n\n")[0]
+    _, folder = _report.parse_report_args(
+        argv, "subspace-report", __doc__, GRID, PRESETS, records="chapter 8's records"
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument(
-        "--out", default=None, help=f"chapter 8's records (default data/runs/{GRID}_<preset>)"
-    )
-    args = parser.parse_args(argv)
-    folder = _grid.grid_dir(GRID, args.preset or get_preset(), args.out)
     rep = report(_grid.load_runs(folder), folder)
     print(f"reads {folder}: {', '.join(rep['runs_read']) or 'no factor runs yet'}")
     for row in rep["convergence"]:

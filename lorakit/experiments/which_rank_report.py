@@ -14,18 +14,35 @@ the rule ``"max-noise"`` (:data:`RULE_TEXT`): with fewer than 2 seeds on a side 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
-from lorakit.experiments import _grid
-from lorakit.experiments._stats import RULES, seed_summary, verdict
+from lorakit.experiments import _grid, _report
+from lorakit.experiments._report import (  # noqa: F401  (re-exported for the chapters)
+    NOT_RUN,
+    RULE,
+    RULE_TEXT,
+    claim_row,
+    claim_verdict,
+    claims_text,
+    half_width,
+    mean_cell,
+    seeds_text,
+    template_metrics,
+    text_table,
+)
+from lorakit.experiments._stats import seed_summary, verdict
 from lorakit.experiments._which_rank_run import weights_label
-from lorakit.presets import get_preset
+from lorakit.experiments._which_rank_settings import (
+    BUDGET_RANK,
+    GRID,
+    PRESETS,
+    TABLE5,
+    TABLE6_SETS,
+    plan,
+    settings_for,
+)
 
-RULE = "max-noise"
-RULE_TEXT = RULES[RULE]
-NOT_RUN = "not run"
 KEYS = ("bleu", "rouge_l", "ser", "dev_loss")
 PSEUDO = ("base_weights",)  # records of a grid folder that are not runs
 
@@ -68,17 +85,13 @@ def summarise(runs: list[dict], targets, r: int) -> dict:
                 else {"n": 0, "mean": None, "sd": None, "values": []}
             ),
             "cis": cis,
-            "ci_half_width": statistics.fmean((c["hi"] - c["lo"]) / 2 for c in cis)
-            if cis
-            else None,
+            "ci_half_width": statistics.fmean(half_width(c) for c in cis) if cis else None,
         }
     return out
 
 
 def tables(runs: list[dict], settings: dict) -> tuple[list[dict], list[dict]]:
     """``(table5, table6)``: rows of :func:`summarise` in the paper's order."""
-    from lorakit.experiments.which_rank import BUDGET_RANK, TABLE5, TABLE6_SETS
-
     t5 = [summarise(runs, t, BUDGET_RANK // len(t)) for t in TABLE5]
     t6 = [summarise(runs, t, r) for t in TABLE6_SETS for r in settings["ranks"]]
     return t5, t6
@@ -111,22 +124,7 @@ def _label(row: dict) -> str:
 
 
 def _mean(row: dict, key: str = "bleu") -> str:
-    s = row[key]
-    if row["status"] != "run" or s["mean"] is None:
-        return NOT_RUN
-    return (
-        f"{s['mean']:.1f}"
-        + ("" if s["sd"] is None else f" ± {s['sd']:.1f}")
-        + f" ({s['n']} seed{'s' if s['n'] != 1 else ''})"
-    )
-
-
-def _verdict_word(v, kind: str) -> str:
-    if v.outcome == "undetermined":
-        return "undetermined"
-    if v.outcome == "a better" or (kind == "matches" and v.outcome == "within noise"):
-        return "reproduced"
-    return "undetermined" if v.outcome == "within noise" else "not reproduced"
+    return seeds_text(row[key]) if row["status"] == "run" else NOT_RUN
 
 
 def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
@@ -136,27 +134,12 @@ def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
 
     def add(claim: str, paper: str, a: dict | None, b: dict | None, kind: str) -> None:
         if a is None or b is None or a["status"] != "run" or b["status"] != "run":
-            rows.append(
-                {
-                    "chapter": 8,
-                    "claim": claim,
-                    "paper": paper,
-                    "ours": NOT_RUN,
-                    "verdict": "not run",
-                    "why": "a side of the comparison has no record",
-                }
-            )
+            rows.append(claim_row(8, claim, paper))
             return
         v = compare(a, b)
+        ours = f"{_label(a)} {_mean(a)} vs {_label(b)} {_mean(b)} BLEU"
         rows.append(
-            {
-                "chapter": 8,
-                "claim": claim,
-                "paper": paper,
-                "ours": f"{_label(a)} {_mean(a)} vs {_label(b)} {_mean(b)} BLEU",
-                "verdict": _verdict_word(v, kind),
-                "why": f"{v.outcome}: {v.why}",
-            }
+            claim_row(8, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}")
         )
 
     qv = [x for x in t6 if x["targets"] == ["q", "v"]]
@@ -204,25 +187,11 @@ def table_text(rows: list[dict], template: dict | None) -> str:
     head = ("weights", "r", "trainable", "BLEU", "ROUGE-L", "SER %", "dev loss", "seeds")
 
     def cell(x: dict, key: str, fmt: str) -> str:
-        s = x[key]
-        if s["mean"] is None:
-            return NOT_RUN
-        text = format(s["mean"], fmt) + ("" if s["sd"] is None else " ± " + format(s["sd"], fmt))
-        return text + ("" if s["ci_half_width"] is None else f" [±{s['ci_half_width']:{fmt}}]")
+        return mean_cell(x[key], fmt) or NOT_RUN
 
     lines = [head]
     if template is not None:
-        t = {
-            k: {
-                "mean": template["metrics"][k],
-                "sd": None,
-                "ci_half_width": (template["bootstrap"][k]["hi"] - template["bootstrap"][k]["lo"])
-                / 2
-                if k in template.get("bootstrap", {})
-                else None,
-            }
-            for k in KEYS[:3]
-        }
+        t = template_metrics(template, KEYS[:3])
         lines.append(("template", "-", "0", *(cell(t, k, ".1f") for k in KEYS[:3]), "-", "-"))
     for x in rows:
         lines.append(
@@ -235,29 +204,12 @@ def table_text(rows: list[dict], template: dict | None) -> str:
                 str(len(x["seeds"])),
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))
-        )
-        for line in lines
-    )
-
-
-def claims_text(rows: list[dict]) -> str:
-    """One block per claim: the verdict, the claim, ours, the paper's, and why."""
-    return "\n".join(
-        f"{x['verdict']:15s} {x['claim']}\n    ours:  {x['ours']}\n"
-        f"    paper: {x['paper']}\n    why:   {x['why']}"
-        for x in rows
-    )
+    return text_table(lines)
 
 
 def report(records: list[dict], settings: dict, template: dict | None = None) -> dict:
     """Everything chapter 8 shows from ``records`` (a folder's or a live run's): ``{"runs",
     "table5", "table6", "claims", "missing", "gpu_minutes", "stale", "template"}``."""
-    from lorakit.experiments.which_rank import plan
-
     runs = [r["results"] for r in records if r["name"] not in PSEUDO + ("template",)]
     template = template or next((r["results"] for r in records if r["name"] == "template"), None)
     t5, t6 = tables(runs, settings)
@@ -278,28 +230,23 @@ def report_folder(folder: str | Path, settings: dict) -> dict:
     return report(_grid.load_runs(folder), settings)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from lorakit.experiments.which_rank import GRID, PRESETS, settings_for
+def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[dict]:
+    """Chapters 8 and 9's claims judged from the ``preset`` grid's records under ``runs_dir``
+    (default ``data/runs``): for ``python -m lorakit.runs claims``. No records: "not run"."""
+    from lorakit.experiments import subspace_report
+    from lorakit.runs import RUNS_DIR
 
-    parser = argparse.ArgumentParser(
-        prog="python -m lorakit.experiments which-rank-report", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument(
-        "--out", default=None, help=f"records' folder (default data/runs/{GRID}_<preset>)"
-    )
-    args = parser.parse_args(argv)
-    preset = args.preset or get_preset()
-    folder = _grid.grid_dir(GRID, preset, args.out)
+    folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
+    records = _grid.load_runs(folder)
+    rows = report(records, settings_for(preset))["claims"]
+    return rows + subspace_report.report(records, folder)["claims"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    preset, folder = _report.parse_report_args(argv, "which-rank-report", __doc__, GRID, PRESETS)
     rep = report_folder(folder, settings_for(preset))
-    print(f"{len(rep['runs'])} run records in {folder}; {rep['gpu_minutes']:.1f} GPU minutes")
-    if rep["stale"]:
-        print(f"made by other code or data than this tree's: {', '.join(rep['stale'])}")
+    _report.print_records(f"{len(rep['runs'])} run records", folder, rep)
     print("\nTable 5 (one budget)\n" + table_text(rep["table5"], rep["template"]))
     print("\nTable 6 (ranks)\n" + table_text(rep["table6"], rep["template"]))
     print(f"\nClaims (rule: {RULE_TEXT})\n" + claims_text(rep["claims"]))
-    left = rep["missing"]
-    print(
-        f"\n{len(left)} runs of the plan not run"
-        + (": " + ", ".join(s["id"] for s in left) if left else "")
-    )
+    print("\n" + _report.missing_text(rep["missing"]))

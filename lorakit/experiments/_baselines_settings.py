@@ -1,0 +1,174 @@
+"""Chapter 7's grid: the methods, their sizes and learning rates per preset, and the plan.
+
+Held apart from :mod:`lorakit.experiments.baselines` (which re-exports every name) so that the
+runner and the report (:mod:`lorakit.experiments.baselines_report`) both read the grid from here.
+"""
+
+from __future__ import annotations
+
+from lorakit.experiments._grid import run_id
+
+LABELS = {
+    "ft": "FT",
+    "ft_top2": "FT-Top2",
+    "bitfit": "BitFit",
+    "prefix_embed": "PreEmbed",
+    "prefix_layer": "PreLayer",
+    "adapter_l": "AdapterL",
+    "adapter_h": "AdapterH",
+    "lora": "LoRA",
+}
+TABLE3 = tuple(LABELS)  # the paper's row order
+SIZE_NAME = {
+    "lora": "r",
+    "adapter_h": "r",
+    "adapter_l": "r",
+    "prefix_embed": "l_p + l_i",
+    "prefix_layer": "l_p + l_i",
+}
+GRID = "ch07_baselines"
+# Learning rates per method at the gpu preset's schedule (5 epochs, batch 8, ~26k steps): the
+# paper's 2e-4 for LoRA, chapter 6's 5e-5 for FT; larger ones for methods that train few weights.
+LR = {
+    "ft": (5e-5,),
+    "ft_top2": (1e-4,),
+    "bitfit": (1e-3,),
+    "prefix_embed": (1e-3,),
+    "prefix_layer": (5e-4,),
+    "adapter_l": (5e-4,),
+    "adapter_h": (5e-4,),
+    "lora": (2e-4,),
+}
+# Runs of a few dozen steps need larger steps to learn anything (the ci and cpu presets).
+LR_SHORT = {
+    "ft": (2e-4,),
+    "ft_top2": (5e-4,),
+    "bitfit": (2e-3,),
+    "prefix_embed": (5e-3,),
+    "prefix_layer": (2e-3,),
+    "adapter_l": (1e-3,),
+    "adapter_h": (1e-3,),
+    "lora": (1e-3,),
+}
+_COMMON = dict(label_smoothing=0.1, weight_decay=0.01, samples=5, bootstrap=1000)
+PRESETS: dict[str, dict] = {
+    "ci": dict(
+        train_mrs=8,
+        refs_per_mr=2,
+        dev_mrs=2,
+        test_mrs=3,
+        batch_size=4,
+        epochs=1,
+        steps=2,
+        warmup=1,
+        beams=2,
+        gen_batch=3,
+        max_new_tokens=12,
+        log_every=1,
+        lrs=LR_SHORT,
+        seeds=(0, 1),
+        sweep_seeds=(0,),
+        sizes=dict(prefix_embed=4, prefix_layer=4, adapter_l=4, adapter_h=2, lora=4),
+        sweep=dict(lora=(1, 4), adapter_h=(2, 8), prefix_embed=(4, 8), prefix_layer=(4, 8)),
+        **{**_COMMON, "bootstrap": 50},
+    ),
+    "cpu": dict(
+        train_mrs=300,
+        refs_per_mr=None,
+        dev_mrs=10,
+        test_mrs=30,
+        batch_size=16,
+        epochs=1,
+        steps=60,
+        warmup=6,
+        beams=4,
+        gen_batch=30,
+        max_new_tokens=40,
+        log_every=10,
+        lrs=LR_SHORT,
+        seeds=(0,),
+        sweep_seeds=(0,),
+        sizes=dict(prefix_embed=32, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
+        sweep=dict(lora=(1, 4, 16), adapter_h=(4, 32), prefix_embed=(8, 32), prefix_layer=(16, 64)),
+        **_COMMON,
+    ),
+    "gpu": dict(
+        train_mrs=None,
+        refs_per_mr=None,
+        dev_mrs=None,
+        test_mrs=None,
+        batch_size=8,
+        epochs=5,
+        steps=None,
+        warmup=500,
+        beams=10,
+        gen_batch=100,
+        max_new_tokens=96,
+        log_every=250,
+        lrs=LR,
+        seeds=(0, 1, 2),
+        sweep_seeds=(0, 1),
+        sizes=dict(prefix_embed=64, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
+        sweep=dict(
+            lora=(1, 4, 16, 64),
+            adapter_h=(4, 16, 64, 256),
+            prefix_embed=(16, 64, 128, 256, 512),
+            prefix_layer=(16, 64, 128, 256, 512),
+        ),
+        **_COMMON,
+    ),
+}
+PARTS = ("table3", "figure2", "all")
+
+
+def plan(settings: dict, part: str = "all") -> list[dict]:
+    """Every run of the grid, each once: ``{"id", "part", "method", "size", "lr", "seed"}``,
+    seed-major (every configuration at the first seed first: a grid cut short keeps the most
+    configurations).
+
+    Table 3: every method at its size, every learning rate of ``settings["lrs"]``, every seed of
+    ``settings["seeds"]``. Figure 2: the sweep's sizes at the method's first learning rate and
+    the seeds of ``settings["sweep_seeds"]``; a point that Table 3 already makes is not repeated.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}.")
+    specs, seen = [], set()
+
+    def add(part_: str, method: str, size, lr: float, seed: int) -> None:
+        key = (method, size, lr, seed)
+        if key not in seen:
+            seen.add(key)
+            specs.append(
+                {
+                    "id": run_id(method=method, size=size, lr=lr, s=seed),
+                    "part": part_,
+                    "method": method,
+                    "size": size,
+                    "lr": lr,
+                    "seed": seed,
+                }
+            )
+
+    if part in ("table3", "all"):
+        for s in settings["seeds"]:
+            for m in TABLE3:
+                for lr in settings["lrs"][m]:
+                    add("table3", m, settings["sizes"].get(m), lr, s)
+    if part in ("figure2", "all"):
+        for s in settings["sweep_seeds"]:
+            for m, sizes in settings["sweep"].items():
+                for size in sizes:
+                    add("figure2", m, size, settings["lrs"][m][0], s)
+    return specs
+
+
+def settings_for(preset: str, overrides: dict | None = None) -> dict:
+    """The preset's settings with ``overrides`` applied (unknown keys are an error)."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
+    unknown = sorted(set(overrides or {}) - set(PRESETS[preset]))
+    if unknown:
+        raise ValueError(f"Unknown settings {unknown}; choose from {sorted(PRESETS[preset])}.")
+    settings = {**PRESETS[preset], **(overrides or {})}
+    settings["lrs"] = {**PRESETS[preset]["lrs"], **settings["lrs"]}
+    return settings
