@@ -15,20 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorakit.cli import device as device_arg
-from lorakit.cli import nonnegative_int, positive_float, positive_int, writable_folder
+from lorakit.cli import nonnegative_int, positive_float, writable_folder
 from lorakit.data.sources import data_source
-from lorakit.experiments._jobs import Job, run_jobs
-from lorakit.experiments.finetune import (
+from lorakit.experiments._finetune_run import load_task, run_method, template_row
+from lorakit.experiments._finetune_settings import (
     METHODS,
     PRESETS,
     base_block,
-    load_task,
     preset_settings,
-    run_method,
     settings_block,
-    template_row,
 )
+from lorakit.experiments._grid import add_run_arguments
+from lorakit.experiments._jobs import Job, run_jobs
 from lorakit.presets import get_preset
 from lorakit.runs import RUNS_DIR, save_record, source_changes, source_sha256
 
@@ -244,7 +242,6 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0])
     parser.add_argument(
@@ -267,15 +264,7 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
         default=None,
         help="one LoRA learning rate (the same as --lora-lrs LR)",
     )
-    parser.add_argument("--jobs", type=positive_int, default=1, help="runs at once (default 1)")
-    parser.add_argument("--force", action="store_true", help="remake runs whose record is current")
-    parser.add_argument(
-        "--budget-min",
-        type=positive_float,
-        default=None,
-        help="start no run that would end after this many minutes",
-    )
-    parser.add_argument("--device", type=device_arg, default=None)
+    add_run_arguments(parser)
     parser.add_argument(
         "--out",
         type=writable_folder,
@@ -283,11 +272,6 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
         help="root folder of the records (default data/runs)",
     )
     parser.add_argument("--tag", default=None, help="suffix of the records' folder name")
-    parser.add_argument(
-        "--data",
-        default="auto",
-        help="auto (default), synthetic, real, or a folder with the splits",
-    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 

@@ -258,22 +258,13 @@ def load_tensors(folder: str | Path, record: dict) -> dict | None:
         ) from err
 
 
-def add_grid_arguments(parser, grid: str, jobs_help: str = "runs at once") -> None:
-    """The options every grid command shares: base, device, out, data, jobs, force, budget, list.
-
-    ``parser`` is an ``argparse.ArgumentParser``; ``grid`` names the default records folder
-    (``data/runs/<grid>_<preset>``).
-    """
-    from lorakit.cli import device, positive_float, positive_int, writable_folder
+def add_run_arguments(parser, jobs_help: str = "runs at once") -> None:
+    """The options of every grid command on how its runs are made: base, device, data, jobs,
+    force and budget (``parser`` is an ``argparse.ArgumentParser``)."""
+    from lorakit.cli import device, positive_float, positive_int
 
     parser.add_argument("--base", default="auto", help="load_base name (default auto)")
     parser.add_argument("--device", type=device, default=None)
-    parser.add_argument(
-        "--out",
-        type=writable_folder,
-        default=None,
-        help=f"folder of the records (default data/runs/{grid}_<preset>)",
-    )
     parser.add_argument(
         "--data",
         default="auto",
@@ -291,6 +282,23 @@ def add_grid_arguments(parser, grid: str, jobs_help: str = "runs at once") -> No
         type=positive_float,
         default=None,
         help="start no run that would end past this many minutes (the rest waits for the next call)",
+    )
+
+
+def add_grid_arguments(parser, grid: str, jobs_help: str = "runs at once") -> None:
+    """:func:`add_run_arguments`, then ``--out`` (the records' folder) and ``--list``.
+
+    ``parser`` is an ``argparse.ArgumentParser``; ``grid`` names the default records folder
+    (``data/runs/<grid>_<preset>``).
+    """
+    from lorakit.cli import writable_folder
+
+    add_run_arguments(parser, jobs_help)
+    parser.add_argument(
+        "--out",
+        type=writable_folder,
+        default=None,
+        help=f"folder of the records (default data/runs/{grid}_<preset>)",
     )
     parser.add_argument("--list", action="store_true", help="print the plan and what is done")
 
