@@ -12,52 +12,28 @@ from lorakit.evaluate import PAPER_DECODING
 from lorakit.presets import PAPER_E2E, get_preset
 
 METHODS = ("lora", "full")
+#: each setting of the presets ``ci``, ``cpu`` and ``gpu``, side by side (``None``: all of them)
+# fmt: off
+_SETTINGS = {
+    #                 ci                             cpu                           gpu
+    "train_mrs":      (12,                           400,                          None),
+    "dev_mrs":        (4,                            40,                           None),
+    "test_mrs":       (4,                            60,                           None),
+    "refs_per_mr":    (1,                            None,                         None),
+    "epochs":         (1,                            1,                            PAPER_E2E["epochs"]),
+    "batch_size":     (4,                            8,                            PAPER_E2E["batch_size"]),
+    "warmup":         (1,                            20,                           PAPER_E2E["warmup"]),
+    "lr":             ({"lora": 2e-4, "full": 5e-5}, {"lora": 5e-3, "full": 3e-4}, dict(PAPER_E2E["lr"])),
+    "beams":          (2,                            4,                            PAPER_E2E["beams"]),
+    "gen_batch":      (4,                            30,                           100),
+    "max_new_tokens": (16,                           48,                           96),
+    "log_every":      (1,                            10,                           250),
+    "bootstrap":      (200,                          1000,                         1000),
+}
+# fmt: on
 PRESETS: dict[str, dict] = {
-    "ci": dict(
-        train_mrs=12,
-        dev_mrs=4,
-        test_mrs=4,
-        refs_per_mr=1,
-        epochs=1,
-        batch_size=4,
-        warmup=1,
-        lr={"lora": 2e-4, "full": 5e-5},
-        beams=2,
-        gen_batch=4,
-        max_new_tokens=16,
-        log_every=1,
-        bootstrap=200,
-    ),
-    "cpu": dict(
-        train_mrs=400,
-        dev_mrs=40,
-        test_mrs=60,
-        refs_per_mr=None,
-        epochs=1,
-        batch_size=8,
-        warmup=20,
-        lr={"lora": 5e-3, "full": 3e-4},
-        beams=4,
-        gen_batch=30,
-        max_new_tokens=48,
-        log_every=10,
-        bootstrap=1000,
-    ),
-    "gpu": dict(
-        train_mrs=None,
-        dev_mrs=None,
-        test_mrs=None,
-        refs_per_mr=None,
-        epochs=PAPER_E2E["epochs"],
-        batch_size=PAPER_E2E["batch_size"],
-        warmup=PAPER_E2E["warmup"],
-        lr=dict(PAPER_E2E["lr"]),
-        beams=PAPER_E2E["beams"],
-        gen_batch=100,
-        max_new_tokens=96,
-        log_every=250,
-        bootstrap=1000,
-    ),
+    preset: {key: copy.deepcopy(values[i]) for key, values in _SETTINGS.items()}
+    for i, preset in enumerate(("ci", "cpu", "gpu"))
 }
 LORA = {**PAPER_E2E["lora"], "targets": list(PAPER_E2E["lora"]["targets"])}
 #: chapter 6's grid in the ``gpu`` preset: seeds and learning rates per method
