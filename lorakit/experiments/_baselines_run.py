@@ -13,29 +13,12 @@ from torch import nn
 from lorakit.baselines import apply_method
 from lorakit.data import LengthBucketBatches, load_e2e, make_examples, pad_id_of
 from lorakit.evaluate import score_all
+from lorakit.experiments._baselines_settings import LABELS
 from lorakit.experiments._finetune_run import decode_timed
 from lorakit.experiments._stats import bootstrap_cis
 from lorakit.presets import seed_everything
 from lorakit.train import TrainConfig, train
 
-LABELS = {
-    "ft": "FT",
-    "ft_top2": "FT-Top2",
-    "bitfit": "BitFit",
-    "prefix_embed": "PreEmbed",
-    "prefix_layer": "PreLayer",
-    "adapter_l": "AdapterL",
-    "adapter_h": "AdapterH",
-    "lora": "LoRA",
-}
-TABLE3 = tuple(LABELS)  # the paper's row order
-SIZE_NAME = {
-    "lora": "r",
-    "adapter_h": "r",
-    "adapter_l": "r",
-    "prefix_embed": "l_p + l_i",
-    "prefix_layer": "l_p + l_i",
-}
 HISTORY_ROWS = 40  # loss-curve rows kept in a record
 
 

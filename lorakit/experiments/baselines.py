@@ -38,7 +38,6 @@ Presets:
 from __future__ import annotations
 
 import argparse
-import time
 
 from lorakit.cli import positive_int
 from lorakit.data.sources import data_source
@@ -63,8 +62,9 @@ from lorakit.experiments._baselines_settings import (  # noqa: F401  (re-exporte
     plan,
     settings_for,
 )
+from lorakit.experiments._finetune_settings import base_block
+from lorakit.experiments._grid_command import GridCall, list_plan, load_inputs, run_options
 from lorakit.presets import get_preset
-from lorakit.runs import save_record
 
 
 def run_baselines(
@@ -90,77 +90,36 @@ def run_baselines(
     :func:`lorakit.models.load_base` (copied, never changed); else ``base_name`` is loaded.
     ``overrides`` replaces entries of the preset's settings (e.g. ``{"epochs": 2}``).
     """
-    from lorakit.models import load_base
-
     preset = preset or get_preset()
     settings = settings_for(preset, overrides)
-    say = print if progress else (lambda *a, **k: None)
-    src = data_source(source if source is not None else "auto")
-    base, tokenizer, info = (
-        loaded
-        if loaded is not None
-        else load_base(base_name, preset=preset, device="cpu", verbose=progress)
-    )
+    src, (base, tokenizer, info) = load_inputs(preset, base_name, loaded, source, progress)
     specs = plan(settings, part)
     data = prepare_data(base, tokenizer, settings, src)
-    start = time.perf_counter()
-    files = src.provenance().get("files")
-    n_todo = len(specs) if out is None else len(_grid.todo(specs, out, force, files))
-    say(f"[ch07 {preset}] {n_todo} of {len(specs)} runs to make, {jobs} at a time; {data['label']}")
-
-    def report(k: int, n: int, spec: dict, r: dict) -> None:
-        m = r["metrics"]
-        say(
-            f"[{k:2d}/{n}] {spec['id']}: BLEU {m['bleu']:.1f}, SER {m['ser']:.1f}%, dev loss "
-            f"{r['dev_loss']:.3f}, train {r['train_wall_s']:.0f} s, decode "
-            f"{r['generate_wall_s']:.0f} s | {time.perf_counter() - start:.0f} s elapsed"
-        )
-
-    context = {
-        "base": base,
-        "tokenizer": tokenizer,
-        "data": data,
-        "settings": settings,
-        "base_info": {
-            "source": info.source,
-            "name": info.name,
-            "n_params": info.n_params,
-            "config": info.config,
-        },
-    }
     config = {"grid": GRID, **(config or {})}
+    call = GridCall(out, preset, config, src, jobs, device, force, budget_min, progress)
     template = {
         "name": "template",
         "current": True,
         "results": template_results(data["test"], settings["bootstrap"]),
     }
-    if out is not None and (
-        force or "template" not in {r["name"] for r in _grid.load_runs(out, files) if r["current"]}
-    ):
-        save_record(
-            "template",
-            template["results"],
-            preset=preset,
-            config=config,
-            wall_s=0.0,
-            out_dir=out,
-            data=src,
-        )
-    made = _grid.run_grid(
-        run_one,
-        specs,
-        context,
-        folder=out,
-        preset=preset,
-        config=config,
-        data=src,
-        jobs=jobs,
-        device=device,
-        force=force,
-        on_done=report,
-        budget_s=None if budget_min is None else 60 * budget_min,
-    )
+    call.save_once("template", template["results"], call.done())
+    context = {
+        "base": base,
+        "tokenizer": tokenizer,
+        "data": data,
+        "settings": settings,
+        "base_info": base_block(info),
+    }
+    made = call.run(run_one, specs, context, "ch07", _progress_line)
     return [template, *made]
+
+
+def _progress_line(spec: dict, r: dict) -> str:
+    m = r["metrics"]
+    return (
+        f"{spec['id']}: BLEU {m['bleu']:.1f}, SER {m['ser']:.1f}%, dev loss {r['dev_loss']:.3f}, "
+        f"train {r['train_wall_s']:.0f} s, decode {r['generate_wall_s']:.0f} s"
+    )
 
 
 def _lr_option(text: str) -> tuple[str, tuple[float, ...]]:
@@ -240,27 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     src = data_source(args.data)
     folder = _grid.grid_dir(GRID, preset, args.out, args.base, src.kind)
     if args.list:
-        specs = plan(settings_for(preset, overrides), args.part)
-        left = {
-            s["id"] for s in _grid.todo(specs, folder, args.force, src.provenance().get("files"))
-        }
-        for s in specs:
-            print(f"{'to do' if s['id'] in left else 'done '}  {s['id']}")
-        print(f"{len(left)} of {len(specs)} runs to do in {folder}")
+        list_plan(plan(settings_for(preset, overrides), args.part), folder, args.force, src)
         return
     run_baselines(
         preset,
         args.base,
         args.device,
         progress=not args.quiet,
-        overrides=overrides,
-        source=src,
-        jobs=args.jobs,
         part=args.part,
-        out=folder,
-        force=args.force,
-        budget_min=args.budget_min,
-        config={"base": args.base, "data": args.data, "overrides": overrides},
+        **run_options(args, folder, src, overrides),
     )
     if not args.quiet:
         report.main(["--preset", preset, "--out", str(folder)])

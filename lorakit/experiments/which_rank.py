@@ -35,12 +35,13 @@ for every row.
 from __future__ import annotations
 
 import argparse
-import time
 
 from lorakit.cli import positive_int
 from lorakit.data.sources import data_source
 from lorakit.experiments import _grid
 from lorakit.experiments._baselines_run import template_results
+from lorakit.experiments._finetune_settings import base_block
+from lorakit.experiments._grid_command import GridCall, list_plan, load_inputs, run_options
 from lorakit.experiments._which_rank_run import (  # noqa: F401  (re-exported for the chapters)
     ALPHA,
     base_weight,
@@ -66,7 +67,6 @@ from lorakit.experiments.which_rank_report import (  # noqa: F401  (ch. 8; runs 
     clear_difference,
 )
 from lorakit.presets import get_preset
-from lorakit.runs import save_record
 
 
 def base_weights_results(base, settings: dict) -> tuple[dict, dict]:
@@ -108,25 +108,19 @@ def run_which_rank(
     with factors carry them under ``"tensors"`` in memory and in ``<run id>.safetensors`` in
     ``out``. ``only_adapters``: only the {Wq,Wv} runs chapter 9 reads, not decoded.
     """
-    from lorakit.models import load_base
-
     preset = preset or get_preset()
     settings = settings_for(preset, overrides)
-    src = data_source(source if source is not None else "auto")
-    base, tokenizer, info = (
-        loaded
-        if loaded is not None
-        else load_base(base_name, preset=preset, device="cpu", verbose=progress)
-    )
+    src, (base, tokenizer, info) = load_inputs(preset, base_name, loaded, source, progress)
     if max(settings["ranks"]) > base.config.n_embd:
         raise ValueError(
             f"Preset {preset!r} trains ranks up to {max(settings['ranks'])} but the "
             f"base is only {base.config.n_embd} wide; use a wider base or a smaller "
             "preset."
         )
-    specs, files = plan(settings, only_adapters), src.provenance().get("files")
+    specs = plan(settings, only_adapters)
     data = prepare_data(base, tokenizer, settings, src)
     config = {"grid": GRID, **(config or {})}
+    call = GridCall(out, preset, config, src, jobs, device, force, budget_min, progress)
     results, tensors = base_weights_results(base, settings)
     weights = {"name": "base_weights", "current": True, "results": results, "tensors": tensors}
     template = {
@@ -134,67 +128,28 @@ def run_which_rank(
         "current": True,
         "results": template_results(data["test"], settings["bootstrap"]),
     }
-    have = (
-        set() if out is None else {r["name"] for r in _grid.load_runs(out, files) if r["current"]}
-    )
-    if out is not None and (force or "base_weights" not in have):
+    done = call.done()
+    if out is not None and (force or "base_weights" not in done):
         results["tensors_file"] = _grid.save_tensors(tensors, f"{out}/base_weights").name
-        save_record(
-            "base_weights", results, preset=preset, config=config, wall_s=0.0, out_dir=out, data=src
-        )
-    if out is not None and not only_adapters and (force or "template" not in have):
-        save_record(
-            "template",
-            template["results"],
-            preset=preset,
-            config=config,
-            wall_s=0.0,
-            out_dir=out,
-            data=src,
-        )
-    start, say = time.perf_counter(), print if progress else (lambda *a, **k: None)
-    n_todo = len(specs) if out is None else len(_grid.todo(specs, out, force, files))
-    say(f"[ch08 {preset}] {n_todo} of {len(specs)} runs to make, {jobs} at a time; {data['label']}")
-
-    def report(k: int, n: int, spec: dict, r: dict) -> None:
-        score = (
-            f", BLEU {r['metrics']['bleu']:.1f}, SER {r['metrics']['ser']:.1f}%"
-            if "metrics" in r
-            else ""
-        )
-        say(
-            f"[{k:2d}/{n}] {spec['id']:14s}: dev loss {r['dev_loss']:.3f}{score}, train "
-            f"{r['train_s']:.0f} s | {time.perf_counter() - start:.0f} s elapsed"
-        )
-
+        call.save_once("base_weights", results, done)
+    if not only_adapters:
+        call.save_once("template", template["results"], done)
     context = {
         "base": base,
         "tokenizer": tokenizer,
         "data": data,
         "settings": settings,
         "score": not only_adapters,
-        "base_info": {
-            "source": info.source,
-            "name": info.name,
-            "n_params": info.n_params,
-            "config": info.config,
-        },
+        "base_info": base_block(info),
     }
-    made = _grid.run_grid(
-        run_config,
-        specs,
-        context,
-        folder=out,
-        preset=preset,
-        config=config,
-        data=src,
-        jobs=jobs,
-        device=device,
-        force=force,
-        on_done=report,
-        budget_s=None if budget_min is None else 60 * budget_min,
-    )
+    made = call.run(run_config, specs, context, "ch08", _progress_line)
     return [weights, template, *made]
+
+
+def _progress_line(spec: dict, r: dict) -> str:
+    m = r.get("metrics")
+    score = "" if m is None else f", BLEU {m['bleu']:.1f}, SER {m['ser']:.1f}%"
+    return f"{spec['id']:14s}: dev loss {r['dev_loss']:.3f}{score}, train {r['train_s']:.0f} s"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -224,26 +179,14 @@ def main(argv: list[str] | None = None) -> None:
     src = data_source(args.data)
     folder = _grid.grid_dir(GRID, preset, args.out, args.base, src.kind)
     if args.list:
-        specs = plan(settings_for(preset, overrides))
-        left = {
-            s["id"] for s in _grid.todo(specs, folder, args.force, src.provenance().get("files"))
-        }
-        for s in specs:
-            print(f"{'to do' if s['id'] in left else 'done '}  {s['id']}")
-        print(f"{len(left)} of {len(specs)} runs to do in {folder}")
+        list_plan(plan(settings_for(preset, overrides)), folder, args.force, src)
         return
     run_which_rank(
         preset,
         args.base,
         args.device,
         not args.no_progress,
-        source=src,
-        jobs=args.jobs,
-        out=folder,
-        force=args.force,
-        budget_min=args.budget_min,
-        overrides=overrides,
-        config={"base": args.base, "data": args.data, "overrides": overrides},
+        **run_options(args, folder, src, overrides),
     )
     if not args.no_progress:
         report.main(["--preset", preset, "--out", str(folder)])
