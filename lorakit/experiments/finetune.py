@@ -52,7 +52,6 @@ from __future__ import annotations
 
 from lorakit.data.sources import data_source
 from lorakit.experiments._finetune_run import (  # noqa: F401  (re-exported)
-    decode_timed,
     load_task,
     prepare_method,
     run_method,
