@@ -46,6 +46,7 @@ import torch
 
 import lorakit
 from lorakit.bench import parse_bench_args, save_bench_record
+from lorakit.bench._models import TINY_GPT2, peft_lora
 from lorakit.cli import device as device_arg
 from lorakit.cli import positive_int, writable_output
 from lorakit.data import Example, LengthBucketBatches
@@ -61,22 +62,10 @@ ROWS = (
     "full_eager",
     "full_default",
 )
-FULL = dict(
-    arch=dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=16384),
-    batch=8,
-    steps=240,
-    log_every=20,
-    examples=4000,
-    rounds=3,
-)
-SMALL = dict(
-    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-    batch=4,
-    steps=12,
-    log_every=2,
-    examples=60,
-    rounds=1,
-)
+# GPT-2 small's shape with a 16k vocabulary, and a tiny GPT-2 for --small
+GPT2_SMALL_16K = dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=16384)
+FULL = dict(arch=GPT2_SMALL_16K, batch=8, steps=240, log_every=20, examples=4000, rounds=3)
+SMALL = dict(arch=TINY_GPT2, batch=4, steps=12, log_every=2, examples=60, rounds=1)
 LORA = dict(r=4, alpha=32, dropout=0.1)
 # (key, numerator, denominator, label, limit)
 GOALS = (
@@ -138,19 +127,7 @@ def prepare(row: str, arch: dict, device: torch.device):
     if method == "lorakit":
         lorakit.apply_lora(model, lorakit.LoRAConfig(targets=["q", "v"], **LORA))
     elif method == "peft":
-        from peft import LoraConfig, get_peft_model
-
-        get_peft_model(
-            model,
-            LoraConfig(
-                r=LORA["r"],
-                lora_alpha=LORA["alpha"],
-                lora_dropout=LORA["dropout"],
-                target_modules=["c_attn"],
-                fan_in_fan_out=True,
-                bias="none",
-            ),
-        )
+        peft_lora(model, LORA, ["c_attn"])
     flags = {
         "default": dict(cuda_graphs="auto"),
         "eager": dict(cuda_graphs=False),

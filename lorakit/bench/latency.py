@@ -41,6 +41,7 @@ from lorakit.bench._latency_report import (  # noqa: F401  (the claims table rea
     format_table,
     summary,
 )
+from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2
 from lorakit.bench._timing import Timer
 from lorakit.cli import nonnegative_int, positive_int
 from lorakit.lora import merge_lora
@@ -52,13 +53,13 @@ METHODS = ("base", "adapter_l", "adapter_h", "lora_merged", "lora_unmerged", "pr
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 ROUND = 10  # passes per method per round
 FULL = {
-    "arch": dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
+    "arch": GPT2_MEDIUM,
     "shapes": [(1, 128), (16, 256), (32, 512)],
     "trials": 100,
     "warmup": 10,
 }
 SMALL = {
-    "arch": dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
+    "arch": TINY_GPT2,
     "shapes": [(1, 16), (4, 32)],
     "trials": 5,
     "warmup": 2,

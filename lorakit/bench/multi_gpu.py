@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2
+
 ROWS = {
     "single": {"lora_1gpu": ("lora", "none"), "full_1gpu": ("full", "none")},
     "multi": {
@@ -47,24 +49,9 @@ ROWS = {
         "fsdp_full": ("full", "fsdp"),
     },
 }
-FULL = dict(
-    arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-    batch=8,
-    seq=512,
-    steps=40,
-    log_every=5,
-    skip=2,
-    timeout_s=270,
-)
-SMOKE = dict(
-    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=64, vocab_size=512),
-    batch=2,
-    seq=32,
-    steps=4,
-    log_every=1,
-    skip=1,
-    timeout_s=180,
-)
+FULL = dict(arch=GPT2_MEDIUM, batch=8, seq=512, steps=40, log_every=5, skip=2, timeout_s=270)
+SMOKE_ARCH = {**TINY_GPT2, "n_positions": 64}
+SMOKE = dict(arch=SMOKE_ARCH, batch=2, seq=32, steps=4, log_every=1, skip=1, timeout_s=180)
 LORA = dict(r=4, alpha=32, dropout=0.1, targets=["q", "v"])
 
 

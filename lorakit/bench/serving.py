@@ -40,30 +40,15 @@ import torch
 
 import lorakit
 from lorakit.bench import parse_bench_args, save_bench_record
+from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2
 from lorakit.cli import device as device_arg
 from lorakit.cli import positive_int, writable_output
 from lorakit.peft_io import export_peft
 from lorakit.presets import pick_device
 from lorakit.serving import MultiAdapterModel, serving_bytes
 
-FULL = dict(
-    arch=dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257),
-    rows=32,
-    adapters=8,
-    seq=128,
-    trials=60,
-    warmup=10,
-    rounds=6,
-)
-SMALL = dict(
-    arch=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512),
-    rows=8,
-    adapters=3,
-    seq=16,
-    trials=4,
-    warmup=1,
-    rounds=2,
-)
+FULL = dict(arch=GPT2_MEDIUM, rows=32, adapters=8, seq=128, trials=60, warmup=10, rounds=6)
+SMALL = dict(arch=TINY_GPT2, rows=8, adapters=3, seq=16, trials=4, warmup=1, rounds=2)
 LORA = dict(r=4, alpha=32, targets=["q", "v"])
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # (key, numerator, denominator, mode, label, limit)

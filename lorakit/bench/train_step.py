@@ -58,6 +58,7 @@ from torch import nn
 
 from lorakit.baselines import apply_method
 from lorakit.bench import bench_parser, parse_bench_args, save_bench_record
+from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2, peft_lora
 from lorakit.bench._timing import measure_memory, measure_time
 from lorakit.bench._train_step_report import (
     FROZEN_BF16,
@@ -101,11 +102,8 @@ VARIANTS = {
 }
 METHODS = tuple(VARIANTS)  # the names on the command line and in the record
 MODES = ("eager", "graph")
-# GPT-2 medium's shape, and a tiny one for --small
-FULL_ARCH = dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257)
-SMALL_ARCH = dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=512)
-FULL = dict(arch=FULL_ARCH, batch=8, seq=512, warmup=5, steps=5, rounds=7, mem_steps=3)
-SMALL = dict(arch=SMALL_ARCH, batch=2, seq=32, warmup=1, steps=1, rounds=2, mem_steps=1)
+FULL = dict(arch=GPT2_MEDIUM, batch=8, seq=512, warmup=5, steps=5, rounds=7, mem_steps=3)
+SMALL = dict(arch=TINY_GPT2, batch=2, seq=32, warmup=1, steps=1, rounds=2, mem_steps=1)
 LORA = dict(r=4, alpha=32, dropout=0.1)
 
 
@@ -123,20 +121,8 @@ def prepare(model: nn.Module, name: str) -> nn.Module:
         apply_method(model, "lora", targets=list(variant.targets), **LORA)
         set_fast_path(model, True)  # the fused path (off by default in the layers)
     elif variant.method == "peft":
-        from peft import LoraConfig, get_peft_model
-
         # PEFT injects its layers into ``model`` in place: the loss runs on it as for the others
-        get_peft_model(
-            model,
-            LoraConfig(
-                r=LORA["r"],
-                lora_alpha=LORA["alpha"],
-                lora_dropout=LORA["dropout"],
-                target_modules=list(variant.targets),
-                fan_in_fan_out=True,
-                bias="none",
-            ),
-        )
+        peft_lora(model, LORA, variant.targets)
     else:  # the floor: backward runs through every layer, input gradients only
         model.requires_grad_(False)
         model.transformer.wpe.weight.requires_grad_(True)
