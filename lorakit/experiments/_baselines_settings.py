@@ -6,7 +6,9 @@ runner and the report (:mod:`lorakit.experiments.baselines_report`) both read th
 
 from __future__ import annotations
 
+from lorakit.experiments import _grid_command
 from lorakit.experiments._grid import run_id
+from lorakit.experiments._grid_command import by_preset
 
 LABELS = {
     "ft": "FT",
@@ -27,97 +29,61 @@ SIZE_NAME = {
     "prefix_layer": "l_p + l_i",
 }
 GRID = "ch07_baselines"
-# Learning rates per method at the gpu preset's schedule (5 epochs, batch 8, ~26k steps): the
-# paper's 2e-4 for LoRA, chapter 6's 5e-5 for FT; larger ones for methods that train few weights.
-LR = {
-    "ft": (5e-5,),
-    "ft_top2": (1e-4,),
-    "bitfit": (1e-3,),
-    "prefix_embed": (1e-3,),
-    "prefix_layer": (5e-4,),
-    "adapter_l": (5e-4,),
-    "adapter_h": (5e-4,),
-    "lora": (2e-4,),
+# Learning rates per method, (gpu, short). gpu: at the gpu preset's schedule (5 epochs, batch 8,
+# ~26k steps), the paper's 2e-4 for LoRA, chapter 6's 5e-5 for FT, larger ones for methods that
+# train few weights. short: runs of a few dozen steps (the ci and cpu presets) need larger steps
+# to learn anything.
+_RATES = {
+    "ft": (5e-5, 2e-4),
+    "ft_top2": (1e-4, 5e-4),
+    "bitfit": (1e-3, 2e-3),
+    "prefix_embed": (1e-3, 5e-3),
+    "prefix_layer": (5e-4, 2e-3),
+    "adapter_l": (5e-4, 1e-3),
+    "adapter_h": (5e-4, 1e-3),
+    "lora": (2e-4, 1e-3),
 }
-# Runs of a few dozen steps need larger steps to learn anything (the ci and cpu presets).
-LR_SHORT = {
-    "ft": (2e-4,),
-    "ft_top2": (5e-4,),
-    "bitfit": (2e-3,),
-    "prefix_embed": (5e-3,),
-    "prefix_layer": (2e-3,),
-    "adapter_l": (1e-3,),
-    "adapter_h": (1e-3,),
-    "lora": (1e-3,),
-}
-_COMMON = dict(label_smoothing=0.1, weight_decay=0.01, samples=5, bootstrap=1000)
-PRESETS: dict[str, dict] = {
-    "ci": dict(
-        train_mrs=8,
-        refs_per_mr=2,
-        dev_mrs=2,
-        test_mrs=3,
-        batch_size=4,
-        epochs=1,
-        steps=2,
-        warmup=1,
-        beams=2,
-        gen_batch=3,
-        max_new_tokens=12,
-        log_every=1,
-        lrs=LR_SHORT,
-        seeds=(0, 1),
-        sweep_seeds=(0,),
-        sizes=dict(prefix_embed=4, prefix_layer=4, adapter_l=4, adapter_h=2, lora=4),
-        sweep=dict(lora=(1, 4), adapter_h=(2, 8), prefix_embed=(4, 8), prefix_layer=(4, 8)),
-        **{**_COMMON, "bootstrap": 50},
-    ),
-    "cpu": dict(
-        train_mrs=300,
-        refs_per_mr=None,
-        dev_mrs=10,
-        test_mrs=30,
-        batch_size=16,
-        epochs=1,
-        steps=60,
-        warmup=6,
-        beams=4,
-        gen_batch=30,
-        max_new_tokens=40,
-        log_every=10,
-        lrs=LR_SHORT,
-        seeds=(0,),
-        sweep_seeds=(0,),
-        sizes=dict(prefix_embed=32, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
-        sweep=dict(lora=(1, 4, 16), adapter_h=(4, 32), prefix_embed=(8, 32), prefix_layer=(16, 64)),
-        **_COMMON,
-    ),
-    "gpu": dict(
-        train_mrs=None,
-        refs_per_mr=None,
-        dev_mrs=None,
-        test_mrs=None,
-        batch_size=8,
-        epochs=5,
-        steps=None,
-        warmup=500,
-        beams=10,
-        gen_batch=100,
-        max_new_tokens=96,
-        log_every=250,
-        lrs=LR,
-        seeds=(0, 1, 2),
-        sweep_seeds=(0, 1),
-        sizes=dict(prefix_embed=64, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
-        sweep=dict(
-            lora=(1, 4, 16, 64),
-            adapter_h=(4, 16, 64, 256),
-            prefix_embed=(16, 64, 128, 256, 512),
-            prefix_layer=(16, 64, 128, 256, 512),
+LR = {m: (gpu,) for m, (gpu, _) in _RATES.items()}
+LR_SHORT = {m: (short,) for m, (_, short) in _RATES.items()}
+# One row per setting, one column per preset: (ci, cpu, gpu); None: all of the split.
+PRESETS: dict[str, dict] = by_preset(
+    {
+        "train_mrs": (8, 300, None),
+        "refs_per_mr": (2, None, None),
+        "dev_mrs": (2, 10, None),
+        "test_mrs": (3, 30, None),
+        "batch_size": (4, 16, 8),
+        "epochs": (1, 1, 5),
+        "steps": (2, 60, None),
+        "warmup": (1, 6, 500),
+        "beams": (2, 4, 10),
+        "gen_batch": (3, 30, 100),
+        "max_new_tokens": (12, 40, 96),
+        "log_every": (1, 10, 250),
+        "lrs": (LR_SHORT, LR_SHORT, LR),
+        "seeds": ((0, 1), (0,), (0, 1, 2)),
+        "sweep_seeds": ((0,), (0,), (0, 1)),
+        "sizes": (
+            dict(prefix_embed=4, prefix_layer=4, adapter_l=4, adapter_h=2, lora=4),
+            dict(prefix_embed=32, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
+            dict(prefix_embed=64, prefix_layer=16, adapter_l=8, adapter_h=4, lora=4),
         ),
-        **_COMMON,
-    ),
-}
+        "sweep": (
+            dict(lora=(1, 4), adapter_h=(2, 8), prefix_embed=(4, 8), prefix_layer=(4, 8)),
+            dict(lora=(1, 4, 16), adapter_h=(4, 32), prefix_embed=(8, 32), prefix_layer=(16, 64)),
+            dict(
+                lora=(1, 4, 16, 64),
+                adapter_h=(4, 16, 64, 256),
+                prefix_embed=(16, 64, 128, 256, 512),
+                prefix_layer=(16, 64, 128, 256, 512),
+            ),
+        ),
+        "bootstrap": (50, 1000, 1000),
+    },
+    label_smoothing=0.1,
+    weight_decay=0.01,
+    samples=5,
+)
 PARTS = ("table3", "figure2", "all")
 
 
@@ -163,12 +129,8 @@ def plan(settings: dict, part: str = "all") -> list[dict]:
 
 
 def settings_for(preset: str, overrides: dict | None = None) -> dict:
-    """The preset's settings with ``overrides`` applied (unknown keys are an error)."""
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
-    unknown = sorted(set(overrides or {}) - set(PRESETS[preset]))
-    if unknown:
-        raise ValueError(f"Unknown settings {unknown}; choose from {sorted(PRESETS[preset])}.")
-    settings = {**PRESETS[preset], **(overrides or {})}
+    """The preset's settings with ``overrides`` applied (unknown keys are an error); ``lrs``
+    given for some methods keeps the preset's rates of the others."""
+    settings = _grid_command.settings_for(PRESETS, preset, overrides)
     settings["lrs"] = {**PRESETS[preset]["lrs"], **settings["lrs"]}
     return settings

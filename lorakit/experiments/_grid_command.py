@@ -4,7 +4,9 @@
 that the notebooks call) do the same things around their own runs: load the base and the data,
 write the records that are not runs (the template's scores, the base weights) once, say how
 many runs are left, make them with a progress line each, and list the plan (``--list``).
-:class:`GridCall` holds how one call makes its runs; the functions here do the rest.
+:class:`GridCall` holds how one call makes its runs; the functions here do the rest. Their
+settings are tables of one column per preset (:func:`by_preset`), overridden by
+:func:`settings_for`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,34 @@ from pathlib import Path
 
 from lorakit.data.sources import DataSource, data_source
 from lorakit.experiments import _grid
+from lorakit.presets import PRESETS
 from lorakit.runs import save_record
+
+
+def by_preset(table: dict[str, tuple], **same) -> dict[str, dict]:
+    """Settings per preset from a table with one row per setting and one column per preset
+    (``ci``, ``cpu``, ``gpu``, in :data:`lorakit.presets.PRESETS`'s order); ``same`` holds the
+    settings every preset shares."""
+    for key, row in table.items():
+        if len(row) != len(PRESETS):
+            raise ValueError(f"setting {key!r} has {len(row)} values, one per preset {PRESETS}")
+    return {p: {**{k: row[i] for k, row in table.items()}, **same} for i, p in enumerate(PRESETS)}
+
+
+def settings_for(presets: dict[str, dict], preset: str, overrides: dict | None = None) -> dict:
+    """The settings of ``preset`` in ``presets`` with ``overrides`` applied.
+
+    Raises
+    ------
+    ValueError
+        An unknown preset, or an override of a setting the preset does not have.
+    """
+    if preset not in presets:
+        raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(presets)}.")
+    unknown = sorted(set(overrides or {}) - set(presets[preset]))
+    if unknown:
+        raise ValueError(f"Unknown settings {unknown}; choose from {sorted(presets[preset])}.")
+    return {**presets[preset], **(overrides or {})}
 
 
 def load_inputs(

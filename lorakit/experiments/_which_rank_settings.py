@@ -7,71 +7,37 @@ runner and the reports (:mod:`lorakit.experiments.which_rank_report`,
 
 from __future__ import annotations
 
+from lorakit.experiments import _grid_command
 from lorakit.experiments._grid import run_id
+from lorakit.experiments._grid_command import by_preset
 
 GRID = "ch08_which_rank"
 BUDGET_RANK, R_LOW = 8, 8
 TABLE5 = (("q",), ("k",), ("v",), ("o",), ("q", "k"), ("q", "v"), ("q", "k", "v", "o"))
 TABLE6_SETS = (("q",), ("q", "v"), ("q", "k", "v", "o"))
-_COMMON = dict(refs_per_mr=None, label_smoothing=0.1, bootstrap=1000)
-PRESETS: dict[str, dict] = {
-    "ci": dict(
-        _COMMON,
-        train_mrs=24,
-        refs_per_mr=2,
-        dev_mrs=4,
-        test_mrs=4,
-        epochs=1,
-        steps=3,
-        batch_size=8,
-        lr=2e-3,
-        warmup=1,
-        beams=2,
-        gen_batch=4,
-        max_new_tokens=12,
-        log_every=1,
-        ranks=(1, 4, 8, 16),
-        seeds=(0, 1),
-        qv_seeds=(0, 1),
-        bootstrap=50,
-    ),
-    "cpu": dict(
-        _COMMON,
-        train_mrs=800,
-        dev_mrs=40,
-        test_mrs=20,
-        epochs=1,
-        steps=40,
-        batch_size=16,
-        lr=2e-3,
-        warmup=4,
-        beams=3,
-        gen_batch=20,
-        max_new_tokens=32,
-        log_every=10,
-        ranks=(1, 2, 4, 8, 64),
-        seeds=(0,),
-        qv_seeds=(0, 1),
-    ),
-    "gpu": dict(
-        _COMMON,
-        train_mrs=None,
-        dev_mrs=None,
-        test_mrs=None,
-        epochs=2,
-        steps=None,
-        batch_size=8,
-        lr=1e-3,
-        warmup=500,
-        beams=10,
-        gen_batch=100,
-        max_new_tokens=96,
-        log_every=250,
-        ranks=(1, 2, 4, 8, 64),
-        seeds=(0, 1, 2),
-        qv_seeds=(0, 1, 2),
-    ),
-}
+# One row per setting, one column per preset: (ci, cpu, gpu); None: all of the split.
+PRESETS: dict[str, dict] = by_preset(
+    {
+        "train_mrs": (24, 800, None),
+        "refs_per_mr": (2, None, None),
+        "dev_mrs": (4, 40, None),
+        "test_mrs": (4, 20, None),
+        "epochs": (1, 1, 2),
+        "steps": (3, 40, None),
+        "batch_size": (8, 16, 8),
+        "lr": (2e-3, 2e-3, 1e-3),
+        "warmup": (1, 4, 500),
+        "beams": (2, 3, 10),
+        "gen_batch": (4, 20, 100),
+        "max_new_tokens": (12, 32, 96),
+        "log_every": (1, 10, 250),
+        "ranks": ((1, 4, 8, 16), (1, 2, 4, 8, 64), (1, 2, 4, 8, 64)),
+        "seeds": ((0, 1), (0,), (0, 1, 2)),
+        "qv_seeds": ((0, 1), (0, 1), (0, 1, 2)),
+        "bootstrap": (50, 1000, 1000),
+    },
+    label_smoothing=0.1,
+)
 
 
 def factor_ranks(settings: dict) -> tuple[int, ...]:
@@ -115,9 +81,4 @@ def plan(settings: dict, only_adapters: bool = False) -> list[dict]:
 
 def settings_for(preset: str, overrides: dict | None = None) -> dict:
     """The preset's settings with ``overrides`` applied (unknown keys are an error)."""
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; use one of {', '.join(PRESETS)}.")
-    unknown = sorted(set(overrides or {}) - set(PRESETS[preset]))
-    if unknown:
-        raise ValueError(f"Unknown settings {unknown}; choose from {sorted(PRESETS[preset])}.")
-    return {**PRESETS[preset], **(overrides or {})}
+    return _grid_command.settings_for(PRESETS, preset, overrides)

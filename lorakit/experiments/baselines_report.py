@@ -31,14 +31,8 @@ from lorakit.experiments._report import (  # noqa: F401  (re-exported for the ch
     NOT_RUN,
     RULE,
     RULE_TEXT,
-    claim_row,
     claim_verdict,
     claims_text,
-    half_width,
-    mean_cell,
-    seeds_text,
-    template_metrics,
-    text_table,
 )
 from lorakit.experiments._stats import seed_summary, verdict
 
@@ -58,7 +52,9 @@ def summarise(runs: list[dict]) -> dict:
     out = {"seeds": sorted(r["seed"] for r in runs), "n": len(runs), "metrics": {}}
     for key, _ in METRICS:
         values = [r["metrics"][key] for r in runs if r["metrics"].get(key) is not None]
-        hws = [half_width(r["bootstrap"][key]) for r in runs if key in r.get("bootstrap", {})]
+        hws = [
+            _report.half_width(r["bootstrap"][key]) for r in runs if key in r.get("bootstrap", {})
+        ]
         out["metrics"][key] = {
             **(seed_summary(values).to_dict() if values else {"n": 0, "mean": None, "sd": None}),
             "ci_half_width": statistics.fmean(hws) if hws else None,
@@ -154,7 +150,7 @@ def compare(a: dict, b: dict):
 
 
 def _mean(row: dict) -> str:
-    return seeds_text(row["metrics"]["bleu"]) if row.get("status") == "run" else NOT_RUN
+    return _report.seeds_text(row["metrics"]["bleu"]) if row.get("status") == "run" else NOT_RUN
 
 
 def claims(t3: dict, f2: dict) -> list[dict]:
@@ -165,12 +161,14 @@ def claims(t3: dict, f2: dict) -> list[dict]:
 
     def add(claim: str, paper: str, a: dict, b: dict, kind: str, what: str) -> None:
         if a.get("status") != "run" or b.get("status") != "run":
-            rows.append(claim_row(7, claim, paper))
+            rows.append(_report.claim_row(7, claim, paper))
             return
         v = compare(a, b)
         ours = f"{what}: {_mean(a)} vs {_mean(b)} BLEU"
         rows.append(
-            claim_row(7, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}")
+            _report.claim_row(
+                7, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}"
+            )
         )
 
     lora = t3["lora"]
@@ -213,7 +211,7 @@ def claims(t3: dict, f2: dict) -> list[dict]:
         claim = f"{LABELS[m]} degrades with many special tokens"
         paper = "Figure 2 (GPT-3): drops past 256 (PreEmbed) / 32 (PreLayer)"
         if len(pts) < 2:
-            rows.append(claim_row(7, claim, paper, why="fewer than 2 sizes run"))
+            rows.append(_report.claim_row(7, claim, paper, why="fewer than 2 sizes run"))
             continue
         best = max(pts[:-1], key=lambda p: p["metrics"]["bleu"]["mean"])
         add(
@@ -240,7 +238,7 @@ def claims(t3: dict, f2: dict) -> list[dict]:
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:
-    return mean_cell(row["metrics"][key], fmt, interval=key != "nist") or "n/a"
+    return _report.mean_cell(row["metrics"][key], fmt, interval=key != "nist") or "n/a"
 
 
 def table3_text(t3: dict, template: dict | None) -> str:
@@ -261,7 +259,7 @@ def table3_text(t3: dict, template: dict | None) -> str:
     )
     rows = [head]
     if template is not None:
-        t = {"metrics": template_metrics(template, [k for k, _ in METRICS])}
+        t = {"metrics": _report.template_metrics(template, [k for k, _ in METRICS])}
         rows.append(
             (
                 "template",
@@ -289,7 +287,7 @@ def table3_text(t3: dict, template: dict | None) -> str:
                 "-" if r["name_kept"] is None else f"{r['name_kept']:.0f}",
             )
         )
-    return text_table(rows)
+    return _report.text_table(rows)
 
 
 def figure2_text(f2: dict) -> str:

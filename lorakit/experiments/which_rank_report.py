@@ -22,14 +22,8 @@ from lorakit.experiments._report import (  # noqa: F401  (re-exported for the ch
     NOT_RUN,
     RULE,
     RULE_TEXT,
-    claim_row,
     claim_verdict,
     claims_text,
-    half_width,
-    mean_cell,
-    seeds_text,
-    template_metrics,
-    text_table,
 )
 from lorakit.experiments._stats import seed_summary, verdict
 from lorakit.experiments._which_rank_run import weights_label
@@ -85,7 +79,7 @@ def summarise(runs: list[dict], targets, r: int) -> dict:
                 else {"n": 0, "mean": None, "sd": None, "values": []}
             ),
             "cis": cis,
-            "ci_half_width": statistics.fmean(half_width(c) for c in cis) if cis else None,
+            "ci_half_width": statistics.fmean(_report.half_width(c) for c in cis) if cis else None,
         }
     return out
 
@@ -124,7 +118,7 @@ def _label(row: dict) -> str:
 
 
 def _mean(row: dict, key: str = "bleu") -> str:
-    return seeds_text(row[key]) if row["status"] == "run" else NOT_RUN
+    return _report.seeds_text(row[key]) if row["status"] == "run" else NOT_RUN
 
 
 def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
@@ -134,12 +128,14 @@ def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
 
     def add(claim: str, paper: str, a: dict | None, b: dict | None, kind: str) -> None:
         if a is None or b is None or a["status"] != "run" or b["status"] != "run":
-            rows.append(claim_row(8, claim, paper))
+            rows.append(_report.claim_row(8, claim, paper))
             return
         v = compare(a, b)
         ours = f"{_label(a)} {_mean(a)} vs {_label(b)} {_mean(b)} BLEU"
         rows.append(
-            claim_row(8, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}")
+            _report.claim_row(
+                8, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}"
+            )
         )
 
     qv = [x for x in t6 if x["targets"] == ["q", "v"]]
@@ -187,11 +183,11 @@ def table_text(rows: list[dict], template: dict | None) -> str:
     head = ("weights", "r", "trainable", "BLEU", "ROUGE-L", "SER %", "dev loss", "seeds")
 
     def cell(x: dict, key: str, fmt: str) -> str:
-        return mean_cell(x[key], fmt) or NOT_RUN
+        return _report.mean_cell(x[key], fmt) or NOT_RUN
 
     lines = [head]
     if template is not None:
-        t = template_metrics(template, KEYS[:3])
+        t = _report.template_metrics(template, KEYS[:3])
         lines.append(("template", "-", "0", *(cell(t, k, ".1f") for k in KEYS[:3]), "-", "-"))
     for x in rows:
         lines.append(
@@ -204,7 +200,7 @@ def table_text(rows: list[dict], template: dict | None) -> str:
                 str(len(x["seeds"])),
             )
         )
-    return text_table(lines)
+    return _report.text_table(lines)
 
 
 def report(records: list[dict], settings: dict, template: dict | None = None) -> dict:
