@@ -308,7 +308,9 @@ class FusedLoRALinear(LoRALinear):
         ``h @ block_B().T`` with ``h = A dropout(x)`` puts each slice's branch in its own place.
         Gradients flow to ``lora_B`` only through its blocks, so the zeros never train.
         """
-        blocks = torch.einsum("ij,jdr->idjr", self.placement.to(self.lora_B.dtype), self.lora_B)
+        # blocks[i, :, j, :] = placement[i, j] * B_j: one broadcast multiply, no copy after it
+        place = self.placement[:, None, :, None].to(self.lora_B.dtype)  # (n, 1, n_en, 1)
+        blocks = place * self.lora_B.transpose(0, 1)  # (n, d_s, n_en, r)
         return blocks.reshape(self.out_features, -1)
 
     def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
