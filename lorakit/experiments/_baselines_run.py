@@ -14,7 +14,7 @@ from lorakit.baselines import apply_method
 from lorakit.data import LengthBucketBatches, load_e2e, make_examples, pad_id_of
 from lorakit.evaluate import score_all
 from lorakit.experiments._baselines_settings import LABELS
-from lorakit.experiments._finetune_run import decode_timed
+from lorakit.experiments._finetune_run import _subset, decode_timed
 from lorakit.experiments._stats import bootstrap_cis
 from lorakit.presets import seed_everything
 from lorakit.train import TrainConfig, train
@@ -54,11 +54,6 @@ class PromptedGenerator(nn.Module):
         batch = self.prepare({"input_ids": input_ids, "attention_mask": attention_mask})
         out = self.model.generate(**batch, **kwargs)
         return torch.cat([input_ids, out[:, batch["input_ids"].shape[1] :]], dim=1)
-
-
-def _subset(records, n: int | None, refs: int | None):
-    records = records if n is None else records[:n]
-    return records if refs is None else [type(r)(r.mr, r.refs[:refs]) for r in records]
 
 
 def data_label(src) -> str:

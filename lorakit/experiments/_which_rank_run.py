@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 
 import torch
 
 import lorakit
 from lorakit.data import LengthBucketBatches, load_e2e, make_batches, make_examples, pad_id_of
-from lorakit.evaluate import generate_texts
-from lorakit.experiments._baselines_run import _subset, _thin, data_label, scored
+from lorakit.experiments._baselines_run import _thin, data_label, scored
+from lorakit.experiments._finetune_run import _subset, decode_timed
 from lorakit.presets import seed_everything
 from lorakit.train import TrainConfig, evaluate_loss, train
 
@@ -140,18 +139,9 @@ def run_config(ctx: dict, spec: dict) -> dict:
         out["_tensors"] = {k: v.numpy() for k, v in factors.items()}
     if ctx.get("score", True):
         lorakit.merge_lora(model)
-        start = time.perf_counter()
         test = data["test"]
-        hyps = generate_texts(
-            model,
-            ctx["tokenizer"],
-            [x.mr for x in test],
-            batch_size=settings["gen_batch"],
-            max_new_tokens=settings["max_new_tokens"],
-            num_beams=settings["beams"],
-            device=device,
-        )
-        out["decode_s"] = time.perf_counter() - start
+        mrs = [x.mr for x in test]
+        hyps, out["decode_s"] = decode_timed(model, ctx["tokenizer"], mrs, settings, device)
         out.update(
             hyps=hyps,
             **scored(hyps, test, settings["bootstrap"]),
