@@ -11,6 +11,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 SMALL_DIR = Path(tempfile.gettempdir()) / "lorakit-bench-small"
@@ -69,23 +70,31 @@ def save_bench_record(default_name: str, args: argparse.Namespace, results: dict
     )
 
 
-def bench_parser(name: str, description: str | None, small_help: str) -> argparse.ArgumentParser:
+def bench_parser(
+    name: str, description: str | None, small_help: str, device: bool = True
+) -> argparse.ArgumentParser:
     """The command line every benchmark starts from: ``--device``, ``--small`` and ``--out``.
 
     ``name`` is the command (``"train-step"``), ``description`` its module docstring and
-    ``small_help`` what its ``--small`` run is.
+    ``small_help`` what its ``--small`` run (also spelled ``--smoke``) is. ``device=False``
+    leaves ``--device`` to the command (one that accepts only some devices).
     """
-    from lorakit.cli import device, writable_output
+    from lorakit.cli import device as device_arg
+    from lorakit.cli import writable_output
 
     p = argparse.ArgumentParser(
         prog=f"python -m lorakit.bench {name}",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--device", type=device, default=None, help="cuda, cpu, ... (default: picked by hardware)"
-    )
-    p.add_argument("--small", action="store_true", help=small_help)
+    if device:
+        p.add_argument(
+            "--device",
+            type=device_arg,
+            default=None,
+            help="cuda, cpu, ... (default: picked by hardware)",
+        )
+    p.add_argument("--small", "--smoke", dest="small", action="store_true", help=small_help)
     p.add_argument(
         "--out",
         type=writable_output,
@@ -93,6 +102,16 @@ def bench_parser(name: str, description: str | None, small_help: str) -> argpars
         help="directory, or a .json file (default data/runs/bench; --small: a temp folder)",
     )
     return p
+
+
+def bench_settings(
+    args: argparse.Namespace, full: dict, small: dict, keys: Sequence[str] = ()
+) -> dict:
+    """The run's settings: a copy of ``small`` for ``--small`` (else of ``full``), with each
+    setting named in ``keys`` replaced by its command-line value where one was given."""
+    settings = dict(small if args.small else full)
+    settings.update({k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    return settings
 
 
 def parse_bench_args(

@@ -35,7 +35,6 @@ alternates AB, BA, ... so each pair runs back to back (``--rows lorakit_eager pe
 
 from __future__ import annotations
 
-import argparse
 import copy
 import gc
 import random
@@ -45,10 +44,9 @@ import time
 import torch
 
 import lorakit
-from lorakit.bench import parse_bench_args, save_bench_record
+from lorakit.bench import bench_parser, bench_settings, parse_bench_args, save_bench_record
 from lorakit.bench._models import TINY_GPT2, peft_lora
-from lorakit.cli import device as device_arg
-from lorakit.cli import positive_int, writable_output
+from lorakit.cli import positive_int
 from lorakit.data import Example, LengthBucketBatches
 from lorakit.presets import pick_device
 from lorakit.train import TrainConfig, train
@@ -227,16 +225,7 @@ def run_rows(names: list[str], settings: dict, batches, device: torch.device) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lorakit.bench e2e-step", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--out",
-        type=writable_output,
-        default=None,
-        help="folder or .json file (default data/runs/bench)",
-    )
-    parser.add_argument("--device", type=device_arg, default=None)
+    parser = bench_parser("e2e-step", __doc__, "a tiny model (seconds, any device)")
     parser.add_argument("--steps", type=positive_int, default=None)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument(
@@ -245,12 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="rounds of the uncompiled rows, each in a rotated order (default 3)",
     )
-    parser.add_argument("--small", action="store_true", help="a tiny model (seconds, any device)")
     args = parse_bench_args(parser, "e2e_step", argv)
     start = time.perf_counter()
-    settings = dict(SMALL if args.small else FULL)
-    if args.steps:
-        settings["steps"] = args.steps
+    settings = bench_settings(args, FULL, SMALL, ("steps", "rounds"))
     device = pick_device(args.device)
     batches = LengthBucketBatches(
         e2e_examples(settings["examples"], settings["arch"]["vocab_size"]),
@@ -259,8 +245,6 @@ def main(argv: list[str] | None = None) -> None:
         shuffle=True,
         seed=0,
     )
-    if args.rounds:
-        settings["rounds"] = args.rounds
     rows = run_rows(args.rows, settings, batches, device)
     ratios = {}
     for key, num, den, label, *limit in GOALS + EXTRA:

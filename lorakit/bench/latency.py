@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from lorakit.baselines import apply_method
-from lorakit.bench import bench_parser, parse_bench_args, save_bench_record
+from lorakit.bench import bench_parser, bench_settings, parse_bench_args, save_bench_record
 from lorakit.bench._latency_report import (  # noqa: F401  (the claims table reads it here)
     claim_rows,
     claims,
@@ -144,12 +144,10 @@ def time_rounds(
 
 def run(args: argparse.Namespace) -> dict:
     """Measure every (method, shape, mode) cell; returns the results dict that is recorded."""
-    setup = SMALL if args.small else FULL
+    setup = bench_settings(args, FULL, SMALL, ("shapes", "trials", "warmup"))
     device = pick_device(args.device)
     dtype_name = args.dtype or ("fp16" if device.type == "cuda" else "fp32")
-    shapes = setup["shapes"] if args.shapes is None else args.shapes
-    trials = args.trials or setup["trials"]
-    warmup = setup["warmup"] if args.warmup is None else args.warmup
+    shapes, trials, warmup = setup["shapes"], setup["trials"], setup["warmup"]
     modes = ["eager"] + (["graph"] if device.type == "cuda" and not args.no_graphs else [])
     max_len = setup["arch"]["n_positions"]
     for _, T in shapes:

@@ -155,10 +155,9 @@ def run_part(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    settings = dict(SMOKE if args.small else FULL)
-    if args.steps:
-        settings["steps"] = args.steps
-    return settings
+    from lorakit.bench import bench_settings
+
+    return bench_settings(args, FULL, SMOKE, ("steps",))
 
 
 def _line(row: str, r: dict) -> str:
@@ -269,17 +268,14 @@ def _launch(part: str, nproc: int, args: argparse.Namespace, folder: Path, setti
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lorakit.bench import parse_bench_args, save_bench_record
-    from lorakit.cli import positive_int, writable_output
+    from lorakit.bench import bench_parser, parse_bench_args, save_bench_record
+    from lorakit.cli import positive_int
 
-    parser = argparse.ArgumentParser(
-        prog="python -m lorakit.bench multi-gpu", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--out",
-        type=writable_output,
-        default=None,
-        help="folder or .json file (default data/runs/bench)",
+    parser = bench_parser(
+        "multi-gpu",
+        __doc__,
+        "a tiny model, 2 CPU processes with gloo unless --device cuda",
+        device=False,
     )
     parser.add_argument("--gpus", type=positive_int, default=2, help="processes of the multi part")
     parser.add_argument("--steps", type=positive_int, default=None)
@@ -288,13 +284,6 @@ def main(argv: list[str] | None = None) -> None:
         choices=("cuda", "cpu"),
         default=None,
         help="default: cuda when available (NCCL), else cpu (gloo)",
-    )
-    parser.add_argument(
-        "--smoke",
-        "--small",
-        dest="small",
-        action="store_true",
-        help="a tiny model, 2 CPU processes with gloo unless --device cuda",
     )
     parser.add_argument("--part", choices=tuple(ROWS), help=argparse.SUPPRESS)
     parser.add_argument("--part-out", help=argparse.SUPPRESS)

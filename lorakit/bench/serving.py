@@ -29,7 +29,6 @@ temporary folder unless ``--out`` says otherwise.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import tempfile
@@ -39,10 +38,9 @@ from pathlib import Path
 import torch
 
 import lorakit
-from lorakit.bench import parse_bench_args, save_bench_record
+from lorakit.bench import bench_parser, bench_settings, parse_bench_args, save_bench_record
 from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2
-from lorakit.cli import device as device_arg
-from lorakit.cli import positive_int, writable_output
+from lorakit.cli import positive_int
 from lorakit.peft_io import export_peft
 from lorakit.presets import pick_device
 from lorakit.serving import MultiAdapterModel, serving_bytes
@@ -294,33 +292,15 @@ def measure(rows: dict, s: dict, device) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lorakit.bench serving", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--out",
-        type=writable_output,
-        default=None,
-        help="folder or .json file (default data/runs/bench)",
-    )
-    parser.add_argument("--device", type=device_arg, default=None)
+    parser = bench_parser("serving", __doc__, "a tiny model (seconds, any device)")
     parser.add_argument(
         "--dtype", choices=sorted(DTYPES), default=None, help="default bf16 on CUDA, fp32 elsewhere"
     )
     parser.add_argument("--trials", type=positive_int, default=None)
     parser.add_argument("--no-peft", action="store_true", help="leave the PEFT row out")
-    parser.add_argument(
-        "--small",
-        "--smoke",
-        action="store_true",
-        dest="small",
-        help="a tiny model (seconds, any device)",
-    )
     args = parse_bench_args(parser, "serving", argv)
     start = time.perf_counter()
-    s = dict(SMALL if args.small else FULL)
-    if args.trials:
-        s["trials"] = args.trials
+    s = bench_settings(args, FULL, SMALL, ("trials",))
     device = pick_device(args.device)
     dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     use_peft = not args.no_peft

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from lorakit.baselines import apply_method
-from lorakit.bench import bench_parser, parse_bench_args, save_bench_record
+from lorakit.bench import bench_parser, bench_settings, parse_bench_args, save_bench_record
 from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2, peft_lora
 from lorakit.bench._timing import measure_memory, measure_time
 from lorakit.bench._train_step_report import (
@@ -148,10 +148,7 @@ def build_variant(
 def run(args: argparse.Namespace) -> dict:
     """Measure every (mode, variant) that ``args`` asks for; returns the results dict recorded."""
     device = pick_device(args.device)
-    settings = dict(SMALL if args.small else FULL)
-    for key in ("batch", "seq", "warmup", "steps", "rounds"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+    settings = bench_settings(args, FULL, SMALL, ("batch", "seq", "warmup", "steps", "rounds"))
     methods, notes = [], []
     for method in args.methods:
         if method.startswith("peft"):
