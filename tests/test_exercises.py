@@ -200,6 +200,39 @@ def test_assert_close_reports_shape_dtype_values_and_type():
     assert_close("h", t + 1e-7, t)
 
 
+def test_assert_number_takes_any_scalar_and_names_the_error():
+    from lorakit.exercises.compare import assert_number
+
+    assert assert_number("phi", np.float32(0.5), 0.5) == 0.5
+    assert assert_number("phi", torch.tensor(2.0), 2.0 + 1e-10) == 2.0  # 0-dim tensors too
+    assert "largest error 0.1" in _message(assert_number, "phi", 0.6, 0.5, atol=1e-6, rtol=0)
+    assert "NaN or inf" in _message(assert_number, "ppl", float("inf"), 3.0)
+    assert "phi should be a number, got list" in _message(assert_number, "phi", [0.5], 0.5)
+
+
+def test_build_module_checks_the_class_and_its_parameters():
+    from torch import nn
+
+    from lorakit.exercises.compare import build_module
+
+    class Good(nn.Module):
+        def __init__(self, k: int) -> None:
+            super().__init__()
+            self.lora_A = nn.Parameter(torch.zeros(2, k))
+
+    class PlainTensor(nn.Module):
+        def __init__(self, k: int) -> None:
+            super().__init__()
+            self.lora_A = torch.zeros(2, k)
+
+    assert isinstance(build_module(Good, (3,), ("lora_A",)), Good)
+    assert "expected a class (a subclass of nn.Module), got function" in _message(
+        build_module, lambda k: None, (3,), ("lora_A",)
+    )
+    assert "lora_A is not an nn.Parameter" in _message(build_module, PlainTensor, (3,), ["lora_A"])
+    assert "has no nn.Parameter lora_B" in _message(build_module, Good, (3,), ["lora_A", "lora_B"])
+
+
 def test_assert_shape_and_equal():
     assert "expected shape (4,), got (5,)" in _message(assert_shape, "v", torch.zeros(5), (4,))
     assert "expected 1, got True" in _message(assert_equal, "n", True, 1)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from lorakit.exercises.compare import as_number
+from lorakit.exercises.compare import as_number, build_module
 from lorakit.exercises.core import (
     ExerciseFailure,
     assert_close,
@@ -210,22 +210,6 @@ def _check_lora_forward(candidate) -> None:
         assert_close(f"gradient of the loss with respect to {name}", got, ref, rtol=1e-4, atol=1e-4)
 
 
-def _layer(candidate, base: nn.Linear, r: int, alpha: float) -> nn.Module:
-    if not (isinstance(candidate, type) and issubclass(candidate, nn.Module)):
-        fail(f"expected a class (a subclass of nn.Module), got {type(candidate).__name__}")
-    layer = candidate(base, r, alpha)
-    params = dict(layer.named_parameters())
-    for name in ("lora_A", "lora_B"):
-        if not hasattr(layer, name):
-            fail(f"the layer has no attribute {name}; store it as self.{name} = nn.Parameter(...)")
-        if name not in params:
-            fail(
-                f"{name} is not an nn.Parameter of the layer, so an optimizer would never see it; "
-                f"wrap it: self.{name} = nn.Parameter(...)"
-            )
-    return layer
-
-
 @register(
     "ch03.lora_layer",
     reference=LoRAFromScratch,
@@ -236,7 +220,7 @@ def _check_lora_layer(candidate) -> None:
     torch.manual_seed(0)
     base = nn.Linear(K, D)
     w0, b0 = base.weight.detach().clone(), base.bias.detach().clone()
-    layer = _layer(candidate, base, R, ALPHA)
+    layer = build_module(candidate, (base, R, ALPHA), ("lora_A", "lora_B"))
     A, B = layer.lora_A, layer.lora_B
     assert_shape("lora_A", A, (R, K))
     assert_shape("lora_B", B, (D, R))

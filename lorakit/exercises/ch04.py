@@ -19,6 +19,7 @@ from lorakit.exercises.compare import (
     assert_close,
     assert_grad,
     assert_shape,
+    build_module,
     check_int_cases,
     fail,
 )
@@ -203,17 +204,6 @@ def _check_adam_memory_bytes(candidate) -> None:
     check_int_cases("adam_memory_bytes", candidate, cases)
 
 
-def _qv_layer(candidate, c_attn: nn.Module, r: int, alpha: float) -> nn.Module:
-    if not (isinstance(candidate, type) and issubclass(candidate, nn.Module)):
-        fail(f"expected a class (a subclass of nn.Module), got {type(candidate).__name__}")
-    layer = candidate(c_attn, r, alpha)
-    params = dict(layer.named_parameters())
-    for name in ("lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v"):
-        if name not in params:
-            fail(f"the layer has no nn.Parameter {name}; create self.{name} = nn.Parameter(...)")
-    return layer
-
-
 @register(
     "ch04.qv_lora",
     reference=QVLoRA,
@@ -233,7 +223,8 @@ def _check_qv_lora(candidate) -> None:
         c_attn.weight.normal_(0, 0.5)
         c_attn.bias.normal_(0, 0.5)
     w0, b0 = c_attn.weight.detach().clone(), c_attn.bias.detach().clone()
-    layer = _qv_layer(candidate, c_attn, r, alpha)
+    params = ("lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v")
+    layer = build_module(candidate, (c_attn, r, alpha), params)
     for name, shape in (
         ("lora_A_q", (r, k)),
         ("lora_B_q", (d, r)),

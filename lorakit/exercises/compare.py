@@ -1,4 +1,5 @@
-"""Comparers for exercise checkers: precise messages for shapes, dtypes, values and gradients.
+"""Comparers for exercise checkers: precise messages for shapes, dtypes, values and gradients,
+and :func:`build_module`, which builds a learner's layer class and checks its parameters.
 
 Each helper raises :class:`ExerciseFailure` with a message a learner can act on (what was expected,
 what came, where the largest error is). They are re-exported by :mod:`lorakit.exercises.core`.
@@ -144,3 +145,45 @@ def check_int_cases(name: str, candidate: Any, cases: Sequence[tuple[tuple, int]
     for args, expected in cases:
         what = f"{name}{args}"
         assert_equal(what, as_number(what, candidate(*args), integer=True), expected)
+
+
+def assert_number(
+    what: str, got: Any, expected: float, atol: float = 1e-9, rtol: float = 1e-7
+) -> float:
+    """Fail unless the learner's scalar ``got`` is within ``atol + rtol * |expected|`` of
+    ``expected``; returns it as a float.
+
+    ``got`` may be any numeric scalar (:func:`as_number`); the message is
+    :func:`assert_close`'s (the error, what came and what was expected, or NaN/inf).
+    """
+    value = float(as_number(what, got))
+    assert_close(
+        what,
+        torch.tensor(value, dtype=torch.float64),
+        torch.tensor(float(expected), dtype=torch.float64),
+        atol=atol,
+        rtol=rtol,
+    )
+    return value
+
+
+def build_module(candidate: Any, args: Sequence[Any], params: Sequence[str]) -> torch.nn.Module:
+    """``candidate(*args)`` for a learner's layer class, with each of ``params`` checked to be
+    an ``nn.Parameter`` of the new module (a plain tensor attribute never reaches an optimizer).
+
+    Fails if ``candidate`` is not a subclass of ``nn.Module`` or a parameter is missing.
+    """
+    if not (isinstance(candidate, type) and issubclass(candidate, torch.nn.Module)):
+        fail(f"expected a class (a subclass of nn.Module), got {type(candidate).__name__}")
+    module = candidate(*args)
+    found = dict(module.named_parameters())
+    for name in params:
+        if name in found:
+            continue
+        if hasattr(module, name):
+            fail(
+                f"{name} is not an nn.Parameter of the layer, so an optimizer would never see "
+                f"it; wrap it: self.{name} = nn.Parameter(...)"
+            )
+        fail(f"the layer has no nn.Parameter {name}; create self.{name} = nn.Parameter(...)")
+    return module
