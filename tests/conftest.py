@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -64,10 +65,35 @@ def tiny_gpt2():
     return make_tiny_gpt2()
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One torch thread: on a 2-core machine it is much faster for tiny models than two."""
+@contextlib.contextmanager
+def one_thread():
+    """One torch thread inside the block: on a 2-core machine it is much faster for tiny models
+    than two."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (:func:`one_thread`)."""
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def fixed_source():
+    """One source hash for a whole test module, so that the records it makes stay current while
+    others edit lorakit/ during the run."""
+    with pytest.MonkeyPatch.context() as mp:
+        for where in (
+            "lorakit.runs",
+            "lorakit.experiments._grid",
+            "lorakit.experiments._finetune_grid",
+            "lorakit.experiments.finetune_report",
+        ):
+            mp.setattr(f"{where}.source_sha256", lambda *a: "f" * 64)
+        yield

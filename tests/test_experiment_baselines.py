@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_gpt2
+from conftest import make_tiny_gpt2, one_thread
 
 from lorakit import analysis
 from lorakit.baselines import METHODS, apply_method
@@ -20,7 +20,7 @@ from lorakit.experiments import baselines as exp
 from lorakit.experiments import baselines_report as rep
 from lorakit.models import BaseInfo
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("fixed_source", "one_torch_thread")
 FIXTURE = Path(__file__).parent / "fixtures" / "e2e_real"
 TIMINGS = {"train_wall_s", "generate_wall_s", "wall_s", "date", "step_time_s", "history"}
 
@@ -33,24 +33,11 @@ def without_timings(obj):
     return obj
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fixed_source():
-    """One source hash for the whole module: others may edit lorakit/ while the tests run."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("lorakit.runs.source_sha256", lambda *a: "test-source")
-        mp.setattr("lorakit.experiments._grid.source_sha256", lambda *a: "test-source")
-        yield
-
-
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid(tmp_path_factory, fixed_source):
     out = tmp_path_factory.mktemp("ch07")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         exp.main(["--preset", "ci", "--out", str(out), "--device", "cpu", "--quiet"])
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 

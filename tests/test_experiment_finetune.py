@@ -22,22 +22,31 @@ FILES = ("trainset.csv", "devset.csv", "testset_w_refs.csv")
 
 
 @pytest.fixture
-def fixed_source(monkeypatch):
-    """One source hash for the whole test: other edits of lorakit/ while it runs do not count."""
-    for where in (
-        "lorakit.runs",
-        "lorakit.experiments._finetune_grid",
-        "lorakit.experiments.finetune_report",
-    ):
-        monkeypatch.setattr(f"{where}.source_sha256", lambda *a: "f" * 64)
-
-
-@pytest.fixture
 def tiny_base(tiny_tokenizer):
     from conftest import make_tiny_gpt2
 
     info = BaseInfo(source="test", name="tiny", n_params=0, tokenizer="tiny", vocab_size=300)
     return make_tiny_gpt2(n_positions=512), tiny_tokenizer, info
+
+
+@pytest.fixture
+def run_tiny(tmp_path, tiny_base):
+    """``grid.run_grid(runs, "ci", ...)`` on the real-format fixture with the tiny base, on the
+    CPU, quietly, its records under ``tmp_path`` (unless ``out`` is given)."""
+
+    def run(runs, **kwargs):
+        kwargs = {"out": tmp_path, **kwargs}
+        return grid.run_grid(
+            runs,
+            "ci",
+            source=str(FIXTURE),
+            device="cpu",
+            progress=False,
+            loaded=tiny_base,
+            **kwargs,
+        )
+
+    return run
 
 
 def test_plan_is_seed_major_and_names_each_run():
@@ -59,17 +68,9 @@ def test_plan_is_seed_major_and_names_each_run():
     )
 
 
-def test_grid_writes_one_record_per_run_and_resumes(tmp_path, tiny_base, capsys):
+def test_grid_writes_one_record_per_run_and_resumes(run_tiny, tmp_path, capsys):
     runs = grid.plan_grid(["lora", "full"], [0, 1], {"lora": [2e-4], "full": [5e-5]})
-    out = grid.run_grid(
-        runs,
-        "ci",
-        source=str(FIXTURE),
-        out=tmp_path,
-        device="cpu",
-        progress=False,
-        loaded=tiny_base,
-    )
+    out = run_tiny(runs)
     assert out.folder == tmp_path / "ch06_finetune_ci_tiny_dir"
     assert sorted(p.name for p in out.written) == sorted(f"{r.name}.json" for r in runs)
     rec = json.loads((out.folder / "lora-lr0.0002-s1.json").read_text())
@@ -85,26 +86,9 @@ def test_grid_writes_one_record_per_run_and_resumes(tmp_path, tiny_base, capsys)
     seed0 = json.loads((out.folder / "lora-lr0.0002-s0.json").read_text())
     assert seed0["results"]["methods"]["lora"]["history"] != run["history"]  # seeds differ
 
-    again = grid.run_grid(
-        runs,
-        "ci",
-        source=str(FIXTURE),
-        out=tmp_path,
-        device="cpu",
-        progress=False,
-        loaded=tiny_base,
-    )
+    again = run_tiny(runs)
     assert again.written == [] and sorted(again.current) == sorted(r.name for r in runs)
-    forced = grid.run_grid(
-        runs[:1],
-        "ci",
-        source=str(FIXTURE),
-        out=tmp_path,
-        device="cpu",
-        progress=False,
-        loaded=tiny_base,
-        force=True,
-    )
+    forced = run_tiny(runs[:1], force=True)
     assert [p.name for p in forced.written] == ["lora-lr0.0002-s0.json"]
 
     rec["source_sha256"] = "0" * 64  # as if made by other code: made again
@@ -113,15 +97,7 @@ def test_grid_writes_one_record_per_run_and_resumes(tmp_path, tiny_base, capsys)
         grid.stale_reason(out.folder / "lora-lr0.0002-s1.json", "x", {}, {})
         == "made from another lorakit/ source"
     )
-    redo = grid.run_grid(
-        runs,
-        "ci",
-        source=str(FIXTURE),
-        out=tmp_path,
-        device="cpu",
-        progress=False,
-        loaded=tiny_base,
-    )
+    redo = run_tiny(runs)
     assert [p.name for p in redo.written] == ["lora-lr0.0002-s1.json"]
 
     text = finetune_report.report(out.folder, [0, 1, 2], {"lora": [2e-4], "full": [5e-5]})
@@ -130,7 +106,7 @@ def test_grid_writes_one_record_per_run_and_resumes(tmp_path, tiny_base, capsys)
     assert 'claim "LoRA matches full fine-tuning' in text
 
 
-def test_budget_starts_no_run_that_would_overrun(tmp_path, tiny_base, monkeypatch):
+def test_budget_starts_no_run_that_would_overrun(run_tiny, monkeypatch):
     real_run = grid._grid_run
 
     def slow_run(*args):  # as if each run took 100 s
@@ -138,40 +114,14 @@ def test_budget_starts_no_run_that_would_overrun(tmp_path, tiny_base, monkeypatc
 
     monkeypatch.setattr(grid, "_grid_run", slow_run)
     runs = grid.plan_grid(["lora"], [0, 1, 2], {"lora": [2e-4]})
-    out = grid.run_grid(
-        runs,
-        "ci",
-        source=str(FIXTURE),
-        out=tmp_path,
-        device="cpu",
-        progress=False,
-        loaded=tiny_base,
-        budget_s=50,
-    )
+    out = run_tiny(runs, budget_s=50)
     assert len(out.written) == 1 and out.not_started == [r.name for r in runs[1:]]
 
 
-def test_grid_with_two_jobs_gives_the_records_of_one(tmp_path, tiny_base):
+def test_grid_with_two_jobs_gives_the_records_of_one(run_tiny, tmp_path):
     runs = grid.plan_grid(["lora"], [0, 1], {"lora": [2e-4]})
-    one = grid.run_grid(
-        runs,
-        "ci",
-        source=str(FIXTURE),
-        out=tmp_path / "one",
-        device="cpu",
-        progress=False,
-        loaded=tiny_base,
-    )
-    two = grid.run_grid(
-        runs,
-        "ci",
-        source=str(FIXTURE),
-        out=tmp_path / "two",
-        device="cpu",
-        progress=False,
-        loaded=tiny_base,
-        jobs=2,
-    )
+    one = run_tiny(runs, out=tmp_path / "one")
+    two = run_tiny(runs, out=tmp_path / "two", jobs=2)
     for name in ("lora-lr0.0002-s0.json", "lora-lr0.0002-s1.json"):
         a, b = (
             json.loads((o.folder / name).read_text())["results"]["methods"]["lora"]
@@ -182,23 +132,8 @@ def test_grid_with_two_jobs_gives_the_records_of_one(tmp_path, tiny_base):
 
 def test_command_line_reads_the_data_asked_for(tmp_path, monkeypatch, tiny_base):
     monkeypatch.setattr("lorakit.models.load_base", lambda *a, **k: tiny_base)
-    finetune.main(
-        [
-            "--preset",
-            "ci",
-            "--device",
-            "cpu",
-            "--no-progress",
-            "--methods",
-            "lora",
-            "--seeds",
-            "0",
-            "--data",
-            str(FIXTURE),
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    options = "--preset ci --device cpu --no-progress --methods lora --seeds 0".split()
+    finetune.main([*options, "--data", str(FIXTURE), "--out", str(tmp_path)])
     record = json.loads(
         (tmp_path / "ch06_finetune_ci_tiny_dir" / "lora-lr0.0002-s0.json").read_text()
     )
@@ -271,23 +206,8 @@ def test_paper_setting_command_runs_offline(tmp_path, monkeypatch, tiny_tokenize
         return _medium_stand_in(tiny_tokenizer, full_size)
 
     monkeypatch.setattr("lorakit.models.loading.load_hub", load_hub)
-    out = finetune.main(
-        [
-            "--preset",
-            "ci",
-            "--base",
-            "gpt2-medium",
-            "--data",
-            "real",
-            "--device",
-            "cpu",
-            "--no-progress",
-            "--seeds",
-            "0",
-            "--out",
-            str(tmp_path / "runs"),
-        ]
-    )
+    options = "--preset ci --base gpt2-medium --data real --device cpu --no-progress --seeds 0"
+    out = finetune.main([*options.split(), "--out", str(tmp_path / "runs")])
     assert asked == ["gpt2-medium"]
     assert out.folder.name == "ch06_finetune_ci_gpt2-medium_real"
     rec = json.loads((out.folder / "lora-lr0.0002-s0.json").read_text())

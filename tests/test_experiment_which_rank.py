@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import one_thread
 
 import lorakit
 from lorakit.experiments import _grid
@@ -14,25 +15,14 @@ from lorakit.experiments import subspace_report as sub
 from lorakit.experiments import which_rank as wr
 from lorakit.experiments import which_rank_report as rep
 
-
-@pytest.fixture(scope="module", autouse=True)
-def fixed_source():
-    """One source hash for the whole module: others may edit lorakit/ while the tests run."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("lorakit.runs.source_sha256", lambda *a: "test-source")
-        mp.setattr("lorakit.experiments._grid.source_sha256", lambda *a: "test-source")
-        yield
+pytestmark = pytest.mark.usefixtures("fixed_source")
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid(tmp_path_factory, fixed_source):
     out = tmp_path_factory.mktemp("ch08")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         wr.main(["--preset", "ci", "--out", str(out), "--device", "cpu", "--no-progress"])
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
