@@ -24,7 +24,7 @@ from lorakit.bench._train_step_report import FROZEN_BF16
 from lorakit.lora import count_parameters
 from lorakit.train import causal_lm_loss, label_positions
 from lorakit.train.graph import CUDAGraphStep
-from lorakit.train.loop import param_groups
+from lorakit.train.optim import param_groups
 
 MakeModel = Callable[[str], nn.Module]
 

@@ -12,8 +12,11 @@ model's output at position ``t`` predicts ``labels[:, t + 1]``.
 Modules:
 
 * :mod:`lorakit.train.config` -- :class:`TrainConfig` (the settings), :class:`TrainResult`;
-* :mod:`lorakit.train.loop` -- :func:`train`, :func:`evaluate_loss`, the schedule
+* :mod:`lorakit.train.loop` -- :func:`train`, :func:`evaluate_loss`;
+* :mod:`lorakit.train.optim` -- AdamW's parameter groups and the schedule
   :func:`linear_warmup_decay`;
+* :mod:`lorakit.train.eager` and :mod:`lorakit.train.graphed` -- the steps the loop drives: eager,
+  or replayed as CUDA graphs on a GPU;
 * :mod:`lorakit.train.step` -- the batch preparation and autocast that every kind of step
   shares (eager, CUDA-graphed, distributed);
 * :mod:`lorakit.train.loss` -- :func:`causal_lm_loss` (the LM head only on labelled rows, no host
@@ -25,11 +28,7 @@ Modules:
 """
 
 from .config import TrainConfig, TrainResult
-from .loop import (
-    evaluate_loss,
-    linear_warmup_decay,
-    train,
-)
+from .loop import evaluate_loss, train
 from .loss import (
     IGNORE_INDEX,
     LabelPositions,
@@ -37,6 +36,7 @@ from .loss import (
     label_positions,
     linear_cross_entropy,
 )
+from .optim import linear_warmup_decay
 from .state import load_trainable, save_trainable
 
 __all__ = [

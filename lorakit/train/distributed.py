@@ -197,7 +197,7 @@ class DataParallelRun:
 
 
 class _SyncedSteps:
-    """The loop's :class:`~lorakit.train.loop.EagerSteps` with the forward through DDP/FSDP, the
+    """The loop's :class:`~lorakit.train.eager.EagerSteps` with the forward through DDP/FSDP, the
     loss weighted by the rank's share of label tokens, and the logged loss reduced over ranks."""
 
     def __init__(self, run: DataParallelRun, steps) -> None:

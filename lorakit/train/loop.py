@@ -1,4 +1,9 @@
-"""The loop: :func:`train`, :func:`evaluate_loss`, the LR schedule and the batch preparation."""
+"""The loop: :func:`train` and :func:`evaluate_loss`.
+
+The steps it drives are :class:`~lorakit.train.eager.EagerSteps` and, on a GPU,
+:class:`~lorakit.train.graphed.StaticSteps`; the optimizer's groups and the LR schedule are in
+:mod:`lorakit.train.optim`.
+"""
 
 from __future__ import annotations
 
@@ -24,46 +29,11 @@ from lorakit.presets import pick_device, seed_everything
 
 from .config import TrainConfig, TrainResult
 from .distributed import data_parallel
-from .graphed import (
-    StaticSteps,
-    bucket_length,
-    pad_length,
-    reset_cuda_generators,
-    why_not_static,
-)
+from .eager import EagerSteps
+from .graphed import StaticSteps, reset_cuda_generators, why_not_static
 from .loss import backbone_and_head, causal_lm_loss
+from .optim import linear_warmup_decay, param_groups
 from .step import _autocast, _check_batch, _prepare
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """The optimizer's parameter groups: the trainable matrices with ``weight_decay``, the
-    trainable biases and LayerNorm parameters (1-D) without (AdamW's usual split)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            # matrices get weight decay; biases and LayerNorm gains/shifts (1-D) do not
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    if not decay and not no_decay:
-        raise ValueError(
-            "The model has no parameter with requires_grad=True, so there is "
-            "nothing to train; apply a method first (e.g. lorakit.apply_lora)."
-        )
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
-
-
-def linear_warmup_decay(warmup_steps: int, total_steps: int):
-    """LR multiplier: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
 
 
 def _total_steps(batches: Iterable, cfg: TrainConfig) -> int:
@@ -83,57 +53,6 @@ def _cast_frozen(model: nn.Module) -> list[str]:
     from lorakit.lora.precision import cast_frozen_, frozen_matmul_weights
 
     return cast_frozen_(model, torch.bfloat16) if frozen_matmul_weights(model) else []
-
-
-class EagerSteps:
-    """Forward + backward of a micro-batch and the optimizer step, in plain eager PyTorch.
-
-    The same interface as :class:`lorakit.train.graphed.StaticSteps`, which replays them as CUDA
-    graphs. The loss is summed on the device and read only when a history row is logged.
-    """
-
-    def __init__(
-        self,
-        params: list[nn.Parameter],
-        optimizer: torch.optim.Optimizer,
-        loss_fn,
-        grad_accum: int,
-        grad_clip: float | None,
-        device: torch.device,
-        max_positions: int | None = None,
-        pad_lengths: bool = False,
-    ) -> None:
-        self.params, self.opt, self.loss_fn = params, optimizer, loss_fn
-        self.grad_accum, self.grad_clip, self.device = grad_accum, grad_clip, device
-        self.max_positions, self.pad_lengths = max_positions, pad_lengths
-        self.loss_sum = torch.zeros((), device=device)
-
-    def micro(self, batch: Mapping[str, torch.Tensor]) -> int:
-        """Forward + backward of one CPU batch; returns its number of tokens.
-
-        With ``pad_lengths`` (under ``torch.compile``) a right-padded batch is first widened to
-        :func:`~lorakit.train.graphed.bucket_length`, so that the compiler sees few shapes.
-        """
-        if self.pad_lengths and why_not_static(batch) is None:
-            batch = pad_length(
-                batch, bucket_length(batch["input_ids"].shape[1], self.max_positions)
-            )
-        moved, positions, ntok = _prepare(batch, self.device)
-        loss, _ = self.loss_fn(moved, positions)
-        (loss / self.grad_accum).backward()
-        self.loss_sum += loss.detach()
-        return ntok
-
-    def step(self) -> None:
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-
-    def read_loss(self) -> float:
-        value = float(self.loss_sum)  # float() syncs, once per logged window
-        self.loss_sum = torch.zeros((), device=self.device)
-        return value
 
 
 def _use_graphs(cfg: TrainConfig, device: torch.device) -> bool:
