@@ -77,6 +77,15 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def ci_grid(tmp_path_factory, name: str, main, *options: str):
+    """Run a grid command's ``main`` in the ``ci`` preset on the CPU with one thread, its records
+    in a new folder ``name`` (returned)."""
+    out = tmp_path_factory.mktemp(name)
+    with one_thread():
+        main(["--preset", "ci", "--out", str(out), "--device", "cpu", *options])
+    return out
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test (:func:`one_thread`)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_gpt2, one_thread
+from conftest import ci_grid, make_tiny_gpt2
 
 from lorakit import analysis
 from lorakit.baselines import METHODS, apply_method
@@ -35,10 +35,7 @@ def without_timings(obj):
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory, fixed_source):
-    out = tmp_path_factory.mktemp("ch07")
-    with one_thread():
-        exp.main(["--preset", "ci", "--out", str(out), "--device", "cpu", "--quiet"])
-    return out
+    return ci_grid(tmp_path_factory, "ch07", exp.main, "--quiet")
 
 
 def test_every_run_of_the_plan_writes_its_own_record(grid):
@@ -161,6 +158,41 @@ def _row(values, hw=0.5):
 )
 def test_claim_verdicts_follow_the_stated_rule(a, b, kind, expected):
     assert rep.claim_verdict(rep.compare(_row(a), _row(b)), kind) == expected
+
+
+def test_report_helpers_format_what_the_tables_show():
+    from lorakit.experiments import _report
+
+    s = {"mean": 70.25, "sd": 0.5, "n": 3, "ci_half_width": 1.25}
+    assert _report.seeds_text(s) == "70.2 ± 0.5 (3 seeds)"
+    assert _report.seeds_text({**s, "sd": None, "n": 1}) == "70.2 (1 seed)"
+    assert _report.seeds_text({"mean": None}) == "not run"
+    assert _report.mean_cell(s, ".1f") == "70.2 ± 0.5 [±1.2]"
+    assert _report.mean_cell(s, ".2f", interval=False) == "70.25 ± 0.50"
+    assert _report.mean_cell({"mean": None}, ".1f") is None
+    assert _report.text_table([("a", "bb"), ("ccc", "d")]) == "a    bb\nccc   d"
+    template = {"metrics": {"bleu": 60.0}, "bootstrap": {"bleu": {"lo": 58.0, "hi": 61.0}}}
+    assert _report.template_metrics(template, ["bleu"]) == {
+        "bleu": {"mean": 60.0, "sd": None, "ci_half_width": 1.5}
+    }
+    row = _report.judged_row(
+        7, "c", "p", "o", rep.compare(_row([3.0, 3.1]), _row([1.0, 1.1])), "beats"
+    )
+    assert (row["verdict"], row["why"].split(":")[0]) == ("reproduced", "a better")
+    assert _report.claim_row(7, "c", "p")["verdict"] == "not run"
+
+
+def test_presets_table_needs_one_value_per_preset():
+    from lorakit.experiments._grid_command import by_preset, settings_for
+
+    table = by_preset({"epochs": (1, 2, 5)}, label_smoothing=0.1)
+    assert table["cpu"] == {"epochs": 2, "label_smoothing": 0.1}
+    with pytest.raises(ValueError, match="'epochs' has 2 values"):
+        by_preset({"epochs": (1, 5)})
+    with pytest.raises(ValueError, match="Unknown settings \\['epoch'\\]"):
+        settings_for(table, "ci", {"epoch": 3})
+    with pytest.raises(ValueError, match="Unknown preset 'tpu'"):
+        settings_for(table, "tpu")
 
 
 def test_plan_of_the_gpu_preset():

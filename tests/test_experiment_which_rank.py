@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import one_thread
+from conftest import ci_grid
 
 import lorakit
 from lorakit.experiments import _grid
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.usefixtures("fixed_source")
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory, fixed_source):
-    out = tmp_path_factory.mktemp("ch08")
-    with one_thread():
-        wr.main(["--preset", "ci", "--out", str(out), "--device", "cpu", "--no-progress"])
-    return out
+    return ci_grid(tmp_path_factory, "ch08", wr.main, "--no-progress")
 
 
 def test_plan_each_configuration_once_per_seed_and_factors_where_chapter_9_reads():

@@ -167,6 +167,12 @@ def list_plan(specs: Sequence[dict], folder: Path, force: bool, data: DataSource
     print(f"{len(left)} of {len(specs)} runs to do in {folder}")
 
 
+def overrides_from(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The settings that command-line options override: ``{name: value}`` for each of ``names``
+    whose option was given (not ``None``)."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
 def run_options(args: argparse.Namespace, folder: Path, src: DataSource, overrides: dict) -> dict:
     """The keyword arguments of a ``run_*`` function that the options of
     :func:`lorakit.experiments._grid.add_grid_arguments` give (``source``, ``jobs``, ``out``,

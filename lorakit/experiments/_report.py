@@ -43,6 +43,12 @@ def claim_row(
     }
 
 
+def judged_row(chapter: int, claim: str, paper: str, ours: str, v: Verdict, kind: str) -> dict:
+    """The claim row of a comparison of a with b judged by ``v``: the verdict by
+    :func:`claim_verdict` (``kind`` "beats" or "matches"), the outcome and its reason as why."""
+    return claim_row(chapter, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}")
+
+
 def claim_verdict(v: Verdict, kind: str) -> str:
     """A claim's verdict from a :class:`lorakit.experiments._stats.Verdict` of a vs b.
 

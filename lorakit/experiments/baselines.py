@@ -63,7 +63,13 @@ from lorakit.experiments._baselines_settings import (  # noqa: F401  (re-exporte
     settings_for,
 )
 from lorakit.experiments._finetune_settings import base_block
-from lorakit.experiments._grid_command import GridCall, list_plan, load_inputs, run_options
+from lorakit.experiments._grid_command import (
+    GridCall,
+    list_plan,
+    load_inputs,
+    overrides_from,
+    run_options,
+)
 from lorakit.presets import get_preset
 
 
@@ -183,17 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
-    overrides = {
-        k: v
-        for k, v in (
-            ("seeds", args.seeds),
-            ("sweep_seeds", args.sweep_seeds),
-            ("epochs", args.epochs),
-            ("steps", args.steps),
-            ("test_mrs", args.test_mrs),
-        )
-        if v is not None
-    }
+    overrides = overrides_from(args, ("seeds", "sweep_seeds", "epochs", "steps", "test_mrs"))
     if args.lr:
         overrides["lrs"] = dict(args.lr)
     src = data_source(args.data)

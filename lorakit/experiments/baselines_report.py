@@ -163,13 +163,8 @@ def claims(t3: dict, f2: dict) -> list[dict]:
         if a.get("status") != "run" or b.get("status") != "run":
             rows.append(_report.claim_row(7, claim, paper))
             return
-        v = compare(a, b)
         ours = f"{what}: {_mean(a)} vs {_mean(b)} BLEU"
-        rows.append(
-            _report.claim_row(
-                7, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}"
-            )
-        )
+        rows.append(_report.judged_row(7, claim, paper, ours, compare(a, b), kind))
 
     lora = t3["lora"]
     add(

@@ -41,7 +41,13 @@ from lorakit.data.sources import data_source
 from lorakit.experiments import _grid
 from lorakit.experiments._baselines_run import template_results
 from lorakit.experiments._finetune_settings import base_block
-from lorakit.experiments._grid_command import GridCall, list_plan, load_inputs, run_options
+from lorakit.experiments._grid_command import (
+    GridCall,
+    list_plan,
+    load_inputs,
+    overrides_from,
+    run_options,
+)
 from lorakit.experiments._which_rank_run import (  # noqa: F401  (re-exported for the chapters)
     ALPHA,
     base_weight,
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     preset = args.preset or get_preset()
-    overrides = {k: v for k, v in (("seeds", args.seeds), ("epochs", args.epochs)) if v is not None}
+    overrides = overrides_from(args, ("seeds", "epochs"))
     if args.seeds is not None:
         overrides["qv_seeds"] = args.seeds
     src = data_source(args.data)

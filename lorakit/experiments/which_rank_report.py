@@ -22,7 +22,6 @@ from lorakit.experiments._report import (  # noqa: F401  (re-exported for the ch
     NOT_RUN,
     RULE,
     RULE_TEXT,
-    claim_verdict,
     claims_text,
 )
 from lorakit.experiments._stats import seed_summary, verdict
@@ -130,13 +129,8 @@ def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
         if a is None or b is None or a["status"] != "run" or b["status"] != "run":
             rows.append(_report.claim_row(8, claim, paper))
             return
-        v = compare(a, b)
         ours = f"{_label(a)} {_mean(a)} vs {_label(b)} {_mean(b)} BLEU"
-        rows.append(
-            _report.claim_row(
-                8, claim, paper, ours, claim_verdict(v, kind), f"{v.outcome}: {v.why}"
-            )
-        )
+        rows.append(_report.judged_row(8, claim, paper, ours, compare(a, b), kind))
 
     qv = [x for x in t6 if x["targets"] == ["q", "v"]]
     done = [x for x in qv if x["status"] == "run"]
