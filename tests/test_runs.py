@@ -30,10 +30,28 @@ def test_source_hash_depends_on_code_only_not_on_git_or_caches(tmp_path):
     same = runs.source_sha256(copy)
     assert same == runs.source_sha256()
     presets = copy / "presets.py"
-    presets.write_text(presets.read_text() + "\n# an edit\n")
+    presets.write_text(presets.read_text() + "\n# a comment\n")
+    assert runs.source_sha256(copy) == same  # comments do not change what the code does
+    presets.write_text(presets.read_text() + "\nEDITED = 1\n")
     edited = runs.source_sha256(copy)
     presets.rename(copy / "presets_renamed.py")
     assert len({same, edited, runs.source_sha256(copy)}) == 3
+
+
+def test_code_hash_ignores_comments_formatting_and_docstrings():
+    code = 'def f(x):\n    """Doc."""\n    return g("a long " "message", x)  # why\n'
+    same = [
+        'def f(x):\n    """Another doc."""\n    return g(\n        "a long message", x\n    )\n',
+        "# a header comment\n\n\ndef f(x):\n    return g('a long message', x)\n",
+    ]
+    assert all(runs.code_sha256(s) == runs.code_sha256(code) for s in same)
+    other = [
+        'def f(x):\n    return g("a long message", x + 1)\n',
+        'def f(y):\n    return g("a long message", y)\n',
+        'def f(x):\n    return g("another message", x)\n',
+    ]
+    assert len({runs.code_sha256(s) for s in other} | {runs.code_sha256(code)}) == 4
+    assert runs.code_sha256("def (:\n") == runs.code_sha256(b"def (:\n")  # bytes if no parse
 
 
 def test_a_record_is_stale_only_when_a_module_its_run_loaded_changes(tmp_path):
@@ -48,7 +66,7 @@ def test_a_record_is_stale_only_when_a_module_its_run_loaded_changes(tmp_path):
     bench.write_text(bench.read_text() + "\n# an edit the run never loaded\n")
     assert runs.source_changes(rec, copy) == []
     layers = copy / "lora" / "layers.py"
-    layers.write_text(layers.read_text() + "\n# an edit of code the run ran\n")
+    layers.write_text(layers.read_text() + "\nEDITED = True  # code the run ran\n")
     assert runs.source_changes(rec, copy) == ["lorakit/ changed since: lora/layers.py"]
     layers.unlink()
     assert runs.source_changes(rec, copy) == ["lorakit/ changed since: lora/layers.py"]

@@ -6,7 +6,8 @@ is which. Three fields say which code and data made it, all computed when the re
 
 * ``source_files`` and ``source_sha256``: the ``lorakit/`` modules the run's process had loaded
   when it wrote the record (:func:`loaded_sources`: each one's path in the package and the
-  SHA-256 of its content) and one hash over them (:func:`source_sha256`). No git is needed, so a
+  SHA-256 of its code, :func:`code_sha256`: comments, formatting and docstrings do not count)
+  and one hash over them (:func:`source_sha256`). No git is needed, so a
   copy of the tree without ``.git`` gives the same hashes, and an edit of a module the run never
   loaded (a benchmark, a chapter's checker) leaves the record current
   (:func:`source_changes`);
@@ -21,6 +22,7 @@ is which. Three fields say which code and data made it, all computed when the re
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import hashlib
 import json
@@ -46,17 +48,73 @@ def _package_files(root: Path) -> list[str]:
     )
 
 
+_DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def code_sha256(source: str | bytes) -> str:
+    """SHA-256 of what a module's code *does*: its syntax tree without docstrings.
+
+    Comments, formatting, line wrapping (adjacent string literals are one constant to the
+    parser) and docstrings do not enter; any change to a statement, a name or a value does.
+    The tree is written out field by field, leaving out empty fields, so Python versions
+    whose parsers add empty fields (3.12's ``type_params``) agree. A file that does not parse
+    is hashed as bytes.
+    """
+    raw = source.encode() if isinstance(source, str) else source
+    try:
+        tree = ast.parse(raw)
+    except (SyntaxError, ValueError):
+        return hashlib.sha256(raw).hexdigest()
+    h = hashlib.sha256()
+
+    def write(node) -> None:
+        if isinstance(node, ast.AST):
+            h.update(b"(" + type(node).__name__.encode())
+            body = getattr(node, "body", None)
+            if isinstance(node, _DOC_OWNERS) and body and _is_docstring(body[0]):
+                body = body[1:]
+            for name in node._fields:
+                value = body if name == "body" and isinstance(node, _DOC_OWNERS) else None
+                value = value if value is not None else getattr(node, name, None)
+                if value is None or value == []:
+                    continue
+                h.update(b" " + name.encode() + b"=")
+                write(value)
+            h.update(b")")
+        elif isinstance(node, list):
+            h.update(b"[")
+            for item in node:
+                write(item)
+                h.update(b",")
+            h.update(b"]")
+        else:
+            h.update(repr(node).encode())
+
+    write(tree)
+    return h.hexdigest()
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
 def _file_sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    """:func:`code_sha256` of a ``.py`` file (``None`` if it does not exist)."""
+    return code_sha256(path.read_bytes()) if path.is_file() else None
 
 
 def source_sha256(package_dir: str | Path = PACKAGE_DIR, files: Iterable[str] | None = None) -> str:
-    """SHA-256 over the package's ``.py`` files: each one's relative path and content, sorted.
+    """SHA-256 over the package's ``.py`` files: each one's relative path and :func:`code_sha256`.
 
     ``files``: only these paths (relative to ``package_dir``, e.g. ``"lora/layers.py"``; a
     missing one enters as missing); default every ``.py`` file of the package. File times,
-    permissions, caches and git do not enter, so any copy of the same tree has the same hash,
-    and any edit, added, removed or renamed module among them changes it.
+    permissions, caches and git do not enter, so any copy of the same tree has the same hash;
+    any change to the code of a module among them, or an added, removed or renamed module,
+    changes it, while comments, formatting and docstrings do not.
     """
     root = Path(package_dir)
     h = hashlib.sha256()
