@@ -11,11 +11,12 @@ makes the claim *not run* (never estimated or filled in).
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from lorakit.experiments import _grid
-from lorakit.experiments._stats import RULES, Verdict
+from lorakit.experiments._stats import RULES, Verdict, seed_summary
 from lorakit.presets import get_preset
 
 RULE = "max-noise"
@@ -75,6 +76,19 @@ def claims_text(rows: Sequence[dict]) -> str:
 def half_width(ci: dict) -> float:
     """Half the width of an interval ``{"lo", "hi", ...}``."""
     return (ci["hi"] - ci["lo"]) / 2
+
+
+def metric_summary(values: Sequence[float], cis: Sequence[dict]) -> dict:
+    """One metric of a configuration over its seeds: the seed summary of ``values``
+    (:func:`lorakit.experiments._stats.seed_summary`; ``n`` 0 and no mean without values), the
+    runs' bootstrap intervals ``cis`` and their mean half-width (``None`` without intervals)."""
+    summary = (
+        seed_summary(values).to_dict()
+        if values
+        else {"n": 0, "mean": None, "sd": None, "values": []}
+    )
+    hw = statistics.fmean(half_width(c) for c in cis) if cis else None
+    return {**summary, "cis": list(cis), "ci_half_width": hw}
 
 
 def seeds_text(s: dict) -> str:

@@ -34,9 +34,13 @@ from lorakit.experiments._report import (  # noqa: F401  (re-exported for the ch
     claim_verdict,
     claims_text,
 )
-from lorakit.experiments._stats import seed_summary, verdict
+from lorakit.experiments._stats import verdict
 
 METRICS = (("bleu", ".1f"), ("rouge_l", ".1f"), ("nist", ".2f"), ("ser", ".1f"))
+# what a configuration's summary takes from its first run (the same for every seed)
+_SAME_FOR_SEEDS = (
+    "method label size lr trainable_params total_params formula formula_text schedule data".split()
+)
 
 
 def split_records(records: list[dict]) -> tuple[list[dict], dict | None]:
@@ -52,32 +56,12 @@ def summarise(runs: list[dict]) -> dict:
     out = {"seeds": sorted(r["seed"] for r in runs), "n": len(runs), "metrics": {}}
     for key, _ in METRICS:
         values = [r["metrics"][key] for r in runs if r["metrics"].get(key) is not None]
-        hws = [
-            _report.half_width(r["bootstrap"][key]) for r in runs if key in r.get("bootstrap", {})
-        ]
-        out["metrics"][key] = {
-            **(seed_summary(values).to_dict() if values else {"n": 0, "mean": None, "sd": None}),
-            "ci_half_width": statistics.fmean(hws) if hws else None,
-            "cis": [r["bootstrap"][key] for r in runs if key in r.get("bootstrap", {})],
-        }
+        cis = [r["bootstrap"][key] for r in runs if key in r.get("bootstrap", {})]
+        out["metrics"][key] = _report.metric_summary(values, cis)
     out["dev_loss"] = statistics.fmean(r["dev_loss"] for r in runs)
     kept = [r["name_kept"] for r in runs if r.get("name_kept") is not None]
     out["name_kept"] = statistics.fmean(kept) if kept else None
-    first = runs[0]
-    for k in (
-        "method",
-        "label",
-        "size",
-        "lr",
-        "trainable_params",
-        "total_params",
-        "formula",
-        "formula_text",
-        "schedule",
-        "data",
-    ):
-        out[k] = first.get(k)
-    return out
+    return {**out, **{k: runs[0].get(k) for k in _SAME_FOR_SEEDS}}
 
 
 def _configs(runs: list[dict], method: str, size) -> dict[float, list[dict]]:
@@ -240,19 +224,8 @@ def table3_text(t3: dict, template: dict | None) -> str:
     """Table 3 as text: the template's row, then per method trainable parameters, the paper's
     formula, learning rate, seeds, BLEU, ROUGE-L, NIST, SER (%) as mean ± seed sd [± mean
     bootstrap half-width], and the percentage of texts that keep the restaurant's name."""
-    head = (
-        "method",
-        "trainable",
-        "formula",
-        "lr",
-        "seeds",
-        "BLEU",
-        "ROUGE-L",
-        "NIST",
-        "SER %",
-        "name %",
-    )
-    rows = [head]
+    metrics = ("BLEU", "ROUGE-L", "NIST", "SER %")  # the columns of METRICS
+    rows = [("method", "trainable", "formula", "lr", "seeds", *metrics, "name %")]
     if template is not None:
         t = {"metrics": _report.template_metrics(template, [k for k, _ in METRICS])}
         rows.append(

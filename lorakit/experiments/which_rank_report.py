@@ -24,7 +24,7 @@ from lorakit.experiments._report import (  # noqa: F401  (re-exported for the ch
     RULE_TEXT,
     claims_text,
 )
-from lorakit.experiments._stats import seed_summary, verdict
+from lorakit.experiments._stats import verdict
 from lorakit.experiments._which_rank_run import weights_label
 from lorakit.experiments._which_rank_settings import (
     BUDGET_RANK,
@@ -71,15 +71,7 @@ def summarise(runs: list[dict], targets, r: int) -> dict:
         vals = [x[key] if key == "dev_loss" else x.get("metrics", {}).get(key) for x in mine]
         vals = [v for v in vals if v is not None]
         cis = [x["bootstrap"][key] for x in mine if key in x.get("bootstrap", {})]
-        out[key] = {
-            **(
-                seed_summary(vals).to_dict()
-                if vals
-                else {"n": 0, "mean": None, "sd": None, "values": []}
-            ),
-            "cis": cis,
-            "ci_half_width": statistics.fmean(_report.half_width(c) for c in cis) if cis else None,
-        }
+        out[key] = _report.metric_summary(vals, cis)
     return out
 
 
