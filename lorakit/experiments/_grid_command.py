@@ -1,9 +1,10 @@
-"""What the grid commands of chapters 7 and 8 share around :func:`lorakit.experiments._grid.run_grid`.
+"""What the grid commands of chapters 7 and 8 share around their runs.
 
 ``python -m lorakit.experiments baselines`` and ``which-rank`` (and their ``run_*`` functions
 that the notebooks call) do the same things around their own runs: load the base and the data,
 write the records that are not runs (the template's scores, the base weights) once, say how
-many runs are left, make them with a progress line each, and list the plan (``--list``).
+many runs are left, make them (:func:`lorakit.experiments._grid.run_grid`) with a progress line
+each, and list the plan (``--list``).
 :class:`GridCall` holds how one call makes its runs; the functions here do the rest. Their
 settings are tables of one column per preset (:func:`by_preset`), overridden by
 :func:`settings_for`.

@@ -1,7 +1,7 @@
 """What the reports of chapters 7-9 share: the verdict rule, claim rows, text tables, the command.
 
-Each report (:mod:`lorakit.experiments.baselines_report`, :mod:`~lorakit.experiments.which_rank_report`,
-:mod:`~lorakit.experiments.subspace_report`) reads a grid's records and judges the paper's claims.
+Each report (:mod:`lorakit.experiments.baselines_report`, ``which_rank_report`` and
+``subspace_report``) reads a grid's records and judges the paper's claims.
 A claim row is ``{"chapter", "claim", "paper", "ours", "verdict", "why"}`` (the columns of
 ``python -m lorakit.runs claims``); a comparison of two configurations uses
 :func:`lorakit.experiments._stats.verdict` with the rule :data:`RULE`, and a side without a record
