@@ -137,7 +137,9 @@ def _check(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
 
 
 def _ref_streams(refs: Sequence[Sequence[str]]) -> list[list[str | None]]:
-    """sacrebleu's layout: stream j holds every item's j-th reference (``None`` where it has none)."""
+    """sacrebleu's layout: stream j holds every item's j-th reference (``None`` where it has
+    none).
+    """
     width = max(len(r) for r in refs)
     return [[r[j] if j < len(r) else None for r in refs] for j in range(width)]
 
@@ -170,7 +172,9 @@ def bleu_stats(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray
 
 
 def bleu_from_stats(summed: Sequence[int] | np.ndarray) -> float:
-    """Corpus BLEU (0-100) from summed :func:`bleu_stats` (shape (10,)), as sacrebleu computes it."""
+    """Corpus BLEU (0-100) from summed :func:`bleu_stats` (shape (10,)), as sacrebleu computes
+    it.
+    """
     from sacrebleu.metrics import BLEU
 
     summed = [int(v) for v in np.asarray(summed).reshape(-1)]

@@ -235,7 +235,8 @@ def approx_error(M, k: int, norm: str = "fro") -> float:
 
 
 def energy_kept(singular_values, k: int) -> float:
-    """Fraction of ``||M||_F^2`` that the top ``k`` singular values hold: ``sum_{i<k} s_i^2 / sum s_i^2``.
+    """Fraction of ``||M||_F^2`` that the top ``k`` singular values hold:
+    ``sum_{i<k} s_i^2 / sum s_i^2``.
 
     ``singular_values`` has shape (n,), non-negative; sorted or not, the top k are used.
     By Eckart–Young–Mirsky, ``1 - energy_kept(s, k)`` is the relative squared error of ``M_k``.
@@ -251,7 +252,9 @@ def energy_kept(singular_values, k: int) -> float:
 
 
 def rank_for_energy(singular_values, fraction: float) -> int:
-    """Smallest ``k`` with ``energy_kept(singular_values, k) >= fraction`` (``0 < fraction <= 1``)."""
+    """Smallest ``k`` with ``energy_kept(singular_values, k) >= fraction``
+    (``0 < fraction <= 1``).
+    """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], e.g. 0.9 for 90%; got {fraction!r}.")
     s = np.asarray(singular_values, dtype=np.float64)
@@ -310,14 +313,18 @@ def factor_params(d: int, k: int, r: int) -> tuple[int, int]:
 
 
 def storage_for_rank(m: int, n: int, k: int) -> int:
-    """Numbers stored for a rank-k SVD of an m×n matrix: ``U_k`` (m, k), ``s_k`` (k,), ``V_k`` (n, k)."""
+    """Numbers stored for a rank-k SVD of an m×n matrix: ``U_k`` (m, k), ``s_k`` (k,),
+    ``V_k`` (n, k).
+    """
     if min(m, n) < 1 or not 0 <= k <= min(m, n):
         raise ValueError(f"need m, n >= 1 and 0 <= k <= min(m, n); got m={m}, n={n}, k={k}.")
     return k * (m + n + 1)
 
 
 def random_low_rank(m: int, n: int, r: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
-    """A seeded random m×n matrix of rank exactly r (Gaussian factors), plus optional Gaussian noise."""
+    """A seeded random m×n matrix of rank exactly r (Gaussian factors), plus optional Gaussian
+    noise.
+    """
     if not 0 <= r <= min(m, n):
         raise ValueError(f"r must satisfy 0 <= r <= min(m, n) = {min(m, n)}; got {r}.")
     rng = np.random.default_rng(seed)

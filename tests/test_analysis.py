@@ -55,7 +55,9 @@ def test_orthogonal_subspaces_give_zero():
 
 
 def test_random_subspaces_sit_at_the_chance_level():
-    """E[φ] = max(i, j) / k for independent random subspaces (derivation in the module docstring)."""
+    """E[φ] = max(i, j) / k for independent random subspaces (derivation in the module
+    docstring).
+    """
     k, trials = 64, 150
     for i, j in [(2, 4), (8, 8), (4, 16)]:
         values = [

@@ -28,7 +28,10 @@ from book.prepare import STATE_MIME, VIEW_MIME, for_the_web, lost_backslashes, w
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "book-screenshots"
 # A 2x2 PNG (red, green, blue, white).
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAAB/uBfsL2WiLAAAAAElFTkSuQmCC"
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAAB/uBfsL2WiL"
+    "AAAAAElFTkSuQmCC"
+)
 
 needs_mathjax = pytest.mark.skipif(
     importlib.util.find_spec("jupyter_server_mathjax") is None,
@@ -51,7 +54,9 @@ def _write_nb(path: Path, *cells, widgets: dict | None = None) -> Path:
 
 
 def _rel(page: str, rel: str) -> list[str]:
-    """The targets of a page's links with ``rel`` (previous/next: one at the top, one at the end)."""
+    """The targets of a page's links with ``rel`` (previous/next: one at the top, one at the
+    end).
+    """
     return [a["href"] for a in BeautifulSoup(page, "html.parser").find_all("a", rel=rel)]
 
 

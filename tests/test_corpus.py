@@ -1,4 +1,6 @@
-"""The offline base's corpus, tokenizer, packing and cache (lorakit.models.corpus/tokenizer/cache)."""
+"""The offline base's corpus, tokenizer, packing and cache
+(lorakit.models.corpus/tokenizer/cache).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""lorakit.data: records, the synthetic generator, the shipped set, the real-E2E loader, collation."""
+"""lorakit.data: records, the synthetic generator, the shipped set, the real-E2E loader,
+collation.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""lorakit.train under torch.distributed: DDP and FSDP on 2 CPU processes (gloo) against one process.
+"""lorakit.train under torch.distributed: DDP and FSDP on 2 CPU processes (gloo) against one
+process.
 
 Tolerance of the equality tests: ``ATOL = 1e-5`` on the LoRA weights after training (lr 1e-2).
 Two ranks compute the same global-batch gradient as one process, but summed in another order

@@ -26,7 +26,8 @@ from lorakit.exercises.core import NOT_IMPLEMENTED
 from lorakit.exercises.grade import GraderError, grade
 
 CH03 = "03_lora_from_scratch.ipynb"
-# chapter 3's exercises in the order its notebook checks them (the grader expects them from the course)
+# chapter 3's exercises in the order its notebook checks them
+# (the grader expects them from the course)
 CH03_EXERCISES = [
     "ch03.lora_forward",
     "ch03.lora_layer",
@@ -80,7 +81,9 @@ def test_stale_outputs_are_not_graded(tmp_path):
 
 
 def test_expected_exercises_come_from_the_course_not_the_notebook(tmp_path):
-    """Item 2: deleted check cells and printed PASS lines (even for unknown exercises) do not count."""
+    """Item 2: deleted check cells and printed PASS lines (even for unknown exercises) do not
+    count.
+    """
     returned = _notebook(
         tmp_path / "alice_03_lora_from_scratch.ipynb",
         "import lorakit.exercises",
@@ -97,7 +100,9 @@ def test_expected_exercises_come_from_the_course_not_the_notebook(tmp_path):
 
 
 def test_the_grader_rechecks_with_its_own_checker(tmp_path):
-    """Item 3: a patched ``check``/``explain`` and lorakit's own reference do not pass; real work does."""
+    """Item 3: a patched ``check``/``explain`` and lorakit's own reference do not pass; real work
+    does.
+    """
     returned = _notebook(
         tmp_path / CH03,
         "import lorakit.exercises, lorakit.exercises.core as core\n"
@@ -105,7 +110,8 @@ def test_the_grader_rechecks_with_its_own_checker(tmp_path):
         "lorakit.exercises.check = lambda name, obj: print(f'PASS {name}')",
         STUB.format("lora_forward"),
         'lorakit.exercises.check("ch03.lora_forward", lora_forward)',
-        "from lorakit.exercises.ch03 import merge_lora",  # the reference is not the learner's answer
+        # the reference is not the learner's answer
+        "from lorakit.exercises.ch03 import merge_lora",
         "import torch, math\nfrom torch import nn\n" + inspect.getsource(ch03.LoRAFromScratch),
         "import torch\n" + inspect.getsource(ch03.unmerge_lora),
     )

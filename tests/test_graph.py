@@ -1,4 +1,6 @@
-"""lorakit.train.graph.CUDAGraphStep: clear errors everywhere; on a GPU, the same training as eager."""
+"""lorakit.train.graph.CUDAGraphStep: clear errors everywhere; on a GPU, the same training as
+eager.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""lorakit.serving: N adapters on one base, each row of a batch with its own, equal to each alone."""
+"""lorakit.serving: N adapters on one base, each row of a batch with its own, equal to each
+alone.
+"""
 
 from __future__ import annotations
 

@@ -99,7 +99,9 @@ def test_chapter4_counts_gpt3_live():
 
 
 def test_chapter4_adapters_learned_their_own_task():
-    """The stored table of section 7: each adapter beats the base and the other adapter on its task."""
+    """The stored table of section 7: each adapter beats the base and the other adapter on its
+    task.
+    """
     nb = nbformat.read(CHAPTERS / "04_lora_in_gpt2.ipynb", as_version=4)
     text = _text(_cell(nb, "def predicted("))
     rows = {}

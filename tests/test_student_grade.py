@@ -358,7 +358,10 @@ def test_grade_and_student_refuse_bad_paths(tmp_path, capsys):
 
 
 def test_strip_solutions_keeps_indentation_and_names_the_exercise():
-    src = 'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\ny = 1'
+    src = (
+        'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n'
+        "    return x\n    ### END SOLUTION\ny = 1"
+    )
     out = strip_solutions(src, "ch09.f")
     assert out.splitlines() == [
         "def f(x):",

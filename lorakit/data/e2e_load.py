@@ -1,8 +1,8 @@
 """Reading and writing E2E-style records: the shipped synthetic JSONL and the real E2E CSVs.
 
-Shipped set: ``data/e2e/{train,dev,test}.jsonl``, one record per line ``{"mr": ..., "refs": [...]}``,
-with ``MANIFEST.json`` (written by :mod:`lorakit.data.stats`) recording the seed, the sizes and
-each file's SHA-256.
+Shipped set: ``data/e2e/{train,dev,test}.jsonl``, one record per line
+``{"mr": ..., "refs": [...]}``, with ``MANIFEST.json`` (written by :mod:`lorakit.data.stats`)
+recording the seed, the sizes and each file's SHA-256.
 
 Real E2E (Novikova et al. 2017, https://github.com/tuetschek/e2e-dataset): ``trainset.csv``,
 ``devset.csv``, ``testset_w_refs.csv``, columns ``mr,ref``, one row per reference; rows with the
@@ -33,7 +33,9 @@ class DataFileError(ValueError):
 
 
 def _read_text(path: Path) -> str:
-    """The file's text as UTF-8 (a leading BOM dropped); a clear error, with the line, if it is not."""
+    """The file's text as UTF-8 (a leading BOM dropped); a clear error, with the line, if it is
+    not.
+    """
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")

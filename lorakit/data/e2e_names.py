@@ -126,7 +126,7 @@ Eastbury Edgecombe Elderfield Fairlight Farleigh Foxhollow Glenfield Goldthorpe 
 Harrowden Hartfield Heathfield Highgrove Hollybank Kestrelmoor Kingsmead Lambourne Larchwood
 Linthorpe Longmeadow Maplehurst Marshfield Merebrook Nettlecombe Oakleigh Pebblebrook
 Primrose-hill Quarrydale Ravensworth Rosedale Sedgemoor Shepherdswell Silverdale Southwold
-Springfield Stillwater Swanbourne Thistledown Westerleigh Whitethorn Wildmoor Winterbourne""".split()
+Springfield Stillwater Swanbourne Thistledown Westerleigh Whitethorn Wildmoor Winterbourne""".split()  # noqa: E501
 PLACE_KINDS = (
     "Park Common Green Square Gardens Meadows Heath Crescent Fields Terrace Circus".split()
 )

@@ -92,7 +92,8 @@ PATTERNS: list[tuple[str, str, str]] = [
         rf"{_KIDS}\b|\b{_KIDS}\s+(?:are|is)\s+(?:\w+\s+)?welcome\b|\b(?:suitable|ideal|good|great|"
         rf"perfect|fine|aimed|geared|designed|made)\s+(?:\w+\s+){{0,2}}?for\s+(?:\w+\s+){{0,2}}?"
         rf"{_KIDS}\b|\bcater\w*\s+(?:\w+\s+){{0,2}}?(?:for|to)\s+(?:\w+\s+)?{_KIDS}\b|"
-        rf"\ba\s+hit\s+with\s+{_KIDS}\b|\bbring\s+(?:along\s+)?(?:the|your)\s+(?:whole\s+)?(?:kids|children|family|little ones)|"
+        rf"\ba\s+hit\s+with\s+{_KIDS}\b|\bbring\s+(?:along\s+)?(?:the|your)\s+(?:whole\s+)?"
+        rf"(?:kids|children|family|little ones)|"
         rf"\bfor\s+the\s+whole\s+family\b",
     ),
     (
@@ -125,7 +126,8 @@ PATTERNS: list[tuple[str, str, str]] = [
         "customer rating",
         "low",
         rf"(?:\bnot|n't)\s+(?:very\s+)?(?:well|highly)[- ](?:rated|reviewed|regarded)\b|"
-        rf"\bthumbs\s+down\b|\blow(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|\b(?:poor|bad)(?:ly)?[- ]"
+        rf"\bthumbs\s+down\b|\blow(?:ly)?[- ](?:customer[- ])?{_RATE_WORDS}\b|"
+        rf"\b(?:poor|bad)(?:ly)?[- ]"
         rf"(?:customer[- ])?{_RATE_WORDS}\b|\b(?:disappointing|negative|lukewarm|unfavourable|"
         rf"dismal|weak|scathing)\s+(?:customer\s+)?{_RATE_WORDS}\b|\b(?:rat(?:e|es|ed|ing)|scores?|"
         rf"reviews?){_LINK}(?:low(?:ly)?|poorly|badly|poor)\b",

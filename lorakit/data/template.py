@@ -35,7 +35,8 @@ _AREA = {"city centre": "in the city centre", "riverside": "in the riverside are
 
 
 def template_text(mr: str | dict[str, str]) -> str:
-    """One fixed plan: "X is a pub serving F food in A near L. It has P and R. It is (not) family-friendly."
+    """One fixed plan: "X is a pub serving F food in A near L. It has P and R. It is (not)
+    family-friendly."
 
     >>> template_text("name[The Fig], eatType[pub], food[Italian], priceRange[cheap]")
     'The Fig is a pub serving Italian food. It has low prices.'

@@ -213,7 +213,9 @@ def device_name() -> str:
 
 
 def data_provenance(data: Any) -> dict | None:
-    """A record's ``data`` field from a DataSource (anything with ``provenance()``), a dict or None."""
+    """A record's ``data`` field from a DataSource (anything with ``provenance()``), a dict or
+    None.
+    """
     if data is None or isinstance(data, dict):
         return data
     if hasattr(data, "provenance"):

@@ -1,4 +1,5 @@
-"""``python -m lorakit.runs check [DIR] [--strict]``: which records no longer match the code or data.
+"""``python -m lorakit.runs check [DIR] [--strict]``: which records no longer match the code or
+data.
 
 A record is *stale* when it lacks ``source_sha256`` or ``data`` (written before records carried
 them), when a ``lorakit/`` module its run loaded has changed here (older records without

@@ -129,9 +129,10 @@ class TrainResult:
     """What :func:`train` returns.
 
     ``history`` rows: ``{step, epoch, loss, lr, tokens_per_s, seconds}`` (loss averaged over the
-    logged window, ``seconds`` its wall time, evaluation excluded); ``evals`` rows: ``{epoch, step, eval_loss}``; ``peak_mem_mb`` is
-    ``torch.cuda.max_memory_allocated`` in MiB on CUDA and ``None`` elsewhere; ``step_time_s`` is
-    the mean wall time of an optimizer step (excluding the first, which pays for warm-up);
+    logged window, ``seconds`` its wall time, evaluation excluded); ``evals`` rows:
+    ``{epoch, step, eval_loss}``; ``peak_mem_mb`` is ``torch.cuda.max_memory_allocated`` in MiB
+    on CUDA and ``None`` elsewhere; ``step_time_s`` is the mean wall time of an optimizer step
+    (excluding the first, which pays for warm-up);
     ``cuda_graphs`` says how the steps ran: ``None`` when eagerly by choice or device, else
     ``{"graphs": captured graphs, "capture_s": seconds spent capturing, "eager_batches": batches
     the graphs could not take, "fallback": why the run went eager, or None}``; ``distributed``

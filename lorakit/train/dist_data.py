@@ -39,7 +39,8 @@ class Shard(dict):
 
 
 def shard_batch(batch: Mapping[str, torch.Tensor], rank: int, world_size: int) -> Shard:
-    """Rows ``rank``-th of ``world_size`` nearly equal parts of ``batch`` (B, T), as a :class:`Shard`.
+    """Rows ``rank``-th of ``world_size`` nearly equal parts of ``batch`` (B, T), as a
+    :class:`Shard`.
 
     Trailing columns that are padding in every row of the part (attention 0, no label) are cut,
     so a rank does not run the padding of another rank's longer rows.

@@ -168,7 +168,9 @@ class DataParallelRun:
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Mapping[str, torch.Tensor]], bf16: bool) -> float:
-        """:func:`lorakit.train.evaluate_loss` of the global batches: each rank its rows, reduced."""
+        """:func:`lorakit.train.evaluate_loss` of the global batches: each rank its rows,
+        reduced.
+        """
         from .loss import causal_lm_loss
 
         def fn(batch, positions):
@@ -224,7 +226,8 @@ class _SyncedSteps:
 
 
 def data_parallel(mode: str, device: torch.device, cfg=None) -> DataParallelRun | None:
-    """The :class:`DataParallelRun` for ``TrainConfig.distributed = mode``, or ``None`` (one process).
+    """The :class:`DataParallelRun` for ``TrainConfig.distributed = mode``, or ``None`` (one
+    process).
 
     ``"auto"``: DDP under a process group of two or more ranks, else one process; ``"none"``:
     one process whatever the group. ``cfg`` (a :class:`~lorakit.train.TrainConfig`) is checked

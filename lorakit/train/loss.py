@@ -124,9 +124,10 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
       against 600+). The head is padded to :func:`padded_vocab` rows of zeros whose logits get a
       ``-inf`` bias: they have probability 0 and change neither the loss nor the gradients.
     * **Few passes over the block.** One ``log_softmax`` in fp32, one ``exp`` straight into the
-      logits' buffer for the softmax, and a scatter for the one-hot part. The scaling by ``1/n`` and the uniform part of label smoothing (``-s/V`` in
-      every column) are applied to the small (chunk, d) results instead: ``-s/V · 1ᵀW`` is one
-      vector, and for ``grad_W`` a rank-one correction made once at the end.
+      logits' buffer for the softmax, and a scatter for the one-hot part. The scaling by ``1/n``
+      and the uniform part of label smoothing (``-s/V`` in every column) are applied to the small
+      (chunk, d) results instead: ``-s/V · 1ᵀW`` is one vector, and for ``grad_W`` a rank-one
+      correction made once at the end.
     """
 
     @staticmethod

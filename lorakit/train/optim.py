@@ -1,4 +1,6 @@
-"""The optimizer's parameter groups and the learning-rate schedule of :func:`lorakit.train.train`."""
+"""The optimizer's parameter groups and the learning-rate schedule of
+:func:`lorakit.train.train`.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int):
-    """LR multiplier: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``."""
+    """LR multiplier: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at
+    ``total_steps``.
+    """
 
     def factor(step: int) -> float:
         if step < warmup_steps:
