@@ -1,4 +1,4 @@
-"""Methods that train a subset of the base weights: BitFit, FT-Top2 and full fine-tuning (paper §5.1).
+"""Methods that train a subset of the base weights: BitFit, FT-Top2, full fine-tuning (paper §5.1).
 
 None of them adds a module, so the model's function at the start is the base's, and none of
 them has a count formula in the paper; their reports give ``formula=None``.

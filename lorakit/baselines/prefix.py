@@ -65,7 +65,8 @@ class PrefixLayerInput(nn.Module):
 
 
 class PrefixKeyValue(nn.Module):
-    """Wraps ``attn.c_attn``: its key and value outputs at special positions become ``kv`` (n, 2d)."""
+    """Wraps ``attn.c_attn``: its key and value outputs at special positions become ``kv``
+    (n, 2d)."""
 
     def __init__(self, c_attn: nn.Module, kv: torch.Tensor, state: PromptState) -> None:
         super().__init__()
@@ -109,7 +110,8 @@ def _check_counts(
 
 @torch.no_grad()
 def _base_activations(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
-    """The hidden state entering each block for the token sequence ``ids`` (n,): L tensors (n, d)."""
+    """The hidden state entering each block for the token sequence ``ids`` (n,): L tensors
+    (n, d)."""
     _, blocks = gpt2_parts(model)
     seen: list[torch.Tensor] = []
     hooks = [

@@ -143,7 +143,8 @@ def _thin(rows: list[dict], most: int) -> list[dict]:
 def run_one(ctx: dict, spec: dict) -> dict:
     """Fine-tune a copy of ``ctx["base"]`` with one run of the plan, decode the test MRs, score.
 
-    ``spec``: ``{"method", "size", "lr", "seed", ...}`` (:func:`lorakit.experiments.baselines.plan`).
+    ``spec``: ``{"method", "size", "lr", "seed", ...}``
+    (:func:`lorakit.experiments.baselines.plan`).
     Returns the run's record: the method's settings and parameter counts, the schedule, the dev
     loss after each epoch, every test hypothesis, the metrics with their bootstrap intervals.
     """

@@ -85,9 +85,9 @@ def _same_data(record: dict, files: dict | None) -> bool:
 
 def load_runs(folder: str | Path, data_files: dict | None = None) -> list[dict]:
     """Every record in ``folder`` (sorted by file name), each with ``"current"`` added: whether
-    it was made by the ``lorakit/`` source here (:func:`lorakit.runs.source_changes`; and, when ``data_files`` is given, on data
-    files of those SHA-256s). A missing folder gives ``[]``; a file that is not a readable
-    record is an error that names it."""
+    it was made by the ``lorakit/`` source here (:func:`lorakit.runs.source_changes`; and, when
+    ``data_files`` is given, on data files of those SHA-256s). A missing folder gives ``[]``; a
+    file that is not a readable record is an error that names it."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -281,7 +281,8 @@ def add_run_arguments(parser, jobs_help: str = "runs at once") -> None:
         "--budget-min",
         type=positive_float,
         default=None,
-        help="start no run that would end past this many minutes (the rest waits for the next call)",
+        help="start no run that would end past this many minutes (the rest waits for the next "
+        "call)",
     )
 
 

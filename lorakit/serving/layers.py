@@ -88,7 +88,8 @@ class RowRouter:
 
     def side_stream(self, device: torch.device) -> torch.cuda.Stream | None:
         """The stream for ``x Aᵀ`` when ``overlap_streams`` is on and a CUDA graph is being
-        captured on ``device``; ``None`` otherwise (the branch then runs in order, on one stream)."""
+        captured on ``device``; ``None`` otherwise (the branch then runs in order, on one
+        stream)."""
         if not (
             self.overlap_streams
             and device.type == "cuda"
@@ -148,7 +149,8 @@ class MultiLoRALinear(_SlotLayer):
         self.out_features, self.in_features = d, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``W0 x_b + s·B_{a(b)} A_{a(b)} x_b`` for every row ``b``: ``(n, ..., k) -> (n, ..., d)``."""
+        """``W0 x_b + s·B_{a(b)} A_{a(b)} x_b`` for every row ``b``:
+        ``(n, ..., k) -> (n, ..., d)``."""
         route = self.router.route
         if route is None:
             return self.base(x)
