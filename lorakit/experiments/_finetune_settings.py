@@ -9,11 +9,10 @@ from __future__ import annotations
 import copy
 
 from lorakit.evaluate import PAPER_DECODING
-from lorakit.experiments._grid_command import by_preset
 from lorakit.presets import PAPER_E2E, get_preset
 
 METHODS = ("lora", "full")
-# One row per setting, one column per preset: (ci, cpu, gpu); None: all of them.
+#: each setting of the presets ``ci``, ``cpu`` and ``gpu``, side by side (``None``: all of them)
 # fmt: off
 _SETTINGS = {
     #                 ci                             cpu                           gpu
@@ -32,7 +31,10 @@ _SETTINGS = {
     "bootstrap":      (200,                          1000,                         1000),
 }
 # fmt: on
-PRESETS: dict[str, dict] = by_preset(_SETTINGS)
+PRESETS: dict[str, dict] = {
+    preset: {key: copy.deepcopy(values[i]) for key, values in _SETTINGS.items()}
+    for i, preset in enumerate(("ci", "cpu", "gpu"))
+}
 LORA = {**PAPER_E2E["lora"], "targets": list(PAPER_E2E["lora"]["targets"])}
 #: chapter 6's grid in the ``gpu`` preset: seeds and learning rates per method
 GRID = {"seeds": (0, 1, 2), "lr": {"lora": (2e-4, 5e-4, 1e-3), "full": (5e-5, 1e-4)}}
