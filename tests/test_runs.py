@@ -54,6 +54,24 @@ def test_code_hash_ignores_comments_formatting_and_docstrings():
     assert runs.code_sha256("def (:\n") == runs.code_sha256(b"def (:\n")  # bytes if no parse
 
 
+def test_code_hash_is_the_same_for_every_parser_s_f_string_tree():
+    import ast
+
+    src = 'x = f"{k:<{width}} : {v}"\n'
+    tree = ast.parse(src)  # Python 3.11: the spec is [Constant("<"), FormattedValue(width)]
+    spec = tree.body[0].value.values[0].format_spec
+    plain = runs.tree_sha256(tree)
+    assert runs.code_sha256(src) == plain
+    spec.values.append(ast.Constant(""))  # what Python 3.12's parser adds
+    assert runs.tree_sha256(tree) == plain
+    spec.values[:2] = [ast.Constant("<<"), spec.values[1]]  # a real change still counts
+    assert runs.tree_sha256(tree) != plain
+    fv = tree.body[0].value.values[0]
+    fv.format_spec = ast.Constant("<")  # 3.13 may give a spec without fields as a Constant
+    other = ast.parse('x = f"{k:<} : {v}"\n')
+    assert runs.tree_sha256(tree) == runs.tree_sha256(other)
+
+
 def test_a_record_is_stale_only_when_a_module_its_run_loaded_changes(tmp_path):
     copy = tmp_path / "lorakit"
     shutil.copytree(runs.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))

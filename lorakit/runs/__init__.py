@@ -56,8 +56,9 @@ def code_sha256(source: str | bytes) -> str:
 
     Comments, formatting, line wrapping (adjacent string literals are one constant to the
     parser) and docstrings do not enter; any change to a statement, a name or a value does.
-    The tree is written out field by field, leaving out empty fields, so Python versions
-    whose parsers add empty fields (3.12's ``type_params``) agree. A file that does not parse
+    The tree is written out field by field, leaving out empty fields and empty f-string
+    parts, so the parsers of Python 3.10 to 3.13 agree (3.12 adds empty ``type_params`` and
+    empty constants in nested format specs). A file that does not parse
     is hashed as bytes.
     """
     raw = source.encode() if isinstance(source, str) else source
@@ -65,9 +66,19 @@ def code_sha256(source: str | bytes) -> str:
         tree = ast.parse(raw)
     except (SyntaxError, ValueError):
         return hashlib.sha256(raw).hexdigest()
+    return tree_sha256(tree)
+
+
+def tree_sha256(tree: ast.AST) -> str:
+    """SHA-256 of a syntax tree as :func:`code_sha256` writes it out."""
     h = hashlib.sha256()
 
     def write(node) -> None:
+        if isinstance(node, ast.JoinedStr):  # f-strings: see _fstring_parts
+            node = ast.JoinedStr(values=_fstring_parts(node))
+        if isinstance(node, ast.FormattedValue) and isinstance(node.format_spec, ast.Constant):
+            spec = ast.JoinedStr(values=[node.format_spec])  # 3.13 may give the spec as a Constant
+            node = ast.FormattedValue(node.value, node.conversion, spec)
         if isinstance(node, ast.AST):
             h.update(b"(" + type(node).__name__.encode())
             body = getattr(node, "body", None)
@@ -92,6 +103,22 @@ def code_sha256(source: str | bytes) -> str:
 
     write(tree)
     return h.hexdigest()
+
+
+def _fstring_parts(node: ast.JoinedStr) -> list[ast.expr]:
+    """An f-string's parts without empty constants, adjacent constants joined: Python 3.12's
+    parser adds an empty ``Constant('')`` after a nested field of a format spec
+    (``f"{x:{width}}"``), 3.11's does not."""
+    parts: list[ast.expr] = []
+    for part in node.values:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            if not part.value:
+                continue
+            if parts and isinstance(parts[-1], ast.Constant):
+                parts[-1] = ast.Constant(parts[-1].value + part.value)
+                continue
+        parts.append(part)
+    return parts
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
