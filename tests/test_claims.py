@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,14 @@ def test_claims_command_prints_markdown(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| chapter | claim | paper | ours | verdict | why |"
     assert len(out) >= 4 and all(line.startswith("| ") for line in out[2:])
+
+
+def test_the_readme_shows_the_claims_table_of_the_records():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert readme.count("<!-- claims:start -->") == 1 and "<!-- claims:end -->" in readme
+    shown = readme.split("<!-- claims:start -->")[1].split("<!-- claims:end -->")[0].strip()
+    computed = claims.format_markdown(claims.claims_table(), claims.BRIEF_COLUMNS)
+    assert shown == computed, (
+        "README.md's claims table differs from the records: paste the output of "
+        "`python -m lorakit.runs claims --markdown --brief` between its claims markers."
+    )

@@ -134,13 +134,13 @@ def claim_verdict(configs: dict) -> dict:
         f"BLEU LoRA {a['metrics']['bleu']} (lr {lora[1]:g}) vs full {b['metrics']['bleu']} "
         f"(lr {full[1]:g}); LoRA trains {share:.3f}%"
     )
+
+    def named(outcome: str) -> str:  # the rule's "a"/"b" are LoRA and full fine-tuning here
+        return outcome.replace("a better", "LoRA better").replace("b better", "full better")
+
     why = (
-        f"BLEU: {v.outcome} ({v.why})"
-        + (
-            f"; SER: {ser.outcome.replace('a ', 'LoRA ').replace('b ', 'full ')} ({ser.why})"
-            if ser
-            else ""
-        )
+        f"BLEU: {named(v.outcome)} ({v.why})"
+        + (f"; SER: {named(ser.outcome)} ({ser.why})" if ser else "")
         + (f"; {a['stale'] + b['stale']} of the runs are stale" if a["stale"] + b["stale"] else "")
     )
     return {

@@ -24,6 +24,7 @@ from lorakit.runs import RUNS_DIR
 
 VERDICTS = ("reproduced", "partly", "not", "undetermined", "not run")
 COLUMNS = ("chapter", "claim", "paper", "ours", "verdict", "why")
+BRIEF_COLUMNS = COLUMNS[:-1]
 
 #: where each part's judge lives: (chapter, "module:function")
 JUDGES = (
@@ -133,10 +134,11 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def format_markdown(rows: list[dict]) -> str:
-    """The table as GitHub Markdown (for the README and chapter 9)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_escape(str(r[k])) for k in COLUMNS) + " |" for r in rows]
+def format_markdown(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+    """The table as GitHub Markdown (for the README and chapter 9); ``columns``: which of
+    :data:`COLUMNS`, e.g. :data:`BRIEF_COLUMNS` (the README's, without the long "why")."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_escape(str(r[k])) for k in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -161,9 +163,15 @@ def add_parser(sub) -> None:
     )
     p.add_argument("dir", nargs="?", default=str(RUNS_DIR), help="the records (default data/runs)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument(
+        "--brief",
+        action="store_true",
+        help="with --markdown: leave out the 'why' column (the README's table)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     rows = claims_table(args.dir)
-    print(format_markdown(rows) if args.markdown else format_text(rows))
+    columns = BRIEF_COLUMNS if args.brief else COLUMNS
+    print(format_markdown(rows, columns) if args.markdown else format_text(rows))
     return 0
