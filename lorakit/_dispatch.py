@@ -1,4 +1,5 @@
-"""``python -m lorakit.experiments NAME`` / ``python -m lorakit.bench NAME``: find and run a submodule."""
+"""``python -m lorakit.experiments NAME`` / ``python -m lorakit.bench NAME``: find and run a
+submodule."""
 
 from __future__ import annotations
 

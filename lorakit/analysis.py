@@ -54,7 +54,8 @@ def _nonneg(**values: int) -> None:
 
 
 def lora_params(L_hat: int, d: int, r: int) -> int:
-    """LoRA: ``2·L̂·d·r`` for ``L̂`` adapted d×d matrices at rank r (GPT-2 M, q and v, r=4: 393,216)."""
+    """LoRA: ``2·L̂·d·r`` for ``L̂`` adapted d×d matrices at rank r
+    (GPT-2 M, q and v, r=4: 393,216)."""
     _nonneg(L_hat=L_hat, d=d, r=r)
     return 2 * L_hat * d * r
 

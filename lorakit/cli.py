@@ -115,7 +115,8 @@ def check_writable(folder: Path) -> None:
 
 
 def writable_folder(text: str) -> str:
-    """A folder for outputs that exists and is writable, or can be created (checked, not created)."""
+    """A folder for outputs that exists and is writable, or can be created (checked, not
+    created)."""
     check_writable(Path(text))
     return text
 

@@ -45,7 +45,8 @@ PAPER_E2E: dict = {
 
 
 def get_preset() -> str:
-    """Return the active preset name: ``LORAKIT_PRESET`` if set, else ``gpu``/``cpu`` by hardware."""
+    """Return the active preset name: ``LORAKIT_PRESET`` if set, else ``gpu``/``cpu`` by
+    hardware."""
     name = os.environ.get("LORAKIT_PRESET", "").strip().lower()
     if not name:
         return "gpu" if torch.cuda.is_available() else "cpu"

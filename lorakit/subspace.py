@@ -16,11 +16,11 @@ from torch import nn
 class SubspaceModel(nn.Module):
     """Train a network in a random d-dimensional subspace of its parameters (Li et al. 2018).
 
-    ``theta = theta0 + P z``: ``theta0`` (D,) holds the wrapped model's initial parameters (frozen),
-    ``P`` (D, d) is a fixed random projection with unit-norm columns, and only ``z`` (d,), started at
-    zero, trains. The smallest d that reaches (say) 90% of full training's accuracy is the task's
-    intrinsic dimension; Aghajanyan et al. (2020) found it small for fine-tuning pretrained language
-    models, which is the motivation of LoRA's low-rank update.
+    ``theta = theta0 + P z``: ``theta0`` (D,) holds the wrapped model's initial parameters
+    (frozen), ``P`` (D, d) is a fixed random projection with unit-norm columns, and only ``z``
+    (d,), started at zero, trains. The smallest d that reaches (say) 90% of full training's
+    accuracy is the task's intrinsic dimension; Aghajanyan et al. (2020) found it small for
+    fine-tuning pretrained language models, which is the motivation of LoRA's low-rank update.
 
     Parameters
     ----------

@@ -1,4 +1,5 @@
-"""Special prompt tokens for the prefix methods: ids, their embedding, and inserting them into batches.
+"""Special prompt tokens for the prefix methods: ids, their embedding, and inserting them into
+batches.
 
 How the prefix methods compose with the shared collation
 --------------------------------------------------------
@@ -21,8 +22,9 @@ head still has V outputs) and the model stays an ordinary ``GPT2LMHeadModel``.
    ``attention_mask`` gets 1 there and ``labels`` gets -100 there, so the unchanged training loop
    and loss apply. The prefix goes before the first attended token of each row (so left padding
    works), the infix right before (default) or right after the first occurrence of
-   ``separator_ids`` (the token ids of ``" ||"``). Apply it with ``report.prepare_batch(batch)`` or ``report.wrap_batches(batches)``,
-   for training and for decoding prompts alike; generated continuations never contain special ids.
+   ``separator_ids`` (the token ids of ``" ||"``). Apply it with ``report.prepare_batch(batch)``
+   or ``report.wrap_batches(batches)``, for training and for decoding prompts alike; generated
+   continuations never contain special ids.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ INFIX_PLACES = ("before", "after")
 
 
 class PromptState:
-    """Which special token sits where in the current forward pass: ``index`` (B, T), -1 elsewhere."""
+    """Which special token sits where in the current forward pass: ``index`` (B, T), -1
+    elsewhere."""
 
     def __init__(self) -> None:
         self.index: torch.Tensor | None = None
@@ -101,7 +104,8 @@ class PromptEmbedding(nn.Module):
 def replace_at_special(
     hidden: torch.Tensor, index: torch.Tensor | None, rows: torch.Tensor
 ) -> torch.Tensor:
-    """``hidden`` (B, T, m) with position (b, t) replaced by ``rows[index[b, t]]`` where index >= 0."""
+    """``hidden`` (B, T, m) with position (b, t) replaced by ``rows[index[b, t]]`` where
+    index >= 0."""
     if index is None or index.shape != hidden.shape[:2]:
         raise RuntimeError(
             "The prefix-layer wrappers need the special-token positions of this "

@@ -3,8 +3,9 @@
 ::
 
     python -m lorakit.exercises student chapters/ --out student/
-    python -m lorakit.exercises grade returned/*.ipynb --json grades.json [--timeout 600] [--preset ci]
-        [--course chapters/ | --course student/lorakit_exercises.json] [--kernel python3]
+    python -m lorakit.exercises grade returned/*.ipynb --json grades.json [--timeout 600]
+        [--preset ci] [--course chapters/ | --course student/lorakit_exercises.json]
+        [--kernel python3]
     python -m lorakit.exercises list
 
 Exit codes: 0 when the work was done (whatever the scores), 2 on bad input or a grading set-up

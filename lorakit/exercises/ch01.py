@@ -25,7 +25,8 @@ from lorakit.linalg import (
 
 
 def _rank_cases() -> list[tuple[str, np.ndarray]]:
-    """Named matrices with known rank: the first examples, traps for pivoting, seeded random ones."""
+    """Named matrices with known rank: the first examples, traps for pivoting, seeded random
+    ones."""
     cases = [
         ("[[1,2,3],[4,5,6],[7,8,9]]", np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=float)),
         ("the 2x2 identity", np.eye(2)),
@@ -144,7 +145,8 @@ def _check_rank_by_elimination(candidate) -> None:
 
 
 def _noisy_case(m: int, n: int, svals: list[float], sigma: float, seed: int):
-    """M = L + N: L with singular values ``svals`` times the noise edge (exact values if sigma=0)."""
+    """M = L + N: L with singular values ``svals`` times the noise edge (exact values if
+    sigma=0)."""
     rng = np.random.default_rng(seed)
     U = np.linalg.qr(rng.standard_normal((m, m)))[0][:, : len(svals)]
     V = np.linalg.qr(rng.standard_normal((n, n)))[0][:, : len(svals)]

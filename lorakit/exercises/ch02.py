@@ -9,7 +9,7 @@ from lorakit.exercises.compare import as_number
 from lorakit.exercises.core import ExerciseFailure, assert_close, fail, register
 from lorakit.linalg import energy_kept, low_rank_approx, rank_for_energy
 
-# ---- best rank-k approximation ---------------------------------------------------------------------
+# ---- best rank-k approximation -------------------------------------------------------------------
 
 
 def _approx_smallest(M, k):
@@ -124,7 +124,7 @@ def _check_energy_kept(candidate) -> None:
                 )
 
 
-# ---- the smallest k that keeps a given fraction of the energy --------------------------------------
+# ---- the smallest k that keeps a given fraction of the energy ------------------------------------
 
 
 def _k_index_not_count(s, fraction):
@@ -158,7 +158,8 @@ def _check_rank_for_energy(candidate) -> None:
         got = as_number(f"for {label} and fraction={fraction:.4g} the result", got, integer=True)
         if got != expected:
             raise ExerciseFailure(
-                f"for {label} and fraction={fraction:.4g} it returned k={got}, expected {expected}: "
+                f"for {label} and fraction={fraction:.4g} it returned k={got}, "
+                f"expected {expected}: "
                 f"the smallest k with energy_kept(s, k) >= fraction (top-{expected} energy "
                 f"{energy_kept(s, expected):.4f}"
                 + (

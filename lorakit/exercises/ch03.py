@@ -1,9 +1,9 @@
 """Chapter 3 exercises: LoRA from scratch (paper §4.1).
 
 The references below are the notebook's solutions, the same code (the notebook's cells carry
-``# sync: lorakit.exercises.ch03.<name>``). Later cells of the chapter use them, so a student version
-runs to the end whatever state the learner's exercises are in. The package's own layer is
-:class:`lorakit.LoRALinear`; these are the teaching versions.
+``# sync: lorakit.exercises.ch03.<name>``). Later cells of the chapter use them, so a student
+version runs to the end whatever state the learner's exercises are in. The package's own layer
+is :class:`lorakit.LoRALinear`; these are the teaching versions.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class LoRAFromScratch(nn.Module):
 
 
 def merge_lora(W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The merged weight ``W = W0 + (α/r) B A``, ``(d, k)``; returns a new tensor, inputs untouched."""
+    """The merged weight ``W = W0 + (α/r) B A``, ``(d, k)``; returns a new tensor, inputs untouched."""  # noqa: E501
     r = A.shape[0]
     return W0 + (alpha / r) * (B @ A)
 

@@ -35,7 +35,7 @@ def lora_grads(
     -------
     (grad_A, grad_B)
         ``(r, k)`` and ``(d, r)``. With ``B = 0`` (LoRA's start) ``grad_A`` is exactly zero.
-    """
+    """  # noqa: E501
     s = alpha / A.shape[0]
     X = x.reshape(-1, x.shape[-1])  # (N, k): every row of the batch
     G = grad_h.reshape(-1, grad_h.shape[-1])  # (N, d)

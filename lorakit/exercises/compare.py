@@ -72,7 +72,8 @@ def assert_close(
         pos = tuple(int(i) for i in np.unravel_index(idx, tuple(err.shape))) if err.dim() else ()
         fail(
             f"{what}: values differ from the reference — largest error {err.max().item():.3g} at "
-            f"index {pos} (got {val.flatten()[idx].item():.6g}, expected {exp.flatten()[idx].item():.6g}); "
+            f"index {pos} (got {val.flatten()[idx].item():.6g}, "
+            f"expected {exp.flatten()[idx].item():.6g}); "
             f"{int(bad.sum())} of {bad.numel()} entries out of tolerance"
         )
 
@@ -101,14 +102,16 @@ def assert_grad(what: str, param: torch.Tensor, expect: str) -> None:
         return
     if grad is None:
         fail(
-            f"{what} received no gradient (requires_grad={param.requires_grad}); it should be trained"
+            f"{what} received no gradient (requires_grad={param.requires_grad}); "
+            "it should be trained"
         )
     nonzero = bool((grad != 0).any())
     if expect == "nonzero" and not nonzero:
         fail(f"{what}: its gradient is all zero, so it would never change during training")
     if expect == "zero" and nonzero:
         fail(
-            f"{what}: its gradient should be zero, but its largest entry is {grad.abs().max().item():.3g}"
+            f"{what}: its gradient should be zero, but its largest entry is "
+            f"{grad.abs().max().item():.3g}"
         )
 
 

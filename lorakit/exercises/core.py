@@ -206,7 +206,8 @@ def _where(exc: BaseException) -> str:
 
 
 def explain(name: str, candidate: Any) -> str | None:
-    """Run the check of ``name`` on ``candidate``; ``None`` if it passes, else the reason (one line).
+    """Run the check of ``name`` on ``candidate``; ``None`` if it passes, else the reason
+    (one line).
 
     Never raises (except ``KeyboardInterrupt``). The global RNG states of torch and NumPy are
     restored afterwards, and anything the learner's code prints is swallowed so that the check

@@ -2,11 +2,12 @@
 
 A chapter's check cells (``lorakit.exercises.check("ch03.lora_forward", lora_forward)``, or
 ``check(...)`` after ``from lorakit.exercises import check``, under any alias) name each exercise
-and the object the learner defines for it: :func:`check_calls` finds them in a cell's code. The grader reads them from the course's own
-chapters (the solution notebooks, or the student versions made from them), or from the manifest
-``lorakit_exercises.json`` that ``python -m lorakit.exercises student`` writes beside the student
-versions. A returned notebook is matched to its chapter by file name, so deleting a check cell,
-adding one, or printing ``PASS ...`` changes nothing about what is expected.
+and the object the learner defines for it: :func:`check_calls` finds them in a cell's code. The
+grader reads them from the course's own chapters (the solution notebooks, or the student versions
+made from them), or from the manifest ``lorakit_exercises.json`` that
+``python -m lorakit.exercises student`` writes beside the student versions. A returned notebook
+is matched to its chapter by file name, so deleting a check cell, adding one, or printing
+``PASS ...`` changes nothing about what is expected.
 """
 
 from __future__ import annotations

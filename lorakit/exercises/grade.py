@@ -50,7 +50,8 @@ from lorakit.exercises.kernel import (
 
 
 class GraderError(RuntimeError):
-    """A problem of the grading set-up, not of a learner's work; ``results`` holds what was graded."""
+    """A problem of the grading set-up, not of a learner's work; ``results`` holds what was
+    graded."""
 
     def __init__(self, message: str, results: list | None = None) -> None:
         super().__init__(message)

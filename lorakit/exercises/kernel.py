@@ -121,7 +121,8 @@ class GradingClient(NotebookClient):
         return content is not None and not late
 
     def kernel_pgid(self) -> int | None:
-        """The kernel's process group (jupyter_client starts each kernel in a session of its own)."""
+        """The kernel's process group (jupyter_client starts each kernel in a session of its
+        own)."""
         provisioner = getattr(self.km, "provisioner", None)
         return getattr(provisioner, "pgid", None)
 
@@ -274,7 +275,8 @@ async def run_and_recheck(
                         outcomes[e.name] = {
                             "passed": False,
                             "error": (
-                                f"the check did not finish within {timeout:g} s (does your code return?)"
+                                f"the check did not finish within {timeout:g} s "
+                                "(does your code return?)"
                             ),
                         }
                     if reply is None:

@@ -43,7 +43,8 @@ NOTICE = (
     "**Student version.** The solutions of this chapter's exercises were removed. In each exercise "
     "cell, replace the `raise NotImplementedError(...)` by your code, run the cell, then run the "
     "check cell below it: it prints `PASS ...` or `FAIL ...: what was wrong`. The rest of the "
-    "chapter uses `lorakit`'s reference implementation, so it runs whatever state your answers are in."
+    "chapter uses `lorakit`'s reference implementation, so it runs whatever state your answers "
+    "are in."
 )
 
 
@@ -97,7 +98,8 @@ def strip_solutions(source: str, exercise: str | None = None, markdown: bool = F
             else:
                 out.append(f"{indent}# Your code here; then run the check cell below.")
                 out.append(
-                    f'{indent}raise NotImplementedError("{label}: replace this line with your code")'
+                    f'{indent}raise NotImplementedError("{label}: replace this line with '
+                    'your code")'
                 )
             indent = None
         elif indent is None:

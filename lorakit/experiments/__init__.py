@@ -1,4 +1,5 @@
-"""The recipes behind the GPU chapters: ``python -m lorakit.experiments NAME [--preset P] [--out DIR]``.
+"""The recipes behind the GPU chapters:
+``python -m lorakit.experiments NAME [--preset P] [--out DIR]``.
 
 Each submodule defines ``main(argv)`` and writes a record with :func:`lorakit.runs.save_record`.
 The experiments on the E2E task take ``--data auto|synthetic|real|DIR``

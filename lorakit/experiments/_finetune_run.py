@@ -30,7 +30,8 @@ def _subset(records, n_mrs, refs_per_mr):
 
 
 def prepare_method(base: torch.nn.Module, method: str) -> torch.nn.Module:
-    """A copy of ``base`` ready to train with ``method`` ("lora" or "full"), via lorakit.baselines."""
+    """A copy of ``base`` ready to train with ``method`` ("lora" or "full"), via
+    lorakit.baselines."""
     from lorakit.baselines import apply_method
 
     if method not in METHODS:

@@ -20,11 +20,11 @@ _SETTINGS = {
     "dev_mrs":        (4,                            40,                           None),
     "test_mrs":       (4,                            60,                           None),
     "refs_per_mr":    (1,                            None,                         None),
-    "epochs":         (1,                            1,                            PAPER_E2E["epochs"]),
-    "batch_size":     (4,                            8,                            PAPER_E2E["batch_size"]),
-    "warmup":         (1,                            20,                           PAPER_E2E["warmup"]),
-    "lr":             ({"lora": 2e-4, "full": 5e-5}, {"lora": 5e-3, "full": 3e-4}, dict(PAPER_E2E["lr"])),
-    "beams":          (2,                            4,                            PAPER_E2E["beams"]),
+    "epochs":         (1,                            1,                            PAPER_E2E["epochs"]),  # noqa: E501
+    "batch_size":     (4,                            8,                            PAPER_E2E["batch_size"]),  # noqa: E501
+    "warmup":         (1,                            20,                           PAPER_E2E["warmup"]),  # noqa: E501
+    "lr":             ({"lora": 2e-4, "full": 5e-5}, {"lora": 5e-3, "full": 3e-4}, dict(PAPER_E2E["lr"])),  # noqa: E501
+    "beams":          (2,                            4,                            PAPER_E2E["beams"]),  # noqa: E501
     "gen_batch":      (4,                            30,                           100),
     "max_new_tokens": (16,                           48,                           96),
     "log_every":      (1,                            10,                           250),

@@ -1,4 +1,5 @@
-"""One frozen base, many LoRA adapters, each row of a batch with its own: :class:`MultiAdapterModel`."""
+"""One frozen base, many LoRA adapters, each row of a batch with its own:
+:class:`MultiAdapterModel`."""
 
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ class MultiAdapterModel(nn.Module):
 
     def add_adapter(self, name: str, source: AdapterSource) -> None:
         """Load an adapter as ``name``: a folder of :func:`lorakit.save_adapter` or a PEFT LoRA
-        folder, a model with lorakit LoRA layers (trained on the same base), or ``{module: Factors}``.
+        folder, a model with lorakit LoRA layers (trained on the same base), or
+        ``{module: Factors}``.
 
         Every module and shape is checked before anything changes; a module the base does not
         have, or of another shape, raises ``ValueError`` and leaves the model as it was.
