@@ -24,8 +24,8 @@ is ``torch.cuda.max_memory_allocated`` over the run. The ratios the goals are st
 this one run.
 
 An eager step is bound by the host (Python and kernel launches), and its time drifts with what
-the process did before (seen on the H200: the same eager row measured 29 ms in one place of the
-order and 51 ms in another). So the uncompiled rows run in ``--rounds`` rounds, each in a
+the process did before (the same eager row can take nearly twice as long in one place of the
+order as in another). So the uncompiled rows run in ``--rounds`` rounds, each in a
 rotated order, with a fresh model each time; a row's step time is the median over its rounds, a
 ratio of two such rows is the median of the per-round ratios (a paired estimate: drift that both
 rows of a round share cancels), and the record keeps every round. With two rows, rotation

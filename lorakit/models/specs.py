@@ -86,8 +86,8 @@ SPECS = {
                     lr=1e-3, warmup_steps=50, eval_blocks=256, probe_prompts=60,
                     restaurant_texts=500),
     # All installed prose; the shape by the tokens-per-parameter rule above (floor: GPT-2 small).
-    # Dropout against memorising a corpus seen several times. max_steps bounds the build on an
-    # H200 (~36M tokens, about 1.5 minutes of training) when a machine has much more text.
+    # Dropout against memorising a corpus seen several times. max_steps bounds the build (about
+    # 36M tokens) when a machine has much more text.
     "gpu": BaseSpec(corpus_chars=None, vocab_size=16384, n_layer=12, n_embd=768, n_head=12,
                     n_positions=1024, block_size=1024, batch_size=32, max_steps=1100,
                     max_epochs=8, lr=6e-4, warmup_steps=100, dropout=0.1, compile=True,

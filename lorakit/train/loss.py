@@ -8,8 +8,8 @@ chunk, never holding all the logits (:func:`linear_cross_entropy`).
 
 Why the labelled positions come from the CPU (:func:`label_positions`): picking rows with a
 boolean mask (``hidden[mask]``) or reading their count (``int(mask.sum())``) on a GPU makes the
-host wait for the device, every step. A step of GPT-2 medium that took 47 ms, GPU-bound, became a
-noisy 55-75 ms one on an H200. The labels are on the CPU before the batch is moved, so the loop
+host wait for the device, every step, which turns a GPU-bound step into a slower, noisy one. The
+labels are on the CPU before the batch is moved, so the loop
 finds the positions there (the count is then a plain Python int) and the GPU only runs an
 ``index_select`` with a ready index.
 """
@@ -120,9 +120,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     GPT-2 step and the (chunk, V) blocks are the biggest tensors:
 
     * **An aligned vocabulary.** 50,257 is odd, so a (chunk, 50257) matrix has rows that start at
-      unaligned addresses and cuBLAS falls back to slow kernels (about 100 TFLOP/s on an H200,
-      against 600+). The head is padded to :func:`padded_vocab` rows of zeros whose logits get a
-      ``-inf`` bias: they have probability 0 and change neither the loss nor the gradients.
+      unaligned addresses and cuBLAS falls back to much slower kernels. The head is padded to
+      :func:`padded_vocab` rows of zeros whose logits get a ``-inf`` bias: they have
+      probability 0 and change neither the loss nor the gradients.
     * **Few passes over the block.** One ``log_softmax`` in fp32, one ``exp`` straight into the
       logits' buffer for the softmax, and a scatter for the one-hot part. The scaling by ``1/n``
       and the uniform part of label smoothing (``-s/V`` in every column) are applied to the small
