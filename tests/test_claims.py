@@ -74,6 +74,20 @@ def test_learning_rate_is_chosen_by_dev_loss_not_test_bleu():
     ]
 
 
+def test_learning_rate_is_chosen_among_configurations_with_a_spread():
+    # a one-seed configuration with the lowest dev loss cannot carry a verdict: the choice
+    # falls to the best configuration with 2+ seeds (the test set still never chooses)
+    recs = [_record("lora", 1e-3, s, 60.0, dev_loss=1.0) for s in (0, 1)]
+    recs += [_record("full", 5e-5, s, 66.0, dev_loss=0.80) for s in (0, 1, 2)]
+    recs += [_record("full", 1e-4, 0, 66.5, dev_loss=0.79)]
+    configs = fr.configurations(recs)
+    assert fr.choose(configs, "full") == ("full", 5e-5)
+    assert fr.claim_verdict(configs)["verdict"] == "not"
+    # with no configuration of 2+ seeds, the lowest dev loss of any wins (and is undetermined)
+    one = fr.configurations([_record("full", 5e-5, 0, 66.0, dev_loss=0.8), recs[-1]])
+    assert fr.choose(one, "full") == ("full", 1e-4)
+
+
 def test_report_table_marks_stale_runs_and_counts_seeds():
     recs = [_record("lora", 2e-4, 0, 68.0), _record("lora", 2e-4, 1, 67.0, current=False)]
     text = fr.format_table(recs, fr.configurations(recs))
