@@ -34,7 +34,8 @@ RULE = "max-noise"
 CLAIM = "LoRA matches full fine-tuning with ~0.15% of the parameters"
 CLAIM_RULE = (
     "Each method's learning rate is the one with the lowest mean dev loss over its seeds among "
-    "those run with 2 or more seeds (any, when none has 2; the test set never chooses). On BLEU, the verdict rule max-noise (" + RULES[RULE] + ") compares LoRA "
+    "those run with 2 or more seeds (any, when none has 2; the test set never chooses). On BLEU, "
+    "the verdict rule max-noise (" + RULES[RULE] + ") compares LoRA "
     "with full fine-tuning: LoRA better or within noise: reproduced; full fine-tuning better by at "
     "most twice the noise: partly; by more: not; fewer than 2 seeds a side: undetermined."
 )
