@@ -51,6 +51,9 @@ class BaseSpec:
     :func:`size_for_tokens` once the corpus is tokenized; the values given here are the floor.
     ``probe_prompts`` and ``restaurant_texts`` size the evaluation (the in-context copy probe and
     the perplexity on restaurant descriptions, :mod:`lorakit.models.probes`).
+    ``copy_text_fraction``: generated prose about invented entities, each named two or more
+    times, added to the corpus as about this fraction of its characters (0: none); it teaches
+    in-context copying of names (:mod:`lorakit.models.entities`).
     """
 
     corpus_chars: int | None  # None: all installed prose
@@ -72,6 +75,7 @@ class BaseSpec:
     sized_by_tokens: bool = False
     probe_prompts: int = 48
     restaurant_texts: int = 256
+    copy_text_fraction: float = 0.0
 
 
 # A table, one preset a row, kept in this layout by hand (fmt: off).
