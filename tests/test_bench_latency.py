@@ -200,3 +200,17 @@ def test_the_a_a_control_widens_the_noise_to_what_timing_alone_gives():
         _latency_report.noise({"median_ms": 1, "iqr_ms": 0.1}, {"median_ms": 1, "iqr_ms": 0})
         == 0.05
     )
+
+
+def test_recorded_ratios_reads_a_current_record_and_refuses_an_old_one():
+    res = _record(
+        {s: {"base": 1.0, "lora_merged": r} for s, r in (("1x128", 1.01), ("32x512", 1.0))}
+    )
+    ratios = latency.recorded_ratios({"results": res})
+    assert list(ratios) == ["base", "lora_merged"]
+    assert ratios["lora_merged"]["eager"] == {"1x128": 1.01, "32x512": 1.0}
+    assert latency.is_current(res)
+    old = {"results": {"cells": {"1x128": {"base": {"mean_ms": 1.0}}}}}
+    assert latency.recorded_ratios(old) is None and latency.recorded_ratios(None) is None
+    assert not latency.is_current({"cells": {}}) and not latency.is_current(None)
+    assert "python -m lorakit.bench latency" in latency.NOT_RECORDED

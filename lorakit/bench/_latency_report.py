@@ -48,12 +48,51 @@ def noise(cell: dict, base: dict, control: dict | None = None) -> float:
     return max(spread, abs(control["ratio"] - 1)) if control else spread
 
 
+NOT_RECORDED = (
+    "not in data/runs/bench/ in its current form (medians, eager and CUDA graphs): "
+    "`python -m lorakit.bench latency` on a GPU writes it"
+)
+
+
+def is_current(results: dict) -> bool:
+    """Whether a latency record's ``results`` are in today's form: per shape and method, an
+    ``"eager"`` (and usually a ``"graph"``) summary of medians. Records from before the medians
+    held one mean per method and shape, eager only."""
+    cells = results.get("cells") if isinstance(results, dict) else None
+    if not cells:
+        return False
+    one = next(iter(next(iter(cells.values())).values()), None)  # the first shape's first method
+    return isinstance(one, dict) and "eager" in one
+
+
+def recorded_ratios(record: dict | None) -> dict[str, dict[str, dict[str, float]]] | None:
+    """``{method: {mode: {"BxT": ratio}}}`` from a latency record (as
+    :func:`lorakit.runs.load_record` returns it): each method's median forward time over the
+    base's, per mode (``"eager"``, ``"graph"``) and shape, in the record's order.
+
+    ``None`` when there is no record or it is not :func:`is_current` (print
+    :data:`NOT_RECORDED` then).
+    """
+    if record is None or not is_current(record.get("results")):
+        return None
+    res = record["results"]
+    cells = res["cells"]
+    methods = next(iter(cells.values()))
+    return {
+        m: {
+            mode: {c: cells[c][m][mode]["ratio"] for c in cells}
+            for mode in res.get("modes", ["eager"])
+        }
+        for m in methods
+    }
+
+
 def format_table(results: dict) -> str:
     """The record as text: per mode, one row per method, the median ms [IQR] and the ratio to
     the base at each shape. A record from before the medians (means, eager only) is said so."""
     cols = list(results["cells"])
     first = next(iter(results["cells"].values()))
-    if "eager" not in next(iter(first.values())):
+    if not is_current(results):
         return (
             "(a record from before medians and CUDA graphs: means of eager passes; "
             "re-run `python -m lorakit.bench latency`)"
@@ -132,8 +171,7 @@ def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
     path = Path(runs_dir if runs_dir is not None else RUNS_DIR) / "bench" / "latency.json"
     record = json.loads(path.read_text()) if path.is_file() else None
     res = (record or {}).get("results", {})
-    cells = res.get("cells") or {}
-    fresh = bool(cells) and "eager" in next(iter(next(iter(cells.values())).values()))
+    fresh = is_current(res)
     if record is None or record.get("preset") == "small" or not fresh:
         why = (
             "no record"

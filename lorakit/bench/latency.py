@@ -39,9 +39,12 @@ from torch import nn
 from lorakit.baselines import apply_method
 from lorakit.bench import bench_parser, bench_settings, parse_bench_args, save_bench_record
 from lorakit.bench._latency_report import (  # noqa: F401  (the claims table reads it here)
+    NOT_RECORDED,
     claim_rows,
     claims,
     format_table,
+    is_current,
+    recorded_ratios,
     summary,
 )
 from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2
