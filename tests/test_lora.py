@@ -189,6 +189,31 @@ def test_fused_forward_equals_explicit_delta():
     torch.testing.assert_close(full(x), qkv(x) + x @ full.delta_weight().T, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 7), (5,), ()], ids=["3d", "2d", "1d"])
+def test_fused_forward_and_grads_equal_the_formula_with_any_scaling(shape):
+    torch.manual_seed(0)
+    layer = FusedLoRALinear(Conv1D(3 * 16, 32), r=3, alpha=16, enable=(False, True, True))
+    _randomise_B(layer)
+    x = torch.randn(*shape, 32)
+
+    def grads(y):
+        A, B = layer.lora_A, layer.lora_B
+        return (y, *torch.autograd.grad(y.pow(2).sum(), (A, B)))
+
+    for scaling in (16 / 3, 0.7):  # the built-in one, then one set after construction
+        layer.scaling = scaling
+        got = grads(layer(x))
+        want = grads(layer.base(x) + layer.lora_delta(x))
+        assert got[0].shape == (*shape, 48)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+    layer.to(torch.bfloat16)  # a bf16 layer, no autocast: the same formula in bf16
+    xb = x.to(torch.bfloat16)
+    y = layer(xb)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, layer.base(xb) + layer.lora_delta(xb), rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize(
     "n_layer,n_embd,n_head,expected",
     [

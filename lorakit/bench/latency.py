@@ -5,6 +5,9 @@
 ``--dtype bf16`` or ``fp32`` to change it) at batch x sequence 1x128, 16x256 and 32x512 for:
 
 * ``base``          the model as it is;
+* ``base_again``    a second copy of the base, timed as one more method: the A/A control. Its
+                    ratio to the base says how far from 1 timing alone puts two equal models,
+                    and the claims count that distance as noise;
 * ``adapter_l``     one adapter per block (Lin et al.), bottleneck ``--adapter-r``;
 * ``adapter_h``     two adapters per block (Houlsby et al.);
 * ``lora_merged``   LoRA on Wq, Wv (rank ``--lora-r``) folded into the weights: no extra work;
@@ -36,9 +39,12 @@ from torch import nn
 from lorakit.baselines import apply_method
 from lorakit.bench import bench_parser, bench_settings, parse_bench_args, save_bench_record
 from lorakit.bench._latency_report import (  # noqa: F401  (the claims table reads it here)
+    NOT_RECORDED,
     claim_rows,
     claims,
     format_table,
+    is_current,
+    recorded_ratios,
     summary,
 )
 from lorakit.bench._models import GPT2_MEDIUM, TINY_GPT2
@@ -49,7 +55,15 @@ from lorakit.lora.fast import set_fast_path
 from lorakit.models.gpt2 import build_gpt2
 from lorakit.presets import pick_device
 
-METHODS = ("base", "adapter_l", "adapter_h", "lora_merged", "lora_unmerged", "prefix_layer")
+METHODS = (
+    "base",
+    "base_again",
+    "adapter_l",
+    "adapter_h",
+    "lora_merged",
+    "lora_unmerged",
+    "prefix_layer",
+)
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 ROUND = 10  # passes per method per round
 FULL = {
@@ -74,7 +88,7 @@ def build_base(arch: dict, device: torch.device, dtype: torch.dtype, seed: int =
 def make_variant(base: nn.Module, method: str, args: argparse.Namespace):
     """A copy of ``base`` with ``method`` applied: ``(model, prepare_batch, trainable_params)``."""
     model = copy.deepcopy(base)
-    if method == "base":
+    if method in ("base", "base_again"):
         return model, None, 0
     if method in ("adapter_l", "adapter_h"):
         report = apply_method(model, method, r=args.adapter_r)

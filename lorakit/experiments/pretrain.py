@@ -1,6 +1,7 @@
 """Pretrain the offline base Φ0 and record the run (chapter 5).
 
     python -m lorakit.experiments pretrain [--preset gpu] [--out DIR] [--max-steps N]
+                                           [--copy-text FRACTION]
 
 Builds the base for the preset (corpus, tokenizer, pretraining with ``lorakit.train``), leaves it
 in the lorakit cache so later experiments on the same machine reuse it, and writes the record
@@ -37,6 +38,17 @@ def subsample(history: list[dict], n: int = 100) -> list[dict]:
     return [history[i] for i in idx]
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give e.g. 0.1.") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1); give e.g. 0.1.")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     from lorakit.models import pretrain_base
 
@@ -59,6 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         "--max-steps", type=positive_int, default=None, help="override the preset's steps"
     )
     parser.add_argument(
+        "--copy-text",
+        type=fraction,
+        default=None,
+        help="share of generated prose about invented entities, each named twice or more, "
+        "added to the corpus to teach in-context copying (default: the preset's, 0)",
+    )
+    parser.add_argument(
         "--no-measure-peak",
         action="store_true",
         help="skip measuring the matmul rate (no MFU in the record)",
@@ -69,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     model, tokenizer, info, history = pretrain_base(
         preset,
         max_steps=args.max_steps,
+        copy_text=args.copy_text,
         save=True,
         progress=True,
         measure_peak=False if args.no_measure_peak else True,
@@ -99,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         "corpus_documents": info.corpus_documents,
         "corpus_sha256": info.corpus_sha256,
         "domain_text_used": info.domain_text_used,
+        "copy_text_fraction": t["spec"]["copy_text_fraction"],
         "build_s": info.train_wall_s,
         "loss_curve": subsample(history),
         "samples": t["samples"],

@@ -273,6 +273,9 @@ class FusedLoRALinear(LoRALinear):
         placement = torch.zeros(len(self.enable), len(self.enabled_idx), device=self.lora_B.device)
         placement[self.enabled_idx, range(len(self.enabled_idx))] = 1.0
         self.register_buffer("placement", placement, persistent=False)
+        # what forward multiplies B by, built once (see _scaled_placement)
+        self._placed_scaling = self.scaling
+        self.register_buffer("scaled_placement", self._scaled_placement(), persistent=False)
 
     def _slice_out(self, d: int) -> int:
         return d // len(self.enable)
@@ -322,23 +325,41 @@ class FusedLoRALinear(LoRALinear):
         """
         return F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.block_B()) * self.scaling
 
+    def _scaled_placement(self) -> torch.Tensor:
+        """``scaling · placement`` in fp32, laid out ``(n_en, r, n, 1)`` for :meth:`forward`.
+
+        Times ``B`` seen as ``(n_en, r, 1, d_s)`` it gives ``(α/r)·B_blkᵀ`` as ``(n_en, r, n, d_s)``
+        in row-major order, so viewing it as the ``(n_en·r, n·d_s)`` matrix copies nothing.
+        """
+        place = self.placement.to(torch.float32).T * self.scaling  # (n_en, n)
+        return place[:, None, :, None].expand(-1, self.r, -1, -1).contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``h = W0 x + (α/r)·B_blk A dropout(x)``: ``(..., k) -> (..., n·d_s)``.
 
-        The formula of :class:`LoRALinear` with ``B_blk`` = :meth:`block_B`; the add and the
-        scaling ride in the second matmul (``torch.addmm``), so the branch costs two matmuls,
-        as an unsliced LoRA layer's does.
+        The formula of :class:`LoRALinear` with ``B_blk`` = :meth:`block_B`, written so that an
+        eager step issues few operator calls (it is bound by them, not by the GPU): the rows are
+        flattened once, ``(α/r)·B_blkᵀ`` is one multiply of ``B`` by :meth:`_scaled_placement`
+        (the scaling rides in that tiny block rather than in ``addmm``'s ``alpha``, which would cost
+        two more multiplies in backward), and the add rides in the second matmul
+        (``torch.addmm``), so the branch costs two matmuls, as an unsliced LoRA layer's does.
         """
         if self.merged or self.fast_path:
             return super().forward(x)
-        out = self.base(x)
-        h = F.linear(self.lora_dropout(x), self.lora_A)  # (..., n_en·r)
+        rows = x.reshape(-1, x.shape[-1])  # (N, k)
+        out = self.base(rows)  # (N, n·d_s)
+        h = F.linear(self.lora_dropout(rows), self.lora_A)  # (N, n_en·r)
         if h.dtype != out.dtype:  # e.g. a bf16 base with fp32 LoRA factors, no autocast
-            return out + F.linear(h, self.block_B()) * self.scaling
-        update = self.block_B().to(h.dtype).T
-        return torch.addmm(
-            out.reshape(-1, out.shape[-1]), h.reshape(-1, h.shape[-1]), update, alpha=self.scaling
-        ).view(out.shape)
+            out = out + F.linear(h, self.block_B()) * self.scaling
+            return out.view(*x.shape[:-1], out.shape[-1])
+        place = self.scaled_placement
+        if place.dtype != torch.float32 or self._placed_scaling != self.scaling:
+            place = self._scaled_placement()  # after model.to(bf16) or a new scaling
+        B_t = self.lora_B.mT.unsqueeze(2)  # (n_en, r, 1, d_s)
+        update = (place * B_t).reshape(-1, self.out_features)  # (n_en·r, n·d_s): (α/r)·B_blkᵀ
+        if update.dtype != h.dtype:
+            update = update.to(h.dtype)
+        return torch.addmm(out, h, update).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         on = ",".join(n for n, e in zip(self.slice_names, self.enable) if e)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorakit.models import sysdocs
+from lorakit.models.entities import entity_documents
 from lorakit.models.prose import (  # noqa: F401  (is_prose: part of this module's API)
     is_prose,
     prose_paragraphs,
@@ -67,6 +68,8 @@ class Corpus:
     heldout : per document, True if it belongs to the held-out split (for perplexity).
     sha256 : hash of the texts, sources and split, so two equal hashes mean the same corpus.
     domain_text_used : whether unpaired domain text from :func:`lorakit.data.domain_text` is in.
+        Generated entity prose (:mod:`lorakit.models.entities`), when asked for, is among the
+        documents with sources ``"copy:entities/<i>"``; :meth:`chars_by_origin` counts it.
     """
 
     docs: list[str]
@@ -95,7 +98,7 @@ class Corpus:
 
     def chars_by_origin(self) -> dict[str, int]:
         """Characters per origin (``stdlib``, ``site-packages``, ``man``, ``info``, ``doc``,
-        ``domain``): the label before the colon of each source."""
+        ``domain``, ``copy``): the label before the colon of each source."""
         out: dict[str, int] = {}
         for doc, src in zip(self.docs, self.sources):
             origin = src.split(":", 1)[0]
@@ -175,11 +178,17 @@ def candidate_files(
     return out
 
 
+def entities_file() -> Path:
+    """The source of the entity-prose generator (part of the corpus fingerprint)."""
+    return Path(__file__).with_name("entities.py")
+
+
 def sources_fingerprint(files: list[tuple[str, Path, int]], extra: str = "") -> str:
     """A cheap hash of what the corpus will be made from: file keys and sizes, the Python version
     and this module's own source (so a changed gatherer never reuses a stale cached corpus)."""
     code = hashlib.sha256()  # a new gatherer (this module, filter, manual reader): new corpus
-    for module in (Path(__file__), Path(sysdocs.__file__), Path(__file__).with_name("prose.py")):
+    here = Path(__file__)
+    for module in (here, Path(sysdocs.__file__), here.with_name("prose.py"), entities_file()):
         code.update(module.read_bytes())
     tag = f"v{CORPUS_VERSION}|{code.hexdigest()}|{sys.version_info[:2]}|{extra}"
     h = hashlib.sha256(tag.encode())
@@ -251,6 +260,7 @@ def gather_corpus(
     max_chars: int | None = 1_500_000,
     *,
     domain_fraction: float = 0.1,
+    copy_fraction: float = 0.0,
     files: list[tuple[str, Path, int]] | None = None,
 ) -> Corpus:
     """Gather installed English prose into a :class:`Corpus`.
@@ -260,6 +270,9 @@ def gather_corpus(
     max_chars : stop once the prose reaches this many characters (``None``: take everything).
     domain_fraction : at most this fraction of ``max_chars`` (or of the prose) may be unpaired
         domain text from :func:`lorakit.data.domain_text` ``("train")``, when that exists.
+    copy_fraction : add generated prose about invented entities, each named two or more times
+        (:func:`lorakit.models.entities.entity_documents`), about this fraction of ``max_chars``
+        (or of the prose); 0 adds none. It teaches copying a new name from context.
     files : the candidate files (default :func:`candidate_files`).
 
     Returns
@@ -268,6 +281,8 @@ def gather_corpus(
         One document per source file with at least one prose paragraph; paragraphs seen before
         (licences, boilerplate) are dropped. One document in ``HELDOUT_EVERY`` is held out.
     """
+    if not 0.0 <= copy_fraction < 1.0:
+        raise ValueError(f"copy_fraction must lie in [0, 1) (got {copy_fraction}); 0.1 is typical.")
     if max_chars is not None and max_chars < 10_000:
         raise ValueError(f"max_chars={max_chars} is too small for a corpus; use >= 10_000.")
     files = candidate_files() if files is None else files
@@ -302,4 +317,9 @@ def gather_corpus(
         docs += domain
         sources += [f"domain:train/{i}" for i in range(len(domain))]
         heldout += [False] * len(domain)
+    if copy_fraction > 0:  # training text only: held-out perplexity stays on installed prose
+        generated = entity_documents(int(copy_fraction * (max_chars or total)))
+        docs += generated
+        sources += [f"copy:entities/{i}" for i in range(len(generated))]
+        heldout += [False] * len(generated)
     return Corpus(docs, sources, heldout, domain_text_used=bool(domain))

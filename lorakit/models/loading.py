@@ -155,7 +155,7 @@ def load_offline(preset: str | None = None, cache_dir=None, verbose: bool = True
     """The offline base for ``preset``: from the cache, or built now (and cached)."""
     preset = preset or get_preset()
     spec = get_spec(preset)
-    sha = offline.corpus_sha256(spec.corpus_chars, cache_dir, verbose)
+    sha = offline.corpus_sha256(spec.corpus_chars, cache_dir, verbose, spec.copy_text_fraction)
     entry = offline.base_entry(preset, sha, cache_dir)
     problem = verify_entry(entry)
     if problem is None:

@@ -6,7 +6,8 @@ Cache layout under :func:`lorakit.models.cache.cache_root`::
     offline-<preset>-<key>/        model/ (save_pretrained), tokenizer/, info.json, history.json
 
 ``<fingerprint>`` hashes what the corpus is made from (the installed files' names and sizes,
-the size limit, the domain text), so finding the corpus's SHA-256 does not mean re-reading it;
+the size limit, the domain text, the share of generated entity prose), so finding the corpus's
+SHA-256 does not mean re-reading it;
 ``<key>`` hashes the corpus's SHA-256, the preset's sizes and the size rule
 (:func:`lorakit.models.specs.size_for_tokens`), so a different corpus, a changed preset or a
 changed rule gets a new base.
@@ -37,9 +38,11 @@ def _domain_tag() -> str:
     return hashlib.sha256("\n".join(map(str, texts)).encode()).hexdigest()[:16]
 
 
-def corpus_entry(max_chars: int | None, cache_dir=None) -> Path:
-    """The cache directory for the corpus of this size gathered from this installation."""
-    fp = sources_fingerprint(candidate_files(), extra=f"{max_chars}|{_domain_tag()}")
+def corpus_entry(max_chars: int | None, cache_dir=None, copy_fraction: float = 0.0) -> Path:
+    """The cache directory for the corpus of this size (and share of generated entity prose,
+    see :func:`lorakit.models.corpus.gather_corpus`) gathered from this installation."""
+    extra = f"{max_chars}|{_domain_tag()}|copy={float(copy_fraction)!r}"
+    fp = sources_fingerprint(candidate_files(), extra=extra)
     return cache_root(cache_dir) / f"corpus-{fp[:16]}"
 
 
@@ -58,9 +61,12 @@ def read_corpus(entry: Path) -> Corpus:
     return corpus
 
 
-def load_or_gather_corpus(max_chars: int | None, cache_dir=None, verbose: bool = True) -> Corpus:
-    """The corpus from the cache, or gathered now (and cached)."""
-    entry = corpus_entry(max_chars, cache_dir)
+def load_or_gather_corpus(
+    max_chars: int | None, cache_dir=None, verbose: bool = True, copy_fraction: float = 0.0
+) -> Corpus:
+    """The corpus from the cache, or gathered now (and cached); ``copy_fraction`` as in
+    :func:`lorakit.models.corpus.gather_corpus`."""
+    entry = corpus_entry(max_chars, cache_dir, copy_fraction)
     problem = verify_entry(entry)
     if problem is None:
         try:
@@ -75,7 +81,7 @@ def load_or_gather_corpus(max_chars: int | None, cache_dir=None, verbose: bool =
     if verbose:
         limit = "all" if max_chars is None else f"{max_chars / 1e6:.1f} M characters"
         print(f"gathering English prose installed with Python and its packages ({limit}) ...")
-    corpus = gather_corpus(max_chars)
+    corpus = gather_corpus(max_chars, copy_fraction=copy_fraction)
 
     def fill(tmp: Path) -> None:
         with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
@@ -90,24 +96,34 @@ def load_or_gather_corpus(max_chars: int | None, cache_dir=None, verbose: bool =
             "chars": corpus.chars,
             "documents": len(corpus.docs),
             "domain_text_used": corpus.domain_text_used,
+            "copy_fraction": copy_fraction,
         },
     )
     return corpus
 
 
-def corpus_sha256(max_chars: int | None, cache_dir=None, verbose: bool = True) -> str:
-    """The SHA-256 of the corpus for ``max_chars``, from the cache's manifest when it is there."""
-    entry = corpus_entry(max_chars, cache_dir)
+def corpus_sha256(
+    max_chars: int | None, cache_dir=None, verbose: bool = True, copy_fraction: float = 0.0
+) -> str:
+    """The SHA-256 of the corpus for ``max_chars`` (and ``copy_fraction``), from the cache's
+    manifest when it is there."""
+    entry = corpus_entry(max_chars, cache_dir, copy_fraction)
     if verify_entry(entry) is None:
         sha = read_manifest(entry).get("sha256")
         if sha:
             return sha
-    return load_or_gather_corpus(max_chars, cache_dir, verbose).sha256
+    return load_or_gather_corpus(max_chars, cache_dir, verbose, copy_fraction).sha256
 
 
 def base_entry(preset: str, corpus_sha: str, cache_dir=None) -> Path:
-    """The cache directory of the offline base for ``preset`` trained on corpus ``corpus_sha``."""
-    spec = json.dumps(asdict(get_spec(preset)), sort_keys=True)
+    """The cache directory of the offline base for ``preset`` trained on corpus ``corpus_sha``.
+
+    The spec's ``copy_text_fraction`` is left out of the key: the generated text is part of the
+    corpus, so its SHA-256 already tells a base built with it from one built without (and bases
+    built before the option existed keep their keys)."""
+    fields = asdict(get_spec(preset))
+    fields.pop("copy_text_fraction", None)
+    spec = json.dumps(fields, sort_keys=True)
     rule = (
         f"{TOKENS_PER_PARAM}|{REPEAT_EPOCHS}|{GPT2_LADDER}"  # how a sized_by_tokens spec is sized
     )

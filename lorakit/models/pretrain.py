@@ -97,6 +97,7 @@ def pretrain_base(
     progress: bool = True,
     verbose: bool = True,
     seed: int = 0,
+    copy_text: float | None = None,
 ):
     """Build the offline base for ``preset``: corpus, tokenizer, pretraining, evaluation.
 
@@ -113,6 +114,9 @@ def pretrain_base(
     measure_peak : measure the device's matmul rate for MFU (default: on CUDA only).
     progress, verbose : show a progress bar / print what happens.
     seed : seeds the initial weights, the block order and the samples.
+    copy_text : the share of generated entity prose in the corpus, each invented name said two
+        or more times (default: the spec's ``copy_text_fraction``; ignored when ``corpus`` is
+        given). A base built with it is cached apart, under its corpus's SHA-256.
 
     Returns
     -------
@@ -124,12 +128,17 @@ def pretrain_base(
 
     preset = preset or get_preset()
     spec = get_spec(preset)
+    if copy_text is not None:
+        spec = replace(spec, copy_text_fraction=float(copy_text))
     say = print if verbose else (lambda *a, **k: None)
     dev = pick_device(None if device is None else str(device))
     t0 = time.perf_counter()
     if corpus is None:
         corpus = offline.load_or_gather_corpus(
-            spec.corpus_chars, cache_dir=cache_dir, verbose=verbose
+            spec.corpus_chars,
+            cache_dir=cache_dir,
+            verbose=verbose,
+            copy_fraction=spec.copy_text_fraction,
         )
     say(f"corpus: {corpus.summary()}")
     if tokenizer is None:

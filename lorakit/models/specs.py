@@ -51,6 +51,9 @@ class BaseSpec:
     :func:`size_for_tokens` once the corpus is tokenized; the values given here are the floor.
     ``probe_prompts`` and ``restaurant_texts`` size the evaluation (the in-context copy probe and
     the perplexity on restaurant descriptions, :mod:`lorakit.models.probes`).
+    ``copy_text_fraction``: generated prose about invented entities, each named two or more
+    times, added to the corpus as about this fraction of its characters (0: none); it teaches
+    in-context copying of names (:mod:`lorakit.models.entities`).
     """
 
     corpus_chars: int | None  # None: all installed prose
@@ -72,6 +75,7 @@ class BaseSpec:
     sized_by_tokens: bool = False
     probe_prompts: int = 48
     restaurant_texts: int = 256
+    copy_text_fraction: float = 0.0
 
 
 # A table, one preset a row, kept in this layout by hand (fmt: off).
@@ -87,12 +91,13 @@ SPECS = {
                     restaurant_texts=500),
     # All installed prose; the shape by the tokens-per-parameter rule above (floor: GPT-2 small).
     # Dropout against memorising a corpus seen several times. max_steps bounds the build (about
-    # 36M tokens) when a machine has much more text.
+    # 36M tokens) when a machine has much more text. Generated entity prose adds half as many
+    # characters again, to teach copying a name from the prompt (chapter 5's copy probe).
     "gpu": BaseSpec(corpus_chars=None, vocab_size=16384, n_layer=12, n_embd=768, n_head=12,
                     n_positions=1024, block_size=1024, batch_size=32, max_steps=1100,
                     max_epochs=8, lr=6e-4, warmup_steps=100, dropout=0.1, compile=True,
                     eval_blocks=512, sample_tokens=60, sized_by_tokens=True, probe_prompts=300,
-                    restaurant_texts=2000),
+                    restaurant_texts=2000, copy_text_fraction=0.5),
 }
 # fmt: on
 
