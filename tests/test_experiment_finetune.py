@@ -14,7 +14,7 @@ from lorakit.data.sources import RealDataUnavailable
 from lorakit.experiments import _finetune_grid as grid
 from lorakit.experiments import finetune, finetune_report
 from lorakit.fileio import file_sha256
-from lorakit.models import BaseInfo
+from lorakit.models import BaseInfo, weights_sha256
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "fixed_source")
 FIXTURE = Path(__file__).parent / "fixtures" / "e2e_real"
@@ -68,7 +68,7 @@ def test_plan_is_seed_major_and_names_each_run():
     )
 
 
-def test_grid_writes_one_record_per_run_and_resumes(run_tiny, tmp_path, capsys):
+def test_grid_writes_one_record_per_run_and_resumes(run_tiny, tmp_path, tiny_base, capsys):
     runs = grid.plan_grid(["lora", "full"], [0, 1], {"lora": [2e-4], "full": [5e-5]})
     out = run_tiny(runs)
     assert out.folder == tmp_path / "ch06_finetune_ci_tiny_dir"
@@ -99,6 +99,17 @@ def test_grid_writes_one_record_per_run_and_resumes(run_tiny, tmp_path, capsys):
     )
     redo = run_tiny(runs)
     assert [p.name for p in redo.written] == ["lora-lr0.0002-s1.json"]
+
+    rec = json.loads((out.folder / "lora-lr0.0002-s1.json").read_text())
+    assert rec["results"]["base"]["weights_sha256"] == weights_sha256(tiny_base[0])
+    base_here, path = dict(rec["results"]["base"]), out.folder / "lora-lr0.0002-s1.json"
+    assert grid.stale_reason(path, "x", rec["data"], base_here) is None
+    rec["results"]["base"]["weights_sha256"] = "0" * 64  # as if made from another build
+    path.write_text(json.dumps(rec))
+    assert "another build of the base" in grid.stale_reason(path, "x", rec["data"], base_here)
+    assert "base builds: 2 different" in finetune_report.report(out.folder)
+    assert [p.name for p in run_tiny(runs).written] == ["lora-lr0.0002-s1.json"]
+    assert "base build: one for every run" in finetune_report.report(out.folder)
 
     text = finetune_report.report(out.folder, [0, 1, 2], {"lora": [2e-4], "full": [5e-5]})
     assert "template" in text and "lora lr 0.0002" in text and "seed 1" in text

@@ -86,3 +86,25 @@ def test_grid_folder_names_base_and_data_unless_they_are_the_defaults(tmp_path):
     named = _grid.grid_dir("ch07_baselines", "gpu", base="gpt2-medium", data_kind="real")
     assert named.name == "ch07_baselines_gpu_gpt2-medium_real"
     assert _grid.grid_dir("x", "ci", out=tmp_path) == tmp_path
+
+
+def _run_on_base(ctx: dict, spec: dict) -> dict:
+    return {**_run(ctx, spec), "base": ctx["base_info"]}
+
+
+def test_a_record_from_another_build_of_the_base_is_made_again(tmp_path):
+    build_a, build_b = ({"name": "offline", "weights_sha256": c * 64} for c in "ab")
+
+    def call(build):
+        ctx = {"base": torch.nn.Linear(1, 1), "base_info": build}
+        return _grid.run_grid(
+            _run_on_base, SPECS, ctx, folder=tmp_path, preset="ci", config={}, device="cpu"
+        )
+
+    assert len(call(build_a)) == 3
+    assert _grid.todo(SPECS, tmp_path, base=build_a) == []
+    assert len(_grid.todo(SPECS, tmp_path, base=build_b)) == 3
+    assert _grid.todo(SPECS, tmp_path, base={"name": "offline"}) == []  # cannot tell: current
+    assert len(call(build_b)) == 3  # the grid is made again from the build loaded now
+    assert {r["results"]["base"]["weights_sha256"] for r in _grid.load_runs(tmp_path)} == {"b" * 64}
+    assert _grid.other_build(build_a, build_b) and not _grid.other_build(build_a, None)

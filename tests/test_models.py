@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import time
@@ -17,6 +18,7 @@ from lorakit.models import (
     BaseUnavailableError,
     load_base,
     pretrain_base,
+    weights_sha256,
 )
 from lorakit.models.cache import verify_entry
 from lorakit.models.flops import measure_matmul_peak, model_flops_per_token
@@ -78,6 +80,7 @@ def test_cached_base_is_reused_and_identical(ci_cache):
     again, _, info2 = load_base("offline", preset="ci", cache_dir=root, device="cpu", verbose=False)
     assert time.perf_counter() - start < 30  # loads, does not retrain
     assert info2.corpus_sha256 == info.corpus_sha256 and info2.cache_path == info.cache_path
+    assert info2.weights_sha256 == info.weights_sha256 is not None  # the build that was saved
     for (n, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(p, q), n
 
@@ -129,9 +132,23 @@ def test_local_directory_loads_through_from_pretrained(tmp_path):
     ids = tok2("A low rank update.", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.allclose(loaded(ids).logits, model(ids).logits, atol=1e-5)
+    # which build: the weights' SHA-256, the same after a save and a load
+    assert info.weights_sha256 == weights_sha256(model) == weights_sha256(loaded)
+    assert "weights sha256" in repr(info)
     (tmp_path / "tokenizer.json").unlink()
     with pytest.raises(BaseNotFoundError, match="tokenizer"):
         load_base(str(tmp_path))
+
+
+def test_weights_sha256_tells_builds_apart_by_a_single_bit():
+    a, b = make_tiny_gpt2(), make_tiny_gpt2()
+    assert weights_sha256(a) == weights_sha256(b) == weights_sha256(copy.deepcopy(a))
+    with torch.no_grad():
+        w = b.transformer.h[0].attn.c_attn.weight
+        w[0, 0] = torch.nextafter(w[0, 0], torch.tensor(float("inf")))  # the last bit of one weight
+    assert weights_sha256(a) != weights_sha256(b)
+    assert weights_sha256(a) != weights_sha256(copy.deepcopy(a).to(torch.bfloat16))
+    assert weights_sha256(a) != weights_sha256(make_tiny_gpt2(seed=1))
 
 
 def test_corrupt_cache_is_rebuilt_with_a_notice(ci_cache, tmp_path, capsys):
@@ -198,6 +215,7 @@ def test_pretrain_experiment_writes_a_record(offline_env, tmp_path):
     res = rec["results"]
     assert res["steps"] == 4 and res["tokens_seen"] == 4 * 16 * 128
     assert res["corpus_sha256"] == offline_env[3].corpus_sha256 and res["mfu"] is None
+    assert len(res["weights_sha256"]) == 64  # which build: the fine-tuning records name it too
     assert len(res["loss_curve"]) >= 2 and len(res["samples"]) == 3
     assert res["tokens_per_param"] == pytest.approx(res["tokens_seen"] / res["n_params"])
     assert res["unigram_heldout_perplexity"] > 1 and res["restaurant"]["texts"] == 128

@@ -25,7 +25,7 @@ from lorakit.experiments._finetune_settings import (
     preset_settings,
     settings_block,
 )
-from lorakit.experiments._grid import add_run_arguments
+from lorakit.experiments._grid import add_run_arguments, other_build
 from lorakit.experiments._jobs import Job, run_jobs
 from lorakit.presets import get_preset
 from lorakit.runs import RUNS_DIR, save_record, source_changes, source_sha256
@@ -99,6 +99,8 @@ def stale_reason(path: Path, source: str, data: dict, base: dict) -> str | None:
     made = rec.get("results", {}).get("base", {})
     if (made.get("name"), made.get("n_params")) != (base["name"], base["n_params"]):
         return "made from another base"
+    if other_build(made, base):
+        return "made from another build of the base (its weights' SHA-256 differs)"
     return None
 
 
@@ -160,7 +162,7 @@ def run_grid(
     )
     folder = grid_folder(out if out is not None else RUNS_DIR, preset, info.name, src.kind, tag)
     outcome = GridOutcome(folder)
-    hashed, data_prov, base_rec = source_sha256(), src.provenance(), base_block(info)
+    hashed, data_prov, base_rec = source_sha256(), src.provenance(), base_block(info, base)
     todo = []
     for run in runs:
         why = stale_reason(folder / f"{run.name}.json", hashed, data_prov, base_rec)

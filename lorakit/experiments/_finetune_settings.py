@@ -56,13 +56,24 @@ def preset_settings(preset: str | None = None, lr: dict[str, float] | None = Non
     return settings
 
 
-def base_block(info) -> dict:
-    """What a record says about the base model (a :class:`lorakit.models.BaseInfo`)."""
+def base_block(info, model=None) -> dict:
+    """What a record says about the base model (a :class:`lorakit.models.BaseInfo`): which one,
+    its size, and which build of it (``weights_sha256``; for the offline base also its corpus's
+    SHA-256 and held-out perplexity). ``model``: the base itself, hashed when ``info`` does not
+    carry its weights' SHA-256 (a base built by hand rather than by ``load_base``)."""
+    weights = info.weights_sha256
+    if weights is None and model is not None:
+        from lorakit.models.info import weights_sha256
+
+        weights = weights_sha256(model)
     return {
         "source": info.source,
         "name": info.name,
         "n_params": info.n_params,
         "config": info.config,
+        "weights_sha256": weights,
+        "corpus_sha256": info.corpus_sha256,
+        "heldout_perplexity": info.heldout_perplexity,
         "notice": info.notice,
     }
 

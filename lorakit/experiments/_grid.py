@@ -77,17 +77,31 @@ def grid_dir(
     return RUNS_DIR / name
 
 
+def other_build(made: dict | None, base: dict | None) -> bool:
+    """Whether a record's base block ``made`` names another build of the base than ``base``:
+    both carry a ``weights_sha256`` and the two differ (a record without one cannot tell).
+
+    GPU pretraining is not bit-reproducible, so the offline base built on another machine, or
+    built again, is another draw; a grid whose runs start from different builds would mix that
+    noise into its seed spread."""
+    a, b = (made or {}).get("weights_sha256"), (base or {}).get("weights_sha256")
+    return bool(a and b and a != b)
+
+
 def _same_data(record: dict, files: dict | None) -> bool:
     if files is None:
         return True
     return (record.get("data") or {}).get("files") == files
 
 
-def load_runs(folder: str | Path, data_files: dict | None = None) -> list[dict]:
+def load_runs(
+    folder: str | Path, data_files: dict | None = None, base: dict | None = None
+) -> list[dict]:
     """Every record in ``folder`` (sorted by file name), each with ``"current"`` added: whether
     it was made by the ``lorakit/`` source here (:func:`lorakit.runs.source_changes`; and, when
-    ``data_files`` is given, on data files of those SHA-256s). A missing folder gives ``[]``; a
-    file that is not a readable record is an error that names it."""
+    ``data_files`` is given, on data files of those SHA-256s; when ``base`` is given, a base
+    block, from the same build of the base: :func:`other_build`). A missing folder gives ``[]``;
+    a file that is not a readable record is an error that names it."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -101,19 +115,28 @@ def load_runs(folder: str | Path, data_files: dict | None = None) -> list[dict]:
                 "delete it and run the grid again to remake that run."
             ) from err
         if isinstance(record, dict) and "results" in record:
-            current = not source_changes(record, whole=here) and _same_data(record, data_files)
+            current = (
+                not source_changes(record, whole=here)
+                and _same_data(record, data_files)
+                and not other_build(record["results"].get("base"), base)
+            )
             out.append({**record, "current": current})
     return out
 
 
 def todo(
-    specs: Sequence[dict], folder: str | Path, force: bool = False, data_files: dict | None = None
+    specs: Sequence[dict],
+    folder: str | Path,
+    force: bool = False,
+    data_files: dict | None = None,
+    base: dict | None = None,
 ) -> list[dict]:
     """The runs of ``specs`` (each with an ``"id"``) still to make: all of them with ``force``,
-    else those without a current record (:func:`load_runs`)."""
+    else those without a current record (:func:`load_runs`; ``base``: the base block of the base
+    loaded now, so that a record from another build of it is made again)."""
     if force:
         return list(specs)
-    done = {r["name"] for r in load_runs(folder, data_files) if r["current"]}
+    done = {r["name"] for r in load_runs(folder, data_files, base) if r["current"]}
     return [s for s in specs if s["id"] not in done]
 
 
@@ -166,7 +189,8 @@ def run_grid(
         The records made now (results under ``"results"``, provenance beside), in plan order.
     """
     files = None if data is None or isinstance(data, dict) else data.provenance().get("files")
-    specs = list(specs) if folder is None else todo(specs, folder, force, files)
+    base = context.get("base_info")
+    specs = list(specs) if folder is None else todo(specs, folder, force, files, base)
     made: dict[str, dict] = {}
 
     def finish(k: int, job: Job, result: tuple[dict, float]) -> None:

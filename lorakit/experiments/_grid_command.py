@@ -113,11 +113,12 @@ class GridCall:
                 data=self.data,
             )
 
-    def done(self) -> set[str]:
-        """The names of the current records in the folder (none without a folder)."""
+    def done(self, base: dict | None = None) -> set[str]:
+        """The names of the current records in the folder (none without a folder); ``base``:
+        the base block of the base loaded now (a record from another build is not current)."""
         if self.folder is None:
             return set()
-        return {r["name"] for r in _grid.load_runs(self.folder, self.files) if r["current"]}
+        return {r["name"] for r in _grid.load_runs(self.folder, self.files, base) if r["current"]}
 
     def run(
         self,
@@ -131,7 +132,9 @@ class GridCall:
         make them (:func:`lorakit.experiments._grid.run_grid`) and print ``line(spec,
         results)`` and the time spent as each ends; returns the records made now."""
         left = (
-            specs if self.folder is None else _grid.todo(specs, self.folder, self.force, self.files)
+            specs
+            if self.folder is None
+            else _grid.todo(specs, self.folder, self.force, self.files, context.get("base_info"))
         )
         label = context["data"]["label"]
         self.say(

@@ -108,13 +108,14 @@ def run_baselines(
         "current": True,
         "results": template_results(data["test"], settings["bootstrap"]),
     }
-    call.save_once("template", template["results"], call.done())
+    base_rec = base_block(info, base)
+    call.save_once("template", template["results"], call.done(base_rec))
     context = {
         "base": base,
         "tokenizer": tokenizer,
         "data": data,
         "settings": settings,
-        "base_info": base_block(info),
+        "base_info": base_rec,
     }
     made = call.run(run_one, specs, context, "ch07", _progress_line)
     return [template, *made]

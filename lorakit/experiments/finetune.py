@@ -109,7 +109,7 @@ def run_finetune(
         m: run_method(base, tokenizer, m, data, settings, dev, progress, seed) for m in methods
     }
     return {
-        "base": base_block(info),
+        "base": base_block(info, base),
         "data": data["info"],
         "settings": settings_block(settings, preset),
         "template": template_row(data["test"], settings.get("bootstrap", 0)),

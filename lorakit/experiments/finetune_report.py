@@ -210,6 +210,24 @@ def format_table(records: list[dict], configs: dict) -> str:
     )
 
 
+def base_builds(records: list[dict]) -> str:
+    """One line on which builds of the base the records started from (their base block's
+    ``weights_sha256``): one build, several (pooled runs whose spread includes the builds'), or
+    not recorded (records from before they carried it)."""
+    shas = [(r["results"].get("base") or {}).get("weights_sha256") for r in records]
+    known = sorted({s for s in shas if s})
+    unknown = shas.count(None)
+    if not known:
+        return "base build: not recorded (records from before they carried the weights' SHA-256)"
+    if len(known) == 1 and not unknown:
+        return f"base build: one for every run (weights SHA-256 {known[0][:12]})"
+    without = f", and {unknown} runs that do not say" if unknown else ""
+    return (
+        f"base builds: {len(known)} different{without}. Runs from different builds are pooled "
+        "here, so the seed spread includes the builds' (make the grid again from one base)"
+    )
+
+
 def missing_runs(records: list[dict], seeds, lrs: dict) -> list[str]:
     """The runs of the plan (seeds x learning rates per method) that have no record."""
     have = {
@@ -251,6 +269,8 @@ def report(folder: str | Path, seeds=None, lrs: dict | None = None) -> str:
         f"batch {res['settings']['batch_size']}, beam {res['settings']['beams']}",
         "",
         format_table(records, configs),
+        "",
+        base_builds(records),
         "",
     ]
     cv = claim_verdict(configs)

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         "corpus_tokens": info.corpus_tokens,
         "corpus_documents": info.corpus_documents,
         "corpus_sha256": info.corpus_sha256,
+        "weights_sha256": info.weights_sha256,
         "domain_text_used": info.domain_text_used,
         "copy_text_fraction": t["spec"]["copy_text_fraction"],
         "build_s": info.train_wall_s,

@@ -126,14 +126,16 @@ def run_which_rank(
     data = prepare_data(base, tokenizer, settings, src)
     config = {"grid": GRID, **(config or {})}
     call = GridCall(out, preset, config, src, jobs, device, force, budget_min, progress)
+    base_rec = base_block(info, base)
     results, tensors = base_weights_results(base, settings)
+    results["base"] = base_rec  # which build these weights are (chapter 9 pairs them with ΔW)
     weights = {"name": "base_weights", "current": True, "results": results, "tensors": tensors}
     template = {
         "name": "template",
         "current": True,
         "results": template_results(data["test"], settings["bootstrap"]),
     }
-    done = call.done()
+    done = call.done(base_rec)
     if out is not None and (force or "base_weights" not in done):
         results["tensors_file"] = _grid.save_tensors(tensors, f"{out}/base_weights").name
         call.save_once("base_weights", results, done)
@@ -145,7 +147,7 @@ def run_which_rank(
         "data": data,
         "settings": settings,
         "score": not only_adapters,
-        "base_info": base_block(info),
+        "base_info": base_rec,
     }
     made = call.run(run_config, specs, context, "ch08", _progress_line)
     return [weights, template, *made]

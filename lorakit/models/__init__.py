@@ -12,7 +12,7 @@ copy probe), :mod:`.offline` and :mod:`.cache` (the on-disk cache), :mod:`.flops
 """
 
 from lorakit.models.corpus import Corpus, gather_corpus
-from lorakit.models.info import BaseInfo
+from lorakit.models.info import BaseInfo, weights_sha256
 from lorakit.models.loading import (
     HUB_NAMES,
     BaseCorruptError,
@@ -37,4 +37,5 @@ __all__ = [
     "load_base",
     "pretrain_base",
     "train_tokenizer",
+    "weights_sha256",
 ]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 _REPO = Path(__file__).resolve().parents[2]  # the checkout that holds lorakit/ and data/
 
@@ -18,6 +21,23 @@ def short_path(path: str | Path) -> str:
         pass
     home, p = str(Path.home()), str(path)
     return "~" + p[len(home) :] if home not in ("", "/") and p.startswith(home) else p
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 over a model's parameters: each one's name, dtype, shape and bytes, by name.
+
+    Two models hash alike exactly when every parameter holds the same bits, wherever they live
+    (CPU or GPU) and however they were saved and loaded. Two builds of one offline base from the
+    same code and corpus can differ (GPU kernels that add in a varying order), and this is what
+    tells them apart. Tied weights (GPT-2's LM head and token embedding) count once.
+    """
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+            t = p.detach().contiguous().cpu()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -34,6 +54,7 @@ class BaseInfo:
     corpus_chars, corpus_tokens, corpus_documents, corpus_sha256 : the pretraining corpus of the
         offline base (``None`` for real GPT-2: OpenAI's WebText is not available).
     heldout_perplexity : perplexity on the offline corpus's held-out documents.
+    weights_sha256 : :func:`weights_sha256` of the loaded model: which build of a base it is.
     preset : the preset the offline base was sized by.
     train_wall_s : wall time of the offline base's build (corpus, tokenizer, pretraining).
     cache_path : where the offline base is cached.
@@ -53,6 +74,7 @@ class BaseInfo:
     corpus_documents: int | None = None
     corpus_sha256: str | None = None
     heldout_perplexity: float | None = None
+    weights_sha256: str | None = None
     preset: str | None = None
     train_wall_s: float | None = None
     cache_path: str | None = None
@@ -89,6 +111,8 @@ class BaseInfo:
             rows.append(("domain text", "yes" if self.domain_text_used else "no"))
         if self.heldout_perplexity is not None:
             rows.append(("held-out ppl", f"{self.heldout_perplexity:.2f}"))
+        if self.weights_sha256:
+            rows.append(("weights sha256", self.weights_sha256))
         if self.preset is not None:
             rows.append(("preset", self.preset))
         if self.train_wall_s is not None:

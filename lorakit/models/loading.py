@@ -13,7 +13,7 @@ from lorakit.models import offline
 from lorakit.models.cache import verify_entry
 from lorakit.models.gpt2 import guard_positions
 from lorakit.models.hub import hub_offline, network_problem
-from lorakit.models.info import BaseInfo, short_path
+from lorakit.models.info import BaseInfo, short_path, weights_sha256
 from lorakit.models.pretrain import pretrain_base
 from lorakit.models.specs import get_spec
 from lorakit.models.tokenizer import describe_tokenizer
@@ -245,4 +245,5 @@ def load_base(
             ) from err
     else:
         model, tokenizer, info = load_local(key)
+    info.weights_sha256 = weights_sha256(model)
     return guard_positions(model.to(dev).eval()), tokenizer, info

@@ -26,7 +26,7 @@ from lorakit.lora import count_parameters
 from lorakit.models import offline
 from lorakit.models.corpus import Corpus
 from lorakit.models.flops import measure_matmul_peak, model_flops_per_token
-from lorakit.models.info import BaseInfo, short_path
+from lorakit.models.info import BaseInfo, short_path, weights_sha256
 from lorakit.models.probes import evaluate_base
 from lorakit.models.specs import BaseSpec, get_spec, size_for_tokens
 from lorakit.models.tokenizer import (
@@ -251,6 +251,7 @@ def pretrain_base(
             "n_positions": spec.n_positions,
         },
         training=training,
+        weights_sha256=weights_sha256(model),
     )
     say(
         f"pretrained in {wall:.1f} s: held-out perplexity {math.exp(start_loss):.1f} -> "
