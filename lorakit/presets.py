@@ -14,8 +14,10 @@ fine-tuning experiments (chapter 6, and the methods compared with it at the same
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -81,6 +83,40 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Run the block with PyTorch's deterministic kernels (``enabled=False``: as things are).
+
+    On a GPU some kernels sum in an order that varies from run to run: the backward of flash
+    attention adds the query gradients of key blocks with atomic adds, for one. Training twice
+    from the same seed then gives weights that differ in the last bits, and the differences grow
+    with every step. Inside this block :func:`torch.use_deterministic_algorithms` picks kernels
+    whose result is the same on every run on the same machine and software (an op with no such
+    kernel raises an error that names it), and ``CUBLAS_WORKSPACE_CONFIG`` is set to ``:4096:8``
+    if it is unset, as cuBLAS asks. Memory that ``torch.empty`` hands out is not filled with NaN
+    (deterministic mode's check for reads of unwritten memory): it costs a kernel per allocation
+    and changes no correct result. The previous settings come back when the block ends.
+    """
+    if not enabled:
+        yield
+        return
+    import torch.utils.deterministic as det
+
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        det.fill_uninitialized_memory,
+    )
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    det.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        det.fill_uninitialized_memory = before[2]
 
 
 def describe() -> str:

@@ -177,6 +177,44 @@ def test_weight_decay_spares_biases_and_layernorm(tiny_gpt2):
     assert groups[1]["weight_decay"] == 0.0
 
 
+def test_deterministic_train_runs_under_deterministic_kernels_and_restores(tiny_gpt2):
+    import copy
+
+    import torch.utils.deterministic as det
+
+    seen = []
+
+    def spy(module, args):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+
+    twin = copy.deepcopy(tiny_gpt2)
+    tiny_gpt2.transformer.h[0].register_forward_pre_hook(spy)
+    cfg = TrainConfig(lr=3e-3, epochs=1, progress=False, deterministic=True)
+    before = (torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory)
+    train(tiny_gpt2, _batches(3), cfg, device="cpu")
+    assert seen and all(seen)  # every step ran with deterministic kernels
+    assert (torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory) == before
+    train(twin, _batches(3), cfg, device="cpu")
+    for (name, a), b in zip(tiny_gpt2.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), name  # the same seed repeats bit for bit
+    seen.clear()
+    train(tiny_gpt2, _batches(1), TrainConfig(progress=False), device="cpu")
+    assert seen == [before[0]]  # off by default: the caller's setting stands
+
+
+def test_deterministic_algorithms_restores_after_an_error():
+    from lorakit.presets import deterministic_algorithms
+
+    before = torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(RuntimeError, match="boom"):
+        with deterministic_algorithms():
+            assert torch.are_deterministic_algorithms_enabled()
+            raise RuntimeError("boom")
+    assert torch.are_deterministic_algorithms_enabled() == before
+    with deterministic_algorithms(False):
+        assert torch.are_deterministic_algorithms_enabled() == before
+
+
 def test_train_errors(tiny_gpt2):
     for p in tiny_gpt2.parameters():
         p.requires_grad_(False)
@@ -192,6 +230,7 @@ def test_train_errors(tiny_gpt2):
         {"grad_accum": 0},
         {"label_smoothing": 1.0},
         {"max_steps": 0},
+        {"deterministic": "yes"},
     ):
         with pytest.raises(ValueError):
             TrainConfig(**kwargs)

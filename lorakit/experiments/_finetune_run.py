@@ -136,6 +136,7 @@ def run_method(
         log_every=settings["log_every"],
         progress=progress,
         seed=seed,
+        deterministic=settings.get("deterministic", False),
     )
     result = train(model, batches, cfg, eval_batches=data["dev_batches"], device=device)
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,7 @@ _SETTINGS = {
     "max_new_tokens": (16,                           48,                           96),
     "log_every":      (1,                            10,                           250),
     "bootstrap":      (200,                          1000,                         1000),
+    "deterministic":  (True,                         True,                         True),
 }
 # fmt: on
 PRESETS: dict[str, dict] = {

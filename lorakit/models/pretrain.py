@@ -98,6 +98,7 @@ def pretrain_base(
     verbose: bool = True,
     seed: int = 0,
     copy_text: float | None = None,
+    deterministic: bool = True,
 ):
     """Build the offline base for ``preset``: corpus, tokenizer, pretraining, evaluation.
 
@@ -117,6 +118,10 @@ def pretrain_base(
     copy_text : the share of generated entity prose in the corpus, each invented name said two
         or more times (default: the spec's ``copy_text_fraction``; ignored when ``corpus`` is
         given). A base built with it is cached apart, under its corpus's SHA-256.
+    deterministic : train with deterministic kernels (:class:`lorakit.train.TrainConfig`), so
+        that building again on the same machine and software gives the same weights, bit for
+        bit (``BaseInfo.weights_sha256`` says so). Runs made in separate sessions then start from
+        one base.
 
     Returns
     -------
@@ -193,6 +198,7 @@ def pretrain_base(
         seed=seed,
         compile=use_compile,
         progress=progress,
+        deterministic=deterministic,
     )
     start_loss = evaluate_loss(model, held_batches, dev)
     try:

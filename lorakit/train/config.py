@@ -51,6 +51,10 @@ class TrainConfig:
         under a process group of two or more ranks and one process otherwise; ``"none"`` trains
         this process alone whatever the group. Under DDP or FSDP every rank is given the same
         global batches and trains on its rows of each; the steps run eagerly (no CUDA graphs).
+    deterministic : train with PyTorch's deterministic kernels
+        (:func:`lorakit.presets.deterministic_algorithms`), so that two runs with the same seed on
+        the same machine and software give bit-identical weights. Off by default: on a GPU some
+        of those kernels are slower (flash attention's backward, for one).
     """
 
     lr: float = 2e-4
@@ -69,6 +73,7 @@ class TrainConfig:
     cast_frozen: bool = False
     cuda_graphs: bool | str = "auto"
     distributed: str = "auto"
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, none_ok: bool = False) -> None:
@@ -115,7 +120,7 @@ class TrainConfig:
         whole("log_every", 1)
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
             raise ValueError(f"TrainConfig.seed must be a whole number, got {self.seed!r}.")
-        for flag in ("compile", "progress", "cast_frozen"):
+        for flag in ("compile", "progress", "cast_frozen", "deterministic"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(
                     f"TrainConfig.{flag} must be True or False, got {getattr(self, flag)!r}."

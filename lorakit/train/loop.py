@@ -25,7 +25,7 @@ except ImportError:  # installed without the [course] extra: train without a pro
         def close(self) -> None: ...
 
 
-from lorakit.presets import pick_device, seed_everything
+from lorakit.presets import deterministic_algorithms, pick_device, seed_everything
 
 from .config import TrainConfig, TrainResult
 from .distributed import data_parallel
@@ -86,7 +86,8 @@ def train(
     On a CUDA device the steps are replayed as CUDA graphs by default (``cfg.cuda_graphs``,
     :mod:`lorakit.train.graphed`); elsewhere they run eagerly. Both train the same way. Under
     ``torchrun`` every rank calls it with the same global batches and the ranks share the work
-    by DDP or FSDP (``cfg.distributed``, :mod:`lorakit.train.distributed`).
+    by DDP or FSDP (``cfg.distributed``, :mod:`lorakit.train.distributed`). With
+    ``cfg.deterministic`` it runs with deterministic kernels, so that it repeats bit for bit.
 
     Parameters
     ----------
@@ -102,6 +103,11 @@ def train(
     -------
     TrainResult
     """
+    with deterministic_algorithms(cfg.deterministic):
+        return _train(model, train_batches, cfg, eval_batches, device)
+
+
+def _train(model, train_batches, cfg, eval_batches, device) -> TrainResult:
     device = pick_device(None if device is None else str(device))
     run = data_parallel(cfg.distributed, device, cfg)  # None: this process trains alone
     device = run.device if run is not None else device
