@@ -166,6 +166,7 @@ def run_one(ctx: dict, spec: dict) -> dict:
         log_every=settings["log_every"],
         seed=seed,
         progress=False,
+        deterministic=settings.get("deterministic", False),
     )
     result = train(
         model,

@@ -60,6 +60,7 @@ PRESETS: dict[str, dict] = by_preset(
         "gen_batch": (3, 30, 100),
         "max_new_tokens": (12, 40, 96),
         "log_every": (1, 10, 250),
+        "deterministic": (True, True, True),
         "lrs": (LR_SHORT, LR_SHORT, LR),
         "seeds": ((0, 1), (0,), (0, 1, 2)),
         "sweep_seeds": ((0,), (0,), (0, 1)),

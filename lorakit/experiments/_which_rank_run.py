@@ -102,6 +102,7 @@ def run_config(ctx: dict, spec: dict) -> dict:
         log_every=settings["log_every"],
         seed=seed,
         progress=False,
+        deterministic=settings.get("deterministic", False),
     )
     result = train(model, batches, cfg, eval_batches=data["dev_batches"], device=device)
     out = {

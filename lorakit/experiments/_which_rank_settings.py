@@ -31,6 +31,7 @@ PRESETS: dict[str, dict] = by_preset(
         "gen_batch": (4, 20, 100),
         "max_new_tokens": (12, 32, 96),
         "log_every": (1, 10, 250),
+        "deterministic": (True, True, True),
         "ranks": ((1, 4, 8, 16), (1, 2, 4, 8, 64), (1, 2, 4, 8, 64)),
         "seeds": ((0, 1), (0,), (0, 1, 2)),
         "qv_seeds": ((0, 1), (0, 1), (0, 1, 2)),
