@@ -38,6 +38,22 @@ def test_e2e_step_small_run_writes_rows_and_ratios(tmp_path, capsys):
     assert "ms/step" in capsys.readouterr().out
 
 
+def test_e2e_step_deterministic_rows_time_the_cost_and_check_repeats(tmp_path):
+    out = tmp_path / "e2e.json"
+    rows = ["lorakit_default", "lorakit_deterministic"]
+    argv = ["--small", "--device", "cpu", "--steps", "4", "--rounds", "2", "--out", str(out)]
+    e2e_step.main([*argv, "--rows", *rows])
+    results = json.loads(out.read_text())["results"]
+    det = results["rows"]["lorakit_deterministic"]
+    assert len(det["final_loss_rounds"]) == 2 and det["repeats"] is True  # same weights, batches
+    assert results["rows"]["lorakit_default"]["repeats"] is True  # a CPU repeats anyway
+    ratio = results["ratios"]["deterministic_vs_default"]
+    assert ratio["rounds"] == [
+        a / b
+        for a, b in zip(det["step_ms_rounds"], results["rows"]["lorakit_default"]["step_ms_rounds"])
+    ]
+
+
 def test_e2e_examples_are_shaped_like_the_task():
     examples = e2e_step.e2e_examples(200, vocab=100)
     assert all(40 <= len(e.input_ids) <= 100 and 18 <= e.n_prompt <= 32 for e in examples)

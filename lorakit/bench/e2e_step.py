@@ -14,7 +14,10 @@ how the step runs differ:
   backbone);
 * ``peft_eager`` / ``peft_compile``: PEFT's LoRA r = 4 on GPT-2's fused ``c_attn`` (q, k and v:
   PEFT cannot adapt q and v alone), eager and compiled;
-* ``full_eager`` / ``full_default``: full fine-tuning, eager and with CUDA graphs.
+* ``full_eager`` / ``full_default``: full fine-tuning, eager and with CUDA graphs;
+* ``lorakit_deterministic`` / ``full_deterministic``: the default step with
+  ``TrainConfig(deterministic=True)`` (PyTorch's deterministic kernels, as the offline base and the
+  experiments train), beside ``lorakit_default`` and ``full_default`` for what it costs.
 
 The batches are those of the E2E task: examples of 40-100 tokens (a prompt of about 25), batched
 8 at a time by :class:`lorakit.data.LengthBucketBatches`, so lengths vary from batch to batch
@@ -31,6 +34,10 @@ ratio of two such rows is the median of the per-round ratios (a paired estimate:
 rows of a round share cancels), and the record keeps every round. With two rows, rotation
 alternates AB, BA, ... so each pair runs back to back (``--rows lorakit_eager peft_eager
 --rounds 6``). Compiled rows run once (each compile costs a minute or more).
+
+Every round of a row trains the same model from the same weights on the same batches, so its
+rounds should end at the same loss. The record keeps each round's final loss and says whether they
+are all equal (``repeats``): on a GPU the deterministic rows should, and the others need not.
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ ROWS = (
     "peft_compile",
     "full_eager",
     "full_default",
+    "lorakit_deterministic",
+    "full_deterministic",
 )
 # GPT-2 small's shape with a 16k vocabulary, and a tiny GPT-2 for --small
 GPT2_SMALL_16K = dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=16384)
@@ -103,6 +112,18 @@ EXTRA = (
         "full fine-tuning: CUDA graphs / eager",
     ),
     ("eager_vs_default", "lorakit_eager", "lorakit_default", "LoRA: eager / CUDA graphs"),
+    (
+        "deterministic_vs_default",
+        "lorakit_deterministic",
+        "lorakit_default",
+        "LoRA: deterministic kernels / default (both lorakit.train's default step)",
+    ),
+    (
+        "full_deterministic_vs_full_default",
+        "full_deterministic",
+        "full_default",
+        "full fine-tuning: deterministic kernels / default",
+    ),
 )
 
 
@@ -130,6 +151,7 @@ def prepare(row: str, arch: dict, device: torch.device):
         "default": dict(cuda_graphs="auto"),
         "eager": dict(cuda_graphs=False),
         "compile": dict(cuda_graphs=False, compile=True),
+        "deterministic": dict(cuda_graphs="auto", deterministic=True),
     }[mode]
     return model, flags
 
@@ -195,6 +217,8 @@ def _merge_rounds(runs: list[dict]) -> dict:
         out["step_ms"] = statistics.median(r["step_ms"] for r in runs)
         out["step_ms_rounds"] = [r["step_ms"] for r in runs]
         out["peak_mem_mb"] = max((r["peak_mem_mb"] or 0) for r in runs) or None
+        out["final_loss_rounds"] = [r["final_loss"] for r in runs]
+        out["repeats"] = len({r["final_loss"] for r in runs}) == 1
     return out
 
 
