@@ -166,3 +166,27 @@ def test_the_readme_shows_the_claims_table_of_the_records():
         "README.md's claims table differs from the records: paste the output of "
         "`python -m lorakit.runs claims --markdown --brief` between its claims markers."
     )
+
+
+def test_a_row_built_on_a_stale_record_says_so(tmp_path, monkeypatch):
+    from lorakit.runs import save_record
+
+    current = save_record("fresh", {"x": 1}, preset="gpu", config={}, wall_s=1.0, out_dir=tmp_path)
+    stale = tmp_path / "old.json"
+    stale.write_text(json.dumps({"name": "old", "results": {"x": 1}, "data": None}))
+    row = {"chapter": 7, "claim": "c", "paper": "p", "ours": "o", "verdict": "reproduced"}
+
+    def judge(runs_dir):
+        return [
+            {**row, "why": "fresh only", "records": [str(current)]},
+            {**row, "why": "both", "records": [str(current), str(stale)]},
+            {**row, "why": "none"},
+        ]
+
+    monkeypatch.setattr(claims, "JUDGES", ((7, "tests.test_claims:_judge"),))
+    monkeypatch.setattr("tests.test_claims._judge", judge, raising=False)
+    fresh_row, stale_row, bare = claims.claims_table(tmp_path)
+    assert fresh_row["ours"] == "o" and fresh_row["why"] == "fresh only"
+    assert stale_row["ours"] == "o (stale record)" and stale_row["verdict"] == "reproduced"
+    assert "Stale record" in stale_row["why"] and "old.json: no source_sha256" in stale_row["why"]
+    assert bare["ours"] == "o" and set(bare) == set(claims.COLUMNS)  # records are not a column

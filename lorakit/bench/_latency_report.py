@@ -165,7 +165,8 @@ def claims(results: dict) -> list[dict]:
 
 def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
     """Table 1's claims from ``<runs_dir>/bench/latency.json`` (default ``data/runs``), for
-    ``python -m lorakit.runs claims``; "not run" without a full-size record in today's format."""
+    ``python -m lorakit.runs claims``; "not run" without a full-size record in today's format.
+    Each row names the record it comes from (``records``)."""
     from lorakit.runs import RUNS_DIR
 
     path = Path(runs_dir if runs_dir is not None else RUNS_DIR) / "bench" / "latency.json"
@@ -191,4 +192,4 @@ def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
             }
             for m in ("adapter_l", "adapter_h")
         ]
-    return claims(res)
+    return [{**row, "records": [str(path)]} for row in claims(res)]

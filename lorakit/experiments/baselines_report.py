@@ -293,11 +293,15 @@ def report(records: list[dict], settings: dict, part: str = "all") -> dict:
 
 def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[dict]:
     """Chapter 7's claims judged from the ``preset`` grid's records under ``runs_dir`` (default
-    ``data/runs``): for ``python -m lorakit.runs claims``. No records: every claim "not run"."""
+    ``data/runs``): for ``python -m lorakit.runs claims``, each row naming the grid's record
+    files (``records``). No records: every claim "not run"."""
     from lorakit.runs import RUNS_DIR
 
     folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
-    return report_folder(folder, settings_for(preset))["claims"]
+    records = sorted(str(p) for p in folder.glob("*.json"))
+    return [
+        {**row, "records": records} for row in report_folder(folder, settings_for(preset))["claims"]
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

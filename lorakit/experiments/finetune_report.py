@@ -308,10 +308,12 @@ CLAIM_GRIDS = (
 
 def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
     """Chapter 6's rows of the claims table (:mod:`lorakit.runs.claims`): the ``gpu`` grid on the
-    course's base and data, and the paper's setting (``--base gpt2-medium --data real``)."""
+    course's base and data, and the paper's setting (``--base gpt2-medium --data real``); each
+    row names its grid's record files (``records``)."""
     rows = []
     for name, what in CLAIM_GRIDS:
-        cv = claim_verdict(configurations(load_grid(Path(runs_dir or RUNS_DIR) / name)))
+        folder = Path(runs_dir or RUNS_DIR) / name
+        cv = claim_verdict(configurations(load_grid(folder)))
         why = cv["why"] if cv["verdict"] == "not run" else f"{cv['why']}. Rule: {CLAIM_RULE}"
         rows.append(
             {
@@ -321,6 +323,7 @@ def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
                 "ours": cv["ours"] if cv["verdict"] != "not run" else "not run",
                 "verdict": cv["verdict"],
                 "why": why,
+                "records": sorted(str(p) for p in folder.glob("*.json")),
             }
         )
     return rows

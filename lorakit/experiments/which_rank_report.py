@@ -214,14 +214,17 @@ def report_folder(folder: str | Path, settings: dict) -> dict:
 
 def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[dict]:
     """Chapters 8 and 9's claims judged from the ``preset`` grid's records under ``runs_dir``
-    (default ``data/runs``): for ``python -m lorakit.runs claims``. No records: "not run"."""
+    (default ``data/runs``): for ``python -m lorakit.runs claims``, each row naming the grid's
+    record files (``records``). No records: "not run"."""
     from lorakit.experiments import subspace_report
     from lorakit.runs import RUNS_DIR
 
     folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
     records = _grid.load_runs(folder)
     rows = report(records, settings_for(preset))["claims"]
-    return rows + subspace_report.report(records, folder)["claims"]
+    rows += subspace_report.report(records, folder)["claims"]
+    files = sorted(str(p) for p in folder.rglob("*.json"))
+    return [{**row, "records": files} for row in rows]
 
 
 def main(argv: list[str] | None = None) -> None:

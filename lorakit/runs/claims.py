@@ -6,7 +6,11 @@ module only gathers the rows. A judge is a function ``claim_rows(runs_dir=None) 
 in the module named by :data:`JUDGES`, returning one dict per claim with the keys
 
 ``chapter`` (int), ``claim``, ``paper`` (the paper's number), ``ours`` (our number, or
-``"not run"``), ``verdict`` and ``why`` (how the verdict follows from the records, with its rule).
+``"not run"``), ``verdict`` and ``why`` (how the verdict follows from the records, with its rule),
+and optionally ``records``: the record files the row's numbers come from. A row whose records
+include a stale one (:mod:`lorakit.runs.check`: code the run loaded, or a data file it read, has
+changed since) keeps its numbers and verdict, and says so in ``ours`` and ``why``: the numbers
+are what that code measured, and the record has to be made again before they speak for this code.
 
 Verdicts: ``reproduced``, ``partly``, ``not`` (``"not reproduced"`` is read as ``not``),
 ``undetermined`` (too few seeds, or a difference within the noise where a difference is claimed)
@@ -107,9 +111,35 @@ def _normal(row: dict) -> dict:
     }
 
 
+STALE = " (stale record)"
+
+
+def _mark_stale(row: dict, records, current: str) -> dict:
+    """``row`` with :data:`STALE` on ``ours`` and the reason in ``why`` when a record is stale."""
+    from lorakit.runs.check import check_record
+
+    stale = []
+    for path in records or ():
+        found = check_record(path, current)
+        if found is not None and found.stale:
+            stale.append(f"{Path(path).parent.name}/{Path(path).name}: {found.stale[0]}")
+    if not stale:
+        return row
+    return {
+        **row,
+        "ours": row["ours"] + STALE,
+        "why": f"{row['why']} Stale record{'s' if len(stale) > 1 else ''} (`python -m "
+        f"lorakit.runs check`): {'; '.join(stale)}.",
+    }
+
+
 def claims_table(runs_dir: str | Path | None = None) -> list[dict]:
-    """Every claim's row (keys :data:`COLUMNS`), by chapter, from the records in ``runs_dir``."""
+    """Every claim's row (keys :data:`COLUMNS`), by chapter, from the records in ``runs_dir``;
+    a row built on a stale record says so (see the module's docstring)."""
+    from lorakit.runs import source_sha256
+
     runs_dir = Path(runs_dir) if runs_dir is not None else RUNS_DIR
+    current = source_sha256()
     rows = []
     for _, spec in JUDGES:
         fn = _judge(spec)
@@ -126,7 +156,7 @@ def claims_table(runs_dir: str | Path | None = None) -> list[dict]:
                 for ch, claim, paper in PENDING.get(spec, [])
             ]
         else:
-            rows += [_normal(r) for r in fn(runs_dir)]
+            rows += [_mark_stale(_normal(r), r.get("records"), current) for r in fn(runs_dir)]
     return sorted(rows, key=lambda r: r["chapter"])
 
 
