@@ -57,6 +57,7 @@ def test_offline_base_is_a_pretrained_gpt2(ci_cache):
     assert info.heldout_perplexity == pytest.approx(math.exp(t["heldout_loss"]))
     assert info.heldout_perplexity < 0.5 * info.vocab_size
     assert t["tokens_seen"] > 0 and t["tokens_per_s"] > 0 and len(t["samples"]) == 3
+    assert t["train_config"]["deterministic"] is True  # so that a rebuild gives the same weights
     assert t["tokens_per_param"] == pytest.approx(t["tokens_seen"] / info.n_params)
     assert t["train_tokens_per_param"] == pytest.approx(t["train_tokens"] / info.n_params)
     assert t["size_rule"]["rule"] == "fixed by the preset"

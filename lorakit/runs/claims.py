@@ -125,11 +125,12 @@ def _mark_stale(row: dict, records, current: str) -> dict:
             stale.append(f"{Path(path).parent.name}/{Path(path).name}: {found.stale[0]}")
     if not stale:
         return row
+    plural = "s" if len(stale) > 1 else ""
     return {
         **row,
         "ours": row["ours"] + STALE,
-        "why": f"{row['why']} Stale record{'s' if len(stale) > 1 else ''} (`python -m "
-        f"lorakit.runs check`): {'; '.join(stale)}.",
+        "why": f"{row['why'].rstrip('. ')}. Stale record{plural} (`python -m lorakit.runs "
+        f"check`): {'; '.join(stale)}.",
     }
 
 
