@@ -296,9 +296,10 @@ def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[
     ``data/runs``): for ``python -m lorakit.runs claims``, each row naming the grid's record
     files (``records``). No records: every claim "not run"."""
     from lorakit.runs import RUNS_DIR
+    from lorakit.runs.check import record_files
 
     folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
-    records = sorted(str(p) for p in folder.glob("*.json"))
+    records = [str(p) for p in record_files(folder)]
     return [
         {**row, "records": records} for row in report_folder(folder, settings_for(preset))["claims"]
     ]

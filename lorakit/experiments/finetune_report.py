@@ -23,6 +23,7 @@ from pathlib import Path
 
 from lorakit.experiments._stats import RULES, seed_summary, verdict
 from lorakit.runs import RUNS_DIR, source_changes, source_sha256
+from lorakit.runs.check import record_files
 
 METRICS = (
     ("bleu", "BLEU", ".1f"),
@@ -323,7 +324,7 @@ def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
                 "ours": cv["ours"] if cv["verdict"] != "not run" else "not run",
                 "verdict": cv["verdict"],
                 "why": why,
-                "records": sorted(str(p) for p in folder.glob("*.json")),
+                "records": [str(p) for p in record_files(folder)],
             }
         )
     return rows

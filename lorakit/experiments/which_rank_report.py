@@ -218,12 +218,13 @@ def claim_rows(runs_dir: str | Path | None = None, preset: str = "gpu") -> list[
     record files (``records``). No records: "not run"."""
     from lorakit.experiments import subspace_report
     from lorakit.runs import RUNS_DIR
+    from lorakit.runs.check import record_files
 
     folder = Path(runs_dir if runs_dir is not None else RUNS_DIR) / f"{GRID}_{preset}"
     records = _grid.load_runs(folder)
     rows = report(records, settings_for(preset))["claims"]
     rows += subspace_report.report(records, folder)["claims"]
-    files = sorted(str(p) for p in folder.rglob("*.json"))
+    files = [str(p) for p in record_files(folder)]
     return [{**row, "records": files} for row in rows]
 
 
