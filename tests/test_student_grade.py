@@ -64,7 +64,7 @@ EXERCISES_PER_CHAPTER = {
     "02_svd.ipynb": 3,
     "03_lora_from_scratch.ipynb": 6,
     "04_lora_in_gpt2.ipynb": 3,
-    "05_base_model.ipynb": 3,
+    "05_base_model.ipynb": 4,
     "06_finetune_gpt2.ipynb": 4,
     "10_many_adapters.ipynb": 2,
 }

@@ -1,4 +1,5 @@
-"""Chapter 5 exercises: how much the base was trained, what a unigram model scores, and a probe.
+"""Chapter 5 exercises: how much the base was trained, what a unigram model scores, a probe, and
+a sum whose bits do not depend on the order its terms arrive in.
 
 The references are the notebook's solutions (cells carry ``# sync: lorakit.exercises.ch05.<name>``);
 the checkers compare them with :mod:`lorakit.models.specs` (the parameter count behind the size
@@ -59,6 +60,26 @@ def copy_prompt(name: str, facts: dict[str, str]) -> str:
     kind = facts.get("eatType", "restaurant")
     area = facts.get("area", "city centre")
     return f"There is a {kind} called {name} in the {area}. The name of the {kind} is"
+    ### END SOLUTION
+
+
+def fixed_order_sum(
+    values: torch.Tensor, index: torch.Tensor, n_bins: int, arrival: torch.Tensor
+) -> torch.Tensor:
+    """Float32 sums of ``values`` (N,) into ``n_bins`` bins by ``index`` (N,), whose bits do not
+    depend on ``arrival``.
+
+    ``arrival`` (a permutation of 0..N-1) is the order in which the contributions reach their
+    bins, as the threads of a GPU kernel finish. Adding them in that order, as atomic adds do,
+    gives sums that change in their last bits when the order changes: float addition is not
+    associative. A deterministic kernel first sorts the contributions by bin, keeping their
+    positions in order within a bin, and then adds each bin's in that fixed order.
+    """
+    ### BEGIN SOLUTION
+    out = torch.zeros(n_bins, dtype=torch.float32)
+    for i in torch.argsort(index, stable=True).tolist():  # by bin, then by position
+        out[index[i]] += values[i].float()
+    return out
     ### END SOLUTION
 
 
@@ -123,6 +144,31 @@ def _prompt_no_name(name, facts):
 def _prompt_not_controlled(name, facts):
     size = "large" if len(name) > 14 else "small"
     return f"There is a {size} restaurant called {name}. The name of the restaurant is"
+
+
+def _sum_in_arrival_order(values, index, n_bins, arrival):
+    # what an atomic add does: the bits depend on which thread finished first
+    out = torch.zeros(n_bins, dtype=torch.float32)
+    for i in arrival.tolist():
+        out[index[i]] += values[i]
+    return out
+
+
+def _sum_index_add_arrival(values, index, n_bins, arrival):
+    # the same, in one call: index_add_ adds in the order it is given
+    return torch.zeros(n_bins).index_add_(0, index[arrival], values[arrival])
+
+
+def _sum_half(values, index, n_bins, arrival):
+    # a fixed order, but accumulated in float16: large terms overflow, small ones vanish
+    out = torch.zeros(n_bins, dtype=torch.float16)
+    for i in range(values.numel()):
+        out[index[i]] += values[i].half()
+    return out.float()
+
+
+def _sum_ignores_bins(values, index, n_bins, arrival):
+    return torch.full((n_bins,), float(values.double().sum()), dtype=torch.float32)
 
 
 # ----------------------------------------------------------------------------- checkers
@@ -235,3 +281,49 @@ def _check_copy_prompt(candidate) -> None:
                 f"copy_prompt changes more than the name when only the name changes "
                 f"({name!r} vs 'Nightingale Hearth'): a probe must vary one thing at a time"
             )
+
+
+def _spread_values(n: int, g: torch.Generator) -> torch.Tensor:
+    """Float32 values over eight orders of magnitude, positive and negative: the sums of such
+    values change in their last bits with the order of the additions."""
+    return (torch.randn(n, generator=g) * 10 ** (torch.rand(n, generator=g) * 8 - 4)).float()
+
+
+@register(
+    "ch05.fixed_order_sum",
+    reference=fixed_order_sum,
+    wrong=[_sum_in_arrival_order, _sum_index_add_arrival, _sum_half, _sum_ignores_bins],
+)
+def _check_fixed_order_sum(candidate) -> None:
+    g = torch.Generator().manual_seed(11)
+    for n, bins in ((2000, 7), (300, 1), (40, 16)):  # the last has empty bins
+        values = _spread_values(n, g)
+        index = torch.randint(0, bins - 1 if bins > 8 else bins, (n,), generator=g)
+        exact = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, values.double())
+        scale = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, values.double().abs())
+        first = None
+        for k in range(4):
+            arrival = torch.randperm(n, generator=g)
+            what = f"fixed_order_sum ({n} values into {bins} bins, arrival order {k + 1})"
+            got = candidate(values.clone(), index.clone(), bins, arrival)
+            if not isinstance(got, torch.Tensor) or got.shape != (bins,):
+                fail(f"{what} should return a tensor of shape ({bins},), got {got!r:.80}")
+            if got.dtype != torch.float32:
+                fail(f"{what} returned {got.dtype}; return the sums in float32, as the model's")
+            err = (got.double() - exact).abs()
+            bad = (~torch.isfinite(got)) | (err > 1e-4 * scale + 1e-30)
+            if bad.any():
+                j = int(bad.nonzero()[0])
+                fail(
+                    f"{what}: bin {j} sums to {float(got[j]):.9g}, but its values add up to "
+                    f"{float(exact[j]):.9g} (float64); each value goes to the bin its index names"
+                )
+            if first is None:
+                first = got.clone()
+            elif not torch.equal(got, first):
+                j = int((got != first).nonzero()[0])
+                fail(
+                    f"{what}: bin {j} is {float(got[j]):.9g} here but {float(first[j]):.9g} for "
+                    "the first arrival order; the bits must not depend on the arrival order "
+                    "(add each bin's values in an order fixed by the input)"
+                )
