@@ -95,9 +95,10 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
     with every step. Inside this block :func:`torch.use_deterministic_algorithms` picks kernels
     whose result is the same on every run on the same machine and software (an op with no such
     kernel raises an error that names it), and ``CUBLAS_WORKSPACE_CONFIG`` is set to ``:4096:8``
-    if it is unset, as cuBLAS asks. Memory that ``torch.empty`` hands out is not filled with NaN
-    (deterministic mode's check for reads of unwritten memory): it costs a kernel per allocation
-    and changes no correct result. The previous settings come back when the block ends.
+    if it is unset, as cuBLAS asks (it stays set afterwards: cuBLAS may read it only once). Memory
+    that ``torch.empty`` hands out is not filled with NaN (deterministic mode's check for reads of
+    unwritten memory): it costs a kernel per allocation and changes no correct result. PyTorch's
+    two settings come back when the block ends.
     """
     if not enabled:
         yield
