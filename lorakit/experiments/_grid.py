@@ -81,9 +81,10 @@ def other_build(made: dict | None, base: dict | None) -> bool:
     """Whether a record's base block ``made`` names another build of the base than ``base``:
     both carry a ``weights_sha256`` and the two differ (a record without one cannot tell).
 
-    GPU pretraining is not bit-reproducible, so the offline base built on another machine, or
-    built again, is another draw; a grid whose runs start from different builds would mix that
-    noise into its seed spread."""
+    The offline base is pretrained with deterministic kernels, so a rebuild on the same GPU and
+    software gives the same weights; another GPU or software version (or a build without those
+    kernels) may give another draw, and a grid whose runs start from different builds would mix
+    that noise into its seed spread."""
     a, b = (made or {}).get("weights_sha256"), (base or {}).get("weights_sha256")
     return bool(a and b and a != b)
 

@@ -28,8 +28,9 @@ def weights_sha256(model: torch.nn.Module) -> str:
 
     Two models hash alike exactly when every parameter holds the same bits, wherever they live
     (CPU or GPU) and however they were saved and loaded. Two builds of one offline base from the
-    same code and corpus can differ (GPU kernels that add in a varying order), and this is what
-    tells them apart. Tied weights (GPT-2's LM head and token embedding) count once.
+    same code and corpus can differ (on another GPU or software, or without deterministic kernels,
+    GPU kernels add in another order), and this is what tells them apart. Tied weights (GPT-2's
+    LM head and token embedding) count once.
     """
     h = hashlib.sha256()
     with torch.no_grad():
