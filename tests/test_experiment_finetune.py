@@ -242,3 +242,26 @@ def test_gpu_preset_is_the_papers_schedule():
     assert gpu["train_mrs"] is None and gpu["test_mrs"] is None and gpu["refs_per_mr"] is None
     assert gpu["lr"] == PAPER_E2E["lr"] == {"lora": 2e-4, "full": 5e-5}
     assert finetune.GRID["lr"]["lora"][0] == 2e-4 and finetune.GRID["seeds"] == (0, 1, 2)
+
+
+def test_report_of_a_folder_lists_what_its_own_preset_did_not_run(tmp_path, monkeypatch, capsys):
+    # a folder of gpu records reported under another environment preset: the plan is the gpu grid's
+    monkeypatch.setenv("LORAKIT_PRESET", "cpu")
+    for name, preset in (("a.json", "gpu"), ("b.json", "gpu")):
+        (tmp_path / name).write_text(json.dumps({"preset": preset}))
+    assert finetune_report.records_preset(tmp_path) == "gpu"
+    (tmp_path / "c.json").write_text(json.dumps({"preset": "cpu"}))
+    assert finetune_report.records_preset(tmp_path) is None  # mixed: no guess
+    assert finetune_report.records_preset(tmp_path / "missing") is None
+
+    from lorakit.runs import RUNS_DIR
+
+    folder = RUNS_DIR / "ch06_finetune_gpu"
+    if not any(folder.glob("*.json")):
+        pytest.skip("no recorded gpu grid")
+    finetune_report.main(["--dir", str(folder)])
+    planned = {(m, lr) for m, lrs in finetune.GRID["lr"].items() for lr in lrs}
+    out = capsys.readouterr().out
+    not_run = out.split("not run (", 1)[1].split("\n", 1)[0] if "not run (" in out else ""
+    assert all(f"{m} lr {lr:g}" in out for m, lr in planned)  # each rate of the gpu grid shows
+    assert "lr 0.005" not in not_run and "lr 0.0003" not in not_run  # not the ci preset's rates

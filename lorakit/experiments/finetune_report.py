@@ -330,6 +330,18 @@ def claim_rows(runs_dir: str | Path | None = None) -> list[dict]:
     return rows
 
 
+def records_preset(folder: Path | str) -> str | None:
+    """The preset that made every record in ``folder``, or ``None`` if there are none or they
+    disagree (a folder of ``--preset gpu`` records has the gpu preset's plan)."""
+    presets = set()
+    for path in record_files(Path(folder)):
+        try:
+            presets.add(json.loads(path.read_text()).get("preset"))
+        except (OSError, ValueError):
+            return None
+    return presets.pop() if len(presets) == 1 and None not in presets else None
+
+
 def main(argv: list[str] | None = None) -> None:
     from lorakit.cli import nonnegative_int, positive_float
     from lorakit.experiments.finetune import GRID, PRESETS
@@ -338,7 +350,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lorakit.experiments finetune-report", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="whose plan lists what was not run (default: the preset of the records in --dir, "
+        "else LORAKIT_PRESET)",
+    )
     parser.add_argument(
         "--dir", default=None, help="the records' folder (default data/runs/ch06_finetune_<preset>)"
     )
@@ -346,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lora-lrs", nargs="+", type=positive_float, default=None)
     parser.add_argument("--full-lrs", nargs="+", type=positive_float, default=None)
     args = parser.parse_args(argv)
-    preset = args.preset or get_preset()
+    # a folder's own records say which preset's plan they belong to; otherwise the environment's
+    preset = args.preset or (args.dir and records_preset(args.dir)) or get_preset()
     grid = (
         GRID
         if preset == "gpu"
