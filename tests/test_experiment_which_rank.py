@@ -187,3 +187,59 @@ def test_clear_difference_the_exercises_rule_of_thumb():
     assert wr.clear_difference([1.0], [1.5])  # one seed each: std 0, so any gap counts
     with pytest.raises(ValueError, match="at least one value"):
         wr.clear_difference([], [1.0])
+
+
+def _t7(delta, weight, random, amp):
+    def block(vals):
+        return {"values": vals, "mean": sum(vals) / len(vals), "sd": None}
+
+    x = {"seeds": [0, 1, 2], "delta": block(delta), "weight": block(weight)}
+    x.update(random=block(random), amplification=block(amp))
+    return {m: {"4": x} for m in ("q", "v")}
+
+
+def test_table7_emphasis_claim_can_fail_and_amplification_needs_more_than_one():
+    # the paper's numbers: onto ΔW 0.32, onto Wq's own 21.67, random 0.02 -> 0.014 of the way
+    paperlike = sub.claims(None, _t7([0.32, 0.30, 0.34], [21.67] * 3, [0.02] * 3, [21.5, 20, 23]))
+    emphasis = [c for c in paperlike if "does not emphasise" in c["claim"]]
+    assert {c["verdict"] for c in emphasis} == {"reproduced"} and "0.014" in emphasis[0]["ours"]
+    # ΔW along W's own top directions: onto ΔW = onto W -> the claim is not reproduced
+    along = sub.claims(None, _t7([21.0, 21.5, 21.2], [21.67] * 3, [0.02] * 3, [1.2, 1.3, 1.1]))
+    assert {c["verdict"] for c in along if "does not emphasise" in c["claim"]} == {"not reproduced"}
+    # an amplification of 2-3 is above 1 but not "strong" by the stated threshold (> 5)
+    weak = sub.claims(None, _t7([0.32] * 3, [21.67] * 3, [0.02] * 3, [2.0, 2.5, 3.0]))
+    assert {c["verdict"] for c in weak if "amplifies" in c["claim"]} == {"not reproduced"}
+
+
+def test_subspace_report_leaves_out_runs_of_another_build_and_survives_a_partial_grid(
+    grid, capsys, monkeypatch
+):
+    records = _grid.load_runs(grid)
+    for rec in records:
+        if rec["name"] == "q+v-r16-s1":
+            rec["results"] = {**rec["results"], "base": {"weights_sha256": "0" * 64}}
+    out = sub.report(records, grid)
+    assert out["skipped"] == ["q+v-r16-s1"] and "q+v-r16-s1" not in out["runs_read"]
+    assert out["table7"]["q"]["16"]["seeds"] == [0]
+
+    partial = [r for r in _grid.load_runs(grid) if not r["name"].startswith("q+v-r16")]
+    part = sub.report(partial, grid)
+    assert part["table7"]["q"]["16"]["seeds"] == []
+    assert part["table7"]["q"]["16"]["delta"]["mean"] is None
+    monkeypatch.setattr(sub._grid, "load_runs", lambda folder: partial)
+    sub.main(["--preset", "ci", "--out", str(grid)])  # a grid without its r=16 runs yet
+    assert "Table 7 Wq r=16: not run" in capsys.readouterr().out
+
+
+def test_the_best_row_a_claim_compares_with_is_chosen_by_dev_loss():
+    def row(r, bleu, dev):
+        return {
+            "status": "run",
+            "r": r,
+            "bleu": {"mean": bleu},
+            "dev_loss": {"mean": dev},
+        }
+
+    rows = [row(1, 50.0, 1.30), row(8, 48.0, 1.10), row(64, 52.0, 1.20)]
+    assert rep.best_by_dev_loss(rows)["r"] == 8  # not r=64, whose test BLEU is highest
+    assert rep.best_by_dev_loss([{"status": "not run"}]) is None

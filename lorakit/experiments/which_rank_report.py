@@ -104,6 +104,13 @@ def against_best(rows: list[dict], key: str = "bleu") -> list[tuple[dict, object
     return [(x, compare(best, x, key)) for x in done if x is not best]
 
 
+def best_by_dev_loss(rows: list[dict]) -> dict | None:
+    """The run row with the lowest mean dev loss (``None`` if no row has one): the best row a
+    claim compares with is chosen by the dev split, never by the test set it is then scored on."""
+    done = [x for x in rows if x["status"] == "run" and x["dev_loss"]["mean"] is not None]
+    return min(done, key=lambda x: x["dev_loss"]["mean"]) if done else None
+
+
 def _label(row: dict) -> str:
     return f"{weights_label(row['targets'])} r={row['r']}"
 
@@ -125,18 +132,16 @@ def claims(t5: list[dict], t6: list[dict]) -> list[dict]:
         rows.append(_report.judged_row(8, claim, paper, ours, compare(a, b), kind))
 
     qv = [x for x in t6 if x["targets"] == ["q", "v"]]
-    done = [x for x in qv if x["status"] == "run"]
     low = min(qv, key=lambda x: x["r"]) if qv else None
-    best = max(done, key=lambda x: x["bleu"]["mean"]) if done else None
+    best = best_by_dev_loss(qv)
     add(
         "a very low rank suffices: {Wq,Wv} at r=1 matches the best rank",
-        "r=1 73.4 vs r=64 73.5 (WikiSQL, Table 6)",
+        "r=1 73.4 vs the best, r=8 73.8 (r=64 73.5; WikiSQL, Table 6)",
         low,
         best,
         "matches",
     )
-    singles = [x for x in t5 if len(x["targets"]) == 1 and x["status"] == "run"]
-    top1 = max(singles, key=lambda x: x["bleu"]["mean"]) if singles else None
+    top1 = best_by_dev_loss([x for x in t5 if len(x["targets"]) == 1])
     pick = {tuple(x["targets"]): x for x in t5}
     add(
         "{Wq,Wv} at r=4 beats {Wq} at r=8 (same budget)",
