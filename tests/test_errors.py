@@ -194,6 +194,15 @@ def test_experiment_command_lines_refuse_out_of_range_values(tmp_path, capsys):
     assert blocker.read_text() == "x"
 
 
+def test_a_shortened_schedule_needs_a_folder_of_its_own(capsys):
+    # in the preset's folder a shortened run would count as a finished run of the plan
+    from lorakit.experiments import baselines, which_rank
+
+    err = _cli(baselines.main, ["--steps", "3", "--test-mrs", "2"], capsys)
+    assert "--steps, --test-mrs" in err and "--out DIR" in err
+    assert "--out DIR" in _cli(which_rank.main, ["--epochs", "1"], capsys)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda_is_refused(capsys):
     from lorakit.experiments import baselines, which_rank

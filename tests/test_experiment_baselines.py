@@ -280,3 +280,50 @@ def test_progress_lines_name_the_shipped_data_without_this_machines_path():
     label = data_label(shipped)
     assert "data/e2e" in label and str(shipped.root.resolve()) not in label
     assert "tests/fixtures/e2e_real" in data_label(data_source(FIXTURE))  # the user's folder
+
+
+def test_no_repeat_ngram_bans_what_generate_bans_and_skips_special_ids():
+    from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+
+    g = torch.Generator().manual_seed(0)
+    V, n = 7, 3
+    ids = torch.randint(0, V, (6, 25), generator=g)  # small vocabulary: many repeats
+    scores = torch.randn(6, V, generator=g)
+    ours = exp.RealTokenNoRepeatNGram(n, V)(ids, scores.clone())
+    theirs = NoRepeatNGramLogitsProcessor(n)(ids, scores.clone())
+    assert torch.equal(ours.isinf(), theirs.isinf()) and ours.isinf().any()
+
+    # special ids (>= V) in the prompt: n-grams holding them are never banned, and nothing fails
+    special = ids.clone()
+    special[:, 3] = V + 2  # a special token in every row
+    tail = special[:, -(n - 1) :]
+    special[:, 1:3] = tail  # its n-gram [tail, V+2] would ban id V+2, past the scores
+    out = exp.RealTokenNoRepeatNGram(n, V)(special, scores.clone())
+    assert out.shape == scores.shape
+    short = exp.RealTokenNoRepeatNGram(n, V)(ids[:, :2], scores.clone())
+    assert torch.equal(short, scores)  # fewer tokens than n: nothing to ban
+
+
+def test_prompted_generator_decodes_with_the_no_repeat_rule(tiny_tokenizer):
+    model = make_tiny_gpt2()
+    sep = tiny_tokenizer(" ||", add_special_tokens=False)["input_ids"]
+    report = apply_method(model, "prefix_embed", **exp.method_kwargs("prefix_embed", 8, sep))
+    ids = torch.tensor([tiny_tokenizer("name[A] ||")["input_ids"]] * 2)
+    gen = exp.PromptedGenerator(model, report.prepare_batch)
+    kw = dict(max_new_tokens=12, min_new_tokens=12, pad_token_id=0, num_beams=3)
+    out = gen.generate(ids, torch.ones_like(ids), no_repeat_ngram_size=2, **kw)
+    text = out[0, ids.shape[1] :].tolist()
+    pairs = list(zip(text, text[1:]))
+    assert len(pairs) == len(set(pairs))  # no bigram of the generated text repeats
+
+
+def test_sweep_claims_need_the_largest_size_and_pick_the_best_smaller_by_dev_loss():
+    def point(size, dev, status="run"):
+        return {"size": size, "status": status, "dev_loss": dev}
+
+    pts = [point(16, 1.3), point(64, 1.1), point(128, 1.2), point(512, 1.4)]
+    best, largest, why = rep._sweep_ends(pts)
+    assert (best["size"], largest["size"], why) == (64, 512, "")  # not by test BLEU
+    missing = [*pts[:-1], {"size": 512, "status": "not run"}]
+    assert rep._sweep_ends(missing)[2] == "the largest size of the sweep, 512, is not run"
+    assert rep._sweep_ends([point(512, 1.0)])[2] == "no smaller size is run"

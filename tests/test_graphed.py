@@ -257,10 +257,9 @@ def test_every_baseline_trains_with_the_default_trainer_on_a_gpu(method, capsys)
     info = result.cuda_graphs
     said = capsys.readouterr().out
     print(f"{method}: {info}")
-    if info["fallback"] is None:
-        assert info["graphs"] >= 2
-    else:  # a method that cannot be captured says why, once, and trains eagerly
-        assert said.count("could not be captured") == 1
+    # every method of chapter 7 is captured: an eager fallback would make its GPU runs several
+    # times slower (the prefix methods' forward has static shapes and no host read-back)
+    assert info["fallback"] is None and info["graphs"] >= 2, said
     assert all(h["loss"] == h["loss"] for h in result.history)  # no NaN
 
 

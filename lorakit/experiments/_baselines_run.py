@@ -38,12 +38,40 @@ def method_kwargs(method: str, size: int | None, separator_ids: list[int], seed:
     return {}
 
 
+class RealTokenNoRepeatNGram:
+    """Beam search's "no repeated n-gram" rule on sequences that hold special ids (>= ``vocab``).
+
+    At each step it bans every token that would complete an n-gram of the sequence so far (prompt
+    included), as ``generate(no_repeat_ngram_size=n)`` does, but only n-grams of real tokens:
+    a prefix method's prompt holds special ids past the vocabulary, which generated text never
+    contains, so an n-gram with one can never repeat; some transformers versions index their
+    ban mask with such ids unchecked and fail on the GPU.
+    """
+
+    def __init__(self, n: int, vocab: int) -> None:
+        self.n, self.vocab = n, vocab
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        n, width = self.n, scores.shape[-1]
+        if input_ids.shape[1] < n:
+            return scores
+        windows = input_ids.unfold(1, n, 1)  # (B, W, n): every n-gram of each sequence
+        tail = input_ids[:, input_ids.shape[1] - (n - 1) :]  # the n - 1 last tokens
+        banned = (windows[..., :-1] == tail[:, None, :]).all(-1) & (windows < self.vocab).all(-1)
+        ids = torch.where(banned, windows[..., -1], width)  # column `width`: nothing banned
+        mask = torch.zeros(scores.shape[0], width + 1, dtype=torch.bool, device=scores.device)
+        mask.scatter_(1, ids, True)
+        return scores.masked_fill(mask[:, :width], float("-inf"))
+
+
 class PromptedGenerator(nn.Module):
     """Lets :func:`lorakit.evaluate.generate_texts` decode with a method's ``prepare_batch``.
 
     ``generate(input_ids (B, T), attention_mask (B, T))`` inserts the special tokens (B, T + n),
     generates, and returns the prompt as given followed by the new tokens, as HF ``generate``
-    does, so the caller's slicing ``out[:, T:]`` still yields only the generated text.
+    does, so the caller's slicing ``out[:, T:]`` still yields only the generated text. A
+    ``no_repeat_ngram_size`` is applied by :class:`RealTokenNoRepeatNGram` (same rule, special
+    ids left out).
     """
 
     def __init__(self, model: nn.Module, prepare) -> None:
@@ -52,6 +80,15 @@ class PromptedGenerator(nn.Module):
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
         batch = self.prepare({"input_ids": input_ids, "attention_mask": attention_mask})
+        n = kwargs.pop("no_repeat_ngram_size", 0) or 0
+        if n:
+            from transformers import LogitsProcessorList
+
+            vocab = self.model.config.vocab_size
+            extra = list(kwargs.pop("logits_processor", None) or [])
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [*extra, RealTokenNoRepeatNGram(n, vocab)]
+            )
         out = self.model.generate(**batch, **kwargs)
         return torch.cat([input_ids, out[:, batch["input_ids"].shape[1] :]], dim=1)
 

@@ -177,6 +177,22 @@ def overrides_from(args: argparse.Namespace, names: Sequence[str]) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
+def refuse_schedule_overrides(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, names: Sequence[str]
+) -> None:
+    """Stop (an argparse error) when an option of ``names`` that changes every run's schedule was
+    given without ``--out``: a run's record is named by its configuration and seed only, so a
+    shortened run written into the preset's folder would count there as a finished run of the
+    plan, and the real one would be skipped."""
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
+    if given and args.out is None:
+        parser.error(
+            f"{', '.join(given)} change(s) every run's schedule, but records are named by "
+            "configuration and seed only, so in the preset's folder such runs would count as "
+            "finished runs of the plan. Give --out DIR (a folder of their own) for them."
+        )
+
+
 def run_options(args: argparse.Namespace, folder: Path, src: DataSource, overrides: dict) -> dict:
     """The keyword arguments of a ``run_*`` function that the options of
     :func:`lorakit.experiments._grid.add_grid_arguments` give (``source``, ``jobs``, ``out``,

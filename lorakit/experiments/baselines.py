@@ -27,8 +27,11 @@ Presets:
   references, 5 epochs, batch 8, warm-up 500 steps; the whole test split, beam 10; 3 seeds for
   every Table 3 method; Figure 2 sweeps the prefix length up to 512 special tokens, the AdapterH
   bottleneck and the LoRA rank, 2 seeds per point. One learning rate per method by default
-  (:data:`LR`); ``--lr lora=2e-4,1e-3`` adds others, and the report picks, per method, the rate
-  with the lowest mean validation loss (never the test score).
+  (:data:`LR`); ``--lr lora=2e-4,1e-3`` runs those rates in place of the preset's (records of
+  other rates stay), and the report picks, per method, the rate with the lowest mean validation
+  loss among the records (never the test score). ``--epochs``, ``--steps`` and ``--test-mrs``
+  shorten every run and need ``--out DIR``: in the preset's folder a shortened run would count
+  as a finished run of the plan.
 
 ``--data``: ``auto`` (default), ``synthetic``, ``real`` or a folder with the splits
 (:func:`lorakit.data.sources.data_source`); ``--jobs N``: N runs at once in worker processes
@@ -44,6 +47,7 @@ from lorakit.data.sources import data_source
 from lorakit.experiments import _grid
 from lorakit.experiments._baselines_run import (  # noqa: F401  (re-exported)
     PromptedGenerator,
+    RealTokenNoRepeatNGram,
     data_label,
     method_kwargs,
     prepare_data,
@@ -68,6 +72,7 @@ from lorakit.experiments._grid_command import (
     list_plan,
     load_inputs,
     overrides_from,
+    refuse_schedule_overrides,
     run_options,
 )
 from lorakit.presets import get_preset
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         type=_lr_option,
         action="append",
         default=[],
-        help="learning rates of one method, e.g. lora=2e-4,1e-3 (repeatable)",
+        help="learning rates of one method, in place of the preset's, e.g. lora=2e-4,1e-3 "
+        "(repeatable)",
     )
     parser.add_argument(
         "--epochs", type=positive_int, default=None, help="override the preset's epochs"
@@ -189,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     _grid.add_grid_arguments(parser, GRID, jobs_help="runs at once")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
+    refuse_schedule_overrides(parser, args, ("epochs", "steps", "test_mrs"))
     preset = args.preset or get_preset()
     overrides = overrides_from(args, ("seeds", "sweep_seeds", "epochs", "steps", "test_mrs"))
     if args.lr:
@@ -218,6 +225,7 @@ __all__ = [
     "SIZE_NAME",
     "TABLE3",
     "PromptedGenerator",
+    "RealTokenNoRepeatNGram",
     "data_label",
     "method_kwargs",
     "plan",

@@ -45,6 +45,7 @@ from lorakit.experiments._grid_command import (
     list_plan,
     load_inputs,
     overrides_from,
+    refuse_schedule_overrides,
     run_options,
 )
 from lorakit.experiments._which_rank_run import (  # noqa: F401  (re-exported for the chapters)
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     _grid.add_grid_arguments(parser, GRID, jobs_help="fine-tunes at once")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    refuse_schedule_overrides(parser, args, ("epochs",))
     preset = args.preset or get_preset()
     overrides = overrides_from(args, ("seeds", "epochs"))
     if args.seeds is not None:
