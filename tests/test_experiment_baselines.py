@@ -60,6 +60,7 @@ def test_every_run_of_the_plan_writes_its_own_record(grid):
         assert r["steps"] == settings["steps"] and len(r["evals"]) == settings["epochs"]
         assert math.isfinite(r["dev_loss"]) and 0 <= r["name_kept"] <= 100
         assert 0 < r["trainable_params"] <= r["total_params"]
+        assert r["tokens_seen"] > 0 and "peak_mem_mb" in r  # as chapter 6's records (None on a CPU)
 
 
 def test_template_record_scores_the_same_test_mrs(grid):

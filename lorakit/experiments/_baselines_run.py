@@ -250,6 +250,8 @@ def run_one(ctx: dict, spec: dict) -> dict:
             "test_mrs": len(test),
         },
         "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "peak_mem_mb": result.peak_mem_mb,
         "final_loss": result.history[-1]["loss"] if result.history else None,
         "dev_loss": result.evals[-1]["eval_loss"],
         "evals": result.evals,
