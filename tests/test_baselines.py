@@ -310,3 +310,25 @@ def test_every_method_name_dispatches():
 def test_a_model_that_is_not_gpt2_is_refused():
     with pytest.raises(TypeError, match="GPT-2"):
         apply_method(torch.nn.Linear(4, 4), "adapter_h", r=2)
+
+
+def test_adapter_l_acts_on_each_block_output_after_the_residual_add():
+    """Lin et al.'s adapter sits on top of each layer: y' = y + up(ReLU(down(LN(y)))), with y the
+    block's output (after the MLP's residual add), not the MLP's output inside the block."""
+    model = make_tiny_gpt2()
+    rep = apply_method(model, "adapter_l", r=4)
+    blocks = model.transformer.h
+    assert rep.modules == [f"transformer.h.{i}.adapter" for i in range(len(blocks))]
+    assert "transformer.h.0.mlp.c_fc.weight" in model.state_dict()  # the base keeps its names
+    torch.manual_seed(0)
+    for block in blocks:
+        torch.nn.init.normal_(block.adapter.up.weight, std=0.5)  # a trained-looking adapter
+    x = torch.randn(2, 5, model.config.n_embd)
+    block = blocks[0]
+    out = block(x)
+    out = out[0] if isinstance(out, tuple) else out
+    plain = block.forward(x)  # the block without its hook: attention, MLP, both residual adds
+    y = plain[0] if isinstance(plain, tuple) else plain
+    a = block.adapter
+    torch.testing.assert_close(out, y + a.up(torch.relu(a.down(a.norm(y)))))
+    assert not torch.allclose(out, y)

@@ -75,3 +75,38 @@ def test_finetune_refuses_a_negative_learning_rate(capsys):
     with pytest.raises(SystemExit):
         finetune.main(["--lora-lr", "-1"])
     assert "--lora-lr" in capsys.readouterr().err
+
+
+def test_e2e_step_times_the_eager_goal_in_paired_blocks(tmp_path, capsys):
+    out = tmp_path / "e2e.json"
+    argv = ["--small", "--device", "cpu", "--steps", "4", "--out", str(out)]
+    e2e_step.main([*argv, "--rows", "lorakit_eager", "peft_eager", "--pairs", "3"])
+    results = json.loads(out.read_text())["results"]
+    paired = results["paired_blocks"]
+    assert paired["rows"] == ["lorakit_eager", "peft_eager"] and len(paired["pairs"]) == 3
+    assert [p["first"] for p in paired["pairs"]] == ["lorakit_eager", "peft_eager", "lorakit_eager"]
+    for p in paired["pairs"]:
+        assert p["lorakit_eager_ms"] > 0 and p["peft_eager_ms"] > 0
+        assert p["ratio"] == p["lorakit_eager_ms"] / p["peft_eager_ms"]
+    goal = results["ratios"]["eager_vs_peft_eager"]
+    assert goal["value"] == paired["median_ratio"] == sorted(p["ratio"] for p in paired["pairs"])[1]
+    assert goal["rounds_value"] == (
+        results["rows"]["lorakit_eager"]["step_ms"] / results["rows"]["peft_eager"]["step_ms"]
+    )
+    assert goal["met"] == (goal["value"] <= 1.0)
+    assert "pair 3:" in capsys.readouterr().out
+
+
+def test_e2e_step_without_pairs_keeps_the_rounds_estimate(tmp_path):
+    out = tmp_path / "e2e.json"
+    argv = ["--small", "--device", "cpu", "--steps", "4", "--out", str(out), "--pairs", "0"]
+    e2e_step.main([*argv, "--rows", "lorakit_eager", "peft_eager"])
+    results = json.loads(out.read_text())["results"]
+    assert results["paired_blocks"] is None
+    assert "rounds_value" not in results["ratios"]["eager_vs_peft_eager"]
+
+
+def test_e2e_step_refuses_negative_pairs(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        e2e_step.main(["--small", "--pairs", "-1"])
+    assert exit_.value.code == 2 and "--pairs" in capsys.readouterr().err

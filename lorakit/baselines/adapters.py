@@ -12,9 +12,12 @@ Where the adapters sit in a GPT-2 block ``h = x + Attn(LN1(x)); y = h + MLP(LN2(
   ``h = x + Adapter(Attn(LN1(x)))`` and ``y = h + Adapter(MLP(LN2(h)))``. Two adapters per
   layer; the block's own LayerNorms (``ln_1``, ``ln_2``) train too, as in Houlsby et al.
   Count: ``L_Adpt·(2dr + r + d) + 2·L_LN·d`` with ``L_Adpt = L_LN = 2·L``.
-* **AdapterL** wraps the MLP sub-layer only, and its adapter starts with a new LayerNorm:
-  ``Adapter(z) = z + up(ReLU(down(LN(z))))`` (Lin et al. 2020, eq. 1), with ``z`` the MLP's output.
-  Count: the same formula with ``L_Adpt = L_LN = L``.
+* **AdapterL** puts one adapter, which starts with a new LayerNorm, on top of each block: it acts
+  on the block's output ``y``, the residual stream after the MLP's residual add,
+  ``y' = y + up(ReLU(down(LN(y))))`` (Lin et al. 2020, eq. 1, whose ``H_i`` is the output of
+  layer ``i``; the LoRA paper's "after the MLP module and after a LayerNorm"). The adapter is the
+  block's ``adapter`` attribute, applied by a forward hook, so the block and its weights keep
+  their names. Count: the same formula with ``L_Adpt = L_LN = L``.
 
 Each wrapper calls the wrapped module unchanged (``block.attn`` stays a ``GPT2Attention``, so SDPA
 and the KV cache work as before); the adapter is one extra small module after it. That extra
@@ -88,6 +91,14 @@ class WithAdapter(nn.Module):
         return self.adapter(out)
 
 
+def _adapt_block_output(block: nn.Module, args, output):
+    """Forward hook of an AdapterL block: its ``adapter`` on the block's output (the hidden
+    states, the first element when the block returns a tuple)."""
+    if isinstance(output, tuple):
+        return (block.adapter(output[0]), *output[1:])
+    return block.adapter(output)
+
+
 def _apply(
     model: nn.Module,
     method: str,
@@ -114,10 +125,14 @@ def _apply(
     for i, block in enumerate(blocks):
         for site in sites:
             adapter = BottleneckAdapter(d, r, activation, layer_norm=adapter_norm)
-            setattr(
-                block, site, WithAdapter(getattr(block, site), adapter.to(ref.device, ref.dtype))
-            )
-            modules.append(f"{prefix}h.{i}.{site}.adapter")
+            adapter = adapter.to(ref.device, ref.dtype)
+            if site == "block":  # on the block's output, after its last residual add
+                block.adapter = adapter
+                block.register_forward_hook(_adapt_block_output)
+                modules.append(f"{prefix}h.{i}.adapter")
+            else:  # on a sub-layer's output, before its residual add
+                setattr(block, site, WithAdapter(getattr(block, site), adapter))
+                modules.append(f"{prefix}h.{i}.{site}.adapter")
             n_ln += int(adapter_norm)
         if train_block_ln:
             for ln in ("ln_1", "ln_2"):
@@ -168,7 +183,8 @@ def apply_adapter_h(
 
 
 def apply_adapter_l(model: nn.Module, r: int = 8, activation: str = "relu") -> MethodReport:
-    """AdapterL: one adapter, with its own LayerNorm, after the MLP of every block (Lin et al.).
+    """AdapterL: one adapter, with its own LayerNorm, on the output of every block (Lin et al.),
+    i.e. after the MLP and its residual add.
 
     Parameters
     ----------
@@ -187,5 +203,5 @@ def apply_adapter_l(model: nn.Module, r: int = 8, activation: str = "relu") -> M
         ``r <= 0``, an unknown activation, or a method already applied; the model is untouched.
     """
     return _apply(
-        model, "adapter_l", r, activation, ("mlp",), adapter_norm=True, train_block_ln=False
+        model, "adapter_l", r, activation, ("block",), adapter_norm=True, train_block_ln=False
     )
