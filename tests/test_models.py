@@ -86,6 +86,29 @@ def test_cached_base_is_reused_and_identical(ci_cache):
         assert torch.equal(p, q), n
 
 
+def test_a_just_built_base_trains_as_its_loaded_copy(ci_cache):
+    # The ci base pretrains without dropout and is saved with GPT-2's 0.1; the model returned by
+    # the build must carry 0.1 in its modules too, or the first fine-tune after a build (a fresh
+    # machine, a notebook's first run) differs from every later one.
+    root, built, _, _ = ci_cache
+    loaded, _, _ = load_base("offline", preset="ci", cache_dir=root, device="cpu", verbose=False)
+
+    def rates(model):
+        return [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+
+    assert rates(built) == rates(loaded) and set(rates(loaded)) == {0.1}
+    ids = torch.randint(
+        0, built.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0)
+    )
+    outs = []
+    for model in (built, loaded):
+        model = copy.deepcopy(model).train()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outs.append(model(ids).logits)
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_auto_without_network_falls_back_with_one_notice(offline_env, capsys):
     model, tok, info = load_base("auto", preset="ci", device="cpu")
     out = capsys.readouterr().out

@@ -215,9 +215,14 @@ def pretrain_base(
         result = train(model, batches, cfg, device=dev)
     held_loss = evaluate_loss(model, held_batches, dev)
     # Small presets pretrain without dropout (one or two passes do not overfit); every base is
-    # saved with GPT-2's 0.1 so that fine-tuning in later chapters behaves as on real GPT-2.
+    # saved with GPT-2's 0.1 so that fine-tuning in later chapters behaves as on real GPT-2. The
+    # modules get the rate too: the model returned here must train as the one loaded from the
+    # cache (GPT-2's dropouts are all nn.Dropout; SDPA's attention dropout reads attn_dropout.p).
     for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
         setattr(model.config, key, 0.1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.1
     model.eval()
     samples = sample_generations(model, tokenizer, max_new_tokens=spec.sample_tokens, seed=seed)
     probes = evaluate_base(model, tokenizer, train_ids, held_ids, spec)
