@@ -62,7 +62,7 @@ import torch
 import lorakit
 from lorakit.bench import bench_parser, bench_settings, parse_bench_args, save_bench_record
 from lorakit.bench._models import TINY_GPT2, peft_lora
-from lorakit.cli import positive_int
+from lorakit.cli import nonnegative_int, positive_int
 from lorakit.data import Example, LengthBucketBatches
 from lorakit.presets import pick_device
 from lorakit.train import TrainConfig, train
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--pairs",
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="pairs of alternating eager blocks that time the eager goal (default 12; 0: none, "
         "the goal then comes from the rounds)",
@@ -335,8 +335,6 @@ def main(argv: list[str] | None = None) -> None:
         "--block-steps", type=positive_int, default=None, help="steps in one block (default 80)"
     )
     args = parse_bench_args(parser, "e2e_step", argv)
-    if args.pairs is not None and args.pairs < 0:
-        parser.error(f"--pairs must be 0 or more, got {args.pairs}.")
     start = time.perf_counter()
     settings = bench_settings(args, FULL, SMALL, ("steps", "rounds", "pairs", "block_steps"))
     device = pick_device(args.device)
