@@ -38,7 +38,7 @@ PRESETS: dict[str, dict] = {
 }
 LORA = {**PAPER_E2E["lora"], "targets": list(PAPER_E2E["lora"]["targets"])}
 #: chapter 6's grid in the ``gpu`` preset: seeds and learning rates per method
-GRID = {"seeds": (0, 1, 2), "lr": {"lora": (2e-4, 5e-4, 1e-3), "full": (5e-5, 1e-4)}}
+GRID = {"seeds": (0, 1, 2), "lr": {"lora": (2e-4, 5e-4, 1e-3, 2e-3), "full": (2e-5, 5e-5, 1e-4)}}
 N_SAMPLES = 5
 BOOTSTRAP_METRICS = ("bleu", "rouge_l", "ser")
 

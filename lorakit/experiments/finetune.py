@@ -32,7 +32,7 @@ say would end after M minutes. ``--jobs N`` makes N runs at once
 (:mod:`lorakit.experiments._jobs`). Chapter 6's grid::
 
     python -m lorakit.experiments finetune --preset gpu --seeds 0 1 2 \\
-        --lora-lrs 2e-4 5e-4 1e-3 --full-lrs 5e-5 1e-4
+        --lora-lrs 2e-4 5e-4 1e-3 2e-3 --full-lrs 2e-5 5e-5 1e-4
 
 ``python -m lorakit.experiments finetune-report`` aggregates the records
 (:mod:`lorakit.experiments.finetune_report`). A record holds, for its run: the loss curve, dev
