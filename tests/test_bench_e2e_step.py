@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -89,12 +90,34 @@ def test_e2e_step_times_the_eager_goal_in_paired_blocks(tmp_path, capsys):
         assert p["lorakit_eager_ms"] > 0 and p["peft_eager_ms"] > 0
         assert p["ratio"] == p["lorakit_eager_ms"] / p["peft_eager_ms"]
     goal = results["ratios"]["eager_vs_peft_eager"]
-    assert goal["value"] == paired["median_ratio"] == sorted(p["ratio"] for p in paired["pairs"])[1]
+    r = [p["ratio"] for p in paired["pairs"]]
+    assert paired["couples"] == [pytest.approx(math.sqrt(r[0] * r[1]))]
+    assert goal["value"] == paired["median_ratio"] == paired["couples"][0]
+    assert paired["pairs_median"] == sorted(r)[1]
+    assert goal["estimate"] == "median over the AB/BA couples"
     assert goal["rounds_value"] == (
         results["rows"]["lorakit_eager"]["step_ms"] / results["rows"]["peft_eager"]["step_ms"]
     )
     assert goal["met"] == (goal["value"] <= 1.0)
     assert "pair 3:" in capsys.readouterr().out
+
+
+def test_couples_cancel_a_position_effect_that_pairs_alone_do_not():
+    # lorakit truly 0.97x PEFT; whichever block runs second takes 0.9x its time
+    true, second = 0.97, 0.9
+    pairs = []
+    for k in range(6):
+        lk, pf = (1.0, 1 / true * second) if k % 2 == 0 else (second, 1 / true)
+        pairs.append({"ratio": lk / pf})
+    pairs[5]["ratio"] *= 1.2  # one noisy block: the couples' median shrugs it off
+    summary = e2e_step.summarize_pairs(pairs)
+    assert summary["couples"][:2] == [pytest.approx(true)] * 2
+    assert summary["median_ratio"] == pytest.approx(true)
+    assert summary["position_effect"] == pytest.approx(1 / second, rel=0.05)
+    assert summary["pairs_median"] > 1.0  # the pairs' median calls a faster row slower
+    single = e2e_step.summarize_pairs([{"ratio": 1.1}])
+    assert single["median_ratio"] == 1.1 and single["couples"] == []
+    assert single["estimate"] == "median over the pairs" and single["position_effect"] is None
 
 
 def test_e2e_step_without_pairs_keeps_the_rounds_estimate(tmp_path):

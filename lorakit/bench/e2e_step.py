@@ -36,13 +36,19 @@ alternates AB, BA, ... so each pair runs back to back (``--rows lorakit_eager pe
 --rounds 6``). Compiled rows run once (each compile costs a minute or more).
 
 The eager goal compares two host-bound steps whose difference is smaller than that drift, and a
-row's first run in a process also pays for what the process meets the first time (each new
-batch shape's matmul set-up, for one). So it is timed once more, in ``--pairs`` pairs of blocks:
-one lorakit and one PEFT model stay alive, each first trains one untimed block, then the two
-alternate blocks of ``block_steps`` steps (AB, BA, AB, ...) on the same batches; a block's time
-is ``TrainResult.step_time_s`` (its steps after the first), a pair's ratio is lorakit's block
-over PEFT's, and the goal's value is the median over the pairs. The rounds' estimate stays in the
-record as ``rounds_value``.
+row's first run in a process also pays for what the process meets the first time (each new batch
+shape's matmul set-up, for one). So it is timed once more, in ``--pairs`` pairs of blocks: one
+lorakit and one PEFT model stay alive, each first trains one untimed block, then the two alternate
+blocks of ``block_steps`` steps (AB, BA, AB, ...) on the same batches; a block's time is
+``TrainResult.step_time_s`` (its steps after the first), and a pair's ratio is lorakit's block over
+PEFT's. On a GPU the block that runs second in a pair can be faster, whichever row it is (the
+record's ``position_effect``), so a pair's ratio leans towards the row that ran second. Two
+consecutive pairs, AB then BA, form a couple whose ratio is the geometric mean of their two ratios:
+a position effect that multiplies the second block's time by ``g`` enters one pair as ``g`` and the
+other as ``1/g`` and cancels. The goal's value is the median over the couples (over the pairs when
+there are fewer than two); the record keeps the pairs, the couples, the median over the pairs and
+the position effect it measured (the geometric mean over the couples of ``sqrt(r_AB / r_BA)``: > 1
+when the second block is faster). The rounds' estimate stays in the record as ``rounds_value``.
 
 Every round of a row trains the same model from the same weights on the same batches, so its
 rounds should end at the same loss. The record keeps each round's final loss and says whether they
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import math
 import random
 import statistics
 import time
@@ -306,11 +313,32 @@ def run_pairs(settings: dict, batches, device: torch.device, rows=PAIRED) -> dic
         )
     models.clear()
     gc.collect()
+    return {"rows": list(rows), "block_steps": steps, "pairs": pairs, **summarize_pairs(pairs)}
+
+
+def summarize_pairs(pairs: list[dict]) -> dict:
+    """The goal's estimate from the pairs of :func:`run_pairs` (ratios in AB, BA, AB, ... order).
+
+    Pairs ``2j`` (AB) and ``2j + 1`` (BA) make couple ``j``, whose ratio ``sqrt(r_AB · r_BA)``
+    cancels a position effect that scales the second block of every pair by one factor.
+    Returns ``median_ratio`` (the goal's value: the median over the couples, or over the pairs
+    when there is no couple), ``pairs_median`` (the median over the pairs), ``couples`` (each
+    couple's ratio) and ``position_effect`` (how much faster the block that runs second is:
+    the geometric mean over the couples of ``sqrt(r_AB / r_BA)``; ``None`` without a couple).
+    """
+    ratios = [p["ratio"] for p in pairs]
+    ab_ba = list(zip(ratios[0::2], ratios[1::2]))
+    couples = [math.sqrt(ab * ba) for ab, ba in ab_ba]
+    pairs_median = statistics.median(ratios) if ratios else None
+    effect = None
+    if ab_ba:
+        effect = math.exp(statistics.fmean(0.5 * math.log(ab / ba) for ab, ba in ab_ba))
     return {
-        "rows": list(rows),
-        "block_steps": steps,
-        "pairs": pairs,
-        "median_ratio": statistics.median(p["ratio"] for p in pairs),
+        "median_ratio": statistics.median(couples) if couples else pairs_median,
+        "estimate": "median over the AB/BA couples" if couples else "median over the pairs",
+        "pairs_median": pairs_median,
+        "couples": couples,
+        "position_effect": effect,
     }
 
 
@@ -367,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
                 ratios[key].update(
                     value=paired["median_ratio"],
                     rounds_value=value,
-                    estimate="median over the paired blocks",
+                    estimate=paired["estimate"],
                 )
                 value = paired["median_ratio"]
             if limit:
