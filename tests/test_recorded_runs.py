@@ -91,7 +91,10 @@ def test_a_run_under_mps_beside_six_others_repeats_the_run_made_alone():
 def test_the_solo_run_is_seed_0_of_chapter_6_grid():
     solo = _record("ch06_finetune_gpu_solo/lora-lr0.0002-s0.json")
     grid = _record("ch06_finetune_gpu/lora-lr0.0002-s0.json")
-    assert _differences(solo, grid) == []
+    assert solo["preset"] == grid["preset"] and solo["seed"] == grid["seed"]
+    # the numbers and texts; the provenance (source hashes) may differ: records of one
+    # configuration are re-made at later commits one at a time
+    assert _differences(solo["results"], grid["results"]) == []
 
 
 def test_chapter_7_ft_run_equals_chapter_6_full_fine_tuning_of_the_same_seed_and_rate():
