@@ -328,3 +328,130 @@ def test_sweep_claims_need_the_largest_size_and_pick_the_best_smaller_by_dev_los
     missing = [*pts[:-1], {"size": 512, "status": "not run"}]
     assert rep._sweep_ends(missing)[2] == "the largest size of the sweep, 512, is not run"
     assert rep._sweep_ends([point(512, 1.0)])[2] == "no smaller size is run"
+
+
+# Table 3's FT and LoRA runs at chapter 6's settings are chapter 6's runs: imported, not made again
+ALIGNED = dict(  # chapter 7's ci preset set to chapter 6's ci settings
+    train_mrs=12,
+    refs_per_mr=1,
+    dev_mrs=4,
+    test_mrs=4,
+    steps=None,
+    gen_batch=4,
+    max_new_tokens=16,
+    seeds=(0,),
+    lrs={"ft": (5e-5,), "lora": (2e-4,)},
+)
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory, fixed_source):
+    """Chapter 6's grid (LoRA and full fine-tuning, seed 0) and chapter 7's Table 3 beside it,
+    once importing what chapter 6 made and once making every run (``force``)."""
+    from conftest import make_tiny_tokenizer, one_thread
+
+    from lorakit.experiments import _finetune_grid as ch6
+
+    root = tmp_path_factory.mktemp("twins")
+    info = BaseInfo(source="test", name="tiny", n_params=0, tokenizer="tiny", vocab_size=300)
+    base = (make_tiny_gpt2(n_positions=512), make_tiny_tokenizer(), info)
+    kw = dict(preset="ci", device="cpu", progress=False, loaded=base, source=str(FIXTURE))
+    with one_thread():
+        runs = ch6.plan_grid(["lora", "full"], [0], {"lora": [2e-4], "full": [5e-5]})
+        ch6.run_grid(
+            runs, "ci", source=str(FIXTURE), out=root, device="cpu", progress=False, loaded=base
+        )
+        kw.update(part="table3", overrides=ALIGNED)
+        exp.run_baselines(out=root / "ch07", **kw)
+        exp.run_baselines(out=root / "made", force=True, **kw)
+    return root
+
+
+def test_chapter_7_imports_chapter_6_twins_and_they_equal_the_runs_it_would_make(twins):
+    from lorakit.experiments import _grid
+
+    ch6 = next(twins.glob("ch06_finetune_ci*"))
+    current = {r["name"]: r for r in _grid.load_runs(twins / "ch07")}
+    for name, twin in (("ft-lr5e-05-s0", "full-lr5e-05-s0"), ("lora-size4-lr0.0002-s0", None)):
+        twin = twin or "lora-lr0.0002-s0"
+        imported = json.loads((twins / "ch07" / f"{name}.json").read_text())
+        made = json.loads((twins / "made" / f"{name}.json").read_text())
+        source = json.loads((ch6 / f"{twin}.json").read_text())
+        assert imported["results"]["imported_from"] == f"{ch6.name}/{twin}.json"
+        assert "imported_from" not in made["results"]
+        assert current[name]["current"], "an imported record of current runs is current"
+        # the twin made the measurements: its provenance, and every module it loaded
+        for key in ("device", "versions", "commit", "date", "wall_s", "data"):
+            assert imported[key] == source[key], key
+        assert source["source_files"].items() <= imported["source_files"].items()
+        # chapter 7 making the run itself gives the same record, timings aside (on the CPU;
+        # on the GPU the shipped FT records show the same)
+        a, b = imported["results"], made["results"]
+        skip = {"imported_from", "cuda_graphs"}
+        assert without_timings({k: v for k, v in a.items() if k not in skip}) == without_timings(
+            {k: v for k, v in b.items() if k not in skip}
+        )
+        assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    # the other methods were made
+    trained = [json.loads(p.read_text())["results"] for p in (twins / "ch07").glob("*-s0.json")]
+    assert sum("imported_from" not in r for r in trained) == len(exp.TABLE3) - 2
+    # the report says which rows are chapter 6's runs and leaves their minutes to chapter 6
+    settings = exp.settings_for("ci", ALIGNED)
+    out, made = (
+        rep.report_folder(twins / "ch07", settings),
+        rep.report_folder(twins / "made", settings),
+    )
+    assert sorted(out["imported"]) == ["ft-lr5e-05-s0", "lora-size4-lr0.0002-s0"]
+    assert not made["imported"] and out["table3"]["lora"]["status"] == "run"
+    walls = sum(r["wall_s"] for r in out["records"] if r["name"] in out["imported"])
+    assert out["gpu_minutes"] == pytest.approx(
+        sum(r["wall_s"] for r in out["records"]) / 60 - walls / 60
+    )
+
+
+def test_a_twin_is_a_run_of_the_same_settings_only():
+    from lorakit.experiments import _baselines_twins as tw
+
+    gpu = exp.settings_for("gpu")
+    shipped = json.loads(
+        (Path(__file__).parents[1] / "data/runs/ch06_finetune_gpu/lora-lr0.001-s0.json").read_text()
+    )["results"]["settings"]
+    lora = {"id": "lora-size4-lr0.001-s0", "method": "lora", "size": 4, "lr": 1e-3, "seed": 0}
+    assert tw.twin_id(lora) == "lora-lr0.001-s0"
+    assert tw.same_settings(lora, gpu, shipped) == []
+    assert tw.same_settings({**lora, "size": 16}, gpu, shipped) == ["lora"]
+    assert tw.same_settings(lora, exp.settings_for("gpu", {"epochs": 2}), shipped) == ["epochs"]
+    assert tw.same_settings(lora, exp.settings_for("gpu", {"steps": 100}), shipped) == ["steps"]
+    assert tw.twin_id({"method": "ft", "lr": 5e-5, "seed": 2}) == "full-lr5e-05-s2"
+    assert tw.twin_id({"method": "adapter_h", "lr": 5e-4, "seed": 0}) is None
+
+
+def test_the_shipped_chapter_6_ft_run_imports_as_the_chapter_7_run_made_on_the_gpu():
+    """Chapter 7's FT run of seed 0 was made on the GPU by chapter 7's own code; importing
+    chapter 6's run of that seed and rate gives the same record, timings aside."""
+    import types
+
+    from lorakit.experiments import _baselines_twins as tw
+
+    runs = Path(__file__).parents[1] / "data" / "runs"
+    twin = json.loads((runs / "ch06_finetune_gpu" / "full-lr5e-05-s0.json").read_text())
+    made = json.loads((runs / "ch07_baselines_gpu" / "ft-lr5e-05-s0.json").read_text())["results"]
+    spec = {"id": "ft-lr5e-05-s0", "part": "table3", "method": "ft", "size": None}
+    spec.update(lr=5e-5, seed=0)
+    counts = {k: made[k] for k in ("config", "formula", "formula_text")}
+    report = types.SimpleNamespace(
+        trainable=made["trainable_params"], total=made["total_params"], **counts
+    )
+    test = load_e2e("test", "synthetic")
+    rel = "ch06_finetune_gpu/full-lr5e-05-s0.json"
+    got = tw.twin_results(spec, twin, rel, report, exp.settings_for("gpu"), test)
+    skip = TIMINGS | {"cuda_graphs", "imported_from"}
+    assert {k: v for k, v in got.items() if k not in skip} == {
+        k: v for k, v in made.items() if k not in skip
+    }
+    assert [r["loss"] for r in got["history"]] == [r["loss"] for r in made["history"]]
+    # a twin whose texts do not give its own metrics is not this run
+    bad = json.loads(json.dumps(twin))
+    bad["results"]["methods"]["full"]["metrics"]["bleu"] += 0.01
+    with pytest.raises(ValueError, match="is not this run"):
+        tw.twin_results(spec, bad, rel, report, exp.settings_for("gpu"), test)

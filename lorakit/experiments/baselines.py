@@ -66,6 +66,7 @@ from lorakit.experiments._baselines_settings import (  # noqa: F401  (re-exporte
     plan,
     settings_for,
 )
+from lorakit.experiments._baselines_twins import import_twins
 from lorakit.experiments._finetune_settings import base_block
 from lorakit.experiments._grid_command import (
     GridCall,
@@ -122,6 +123,8 @@ def run_baselines(
         "settings": settings,
         "base_info": base_rec,
     }
+    if out is not None:  # Table 3's FT and LoRA runs that chapter 6's grid has made
+        import_twins(specs, settings, out, preset, config, src, context, force, call.say)
     made = call.run(run_one, specs, context, "ch07", _progress_line)
     return [template, *made]
 

@@ -116,8 +116,15 @@ def figure2(runs: list[dict], settings: dict) -> dict[str, dict]:
 
 
 def gpu_minutes(records: list[dict]) -> float:
-    """Device minutes of the records (:func:`lorakit.experiments._grid.gpu_minutes`)."""
-    return _grid.gpu_minutes(records)
+    """Device minutes of the records this grid made (:func:`lorakit.experiments._grid.gpu_minutes`):
+    runs imported from chapter 6 count there, not here."""
+    return _grid.gpu_minutes([r for r in records if not imported_from(r)])
+
+
+def imported_from(record: dict) -> str | None:
+    """The chapter 6 record a run was imported from (``None``: made by this grid); see
+    :mod:`lorakit.experiments._baselines_twins`."""
+    return (record.get("results") or {}).get("imported_from")
 
 
 def _bleu(row: dict) -> list[float]:
@@ -288,7 +295,8 @@ def report_folder(folder: str | Path, settings: dict, part: str = "all") -> dict
 def report(records: list[dict], settings: dict, part: str = "all") -> dict:
     """Everything the chapter shows from ``records`` (a folder's, or a live run's):
     ``{"records", "runs", "template", "table3", "figure2", "claims", "missing", "gpu_minutes",
-    "stale"}``; ``missing`` lists the runs of the plan of ``settings`` without a record."""
+    "stale", "imported"}``; ``missing`` lists the runs of the plan of ``settings`` without a
+    record, ``imported`` the runs taken from chapter 6 (run id -> its record there)."""
     runs, template = split_records(records)
     t3, f2 = table3(runs, settings), figure2(runs, settings)
     return {
@@ -301,6 +309,7 @@ def report(records: list[dict], settings: dict, part: str = "all") -> dict:
         "missing": _grid.missing(plan(settings, part), records),
         "gpu_minutes": gpu_minutes(records),
         "stale": [r["name"] for r in records if not r["current"]],
+        "imported": {r["name"]: imported_from(r) for r in records if imported_from(r)},
     }
 
 
@@ -322,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     preset, folder = _report.parse_report_args(argv, "baselines-report", __doc__, GRID, PRESETS)
     rep = report_folder(folder, settings_for(preset))
     _report.print_records(f"{len(rep['records'])} records", folder, rep)
+    if rep["imported"]:
+        print(f"runs of chapter 6 (not counted in the GPU minutes): {', '.join(rep['imported'])}")
     print("\nTable 3\n" + table3_text(rep["table3"], rep["template"]))
     print("\nFigure 2\n" + figure2_text(rep["figure2"]))
     print(f"\nClaims (rule: {RULE_TEXT})\n" + claims_text(rep["claims"]))
