@@ -445,7 +445,7 @@ def test_the_shipped_chapter_6_ft_run_imports_as_the_chapter_7_run_made_on_the_g
     test = load_e2e("test", "synthetic")
     rel = "ch06_finetune_gpu/full-lr5e-05-s0.json"
     got = tw.twin_results(spec, twin, rel, report, exp.settings_for("gpu"), test)
-    skip = TIMINGS | {"cuda_graphs", "imported_from"}
+    skip = TIMINGS | {"cuda_graphs", "imported_from", "decode_batch"}  # the last: newer records
     assert {k: v for k, v in got.items() if k not in skip} == {
         k: v for k, v in made.items() if k not in skip
     }
@@ -455,3 +455,25 @@ def test_the_shipped_chapter_6_ft_run_imports_as_the_chapter_7_run_made_on_the_g
     bad["results"]["methods"]["full"]["metrics"]["bleu"] += 0.01
     with pytest.raises(ValueError, match="is not this run"):
         tw.twin_results(spec, bad, rel, report, exp.settings_for("gpu"), test)
+
+
+def test_prefix_runs_decode_fewer_mrs_at_once_as_their_sequences_grow():
+    from lorakit.experiments._baselines_run import decode_batch
+
+    assert decode_batch(100, "lora", 4) == decode_batch(100, "ft", None) == 100
+    assert decode_batch(100, "adapter_h", 256) == 100  # a bottleneck adds no tokens
+    sizes = (16, 64, 128, 256, 512)
+    got = [decode_batch(100, "prefix_embed", n) for n in sizes]
+    assert got == [88, 66, 50, 33, 20] == [decode_batch(100, "prefix_layer", n) for n in sizes]
+    # MRs x tokens stays within the plain run's
+    assert all(b * (128 + n) <= 100 * 128 for b, n in zip(got, sizes))
+    assert decode_batch(1, "prefix_embed", 512) == 1
+
+
+def test_records_say_how_many_mrs_they_decoded_at_once(grid):
+    for path in grid.glob("*-s0.json"):
+        r = json.loads(path.read_text())["results"]
+        want = exp.PRESETS["ci"]["gen_batch"]
+        if r["method"].startswith("prefix"):
+            want = want * 128 // (128 + r["size"])
+        assert r["decode_batch"] == want, path.name

@@ -20,6 +20,23 @@ from lorakit.presets import seed_everything
 from lorakit.train import TrainConfig, train
 
 HISTORY_ROWS = 40  # loss-curve rows kept in a record
+DECODE_TOKENS = 128  # about a test prompt and its new tokens, without special tokens
+
+
+def decode_batch(gen_batch: int, method: str, size: int | None) -> int:
+    """How many test MRs a run decodes at once: ``gen_batch``, made smaller for the prefix methods.
+
+    Beam search keeps keys and values for every beam of every MR in the batch, so its memory
+    grows with MRs × beams × tokens. A prefix method adds ``size`` special tokens to each
+    sequence (512 at Figure 2's largest point: five times the tokens of a plain prompt), so its
+    batch is cut by ``DECODE_TOKENS / (DECODE_TOKENS + size)`` to keep that product near what a
+    plain run holds: 100 MRs -> 20 at 512 special tokens, 66 at 64. Several runs at once on one
+    GPU then fit in memory whatever the methods (eight plain runs decoding together held 132 GiB
+    of an H200's 140 GiB), and one prefix run fits on a GPU that holds a plain one.
+    """
+    if method not in ("prefix_embed", "prefix_layer") or not size:
+        return gen_batch
+    return max(1, gen_batch * DECODE_TOKENS // (DECODE_TOKENS + size))
 
 
 def method_kwargs(method: str, size: int | None, separator_ids: list[int], seed: int = 0) -> dict:
@@ -218,7 +235,14 @@ def run_one(ctx: dict, spec: dict) -> dict:
         merge_lora(model)  # decode with ΔW folded into W: no extra latency (paper §4.1)
     test = data["test"]
     generator = PromptedGenerator(model, report.prepare_batch)
-    hyps, gen_s = decode_timed(generator, ctx["tokenizer"], [r.mr for r in test], settings, device)
+    n_decode = decode_batch(settings["gen_batch"], method, size)
+    hyps, gen_s = decode_timed(
+        generator,
+        ctx["tokenizer"],
+        [r.mr for r in test],
+        {**settings, "gen_batch": n_decode},
+        device,
+    )
     del model, generator
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -243,6 +267,7 @@ def run_one(ctx: dict, spec: dict) -> dict:
                 "beams",
             )
         },
+        "decode_batch": n_decode,
         "data": {
             "train_mrs": data["n_train_mrs"],
             "train_pairs": len(data["train_examples"]),

@@ -183,6 +183,7 @@ def twin_results(spec: dict, twin: dict, rel: str, report, settings: dict, test)
                 "beams",
             )
         },
+        "decode_batch": settings["gen_batch"],
         "data": {k: r["data"][k] for k in ("train_mrs", "train_pairs", "dev_mrs", "test_mrs")},
         **{k: run[k] for k in ("steps", "tokens_seen", "peak_mem_mb", "dev_loss", "evals")},
         "final_loss": run["history"][-1]["loss"] if run["history"] else None,
