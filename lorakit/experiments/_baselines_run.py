@@ -20,6 +20,8 @@ from lorakit.presets import seed_everything
 from lorakit.train import TrainConfig, train
 
 HISTORY_ROWS = 40  # loss-curve rows kept in a record
+#: the settings a record's ``schedule`` repeats
+SCHEDULE = ("epochs", "steps", "batch_size", "warmup", "label_smoothing", "weight_decay", "beams")
 DECODE_TOKENS = 128  # about a test prompt and its new tokens, without special tokens
 
 
@@ -194,6 +196,23 @@ def _thin(rows: list[dict], most: int) -> list[dict]:
     return rows[::step] + ([rows[-1]] if rows and (len(rows) - 1) % step else [])
 
 
+def describe_run(spec: dict, report, settings: dict, base: dict | None) -> dict:
+    """What a record says of the run before its results: the spec's method, size, rate and seed,
+    the method's label, settings, counts and formula (``report``, from
+    :func:`lorakit.baselines.apply_method`), the base block and the schedule."""
+    return {
+        **{k: spec[k] for k in ("method", "size", "lr", "seed")},
+        "label": LABELS[spec["method"]],
+        "config": report.config,
+        "trainable_params": report.trainable,
+        "total_params": report.total,
+        "formula": report.formula,
+        "formula_text": report.formula_text,
+        "base": base,
+        "schedule": {k: settings[k] for k in SCHEDULE},
+    }
+
+
 def run_one(ctx: dict, spec: dict) -> dict:
     """Fine-tune a copy of ``ctx["base"]`` with one run of the plan, decode the test MRs, score.
 
@@ -247,26 +266,7 @@ def run_one(ctx: dict, spec: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
-        **{k: spec[k] for k in ("method", "size", "lr", "seed")},
-        "label": LABELS[method],
-        "config": report.config,
-        "trainable_params": report.trainable,
-        "total_params": report.total,
-        "formula": report.formula,
-        "formula_text": report.formula_text,
-        "base": ctx.get("base_info"),
-        "schedule": {
-            k: settings[k]
-            for k in (
-                "epochs",
-                "steps",
-                "batch_size",
-                "warmup",
-                "label_smoothing",
-                "weight_decay",
-                "beams",
-            )
-        },
+        **describe_run(spec, report, settings, ctx.get("base_info")),
         "decode_batch": n_decode,
         "data": {
             "train_mrs": data["n_train_mrs"],

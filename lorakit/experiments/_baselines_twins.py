@@ -32,8 +32,13 @@ from pathlib import Path
 from lorakit import runs as _runs
 from lorakit.baselines import apply_method
 from lorakit.evaluate import score_all
-from lorakit.experiments._baselines_run import HISTORY_ROWS, _thin, method_kwargs, name_kept
-from lorakit.experiments._baselines_settings import LABELS
+from lorakit.experiments._baselines_run import (
+    HISTORY_ROWS,
+    _thin,
+    describe_run,
+    method_kwargs,
+    name_kept,
+)
 from lorakit.experiments._finetune_grid import grid_folder, stale_reason
 from lorakit.experiments._stats import bootstrap_cis
 from lorakit.fileio import atomic_write
@@ -163,26 +168,7 @@ def twin_results(spec: dict, twin: dict, rel: str, report, settings: dict, test)
             for k, ci in bootstrap_cis(hyps, refs, n=settings["bootstrap"], seed=0, mrs=mrs).items()
         }
     return {
-        **{k: spec[k] for k in ("method", "size", "lr", "seed")},
-        "label": LABELS[spec["method"]],
-        "config": report.config,
-        "trainable_params": report.trainable,
-        "total_params": report.total,
-        "formula": report.formula,
-        "formula_text": report.formula_text,
-        "base": r["base"],
-        "schedule": {
-            k: settings[k]
-            for k in (
-                "epochs",
-                "steps",
-                "batch_size",
-                "warmup",
-                "label_smoothing",
-                "weight_decay",
-                "beams",
-            )
-        },
+        **describe_run(spec, report, settings, r["base"]),
         "decode_batch": settings["gen_batch"],
         "data": {k: r["data"][k] for k in ("train_mrs", "train_pairs", "dev_mrs", "test_mrs")},
         **{k: run[k] for k in ("steps", "tokens_seen", "peak_mem_mb", "dev_loss", "evals")},
