@@ -4,8 +4,8 @@ At chapter 6's settings, Table 3's FT row and its LoRA row (r = 4 on Wq, Wv, α 
 0.1) are runs of chapter 6's grid: the same base build, data files, schedule, learning rate and
 seed, trained by the same loop (:func:`lorakit.train.train`, deterministic kernels) and decoded by
 the same beam search. Chapter 6's FT run and chapter 7's of one seed and rate were once both made
-on the GPU and agree in every loss, the dev loss, the metrics and all 552 texts
-(``tests/test_recorded_runs.py``); on the CPU the test suite checks the same for LoRA.
+on the GPU (at commit 5f10954) and agreed in every loss, the dev loss, the metrics and all 552
+texts; on the CPU the test suite checks the same for FT and LoRA.
 
 So before it trains, the chapter 7 grid looks for each such run's *twin*: the record of the same
 rate and seed in chapter 6's folder beside its own (``<folder>/../ch06_finetune_<preset>[...]``,
