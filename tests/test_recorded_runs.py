@@ -1,7 +1,8 @@
 """What the README and chapters 5-7 say about the shipped GPU records' reproducibility, checked on
 the records themselves: a run made again (another session, another machine, beside other runs
-under MPS) gives the same numbers and texts, only its timings differ; and a run chapter 7 imports
-from chapter 6 carries the numbers and texts of the record it names."""
+under MPS) gives the same numbers and texts, only its timings differ; a run chapter 7 imports
+from chapter 6 carries the numbers and texts of the record it names; and the records the README
+calls stale are the ones ``python -m lorakit.runs check`` finds stale."""
 
 from __future__ import annotations
 
@@ -117,3 +118,37 @@ def test_chapter_7_imported_runs_carry_their_chapter_6_twins_numbers_and_texts()
         both = [row for row in ch7["history"] if row["step"] in ch6_loss]
         assert len(both) > 10, record["name"]
         assert all(row["loss"] == ch6_loss[row["step"]] for row in both), record["name"]
+
+
+def test_the_readme_states_which_records_are_stale():
+    """The README's count of stale records is `python -m lorakit.runs check`'s, and its records
+    table marks **stale** exactly the folders that hold a stale record (with the count, where a row
+    gives one). The count changes with every change of a module a record loaded, so this keeps the
+    sentence a reader trusts from drifting."""
+    import re
+
+    from lorakit.runs.check import check_runs
+
+    readme = (RUNS.parents[1] / "README.md").read_text()
+    said = re.search(r"\*\*(\d+) of the (\d+) records are stale at this commit\*\*", readme)
+    assert said, "the README's 'Recorded runs' section lost its '**N of the M records are stale'"
+    findings = check_runs(RUNS)
+    stale = [f.path.relative_to(RUNS).as_posix() for f in findings if f.stale]
+    assert (int(said[1]), int(said[2])) == (len(stale), len(findings)), (
+        f"the README says {said[1]} of {said[2]} records are stale; `python -m lorakit.runs check` "
+        f"finds {len(stale)} of {len(findings)}: {stale}"
+    )
+    rows = {m[1]: line for line in readme.splitlines() if (m := re.match(r"\| `([\w.-]+)/", line))}
+    per_folder: dict[str, int] = {}
+    for path in stale:
+        per_folder[path.split("/")[0]] = per_folder.get(path.split("/")[0], 0) + 1
+    for folder, row in rows.items():
+        marked = "**stale**" in row
+        assert marked == (folder in per_folder), f"the records table's row for {folder}/ " + (
+            "says **stale**, but none of its records is" if marked else "does not say **stale**"
+        )
+        count = re.search(r"(\d+) \*\*stale\*\*", row)
+        if count:
+            assert int(count[1]) == per_folder[folder], (
+                f"{folder}/: the README says {count[1]} stale, `runs check` {per_folder[folder]}"
+            )
