@@ -7,6 +7,8 @@ calls stale are the ones ``python -m lorakit.runs check`` finds stale."""
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +127,6 @@ def test_the_readme_states_which_records_are_stale():
     table marks **stale** exactly the folders that hold a stale record (with the count, where a row
     gives one). The count changes with every change of a module a record loaded, so this keeps the
     sentence a reader trusts from drifting."""
-    import re
-
     from lorakit.runs.check import check_runs
 
     readme = (RUNS.parents[1] / "README.md").read_text()
@@ -139,9 +139,7 @@ def test_the_readme_states_which_records_are_stale():
         f"finds {len(stale)} of {len(findings)}: {stale}"
     )
     rows = {m[1]: line for line in readme.splitlines() if (m := re.match(r"\| `([\w.-]+)/", line))}
-    per_folder: dict[str, int] = {}
-    for path in stale:
-        per_folder[path.split("/")[0]] = per_folder.get(path.split("/")[0], 0) + 1
+    per_folder = Counter(path.split("/")[0] for path in stale)
     for folder, row in rows.items():
         marked = "**stale**" in row
         assert marked == (folder in per_folder), f"the records table's row for {folder}/ " + (
