@@ -210,3 +210,58 @@ def test_the_command_line_and_the_shipped_records_still_load():
     for path in sorted((ROOT / "data" / "runs").glob("*.json")):
         rec = runs.load_record(path.stem)
         assert rec["name"] == path.stem and "results" in rec and "commit" in rec
+
+
+def test_checking_many_records_hashes_each_module_once(tmp_path, monkeypatch):
+    from lorakit.runs import check
+
+    calls = []
+
+    def counted(source):
+        calls.append(source)
+        return runs.code_sha256(source)
+
+    monkeypatch.setattr(check, "code_sha256", counted)
+    copy = tmp_path / "lorakit"
+    shutil.copytree(runs.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    files = runs.loaded_sources()
+    rec = {"source_files": files, "source_sha256": runs.source_sha256(copy, files), "results": {}}
+    hashes = check.CodeHashes(copy)
+    assert hashes.sha256(files) == rec["source_sha256"]
+    for _ in range(5):
+        assert hashes.changes(rec) == [] == runs.source_changes(rec, copy)
+    assert len(calls) == len(files)  # each module parsed once for five checks
+
+    layers = copy / "lora" / "layers.py"
+    layers.write_text(layers.read_text() + "\nEDITED = True\n")
+    for _ in range(3):
+        assert hashes.changes(rec) == ["lorakit/ changed since: lora/layers.py"]
+    assert len(calls) == len(files) + 1  # the edit is seen, and only the edited file re-parsed
+    assert hashes.changes(rec) == runs.source_changes(rec, copy)
+    layers.unlink()
+    assert hashes.file("lora/layers.py") is None
+    assert hashes.changes(rec) == runs.source_changes(rec, copy)
+    assert hashes.changes({**rec, "source_sha256": "0" * 64}) == [
+        "lorakit/ changed since: lora/layers.py"
+    ]
+
+    shutil.copy(runs.PACKAGE_DIR / "lora" / "layers.py", layers)
+    assert hashes.changes(rec) == []
+    assert hashes.changes({**rec, "source_sha256": "0" * 64}) == ["its source hash differs"]
+    old = {"source_sha256": runs.source_sha256(copy), "results": {}}  # no source_files
+    assert hashes.changes(old) == [] == runs.source_changes(old, copy)
+
+
+def test_checking_the_shipped_records_parses_each_module_at_most_once(monkeypatch):
+    from lorakit.runs import check
+
+    calls = []
+    monkeypatch.setattr(check, "code_sha256", lambda s: calls.append(s) or runs.code_sha256(s))
+    monkeypatch.setattr(check, "_INSTALLED", None)
+    findings = check.check_runs()
+    assert len(findings) > 50
+    assert 0 < len(calls) <= len(list(runs.PACKAGE_DIR.rglob("*.py")))
+    for _ in range(2):  # the claims table checks a record once per claim that reads it
+        again = check.check_runs()
+        assert [(f.path, f.stale) for f in again] == [(f.path, f.stale) for f in findings]
+    assert len(calls) <= len(list(runs.PACKAGE_DIR.rglob("*.py")))
