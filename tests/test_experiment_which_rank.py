@@ -109,6 +109,9 @@ def test_subspace_report_reads_independent_seed_pairs(grid):
     rows = out["convergence"]
     assert len(rows) == 6 and all(x["converged"] is None for x in rows)  # one epoch: not judged
     assert {c["chapter"] for c in out["claims"]} == {9} and len(out["claims"]) == 8
+    table7 = [c for c in out["claims"] if "(r=4)" in c["claim"]]
+    for c in table7:  # the paper's Table 7 is of Wq: a ΔWv row says its numbers are Wq's
+        assert c["paper"].startswith("Wq's (Table 7 has Wq only)") == c["claim"].startswith("ΔWv")
 
 
 def test_claim_rows_for_the_claims_table(grid, tmp_path):

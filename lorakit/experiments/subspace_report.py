@@ -283,7 +283,12 @@ def claims(fig3: dict | None, t7: dict | None) -> list[dict]:
         x = None if t7 is None else t7[m].get("4")
         if not x or not x["seeds"]:
             for claim, paper in TABLE7_CLAIMS:
-                add(claim.format(m=m), paper, "not run", ("not run", "no {Wq,Wv} r=4 record"))
+                add(
+                    claim.format(m=m),
+                    _paper(paper, m),
+                    "not run",
+                    ("not run", "no {Wq,Wv} r=4 record"),
+                )
             continue
         way = [  # how far onto ΔW sits from random (0) to W's own top directions (1)
             (d - rnd) / (w - rnd)
@@ -306,8 +311,14 @@ def claims(fig3: dict | None, t7: dict | None) -> list[dict]:
                 _side(amp, t["amplification"], above=True),
             ),
         ):
-            add(claim.format(m=m), paper, ours, judged)
+            add(claim.format(m=m), _paper(paper, m), ours, judged)
     return rows
+
+
+def _paper(numbers: str, m: str) -> str:
+    """The paper column of a Table 7 claim: the paper's Table 7 is of Wq, so a ΔWv row says
+    that its reference numbers are Wq's."""
+    return numbers if m == "q" else f"Wq's (Table 7 has Wq only): {numbers}"
 
 
 def report(records: list[dict], folder: str | Path | None) -> dict:
